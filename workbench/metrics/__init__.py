@@ -1,0 +1,5 @@
+"""Similarity metrics between model features and neural responses."""
+
+from workbench.metrics.stats import GramStats
+
+__all__ = ["GramStats"]

@@ -1,0 +1,169 @@
+"""Sufficient statistics of a feature matrix, accumulable chunk by chunk over features.
+
+Every metric in :mod:`workbench.metrics` needs only the stimulus-by-stimulus Gram matrix
+``X @ X.T`` of the model features ``X`` (n_stimuli x n_features), their row sums and the
+number of features. :class:`GramStats` holds exactly that, so a layer of 3,200 stimuli x
+800,000 features can be scored without ever being held in memory: feed it column chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from workbench.errors import DataError, ValidationError
+from workbench.storage import atomic_path
+from workbench.validation import check_array, check_choice
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class GramStats:
+    """Gram matrix, row sums and feature count of a features matrix ``X``.
+
+    Parameters
+    ----------
+    n_stimuli : int
+        Number of rows (stimuli) of ``X``.
+    dtype : {"float32", "float64"}, default: "float32"
+        Precision in which each chunk's product is computed; products are accumulated in
+        float64 either way.
+
+    Attributes
+    ----------
+    gram : ndarray of shape (n_stimuli, n_stimuli), float64
+        ``X @ X.T``.
+    row_sums : ndarray of shape (n_stimuli,), float64
+        ``X.sum(axis=1)``.
+    n_features : int
+        Number of columns of ``X`` seen so far.
+    """
+
+    def __init__(self, n_stimuli: int, dtype: str = "float32"):
+        if int(n_stimuli) < 1:
+            raise ValidationError(f"n_stimuli must be >= 1, found {n_stimuli}")
+        check_choice(dtype, "dtype", _DTYPES)
+        self.dtype = dtype
+        self.gram = np.zeros((int(n_stimuli), int(n_stimuli)), dtype=np.float64)
+        self.row_sums = np.zeros(int(n_stimuli), dtype=np.float64)
+        self.n_features = 0
+
+    @property
+    def n_stimuli(self) -> int:
+        return self.gram.shape[0]
+
+    def update(self, chunk) -> "GramStats":
+        """Add the columns of ``chunk`` (n_stimuli x d_chunk) to the statistics; returns self."""
+        chunk = check_array(chunk, "chunk", min_cols=0)
+        if chunk.shape[0] != self.n_stimuli:
+            raise ValidationError(
+                f"chunk has {chunk.shape[0]} rows (shape={chunk.shape}); expected one row per "
+                f"stimulus, {self.n_stimuli}"
+            )
+        if chunk.shape[1] == 0:
+            return self
+        chunk = np.ascontiguousarray(chunk, dtype=_DTYPES[self.dtype])
+        self.gram += chunk @ chunk.T
+        self.row_sums += chunk.sum(axis=1, dtype=np.float64)
+        self.n_features += chunk.shape[1]
+        return self
+
+    @classmethod
+    def from_array(cls, x, *, chunk_features: int | None = None) -> "GramStats":
+        """Statistics of a whole matrix ``x`` (n_stimuli x n_features), optionally in column chunks.
+
+        The precision follows ``x``: float32 stays float32, anything else is float64.
+        """
+        x = check_array(x, "X")
+        dtype = "float32" if x.dtype == np.float32 else "float64"
+        stats = cls(x.shape[0], dtype=dtype)
+        step = x.shape[1] if chunk_features is None else int(chunk_features)
+        if step < 1:
+            raise ValidationError(f"chunk_features must be >= 1, found {chunk_features}")
+        for start in range(0, x.shape[1], step):
+            stats.update(x[:, start : start + step])
+        return stats
+
+    # -- derived quantities -------------------------------------------------------------
+    def check_complete(self, name: str = "X") -> None:
+        """Raise unless at least one feature was added."""
+        if self.n_features == 0:
+            raise ValidationError(f"{name} has no features: GramStats.update was never called")
+
+    @property
+    def mean(self) -> float:
+        """Global mean of all entries of ``X``."""
+        self.check_complete()
+        return float(self.row_sums.sum() / (self.n_stimuli * self.n_features))
+
+    @property
+    def std(self) -> float:
+        """Global standard deviation (ddof=0) of all entries of ``X``."""
+        self.check_complete()
+        n_values = self.n_stimuli * self.n_features
+        var = np.trace(self.gram) / n_values - self.mean**2
+        return float(np.sqrt(max(var, 0.0)))
+
+    def zscored(self) -> "GramStats":
+        """Statistics of ``(X - mean) / std`` with one global mean and std (ddof=0).
+
+        This is the reference study's preprocessing of a layer's features, computed from
+        the statistics alone. Raises if ``X`` is constant.
+        """
+        mean, std = self.mean, self.std
+        if not std > 0:
+            raise ValidationError("X is constant (global std = 0); it cannot be z-scored")
+        d = self.n_features
+        r = self.row_sums
+        out = GramStats(self.n_stimuli, dtype="float64")
+        out.gram = (self.gram - mean * (r[:, None] + r[None, :]) + mean**2 * d) / std**2
+        out.row_sums = (r - mean * d) / std
+        out.n_features = d
+        out.dtype = self.dtype
+        return out
+
+    # -- persistence --------------------------------------------------------------------
+    def _checksum(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.gram).tobytes())
+        digest.update(np.ascontiguousarray(self.row_sums).tobytes())
+        digest.update(f"{self.n_features}:{self.dtype}".encode())
+        return digest.hexdigest()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the statistics to ``path`` (``.npz``) atomically, with a content checksum."""
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    gram=self.gram,
+                    row_sums=self.row_sums,
+                    n_features=np.int64(self.n_features),
+                    dtype=np.str_(self.dtype),
+                    checksum=np.str_(self._checksum()),
+                )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GramStats":
+        """Read statistics written by :meth:`save`; a truncated or altered file raises DataError."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                gram, row_sums = npz["gram"], npz["row_sums"]
+                n_features, dtype = int(npz["n_features"]), str(npz["dtype"])
+                checksum = str(npz["checksum"])
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable GramStats file ({type(exc).__name__}: {exc})") from exc
+        if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or row_sums.shape != gram.shape[:1]:
+            raise DataError(
+                f"{path}: gram {gram.shape} and row_sums {row_sums.shape} do not describe one "
+                "n x n Gram matrix with n row sums"
+            )
+        stats = cls(gram.shape[0], dtype=dtype)
+        stats.gram, stats.row_sums, stats.n_features = gram, row_sums, n_features
+        if stats._checksum() != checksum:
+            raise DataError(f"{path}: content checksum mismatch; the file is corrupt")
+        return stats
