@@ -31,6 +31,7 @@ def check_array(
     min_rows: int = 1,
     min_cols: int = 1,
     dtype: str = "float",
+    finite: bool = True,
 ) -> np.ndarray:
     """Validate a numeric array and return it as numpy.
 
@@ -46,6 +47,9 @@ def check_array(
         Minimum sizes of the first and (for 2-D) second axis.
     dtype : {"float", "keep"}, default: "float"
         ``"float"`` keeps float32 and float64 and converts anything else to float64.
+    finite : bool, default: True
+        Check for NaN and inf. Pass False only where the caller checks finiteness more
+        cheaply itself (e.g. from a product of the array) and then calls :func:`check_finite`.
 
     Raises
     ------
@@ -69,7 +73,8 @@ def check_array(
         raise ValidationError(
             f"{name} has {arr.shape[1]} column(s) (shape={arr.shape}); at least {min_cols} required"
         )
-    check_finite(arr, name)
+    if finite:
+        check_finite(arr, name)
     return arr
 
 

@@ -1,5 +1,31 @@
-"""Similarity metrics between model features and neural responses."""
+"""Similarity metrics between model features and neural responses.
 
+Every metric is a similarity (higher is better) computed from the stimulus-by-stimulus Gram
+statistics of the features, so a layer never has to be held in memory: pass a
+:class:`GramStats` accumulated chunk by chunk instead of an array. See ``README.md`` here.
+"""
+
+from workbench.metrics.cka import cka
+from workbench.metrics.compare import DEFAULT_METRICS, compare
+from workbench.metrics.preprocessing import zscore_features
+from workbench.metrics.registry import MetricInfo, get_metric, list_metrics
+from workbench.metrics.regression import tsvd_regression
+from workbench.metrics.rsa import compare_rdms, rdm, rsa
 from workbench.metrics.stats import GramStats
+from workbench.metrics.svcca import svcca
 
-__all__ = ["GramStats"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "GramStats",
+    "MetricInfo",
+    "cka",
+    "compare",
+    "compare_rdms",
+    "get_metric",
+    "list_metrics",
+    "rdm",
+    "rsa",
+    "svcca",
+    "tsvd_regression",
+    "zscore_features",
+]

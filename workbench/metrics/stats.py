@@ -15,7 +15,7 @@ import numpy as np
 
 from workbench.errors import DataError, ValidationError
 from workbench.storage import atomic_path
-from workbench.validation import check_array, check_choice
+from workbench.validation import check_array, check_choice, check_finite
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -54,36 +54,58 @@ class GramStats:
     def n_stimuli(self) -> int:
         return self.gram.shape[0]
 
-    def update(self, chunk) -> "GramStats":
-        """Add the columns of ``chunk`` (n_stimuli x d_chunk) to the statistics; returns self."""
-        chunk = check_array(chunk, "chunk", min_cols=0)
+    def update(self, chunk, *, name: str = "chunk") -> "GramStats":
+        """Add the columns of ``chunk`` (n_stimuli x d_chunk) to the statistics; returns self.
+
+        NaN or inf in ``chunk`` raise (``name`` is used in the message), as does a product
+        that overflows; the statistics are left unchanged then.
+        """
+        chunk = check_array(chunk, name, min_cols=0, finite=False)
         if chunk.shape[0] != self.n_stimuli:
             raise ValidationError(
-                f"chunk has {chunk.shape[0]} rows (shape={chunk.shape}); expected one row per "
+                f"{name} has {chunk.shape[0]} rows (shape={chunk.shape}); expected one row per "
                 f"stimulus, {self.n_stimuli}"
             )
         if chunk.shape[1] == 0:
             return self
-        chunk = np.ascontiguousarray(chunk, dtype=_DTYPES[self.dtype])
-        self.gram += chunk @ chunk.T
-        self.row_sums += chunk.sum(axis=1, dtype=np.float64)
+        chunk = chunk.astype(_DTYPES[self.dtype], copy=False)
+        if chunk.strides[1] != chunk.itemsize:  # BLAS needs unit stride along the features
+            chunk = np.ascontiguousarray(chunk)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow raises below
+            product = chunk @ chunk.T
+            row_sums = chunk.sum(axis=1, dtype=np.float64)
+        # the diagonal holds each row's sum of squares: it is finite iff the row is (or the
+        # squares overflowed), which spares a pass of np.isfinite over the whole chunk
+        if not (np.isfinite(np.diagonal(product)).all() and np.isfinite(row_sums).all()):
+            check_finite(chunk, name)
+            raise ValidationError(
+                f"{name}: {name} @ {name}.T overflows {self.dtype} (largest |value| "
+                f"{np.abs(chunk).max():.3g}); rescale the features"
+            )
+        self.gram += product
+        self.row_sums += row_sums
         self.n_features += chunk.shape[1]
         return self
 
     @classmethod
-    def from_array(cls, x, *, chunk_features: int | None = None) -> "GramStats":
+    def from_array(cls, x, *, chunk_features: int | None = None, name: str = "X") -> "GramStats":
         """Statistics of a whole matrix ``x`` (n_stimuli x n_features), optionally in column chunks.
 
         The precision follows ``x``: float32 stays float32, anything else is float64.
+        ``name`` is the argument's name in error messages.
         """
-        x = check_array(x, "X")
+        x = check_array(x, name, finite=False)
         dtype = "float32" if x.dtype == np.float32 else "float64"
         stats = cls(x.shape[0], dtype=dtype)
         step = x.shape[1] if chunk_features is None else int(chunk_features)
         if step < 1:
             raise ValidationError(f"chunk_features must be >= 1, found {chunk_features}")
-        for start in range(0, x.shape[1], step):
-            stats.update(x[:, start : start + step])
+        try:
+            for start in range(0, x.shape[1], step):
+                stats.update(x[:, start : start + step], name=name)
+        except ValidationError:
+            check_finite(x, name)  # names the index in x rather than in the chunk
+            raise
         return stats
 
     # -- derived quantities -------------------------------------------------------------

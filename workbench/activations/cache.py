@@ -1,0 +1,117 @@
+"""On-disk cache of per-layer feature statistics (:class:`~workbench.metrics.GramStats`).
+
+An entry is keyed by the sha256 of a canonical JSON of everything that determines it: model
+name, weights hash, layer, stimulus-set fingerprint, preprocessing, T, time reduction (and
+time step), dtype and the extraction format version. Entries are written atomically and
+carry a content checksum, so a corrupt or partial entry is detected, removed and recomputed.
+
+The cache lives in ``$WORKBENCH_CACHE/activations`` when that variable is set, else in
+``platformdirs.user_cache_dir("workbench")/activations``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import platformdirs
+
+from workbench.errors import DataError
+from workbench.metrics.stats import GramStats
+from workbench.storage import atomic_path
+
+logger = logging.getLogger(__name__)
+
+#: Bump when extraction changes in a way that alters the statistics of existing keys.
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$WORKBENCH_CACHE/activations`` or the platform's user cache dir + ``/activations``."""
+    root = os.environ.get("WORKBENCH_CACHE")
+    base = Path(root) if root else Path(platformdirs.user_cache_dir("workbench"))
+    return base / "activations"
+
+
+def entry_key(fields: dict) -> str:
+    """sha256 of the canonical JSON (sorted keys) of ``fields`` and the format version."""
+    text = json.dumps({**fields, "format_version": FORMAT_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StatsCache:
+    """GramStats entries (``<key>.npz``) with a JSON description beside each (``<key>.json``).
+
+    Parameters
+    ----------
+    root : path, optional
+        The cache folder; default: :func:`default_cache_dir`.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def _stats_path(self, key: str) -> Path:
+        return self.root / f"{key}.npz"
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def load(self, key: str) -> GramStats | None:
+        """The entry's statistics, or None when absent; a corrupt entry is removed (warning)."""
+        path = self._stats_path(key)
+        if not path.is_file():
+            return None
+        try:
+            return GramStats.load(path)
+        except DataError as exc:
+            logger.warning("corrupt cache entry %s removed; it will be recomputed (%s)", path, exc)
+            self.remove(key)
+            return None
+
+    def save(self, key: str, stats: GramStats, meta: dict) -> None:
+        """Write an entry atomically: statistics first, then its description."""
+        stats.save(self._stats_path(key))
+        record = {**meta, "key": key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
+            timespec="seconds")}
+        with atomic_path(self._meta_path(key)) as tmp:
+            tmp.write_text(json.dumps(record, sort_keys=True, default=str, indent=1))
+
+    def remove(self, key: str) -> None:
+        for path in (self._stats_path(key), self._meta_path(key)):
+            path.unlink(missing_ok=True)
+
+    def entries(self) -> list[dict]:
+        """One dict per entry: key, model, layer, time_step, n_stimuli, size (bytes), created."""
+        if not self.root.is_dir():
+            return []
+        rows = []
+        for path in sorted(self.root.glob("*.npz")):
+            key = path.stem
+            try:
+                meta = json.loads(self._meta_path(key).read_text())
+            except (OSError, ValueError):
+                meta = {}
+            size = path.stat().st_size
+            created = meta.get("created") or _dt.datetime.fromtimestamp(
+                path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+            rows.append({"key": key, "model": meta.get("model", "?"), "layer": meta.get("layer", "?"),
+                         "time_step": meta.get("time_step"), "n_stimuli": meta.get("n_stimuli"),
+                         "size": size, "created": created})
+        return rows
+
+    def clear(self, model: str | None = None) -> int:
+        """Remove every entry (or those of one model); return how many were removed."""
+        removed = 0
+        for row in self.entries():
+            if model is None or row["model"] == model:
+                self.remove(row["key"])
+                removed += 1
+        if model is None and self.root.is_dir():
+            for orphan in self.root.glob("*.json"):
+                orphan.unlink(missing_ok=True)
+        return removed

@@ -1,0 +1,62 @@
+"""Sweeps and the study's statistics.
+
+- :class:`Protocol`: every analysis choice of a sweep, declared in one frozen object.
+- :func:`sweep`: scores of models x layers x regions x metrics, as one xarray Dataset.
+- :mod:`~workbench.analysis.scores`: the scores schema; merge, validate, save and load.
+- :mod:`~workbench.analysis.statistics`: best layer, model and family scores, ceiling
+  normalisation, rank agreement between metrics, paired SEW-ResNet vs ResNet comparison.
+- :mod:`~workbench.analysis.resampling`: the only bootstrap code (subsamples over stimuli).
+"""
+
+from workbench.analysis.protocol import Protocol
+from workbench.analysis.resampling import resample, subsample_indices, subsample_interval, take_rdm, take_stimuli
+from workbench.analysis.scores import (
+    load_scores,
+    merge_scores,
+    new_scores,
+    region_label,
+    save_scores,
+    to_frame,
+    validate_scores,
+)
+from workbench.analysis.statistics import (
+    best_layer,
+    dataset_scores,
+    family_means,
+    model_scores,
+    normalize_by_ceiling,
+    paired_comparison,
+    rank_agreement,
+    sew_resnet_pairs,
+    t_interval,
+)
+from workbench.analysis.sweep import SWEEP_METRICS, SweepSettings, compute_unit, sweep
+
+__all__ = [
+    "Protocol",
+    "SWEEP_METRICS",
+    "SweepSettings",
+    "best_layer",
+    "compute_unit",
+    "dataset_scores",
+    "family_means",
+    "load_scores",
+    "merge_scores",
+    "model_scores",
+    "new_scores",
+    "normalize_by_ceiling",
+    "paired_comparison",
+    "rank_agreement",
+    "region_label",
+    "resample",
+    "save_scores",
+    "sew_resnet_pairs",
+    "subsample_indices",
+    "sweep",
+    "subsample_interval",
+    "t_interval",
+    "take_rdm",
+    "take_stimuli",
+    "to_frame",
+    "validate_scores",
+]

@@ -1,0 +1,445 @@
+"""The scores Dataset: build, merge, validate, save and load.
+
+A sweep's result is one :class:`xarray.Dataset` with dims ``(model, layer, region, metric)``
+(plus ``time_step`` on ``score_per_step`` only):
+
+========================  ==================================  ===========================
+variable                  dims                                meaning
+========================  ==================================  ===========================
+``score``                 (model, layer, region, metric)      similarity; NaN = not computed
+``applicable``            (region, metric)                    bool; RDM-only regions: rsa only
+``ceiling``               (region, metric)                    noise ceiling; NaN = none
+``layer_name``            (model, layer)                      ``""`` past a model's last layer
+``relative_depth``        (model, layer)                      ``i / (n_layers - 1)``; NaN past it
+``error``                 (model)                             ``""`` when the model ran fine
+``ci_low``, ``ci_high``   (model, layer, region, metric)      optional bootstrap interval
+``score_per_step``        (model, layer, region, metric,      optional; SNNs per time step,
+                          time_step)                          NaN for non-spiking models
+========================  ==================================  ===========================
+
+Coordinates: ``model`` (name) with ``family``, ``weights`` and ``time_steps`` (0 for
+non-spiking models); ``layer`` (position 0..L_max-1); ``region`` (``"<dataset>/<region>"``)
+with ``dataset``, ``species``, ``stimulus_set`` (fingerprint of the dataset's stimuli) and
+``data_version`` (sha256 over the checksums of the dataset's files);
+``metric``. Attributes: ``protocol`` and ``versions`` (JSON), ``seed``, ``created`` (ISO time).
+
+Files: ``scores.nc`` (netCDF, h5netcdf engine) and a tidy ``scores.csv``, both written
+atomically through :func:`workbench.storage.atomic_path`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from workbench.dims import DATASET, LAYER, METRIC, MODEL, REGION, SPECIES, TIME_STEP
+from workbench.errors import DataError, ValidationError
+from workbench.storage import atomic_path
+
+SCORES_FILE = "scores.nc"
+SCORES_CSV = "scores.csv"
+
+#: Variables every scores Dataset holds, with their dims.
+REQUIRED_VARS = {
+    "score": (MODEL, LAYER, REGION, METRIC),
+    "applicable": (REGION, METRIC),
+    "ceiling": (REGION, METRIC),
+    "layer_name": (MODEL, LAYER),
+    "relative_depth": (MODEL, LAYER),
+    "error": (MODEL,),
+}
+#: Variables a scores Dataset may hold, with their dims.
+OPTIONAL_VARS = {
+    "ci_low": (MODEL, LAYER, REGION, METRIC),
+    "ci_high": (MODEL, LAYER, REGION, METRIC),
+    "score_per_step": (MODEL, LAYER, REGION, METRIC, TIME_STEP),
+}
+_MODEL_COORDS = {"family": "", "weights": "", "time_steps": 0}
+_REGION_COORDS = {DATASET: "", SPECIES: "", "stimulus_set": "", "data_version": ""}
+
+
+def region_label(dataset: str, region: str) -> str:
+    """The scores' region label, unique across datasets: ``"<dataset>/<region>"``."""
+    return f"{dataset}/{region}"
+
+
+def relative_depths(n_layers: int) -> np.ndarray:
+    """``i / (n_layers - 1)`` for each layer position ``i``; a single layer has depth 0."""
+    if n_layers < 1:
+        raise ValidationError(f"n_layers must be >= 1, found {n_layers}")
+    if n_layers == 1:
+        return np.zeros(1)
+    return np.arange(n_layers) / (n_layers - 1)
+
+
+def new_scores(
+    *,
+    model: str,
+    family: str,
+    weights: str,
+    layer_names: Sequence[str],
+    regions: Sequence[str],
+    datasets: Sequence[str],
+    species: Sequence[str],
+    metrics: Sequence[str],
+    stimulus_sets: Sequence[str] | None = None,
+    data_versions: Sequence[str] | None = None,
+    time_steps: int = 0,
+    n_time_steps: int | None = None,
+    with_ci: bool = False,
+    error: str = "",
+) -> xr.Dataset:
+    """An all-NaN scores Dataset for one model (``score`` NaN, ``applicable`` False).
+
+    Parameters
+    ----------
+    model, family, weights : str
+        The model's name, family (``"snn"``, ``"cnn"``, ``"vit"``) and weights description.
+    layer_names : sequence of str
+        The model's layers, in depth order (may be empty for a model that failed to load).
+    regions, datasets, species : sequence of str
+        One entry per region: label (see :func:`region_label`), dataset name, species.
+    metrics : sequence of str
+        Metric names.
+    stimulus_sets, data_versions : sequence of str, optional
+        One stimulus-set fingerprint and one data version per region.
+    time_steps : int, default: 0
+        T the model ran for (0 for non-spiking models).
+    n_time_steps : int, optional
+        When given, adds ``score_per_step`` with this many time steps.
+    with_ci : bool, default: False
+        Adds ``ci_low`` and ``ci_high``.
+    error : str, default: ""
+        The model's error message, ``""`` when it ran fine.
+    """
+    n_regions = len(regions)
+    if not len(datasets) == len(species) == n_regions:
+        raise ValidationError(
+            f"regions, datasets and species need one entry per region: found {n_regions}, "
+            f"{len(datasets)} and {len(species)}"
+        )
+    stimulus_sets = [""] * n_regions if stimulus_sets is None else list(stimulus_sets)
+    data_versions = [""] * n_regions if data_versions is None else list(data_versions)
+    n_layers, n_metrics = len(layer_names), len(metrics)
+    depth = relative_depths(n_layers) if n_layers else np.zeros(0)
+    shape = (1, n_layers, n_regions, n_metrics)
+    data_vars = {
+        "score": (REQUIRED_VARS["score"], np.full(shape, np.nan)),
+        "applicable": (REQUIRED_VARS["applicable"], np.zeros((n_regions, n_metrics), bool)),
+        "ceiling": (REQUIRED_VARS["ceiling"], np.full((n_regions, n_metrics), np.nan)),
+        "layer_name": (REQUIRED_VARS["layer_name"], np.array([list(layer_names)], dtype=object).reshape(1, n_layers)),
+        "relative_depth": (REQUIRED_VARS["relative_depth"], depth[None, :]),
+        "error": (REQUIRED_VARS["error"], np.array([error], dtype=object)),
+    }
+    if with_ci:
+        data_vars["ci_low"] = (OPTIONAL_VARS["ci_low"], np.full(shape, np.nan))
+        data_vars["ci_high"] = (OPTIONAL_VARS["ci_high"], np.full(shape, np.nan))
+    coords = {
+        MODEL: [model],
+        "family": (MODEL, [family]),
+        "weights": (MODEL, [weights]),
+        "time_steps": (MODEL, [int(time_steps)]),
+        LAYER: np.arange(n_layers),
+        REGION: list(regions),
+        DATASET: (REGION, list(datasets)),
+        SPECIES: (REGION, list(species)),
+        "stimulus_set": (REGION, stimulus_sets),
+        "data_version": (REGION, data_versions),
+        METRIC: list(metrics),
+    }
+    if n_time_steps is not None:
+        data_vars["score_per_step"] = (
+            OPTIONAL_VARS["score_per_step"],
+            np.full(shape + (int(n_time_steps),), np.nan),
+        )
+        coords[TIME_STEP] = np.arange(int(n_time_steps))
+    return xr.Dataset(data_vars, coords=coords)
+
+
+def _ordered_union(values_lists) -> list:
+    seen: dict = {}
+    for values in values_lists:
+        for value in values:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> xr.Dataset:
+    """Merge per-unit scores Datasets into one (union of models, regions and metrics).
+
+    Layers are aligned by position: the merged ``layer`` runs over 0..L_max-1 and a model
+    with fewer layers gets ``layer_name=""``, ``relative_depth=NaN`` and NaN scores there.
+    A model or region seen in several parts must agree on its metadata (``""`` counts as
+    unknown) and ceilings; a score cell set (non-NaN) in two parts raises. A model's ``error`` messages from all parts are joined.
+
+    Parameters
+    ----------
+    parts : sequence of Dataset
+        Scores Datasets, e.g. one per (model, dataset) unit.
+    attrs : dict, optional
+        Attributes of the result (by default, those of the first part).
+    """
+    if not parts:
+        raise ValidationError("merge_scores needs at least one scores Dataset, found none")
+    models = _ordered_union(p[MODEL].values.tolist() for p in parts)
+    regions = _ordered_union(p[REGION].values.tolist() for p in parts)
+    metrics = _ordered_union(p[METRIC].values.tolist() for p in parts)
+    n_layers = max(p.sizes[LAYER] for p in parts)
+    steps = _ordered_union(p[TIME_STEP].values.tolist() for p in parts if TIME_STEP in p.dims)
+    with_ci = any("ci_low" in p for p in parts)
+
+    m_index = {m: i for i, m in enumerate(models)}
+    r_index = {r: i for i, r in enumerate(regions)}
+    k_index = {k: i for i, k in enumerate(metrics)}
+    shape = (len(models), n_layers, len(regions), len(metrics))
+    out = {name: np.full(shape, np.nan) for name in ("score",) + (("ci_low", "ci_high") if with_ci else ())}
+    if steps:
+        out["score_per_step"] = np.full(shape + (len(steps),), np.nan)
+    applicable = np.zeros((len(regions), len(metrics)), bool)
+    ceiling = np.full((len(regions), len(metrics)), np.nan)
+    layer_name = np.full((len(models), n_layers), "", dtype=object)
+    depth = np.full((len(models), n_layers), np.nan)
+    errors: list[list[str]] = [[] for _ in models]
+    model_meta = {key: [None] * len(models) for key in _MODEL_COORDS}
+    region_meta = {key: [None] * len(regions) for key in _REGION_COORDS}
+
+    def _agree(store, key, i, value, what):
+        # "" means unknown (e.g. the family of a model that failed to load): never a conflict
+        if store[key][i] is None or store[key][i] == "":
+            store[key][i] = value
+        elif value == "":
+            return
+        elif store[key][i] != value:
+            raise ValidationError(
+                f"merge_scores: {what} has {key}={store[key][i]!r} in one part and {value!r} in another"
+            )
+
+    for part in parts:
+        mi = [m_index[m] for m in part[MODEL].values.tolist()]
+        ri = [r_index[r] for r in part[REGION].values.tolist()]
+        ki = [k_index[k] for k in part[METRIC].values.tolist()]
+        nl = part.sizes[LAYER]
+        for local, i in enumerate(mi):
+            name = models[i]
+            for key, default in _MODEL_COORDS.items():
+                value = _scalar(part[key].values[local]) if key in part.coords else default
+                _agree(model_meta, key, i, value, f"model {name!r}")
+            names = part["layer_name"].values[local]
+            if layer_name[i, :nl].any() and list(layer_name[i, :nl]) != list(names):
+                raise ValidationError(
+                    f"merge_scores: model {name!r} has different layer lists in two parts"
+                )
+            layer_name[i, :nl] = names
+            depth[i, :nl] = part["relative_depth"].values[local]
+            message = str(part["error"].values[local])
+            if message and message not in errors[i]:
+                errors[i].append(message)
+        for local, i in enumerate(ri):
+            for key, default in _REGION_COORDS.items():
+                value = _scalar(part[key].values[local]) if key in part.coords else default
+                _agree(region_meta, key, i, value, f"region {regions[i]!r}")
+        grid = np.ix_(ri, ki)
+        part_app = part["applicable"].values
+        part_ceil = part["ceiling"].values
+        applicable[grid] |= part_app
+        current = ceiling[grid]
+        differ = ~np.isnan(current) & ~np.isnan(part_ceil) & ~np.isclose(current, part_ceil, rtol=1e-9, atol=0)
+        if differ.any():
+            raise ValidationError(
+                f"merge_scores: {int(differ.sum())} ceiling(s) differ between parts for the same "
+                "(region, metric); were the parts computed from different data?"
+            )
+        ceiling[grid] = np.where(np.isnan(part_ceil), current, part_ceil)
+        cell = np.ix_(mi, np.arange(nl), ri, ki)
+        for name, target in out.items():
+            if name not in part:
+                continue
+            values = part[name].values
+            if name == "score_per_step":
+                si = [steps.index(s) for s in part[TIME_STEP].values.tolist()]
+                cell_t = np.ix_(mi, np.arange(nl), ri, ki, si)
+                current = target[cell_t]
+                target[cell_t] = _combine(current, values, name)
+            else:
+                target[cell] = _combine(target[cell], values, name)
+
+    data_vars = {
+        name: (REQUIRED_VARS.get(name) or OPTIONAL_VARS[name], values) for name, values in out.items()
+    }
+    data_vars.update(
+        applicable=(REQUIRED_VARS["applicable"], applicable),
+        ceiling=(REQUIRED_VARS["ceiling"], ceiling),
+        layer_name=(REQUIRED_VARS["layer_name"], layer_name),
+        relative_depth=(REQUIRED_VARS["relative_depth"], depth),
+        error=(REQUIRED_VARS["error"], np.array(["; ".join(e) for e in errors], dtype=object)),
+    )
+    coords = {
+        MODEL: models,
+        LAYER: np.arange(n_layers),
+        REGION: regions,
+        METRIC: metrics,
+        **{key: (MODEL, values) for key, values in model_meta.items()},
+        **{key: (REGION, values) for key, values in region_meta.items()},
+    }
+    if steps:
+        coords[TIME_STEP] = steps
+    merged = xr.Dataset(data_vars, coords=coords)
+    merged.attrs = dict(parts[0].attrs if attrs is None else attrs)
+    return merged
+
+
+def _scalar(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _combine(current: np.ndarray, new: np.ndarray, name: str) -> np.ndarray:
+    clash = ~np.isnan(current) & ~np.isnan(new)
+    if clash.any():
+        raise ValidationError(f"merge_scores: {int(clash.sum())} cell(s) of {name!r} are set in two parts")
+    return np.where(np.isnan(new), current, new)
+
+
+def validate_scores(scores: xr.Dataset, name: str = "scores") -> xr.Dataset:
+    """Raise unless ``scores`` follows the scores schema; returns it unchanged.
+
+    Checks the required variables and their dims, and that no score is stored where its
+    (region, metric) is not applicable.
+    """
+    if not isinstance(scores, xr.Dataset):
+        raise ValidationError(f"{name} must be an xarray.Dataset, found {type(scores).__name__}")
+    for var, dims in {**REQUIRED_VARS, **OPTIONAL_VARS}.items():
+        if var not in scores:
+            if var in REQUIRED_VARS:
+                raise ValidationError(
+                    f"{name} has no variable {var!r}; expected {sorted(REQUIRED_VARS)} "
+                    f"(found {sorted(scores.data_vars)})"
+                )
+            continue
+        if tuple(scores[var].dims) != dims:
+            raise ValidationError(f"{name}[{var!r}] has dims {scores[var].dims}; expected {dims}")
+    for coord in ("family", DATASET):
+        if coord not in scores.coords:
+            raise ValidationError(f"{name} has no coordinate {coord!r}; expected it on {MODEL if coord == 'family' else REGION}")
+    stray = scores["score"].notnull() & ~scores["applicable"]
+    if bool(stray.any()):
+        where = stray.any((MODEL, LAYER))
+        pairs = [
+            (str(r), str(k))
+            for r in where[REGION].values
+            for k in where[METRIC].values
+            if bool(where.sel({REGION: r, METRIC: k}))
+        ]
+        raise ValidationError(
+            f"{name} holds scores for (region, metric) pairs marked not applicable: {pairs[:5]}; "
+            "not-applicable cells must be NaN"
+        )
+    return scores
+
+
+def stamp(scores: xr.Dataset, *, protocol, versions: dict | None = None) -> xr.Dataset:
+    """Set the metadata attributes: ``protocol``, ``protocol_fingerprint``, ``versions``,
+    ``seed`` and ``created``; returns a new Dataset."""
+    out = scores.copy()
+    out.attrs.update(
+        protocol=protocol.to_json(),
+        protocol_fingerprint=protocol.fingerprint,
+        versions=json.dumps(package_versions() if versions is None else versions, sort_keys=True),
+        seed=int(protocol.seed),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the workbench and of the packages its numbers depend on."""
+    from importlib import metadata
+
+    names = ["workbench", "numpy", "scipy", "xarray", "torch", "torchvision", "spikingjelly", "timm", "scikit-learn"]
+    versions = {}
+    for package in names:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def to_frame(scores: xr.Dataset) -> pd.DataFrame:
+    """Tidy table: one row per (model, layer, region, metric) that exists.
+
+    Columns: model, family, weights, layer, layer_name, relative_depth, region, dataset,
+    species, metric, applicable, score, ceiling, ci_low, ci_high, error. Rows past a model's
+    last layer are left out; not-applicable rows are kept with NaN score.
+    """
+    validate_scores(scores)
+    frame = (
+        scores[["score", "ci_low", "ci_high"] if "ci_low" in scores else ["score"]]
+        .reset_coords(drop=True)
+        .to_dataframe()
+        .reset_index()
+    )
+    for column in ("ci_low", "ci_high"):
+        if column not in frame:
+            frame[column] = np.nan
+    per_model = pd.DataFrame(
+        {MODEL: scores[MODEL].values, "family": scores["family"].values,
+         "weights": scores["weights"].values if "weights" in scores.coords else "",
+         "error": scores["error"].values}
+    )
+    per_layer = scores[["layer_name", "relative_depth"]].reset_coords(drop=True).to_dataframe().reset_index()
+    per_region = pd.DataFrame(
+        {REGION: scores[REGION].values, DATASET: scores[DATASET].values,
+         SPECIES: scores[SPECIES].values if SPECIES in scores.coords else ""}
+    )
+    per_cell = scores[["applicable", "ceiling"]].reset_coords(drop=True).to_dataframe().reset_index()
+    frame = (
+        frame.merge(per_layer, on=[MODEL, LAYER])
+        .merge(per_model, on=MODEL)
+        .merge(per_region, on=REGION)
+        .merge(per_cell, on=[REGION, METRIC])
+    )
+    frame = frame[frame["layer_name"] != ""]
+    columns = [MODEL, "family", "weights", LAYER, "layer_name", "relative_depth", REGION, DATASET,
+               SPECIES, METRIC, "applicable", "score", "ceiling", "ci_low", "ci_high", "error"]
+    return frame[columns].reset_index(drop=True)
+
+
+def save_scores(scores: xr.Dataset, directory: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``scores.nc`` and ``scores.csv`` into ``directory`` atomically; returns both paths."""
+    validate_scores(scores)
+    directory = Path(directory)
+    nc_path, csv_path = directory / SCORES_FILE, directory / SCORES_CSV
+    encoded = scores.copy()
+    for var in ("layer_name", "error"):
+        encoded[var] = encoded[var].astype(str)
+    with atomic_path(nc_path) as tmp:
+        encoded.to_netcdf(tmp, engine="h5netcdf")
+    with atomic_path(csv_path) as tmp:
+        to_frame(scores).to_csv(tmp, index=False)
+    return nc_path, csv_path
+
+
+def load_scores(path: str | os.PathLike) -> xr.Dataset:
+    """Read a scores Dataset from ``scores.nc`` or from the directory holding it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SCORES_FILE
+    if not path.exists():
+        raise DataError(f"{path}: no scores file there; run a sweep (workbench score) first")
+    try:
+        scores = xr.load_dataset(path, engine="h5netcdf")
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable scores file ({type(exc).__name__}: {exc})") from exc
+    for var in ("layer_name", "error"):
+        scores[var] = scores[var].astype(object)
+    try:
+        return validate_scores(scores, name=str(path))
+    except ValidationError as exc:
+        raise DataError(str(exc)) from exc

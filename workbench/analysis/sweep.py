@@ -1,0 +1,508 @@
+"""The sweep: every model x layer x region x metric score, as one scores Dataset.
+
+Each (model, dataset) pair is one unit of work. :func:`sweep` hands the units to
+:func:`workbench.analysis.execution.run_units` (serially or on Dask, resumable, each unit
+committed atomically) with :func:`compute_unit` as the per-unit function, then merges the
+units' Datasets (:func:`workbench.analysis.scores.merge_scores`) and stamps the metadata.
+
+The protocol applied in :func:`compute_unit` (see :class:`~workbench.analysis.Protocol`):
+
+1. the model is built with ``weights`` and ``seed=protocol.seed``; spiking networks run for
+   ``protocol.time_steps`` steps and their features are averaged over the steps;
+2. each layer's features are reduced to their Gram statistics
+   (:func:`workbench.activations.extract_stats`) and, with ``protocol.zscore``, z-scored with
+   one global mean and std (:meth:`~workbench.metrics.GramStats.zscored`);
+3. regions with responses get every metric: SVCCA with ``svcca_n_components`` (the neural
+   side reduced only for datasets in ``protocol.reduce_neural_for``), the other metrics with
+   ``tsvd_n_components`` and ``alpha``; regions with only a published RDM get ``rsa`` (the
+   Spearman correlation of the model's correlation-distance RDM with the published one) and
+   every other metric is marked not applicable (NaN, never 0);
+4. with ``protocol.bootstrap > 0``, each score gets a confidence interval over stimulus
+   subsamples (:mod:`workbench.analysis.resampling`): rows and columns of the z-scored Gram
+   statistics of all stimuli are taken, so nothing is extracted or z-scored again;
+5. with ``protocol.time_resolved``, spiking networks are also scored at each time step
+   (``score_per_step``, without intervals).
+
+A layer that a metric cannot score (e.g. constant features) gets NaN there, and the reason
+goes into the model's ``error``. A unit that raises (the model cannot be built, its weights
+are missing, extraction fails) leaves its model's scores NaN on that dataset with the error
+message; the other units go on, and rerunning the sweep recomputes only the failed units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from workbench import __version__
+from workbench.analysis.execution import Unit, UnitsFailedError, fingerprint, run_units
+from workbench.analysis.protocol import Protocol
+from workbench.analysis.resampling import resample, subsample_interval, take_rdm, take_stimuli
+from workbench.analysis.scores import merge_scores, new_scores, region_label, save_scores, stamp
+from workbench.errors import ValidationError
+from workbench.storage import sha256_file
+
+logger = logging.getLogger(__name__)
+
+#: The metrics a sweep computes unless told otherwise (the study's four).
+SWEEP_METRICS = ("svcca", "tsvd_regression", "rsa", "cka")
+#: The only metric applicable to regions that have a published RDM and no responses.
+RDM_METRIC = "rsa"
+_MAX_MESSAGES = 3
+
+
+def weights_label(weights, seed: int) -> str:
+    """The description :func:`workbench.models.create` records for ``weights``."""
+    if weights is None:
+        return f"random(seed={int(seed)})"
+    if isinstance(weights, str) and weights == "imagenet":
+        return weights
+    return str(Path(weights).resolve())
+
+
+def weights_identity(weights, seed: int) -> dict:
+    """What identifies a model's weights in a unit's settings (a checkpoint also by content)."""
+    label = weights_label(weights, seed)
+    identity = {"weights": label}
+    if weights is not None and label != "imagenet" and Path(label).is_file():
+        identity["sha256"] = sha256_file(label)
+    return identity
+
+
+def data_version(dataset) -> str:
+    """sha256 over the pinned checksums of a dataset's files, or over its content when it has none."""
+    files = sorted((f.path, f.sha256 or "") for f in dataset.manifest.files)
+    if files:
+        return hashlib.sha256(repr(files).encode()).hexdigest()
+    return dataset_identity(dataset)["content"]
+
+
+def dataset_identity(dataset) -> dict:
+    """What identifies a dataset's data in a unit's settings: its name, or a content hash."""
+    if isinstance(dataset, str):
+        return {"name": dataset}
+    digest = hashlib.sha256(dataset.stimuli.fingerprint().encode())
+    for region in dataset.regions:
+        values = dataset.responses(region).values if dataset.kind(region) == "responses" else dataset.rdm(region).values
+        digest.update(region.encode() + b"\0" + np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return {"name": dataset.name, "content": digest.hexdigest()}
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSettings:
+    """Everything :func:`compute_unit` needs besides the unit (picklable, for Dask workers).
+
+    Attributes
+    ----------
+    protocol : Protocol
+    metrics : tuple of str
+    weights : tuple of (model, weights) pairs
+        Weights passed to :func:`workbench.models.create` (None: random).
+    datasets : tuple of NeuralDataset
+        Datasets given as objects rather than names (looked up by name).
+    data_options : tuple of (dataset, dict) pairs
+        Extra options of :func:`workbench.data.load`, per dataset name.
+    activation_cache : bool or path, default: True
+        The ``cache`` argument of :func:`workbench.activations.extract_stats`.
+    device : str, default: "cpu"
+        Where the networks run (``"cuda"`` for a GPU).
+    """
+
+    protocol: Protocol
+    metrics: tuple
+    weights: tuple = ()
+    datasets: tuple = ()
+    data_options: tuple = ()
+    activation_cache: object = True
+    device: str = "cpu"
+
+    def weights_for(self, model: str):
+        return dict(self.weights).get(model)
+
+    def load_dataset(self, name: str):
+        """The dataset named ``name``: a given object, or :func:`workbench.data.load`."""
+        for dataset in self.datasets:
+            if dataset.name == name:
+                return dataset
+        from workbench.data import load
+
+        options = dict(dict(self.data_options).get(name, {}))
+        threshold = self.protocol.reliability_threshold.get(name)
+        if threshold is not None:
+            options["reliability_threshold"] = threshold
+        return load(name, **options)
+
+
+@dataclasses.dataclass
+class _Target:
+    """One region's neural side: responses (stimulus x neuroid) or a published RDM."""
+
+    kind: str
+    values: np.ndarray
+    reduce_y: bool
+
+    def take(self, indices: np.ndarray) -> "_Target":
+        taken = take_rdm(self.values, indices) if self.kind == "rdm" else self.values[indices]
+        return _Target(self.kind, taken, self.reduce_y)
+
+
+def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
+                 messages: list[str] | None = None) -> np.ndarray:
+    """Scores of model statistics ``x`` against one region, one per metric (NaN if not applicable).
+
+    Parameters
+    ----------
+    x : GramStats
+        Statistics of the (already z-scored) features, rows aligned with ``target``.
+    target : _Target
+        The region's responses or published RDM.
+    metrics : sequence of str
+    protocol : Protocol
+    messages : list of str, optional
+        Receives the reason of every metric that raised a ValidationError (its score is NaN).
+    """
+    from workbench.metrics import compare, compare_rdms, rdm
+    from workbench.metrics.derived import DerivedStats
+
+    out = np.full(len(metrics), np.nan)
+
+    def attempt(names, compute):
+        try:
+            values = compute()
+        except ValidationError as exc:
+            if messages is not None:
+                messages.append(f"{'/'.join(names)}: {exc}")
+            return
+        for name in names:
+            out[list(metrics).index(name)] = values[name]
+
+    if target.kind == "rdm":
+        if RDM_METRIC in metrics:
+            attempt([RDM_METRIC], lambda: {RDM_METRIC: compare_rdms(rdm(x), target.values)})
+        return out
+    try:
+        xd, yd = DerivedStats.from_input(x, "X"), DerivedStats.from_input(target.values, "Y")
+    except ValidationError as exc:
+        if messages is not None:
+            messages.append(str(exc))
+        return out
+    svcca = [m for m in metrics if m == "svcca"]
+    others = [m for m in metrics if m != "svcca"]
+    if svcca:
+        attempt(svcca, lambda: compare(xd, yd, svcca, n_components=protocol.svcca_n_components,
+                                       reduce_y=target.reduce_y))
+    if others:
+        attempt(others, lambda: compare(xd, yd, others, n_components=protocol.tsvd_n_components,
+                                        alpha=protocol.alpha))
+    return out
+
+
+def _bootstrap_interval(x, target: _Target, metrics, protocol: Protocol, full: np.ndarray,
+                        messages: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-metric interval over stimulus subsamples of the (z-scored) statistics of all stimuli.
+
+    Where a subsample cannot be scored, the interval is NaN and the reason goes to ``messages``.
+    """
+    n = x.n_stimuli
+
+    def statistic(indices):
+        failures: list[str] = []
+        values = score_region(take_stimuli(x, indices), target.take(indices), metrics, protocol, failures)
+        messages.extend(f"bootstrap subsample of {len(indices)} stimuli: {m}" for m in failures)
+        return values
+
+    samples = resample(statistic, n, n_resamples=protocol.bootstrap, fraction=protocol.bootstrap_fraction,
+                       seed=protocol.seed)
+    return subsample_interval(samples, full, n_stimuli=n, fraction=protocol.bootstrap_fraction,
+                              level=protocol.ci_level)
+
+
+def _prepare(stats, protocol: Protocol):
+    return stats.zscored() if protocol.zscore else stats
+
+
+def _summarise(messages: list[str]) -> str:
+    unique = list(dict.fromkeys(messages))
+    text = "; ".join(unique[:_MAX_MESSAGES])
+    if len(unique) > _MAX_MESSAGES:
+        text += f"; and {len(unique) - _MAX_MESSAGES} more"
+    return text
+
+
+def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
+    """Scores of one model on every region of one dataset (the sweep's per-unit function).
+
+    Returns
+    -------
+    Dataset
+        A scores Dataset with one model and the dataset's regions (see
+        :mod:`workbench.analysis.scores`).
+    """
+    from workbench.activations import extract_stats
+    from workbench.models import create
+
+    protocol, metrics = settings.protocol, list(settings.metrics)
+    dataset = settings.load_dataset(unit.dataset)
+    regions = dataset.regions
+    targets = []
+    for region in regions:
+        kind = dataset.kind(region)
+        if kind == "rdm":
+            targets.append(_Target("rdm", np.asarray(dataset.rdm(region).values, dtype=np.float64), False))
+        else:
+            values = np.asarray(dataset.responses(region).values, dtype=np.float64)
+            targets.append(_Target("responses", values, protocol.reduces_neural(dataset.name)))
+
+    model = create(unit.model, settings.weights_for(unit.model), seed=protocol.seed)
+    time_steps = protocol.time_steps if model.is_spiking else None
+    per_step = protocol.time_resolved and model.is_spiking
+    logger.info("unit %s: %s on %s (%d stimuli)", unit.unit_id, model.name, dataset.name, len(dataset.stimuli))
+    stats = extract_stats(model, dataset.stimuli, batch_size=protocol.batch_size, time_steps=time_steps,
+                          time_reduce=protocol.time_reduce, cache=settings.activation_cache,
+                          device=settings.device)
+    step_stats = None
+    if per_step:
+        step_stats = extract_stats(model, dataset.stimuli, batch_size=protocol.batch_size,
+                                   time_steps=time_steps, time_reduce=None, cache=settings.activation_cache,
+                                   device=settings.device)
+
+    stimulus_set = dataset.stimuli.fingerprint()
+    part = new_scores(
+        model=model.name,
+        family=model.family,
+        weights=model.weights,
+        layer_names=list(model.layers),
+        regions=[region_label(dataset.name, r) for r in regions],
+        datasets=[dataset.name] * len(regions),
+        species=[dataset.region_data(r).species for r in regions],
+        metrics=metrics,
+        stimulus_sets=[stimulus_set] * len(regions),
+        data_versions=[data_version(dataset)] * len(regions),
+        time_steps=time_steps or 0,
+        n_time_steps=time_steps if per_step else None,
+        with_ci=protocol.bootstrap > 0,
+    )
+    for r, (region, target) in enumerate(zip(regions, targets)):
+        for k, metric in enumerate(metrics):
+            part["applicable"].values[r, k] = target.kind == "responses" or metric == RDM_METRIC
+            part["ceiling"].values[r, k] = _ceiling(dataset, region, metric)
+
+    messages: list[str] = []
+    for i, layer in enumerate(tqdm(model.layers, desc=f"{model.name} on {dataset.name}", leave=False, disable=None)):
+        try:
+            x = _prepare(stats[layer], protocol)
+        except ValidationError as exc:
+            messages.append(f"layer {layer!r}: {exc}")
+            continue
+        for r, target in enumerate(targets):
+            layer_messages: list[str] = []
+            full = score_region(x, target, metrics, protocol, layer_messages)
+            part["score"].values[0, i, r] = full
+            if protocol.bootstrap > 0:
+                low, high = _bootstrap_interval(x, target, metrics, protocol, full, layer_messages)
+                messages += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_messages]
+                part["ci_low"].values[0, i, r], part["ci_high"].values[0, i, r] = low, high
+            messages += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_messages]
+        if per_step:
+            for t, step in enumerate(_steps(step_stats[layer], time_steps, layer)):
+                try:
+                    xt = _prepare(step, protocol)
+                except ValidationError as exc:
+                    messages.append(f"layer {layer!r}, time step {t}: {exc}")
+                    continue
+                for r, target in enumerate(targets):
+                    part["score_per_step"].values[0, i, r, :, t] = score_region(xt, target, metrics, protocol)
+    if messages:
+        logger.warning("unit %s: %d cell(s) could not be scored: %s", unit.unit_id, len(messages), messages[0])
+    part["error"].values[0] = _summarise(messages)
+    return part
+
+
+def _steps(stats, time_steps: int, layer: str) -> list:
+    """Per-step statistics of one layer, in time order (from a list, tuple or dict by step)."""
+    steps = [stats[t] for t in sorted(stats)] if isinstance(stats, Mapping) else list(stats)
+    if len(steps) != time_steps:
+        raise ValidationError(
+            f"layer {layer!r}: extract_stats(time_reduce=None) gave {len(steps)} time step(s); "
+            f"expected {time_steps}"
+        )
+    return steps
+
+
+def _ceiling(dataset, region: str, metric: str) -> float:
+    try:
+        value = dataset.ceiling(region, metric)
+    except ValidationError:  # a metric the dataset defines no ceiling for
+        return np.nan
+    return np.nan if value is None else float(value)
+
+
+def _failed_part(unit: Unit, settings: SweepSettings, message: str) -> xr.Dataset:
+    """Scores of a unit that raised: no layers, no regions, only the model's error."""
+    from workbench.models import model_family
+
+    try:
+        family = model_family(unit.model)
+    except ValidationError:
+        family = ""
+    protocol = settings.protocol
+    return new_scores(
+        model=unit.model,
+        family=family,
+        weights=weights_label(settings.weights_for(unit.model), protocol.seed),
+        layer_names=[],
+        regions=[],
+        datasets=[],
+        species=[],
+        metrics=list(settings.metrics),
+        time_steps=protocol.time_steps if family == "snn" else 0,
+        error=f"{unit.dataset}: {message}",
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def sweep(
+    models: Sequence[str],
+    datasets: Sequence,
+    metrics: Sequence[str] = SWEEP_METRICS,
+    *,
+    protocol: Protocol | None = None,
+    weights=None,
+    data_options: Mapping[str, Mapping] | None = None,
+    store_dir: str | os.PathLike | None = None,
+    executor: str = "serial",
+    force: bool = False,
+    output_dir: str | os.PathLike | None = None,
+    activation_cache=True,
+    device: str = "cpu",
+    progress: bool = True,
+) -> xr.Dataset:
+    """Score every layer of every model against every region of every dataset.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Model names (:func:`workbench.models.list_models`).
+    datasets : sequence of str or NeuralDataset
+        Dataset names (:func:`workbench.data.list_datasets`) or loaded datasets.
+    metrics : sequence of str, default: ("svcca", "tsvd_regression", "rsa", "cka")
+        Metric names (:func:`workbench.metrics.list_metrics`).
+    protocol : Protocol, optional
+        The analysis choices; default ``Protocol()`` (the study's).
+    weights : None, str, path or mapping of model name to those, default: None
+        Weights of every model (None: random init seeded by ``protocol.seed``; "imagenet";
+        a checkpoint path), or per model name.
+    data_options : mapping, optional
+        Extra :func:`workbench.data.load` options per dataset name, e.g.
+        ``{"cowley2023_v4": {"session": "201025"}}``.
+    store_dir : path, optional
+        Where finished units are committed, so an interrupted sweep resumes; default a
+        temporary directory removed afterwards.
+    executor : str, default: "serial"
+        ``"serial"``, ``"local:N"`` or ``"tcp://HOST:PORT"`` (see
+        :func:`workbench.analysis.execution.run_units`).
+    force : bool, default: False
+        Recompute units already committed in ``store_dir``.
+    output_dir : path, optional
+        When given, ``scores.nc`` and ``scores.csv`` are written there.
+    activation_cache : bool or path, default: True
+        Where extracted layer statistics are cached (see
+        :func:`workbench.activations.extract_stats`); False disables the cache.
+    device : str, default: "cpu"
+        Where the networks run, e.g. ``"cuda"``; the scores do not depend on it beyond
+        floating-point rounding, so it is not part of a unit's identity.
+    progress : bool, default: True
+        Show a progress bar over units.
+
+    Returns
+    -------
+    Dataset
+        The scores (see :mod:`workbench.analysis.scores`), with ``attrs`` ``protocol``,
+        ``versions``, ``seed`` and ``created``.
+    """
+    protocol = Protocol() if protocol is None else protocol
+    if not isinstance(protocol, Protocol):
+        raise ValidationError(f"protocol must be a Protocol, found {type(protocol).__name__}")
+    models, metrics = list(models), list(metrics)
+    for what, values in (("models", models), ("datasets", list(datasets)), ("metrics", metrics)):
+        if not values:
+            raise ValidationError(f"{what} is empty; expected at least one")
+        names = [v if isinstance(v, str) else getattr(v, "name", v) for v in values]
+        if len(set(names)) != len(names):
+            raise ValidationError(f"{what} has duplicates: {names}")
+    from workbench.metrics import list_metrics
+
+    unknown = [m for m in metrics if m not in list_metrics()]
+    if unknown:
+        raise ValidationError(f"metrics {unknown} are unknown; expected some of {list_metrics()}")
+    per_model = dict(weights) if isinstance(weights, Mapping) else {m: weights for m in models}
+    objects = tuple(d for d in datasets if not isinstance(d, str))
+    dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
+    identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}
+    settings = SweepSettings(
+        protocol=protocol,
+        metrics=tuple(metrics),
+        weights=tuple((m, per_model.get(m)) for m in models),
+        datasets=objects,
+        data_options=tuple((k, dict(v)) for k, v in (data_options or {}).items()),
+        activation_cache=str(activation_cache) if isinstance(activation_cache, os.PathLike) else activation_cache,
+        device=str(device),
+    )
+    units = [
+        Unit(model, name, fingerprint({
+            "protocol": protocol.to_dict(),
+            "metrics": metrics,
+            "weights": weights_identity(per_model.get(model), protocol.seed),
+            "workbench": __version__,
+            "dataset": identities[name],
+            "data_options": dict(settings.data_options).get(name, {}),
+        }))
+        for model in models
+        for name in dataset_names
+    ]
+    compute = functools.partial(compute_unit, settings=settings)
+    with _unit_store(store_dir) as store:
+        failures: dict[str, str] = {}
+        try:
+            results = run_units(units, compute, store, executor=executor, force=force, progress=progress)
+        except UnitsFailedError as exc:
+            results, failures = exc.results, exc.failures
+    parts = []
+    for unit in units:
+        if unit.unit_id in results:
+            parts.append(results[unit.unit_id])
+        else:
+            message = _last_line(failures.get(unit.unit_id, "unit did not finish"))
+            logger.error("%s failed on %s: %s", unit.model, unit.dataset, message)
+            parts.append(_failed_part(unit, settings, message))
+    scores = stamp(merge_scores(parts, attrs={}), protocol=protocol)
+    scores.attrs["metrics"] = ",".join(metrics)
+    scores.attrs["datasets"] = ",".join(dataset_names)
+    if output_dir is not None:
+        save_scores(scores, output_dir)
+    return scores
+
+
+@contextlib.contextmanager
+def _unit_store(store_dir):
+    """Yield ``store_dir``, or a temporary directory removed on exit when it is None."""
+    if store_dir is not None:
+        yield Path(store_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="workbench-sweep-") as tmp:
+        yield Path(tmp)

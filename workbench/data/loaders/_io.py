@@ -1,0 +1,57 @@
+"""File readers shared by the loaders; every error names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from workbench.errors import DataError
+
+
+def read_mat(path: Path, variables: tuple[str, ...]) -> dict:
+    """Read a MATLAB (v5) file and return it, checking that ``variables`` are present."""
+    import scipy.io
+
+    try:
+        data = scipy.io.loadmat(path)
+    except Exception as exc:  # scipy raises ValueError, TypeError, OSError... on bad files
+        raise DataError(
+            f"{path}: not a readable MATLAB file ({type(exc).__name__}: {exc})"
+        ) from exc
+    missing = [v for v in variables if v not in data]
+    if missing:
+        found = sorted(k for k in data if not k.startswith("__"))
+        raise DataError(f"{path}: variable(s) {missing} missing; the file holds {found}")
+    return data
+
+
+def read_npy(path: Path, ndim: int | None) -> np.ndarray:
+    """Read a numeric ``.npy`` array (no pickles) of ``ndim`` dimensions when given."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from exc
+    if ndim is not None and array.ndim != ndim:
+        raise DataError(f"{path}: expected a {ndim}-D array, found shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"{path}: expected numbers, found dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def mat_string(value) -> str:
+    """A MATLAB char array as read by scipy (possibly nested in 1x1 arrays) as ``str``."""
+    while isinstance(value, np.ndarray):
+        if value.size != 1:
+            if value.dtype.kind == "U":
+                return "".join(value.ravel())
+            raise DataError(f"expected a MATLAB string, found an array of shape {value.shape}")
+        value = value.ravel()[0]
+    return str(value)
+
+
+def check_options(options: dict, allowed, where: str) -> None:
+    """Raise naming the unknown loader options and the valid ones."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DataError(f"{where}: unknown option(s) {unknown}; expected some of {sorted(allowed)}")

@@ -1,0 +1,213 @@
+"""Your own recordings, described by a manifest alone: responses as .npy, .mat, .nc or .nwb
+plus images (a folder or a zip), loaded without writing code.
+
+Manifest options (``loader: local``; see ``data_manifests/README.md`` for a worked example):
+
+``responses`` (required)
+    Manifest path of the responses file. ``.npy``: a numeric array. ``.mat``: the variable
+    named by ``variable``. ``.nwb`` (HDF5): the dataset at the HDF5 path ``nwb_dataset``
+    (e.g. ``/processing/ophys/responses/data``). ``.nc``: an xarray DataArray whose dims are
+    named ``stimulus``, ``neuroid`` and optionally ``repetition``, with optional coordinates
+    ``stimulus_id``, ``neuroid_id`` and ``region`` (per neuroid, one region per value).
+``dims`` (default ``[stimulus, neuroid]``)
+    The axis order of ``.npy``/``.mat``/``.nwb`` arrays, e.g. ``[neuroid, stimulus, repetition]``.
+``images`` (required)
+    A zip file (manifest path) or a folder (relative to the data root) of image files.
+``image_list`` (optional)
+    A text file (manifest path) naming one image file per line, in response order. Without
+    it, images are taken in sorted file-name order, and their stems are the stimulus ids;
+    with an ``.nc`` that has ``stimulus_id``, each id must name an image ``<id>.<ext>``.
+``region``, ``species``
+    Region name (for arrays without a ``region`` coordinate; default the manifest's first
+    region) and species (default the manifest's ``species``).
+``reliability_threshold``, ``reliability_method``, ``reliability_splits``, ``reliability_seed``
+    Split-half reliability filtering of data with repeats (default: no filtering).
+``expected_stimuli``, ``expected_neuroids``
+    Counts to check the files against (optional).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from workbench.data import reliability as rel
+from workbench.data.assemblies import (check_finite_responses, check_repeat_padding,
+                                       drop_constant_neuroids, make_assembly)
+from workbench.data.dataset import NeuralDataset, RegionData, build_region
+from workbench.data.fetch import cache_dir
+from workbench.data.loaders._io import check_options, read_mat, read_npy
+from workbench.data.registry import register_loader
+from workbench.data.stimuli import StimulusSet
+from workbench.dims import NEUROID, NEUROID_ID, REGION, REPETITION, STIMULUS, STIMULUS_ID
+from workbench.errors import DataError
+
+BUILD_OPTIONS = ("reliability_threshold", "reliability_method", "reliability_splits",
+                 "reliability_seed", "expected_stimuli", "expected_neuroids")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+_ALLOWED_DIMS = (STIMULUS, NEUROID, REPETITION)
+
+
+def _check_dims(dims, ndim: int, path: Path) -> list[str]:
+    dims = [str(d) for d in dims]
+    if sorted(dims) not in (sorted(_ALLOWED_DIMS[:2]), sorted(_ALLOWED_DIMS)):
+        raise DataError(f"{path}: option 'dims' must name {STIMULUS!r}, {NEUROID!r} and optionally "
+                        f"{REPETITION!r} once each, found {dims}")
+    if len(dims) != ndim:
+        raise DataError(f"{path}: the array has {ndim} dimensions but option 'dims' names "
+                        f"{len(dims)}: {dims}")
+    return dims
+
+
+def _read_nwb(path: Path, dataset: str | None) -> np.ndarray:
+    import h5py
+
+    if not dataset:
+        raise DataError(f"{path}: an .nwb file needs option 'nwb_dataset' (the HDF5 path of the "
+                        "response array, e.g. /processing/ophys/responses/data)")
+    try:
+        with h5py.File(path, "r") as handle:
+            if dataset not in handle:
+                raise DataError(f"{path}: no HDF5 dataset {dataset!r} in the NWB file")
+            return np.asarray(handle[dataset][()], dtype=np.float64)
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable NWB/HDF5 file ({exc})") from exc
+
+
+def read_responses(path: Path, *, dims, variable: str | None = None,
+                   nwb_dataset: str | None = None) -> xr.DataArray:
+    """Read a responses file into a DataArray with dims ``(stimulus, neuroid[, repetition])``.
+
+    Coordinates (``stimulus_id``, ``neuroid_id``, ``region``) are kept when an ``.nc`` file
+    has them.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".nc":
+        try:
+            array = xr.load_dataarray(path)
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable netCDF DataArray ({exc})") from exc
+        _check_dims(array.dims, array.ndim, path)
+        order = [d for d in _ALLOWED_DIMS if d in array.dims]
+        return array.transpose(*order).astype(np.float64)
+    if suffix == ".npy":
+        values = read_npy(path, ndim=None)
+    elif suffix == ".mat":
+        if not variable:
+            raise DataError(f"{path}: a .mat file needs option 'variable' (the array's name)")
+        values = np.asarray(read_mat(path, (variable,))[variable], dtype=np.float64)
+    elif suffix == ".nwb":
+        values = _read_nwb(path, nwb_dataset)
+    else:
+        raise DataError(f"{path}: unsupported responses format {suffix!r}; expected .npy, .mat, "
+                        ".nc or .nwb")
+    dims = _check_dims(dims, values.ndim, path)
+    order = [d for d in _ALLOWED_DIMS if d in dims]
+    return xr.DataArray(values, dims=dims).transpose(*order)
+
+
+def images_from(source: Path, names: list[str] | None, ids_hint: list[str] | None,
+                where: str) -> StimulusSet:
+    """Images from a zip or folder: listed ``names``, ids matched by stem, or sorted names."""
+    if source.is_file() and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            available = [n for n in archive.namelist() if n.lower().endswith(IMAGE_SUFFIXES)]
+    elif source.is_dir():
+        available = sorted(str(p.relative_to(source)) for p in source.rglob("*")
+                           if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        raise DataError(f"{where}: images {source} is neither a folder nor a readable zip archive")
+    if names is None and ids_hint is not None:
+        by_stem = {Path(n).stem: n for n in available}
+        missing = [i for i in ids_hint if i not in by_stem]
+        if missing:
+            raise DataError(f"{source}: no image for {len(missing)} stimulus id(s), e.g. "
+                            f"{missing[:3]}; expected files named <stimulus_id>.<ext>")
+        names = [by_stem[i] for i in ids_hint]
+    elif names is None:
+        names = sorted(available)
+    ids = ids_hint if ids_hint is not None else [Path(n).stem for n in names]
+    if source.is_dir():
+        return StimulusSet.from_folder(source, names, ids)
+    return StimulusSet.from_zip(source, names, ids)
+
+
+def build_dataset(manifest, responses: xr.DataArray, stimuli: StimulusSet, *, where: str,
+                  species: str, default_region: str, reliability_threshold=None,
+                  reliability_method=rel.DEFAULT_METHOD, reliability_splits=rel.DEFAULT_SPLITS,
+                  reliability_seed=rel.DEFAULT_SEED, expected_stimuli=None,
+                  expected_neuroids=None) -> NeuralDataset:
+    """Check labelled responses against the stimuli and build one region per region name."""
+    n_stim, n_neur = responses.sizes[STIMULUS], responses.sizes[NEUROID]
+    if n_stim != len(stimuli):
+        raise DataError(f"{where}: responses to {n_stim} stimuli but {len(stimuli)} images; "
+                        "they must match one to one")
+    if expected_stimuli is not None and n_stim != expected_stimuli:
+        raise DataError(f"{where}: {n_stim} stimuli, expected {expected_stimuli}")
+    if expected_neuroids is not None and n_neur != expected_neuroids:
+        raise DataError(f"{where}: {n_neur} neuroids, expected {expected_neuroids}")
+    neuroid_ids = (responses[NEUROID_ID].values if NEUROID_ID in responses.coords
+                   else [f"n{i:04d}" for i in range(n_neur)])
+    regions = (responses[REGION].values.astype(str) if REGION in responses.coords
+               else np.array([default_region] * n_neur))
+    values = responses.values
+    out = []
+    for region in dict.fromkeys(regions):
+        pick = np.flatnonzero(regions == region)
+        region_where = f"{where} (region {region})"
+        common = dict(stimulus_ids=stimuli.ids, neuroid_ids=[str(neuroid_ids[i]) for i in pick],
+                      region=str(region), species=species, dataset=manifest.name)
+        if REPETITION in responses.dims:
+            repeats = values[:, pick, :]
+            check_repeat_padding(repeats, where, same_across_neuroids=False)
+            assembly = make_assembly(repeats, where=where, **common)
+            assembly = drop_constant_neuroids(assembly, region_where)
+            data = build_region(assembly, species=species, threshold=reliability_threshold,
+                                method=reliability_method, n_splits=reliability_splits,
+                                seed=reliability_seed)
+            data.n_recorded = len(pick)
+        else:
+            check_finite_responses(values[:, pick], where)
+            assembly = make_assembly(values[:, pick], where=where, **common)
+            assembly = drop_constant_neuroids(assembly, region_where)
+            data = RegionData(name=str(region), species=species, responses=assembly,
+                              n_recorded=len(pick))
+        out.append(data)
+    return NeuralDataset(manifest, stimuli, out)
+
+
+def resolve(manifest, files: dict, key: str, *, folder_ok: bool = False) -> Path:
+    """A manifest path given in an option: a fetched file, or a folder under the data root."""
+    if key in files:
+        return Path(files[key])
+    if folder_ok:
+        folder = (manifest.root or cache_dir()) / key
+        if folder.is_dir():
+            return folder
+    folder_hint = " nor a folder under the data root" if folder_ok else ""
+    raise DataError(f"manifest {manifest.source}: option path {key!r} is not among the "
+                    f"manifest's files {sorted(files)}{folder_hint}")
+
+
+@register_loader("local")
+def load_local(manifest, files, *, responses: str, images: str, dims=(STIMULUS, NEUROID),
+               image_list: str | None = None, variable: str | None = None,
+               nwb_dataset: str | None = None, region: str | None = None,
+               species: str | None = None, **options) -> NeuralDataset:
+    """Load a user-described dataset (options in the module docstring)."""
+    check_options(options, BUILD_OPTIONS, f"manifest {manifest.source}")
+    path = resolve(manifest, files, responses)
+    array = read_responses(path, dims=dims, variable=variable, nwb_dataset=nwb_dataset)
+    names = None
+    if image_list is not None:
+        names = [ln.strip() for ln in resolve(manifest, files, image_list).read_text().splitlines()
+                 if ln.strip()]
+    ids_hint = [str(s) for s in array[STIMULUS_ID].values] if STIMULUS_ID in array.coords else None
+    stimuli = images_from(resolve(manifest, files, images, folder_ok=True), names, ids_hint,
+                          where=str(path))
+    return build_dataset(manifest, array, stimuli, where=str(path),
+                         species=species or manifest.species,
+                         default_region=region or manifest.regions[0], **options)

@@ -1,0 +1,162 @@
+"""Stimulus sets: the images of a dataset, in the order of its responses, loaded lazily."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from workbench.errors import DataError
+from workbench.storage import sha256_file
+
+
+def _image_from_array(array: np.ndarray, where: str) -> Image.Image:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise DataError(f"{where}: expected an H x W or H x W x 3 image, found shape {array.shape}")
+    if array.dtype != np.uint8:
+        if array.min() < 0 or array.max() > 255:
+            raise DataError(
+                f"{where}: pixel values must lie in [0, 255], found [{array.min()}, {array.max()}]"
+            )
+        array = array.astype(np.uint8)
+    return Image.fromarray(array, mode="L" if array.ndim == 2 else "RGB")
+
+
+class StimulusSet(Sequence):
+    """The images of a dataset, in the same order as its responses.
+
+    ``stimuli[i]`` is a ``PIL.Image`` (mode ``"RGB"`` or ``"L"``) read on demand from its
+    source (an array, a zip of image files or a folder). Use the ``from_*`` constructors.
+
+    Attributes
+    ----------
+    ids : list of str
+        One identifier per image, in order; these are the ``stimulus_id`` coordinates of the
+        dataset's assemblies.
+    """
+
+    def __init__(self, ids: Sequence[str], read: Callable[[int], Image.Image], source_key: str):
+        ids = [str(i) for i in ids]
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise DataError(f"stimulus ids must be unique, found duplicates such as {dupes}")
+        self.ids = ids
+        self._read = read
+        self._source_key = source_key
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"stimulus index {index} out of range for {n} stimuli")
+        return self._read(index % n)
+
+    def __repr__(self) -> str:
+        return f"StimulusSet({len(self)} stimuli, first id {self.ids[0]!r})"
+
+    def to_array(self, index: int) -> np.ndarray:
+        """Image ``index`` as a uint8 array, H x W x 3 (RGB) or H x W (grayscale)."""
+        return np.asarray(self[index])
+
+    def fingerprint(self) -> str:
+        """A sha256 hex digest identifying these exact images in this order.
+
+        It hashes the digests of the source files (or arrays) and the ids, not decoded
+        pixels, so it is cheap; any change of image content, id or order changes it.
+        """
+        digest = hashlib.sha256(self._source_key.encode())
+        for stimulus_id in self.ids:
+            digest.update(b"\0" + stimulus_id.encode())
+        return digest.hexdigest()
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[np.ndarray], ids: Sequence[str]) -> "StimulusSet":
+        """Images held in memory (e.g. read from a .mat struct), one array per image."""
+        if len(arrays) != len(ids):
+            raise DataError(f"found {len(arrays)} images but {len(ids)} stimulus ids")
+        digest = hashlib.sha256()
+        for array in arrays:
+            array = np.ascontiguousarray(array)
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(array.tobytes())
+        arrays = list(arrays)
+        return cls(ids, lambda i: _image_from_array(arrays[i], f"stimulus {ids[i]!r}"),
+                   "arrays:" + digest.hexdigest())
+
+    @classmethod
+    def from_zip(cls, path: str | Path, members: Sequence[str],
+                 ids: Sequence[str]) -> "StimulusSet":
+        """Image files inside a zip archive, ``members[i]`` being image ``i``.
+
+        Raises
+        ------
+        DataError
+            The zip is unreadable or truncated, or a member is missing.
+        """
+        path = Path(path)
+        if len(members) != len(ids):
+            raise DataError(f"{path}: {len(members)} member names but {len(ids)} stimulus ids")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataError(f"{path}: not a readable zip archive ({exc})") from exc
+        missing = [m for m in members if m not in names]
+        if missing:
+            raise DataError(
+                f"{path}: {len(missing)} image(s) missing from the zip, e.g. {missing[:3]}; "
+                f"the archive holds {len(names)} files"
+            )
+        members = list(members)
+
+        def read(i: int) -> Image.Image:
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    data = archive.read(members[i])
+                image = Image.open(io.BytesIO(data))
+                image.load()
+            except Exception as exc:
+                raise DataError(f"{path}: cannot read image {members[i]!r} ({exc})") from exc
+            return image if image.mode in ("RGB", "L") else image.convert("RGB")
+
+        return cls(ids, read, f"zip:{sha256_file(path)}:" + "\0".join(members))
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, filenames: Sequence[str],
+                    ids: Sequence[str]) -> "StimulusSet":
+        """Image files in a folder, ``filenames[i]`` (relative to ``folder``) being image ``i``.
+
+        The fingerprint hashes every file once, when the set is built.
+        """
+        folder = Path(folder)
+        if len(filenames) != len(ids):
+            raise DataError(f"{folder}: {len(filenames)} file names but {len(ids)} stimulus ids")
+        paths = [folder / f for f in filenames]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise DataError(f"{folder}: {len(missing)} image file(s) missing, e.g. {missing[:3]}")
+        digest = hashlib.sha256()
+        for p in paths:
+            digest.update(sha256_file(p).encode())
+
+        def read(i: int) -> Image.Image:
+            try:
+                image = Image.open(paths[i])
+                image.load()
+            except Exception as exc:
+                raise DataError(f"{paths[i]}: cannot read image ({exc})") from exc
+            return image if image.mode in ("RGB", "L") else image.convert("RGB")
+
+        return cls(ids, read, "files:" + digest.hexdigest())

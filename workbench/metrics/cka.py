@@ -1,0 +1,115 @@
+"""Centred kernel alignment (Kornblith et al. 2019), linear or RBF, optionally debiased."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.errors import ValidationError
+from workbench.metrics.derived import DerivedStats, double_centre, prepare_pair
+from workbench.validation import check_choice
+
+KERNELS = ("linear", "rbf")
+
+
+def cka(X, Y, kernel: str = "linear", *, debiased: bool = False) -> float:
+    """Centred kernel alignment between model features and neural responses.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_stimuli, n_features), or GramStats
+        Model features.
+    Y : array-like or torch.Tensor of shape (n_stimuli, n_neuroids), or GramStats
+        Neural responses to the same stimuli, in the same order.
+    kernel : {"linear", "rbf"}, default: "linear"
+        ``"linear"``: ``K = X X^T``. ``"rbf"``: ``K_ij = exp(-D_ij / (2 sigma^2))`` with
+        ``D_ij`` the squared Euclidean distance between stimuli ``i`` and ``j`` and
+        ``sigma^2`` the median of the non-zero off-diagonal ``D_ij``, chosen for each side
+        separately.
+    debiased : bool, default: False
+        Use the unbiased HSIC estimator of Song et al. (2012) instead of the biased one
+        (needs at least 4 stimuli).
+
+    Returns
+    -------
+    float
+        ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``; higher is more similar, 1 for
+        identical inputs. Linear CKA is invariant to orthogonal transforms and isotropic
+        scaling of either side.
+
+    Raises
+    ------
+    ValidationError
+        Bad shapes or values, a kernel with no variation across stimuli, or (debiased) a
+        non-positive self-similarity estimate.
+    """
+    return cka_from_stats(*prepare_pair(X, Y), kernel=kernel, debiased=debiased)
+
+
+def cka_from_stats(x: DerivedStats, y: DerivedStats, kernel: str = "linear", debiased: bool = False) -> float:
+    """:func:`cka` on prepared statistics (used by :func:`workbench.metrics.compare`)."""
+    check_choice(kernel, "kernel", KERNELS)
+    if debiased and x.n_stimuli < 4:
+        raise ValidationError(
+            f"debiased CKA needs at least 4 stimuli, found {x.n_stimuli}; use debiased=False"
+        )
+    kc = _centred_kernel(x, kernel, debiased)
+    lc = _centred_kernel(y, kernel, debiased)
+    hsic_kk, hsic_ll = _frobenius_dot(kc, kc), _frobenius_dot(lc, lc)
+    for side, value in ((x.name, hsic_kk), (y.name, hsic_ll)):
+        if not value > 0:
+            raise ValidationError(
+                f"{side}: the {'debiased ' if debiased else ''}HSIC of its {kernel} kernel with "
+                f"itself is {value:.3g}; a positive value is expected (the kernel does not vary "
+                "across stimuli)"
+            )
+    return float(_frobenius_dot(kc, lc) / np.sqrt(hsic_kk * hsic_ll))
+
+
+def _frobenius_dot(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a.ravel(), b.ravel()))
+
+
+def _centred_kernel(side: DerivedStats, kernel: str, debiased: bool) -> np.ndarray:
+    key = ("cka_kernel", kernel, debiased)
+
+    def compute():
+        if kernel == "linear":
+            if not debiased:
+                return side.centred_gram()
+            gram = side.gram
+        else:
+            gram = rbf_kernel(side)
+        return unbiased_centre(gram) if debiased else double_centre(gram)
+
+    return side.cached(key, compute)
+
+
+def rbf_kernel(side: DerivedStats) -> np.ndarray:
+    """RBF kernel with sigma^2 = median of the non-zero squared distances; shape (n, n)."""
+    dist = side.squared_distances()
+    off_diagonal = dist[~np.eye(dist.shape[0], dtype=bool)]
+    nonzero = off_diagonal[off_diagonal > 0]
+    if nonzero.size == 0:
+        raise ValidationError(
+            f"{side.name}: all {side.n_stimuli} stimuli have identical responses; the RBF "
+            "bandwidth (median non-zero squared distance) is undefined"
+        )
+    sigma2 = float(np.median(nonzero))
+    return np.exp(dist / (-2.0 * sigma2))
+
+
+def unbiased_centre(kernel: np.ndarray) -> np.ndarray:
+    """Centre a kernel matrix so that Frobenius products give the unbiased HSIC.
+
+    With ``K~`` the kernel with its diagonal set to 0, the returned ``M`` satisfies
+    ``<M_K, M_L> = n (n - 3) HSIC_u(K, L)`` (Song et al. 2012), the scale cancelling in CKA.
+    """
+    n = kernel.shape[0]
+    out = kernel.copy()
+    np.fill_diagonal(out, 0.0)
+    means = out.sum(axis=0) / (n - 2)
+    means -= means.sum() / (2 * (n - 1))
+    out -= means[:, None]
+    out -= means[None, :]
+    np.fill_diagonal(out, 0.0)
+    return out

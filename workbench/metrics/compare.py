@@ -1,0 +1,72 @@
+"""Several metrics on one (features, responses) pair, sharing the Gram product and its algebra."""
+
+from __future__ import annotations
+
+import logging
+
+from workbench.errors import ValidationError
+from workbench.metrics.derived import prepare_pair
+from workbench.metrics.registry import get_metric, list_metrics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS = ("svcca", "tsvd_regression", "rsa", "cka")
+
+
+def compare(
+    X,
+    Y,
+    metrics=DEFAULT_METRICS,
+    *,
+    n_components: int = 40,
+    reduce_y: bool = True,
+    alpha: float = 1.0,
+    kernel: str = "linear",
+    debiased: bool = False,
+) -> dict[str, float]:
+    """Score one pair with several metrics, computing the shared statistics once.
+
+    ``X @ X.T`` (or the given GramStats), its top eigenpairs and its centred forms are
+    computed once and reused by every metric, so scoring all four costs little more than
+    one Gram product.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_stimuli, n_features), or GramStats
+        Model features (no preprocessing is applied; see :func:`zscore_features`).
+    Y : array-like or torch.Tensor of shape (n_stimuli, n_neuroids)
+        Neural responses to the same stimuli, in the same order.
+        Either side may also be a :class:`~workbench.metrics.derived.DerivedStats`
+        (``DerivedStats.from_input(Y, "Y")``): what it has computed (centred kernels, RDM
+        ranks, eigenpairs) is kept and reused, e.g. for one region against many layers.
+    metrics : sequence of str, default: ("svcca", "tsvd_regression", "rsa", "cka")
+        Names from :func:`list_metrics`.
+    n_components, reduce_y : see :func:`svcca` (``n_components`` also for
+        :func:`tsvd_regression`).
+    alpha : see :func:`tsvd_regression`.
+    kernel, debiased : see :func:`cka`.
+
+    Returns
+    -------
+    dict of str to float
+        One score per requested metric, in the requested order; all are higher-is-better.
+    """
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    names = list(metrics)
+    if not names:
+        raise ValidationError(f"metrics is empty; expected one or more of {list_metrics()}")
+    infos = [get_metric(name) for name in names]
+    x, y = prepare_pair(X, Y)
+    parameters = {
+        "n_components": n_components,
+        "reduce_y": reduce_y,
+        "alpha": alpha,
+        "kernel": kernel,
+        "debiased": debiased,
+    }
+    scores = {}
+    for info in infos:
+        scores[info.name] = info.from_stats(x, y, **{p: parameters[p] for p in info.parameters})
+        logger.debug("%s = %.6f (%d stimuli, %d features)", info.name, scores[info.name], x.n_stimuli, x.n_features)
+    return scores

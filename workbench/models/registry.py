@@ -1,0 +1,281 @@
+"""The model zoo: a registry of small factory functions, in the timm style.
+
+A factory is registered with :func:`register_model` and returns an :class:`Architecture`
+(the network and its declared analysis layers and preprocessing). Users call
+:func:`create`, which seeds random initialisation, loads weights, checks that every
+declared layer is a real submodule, and returns a :class:`ModelWrapper`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from workbench.errors import ValidationError
+from workbench.models.preprocessing import Preprocessing
+from workbench.models.weights import load_checkpoint, state_dict_hash
+from workbench.validation import check_choice
+
+FAMILIES = ("snn", "cnn", "vit")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a factory returns.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The network.
+    layers : tuple of str
+        Ordered analysis layers: dotted ``named_modules()`` paths, from input to output.
+    preprocessing : Preprocessing
+        How input images are prepared.
+    time_steps : int, default: 1
+        Number of simulation steps (T) a static image is repeated over; > 1 only for SNNs.
+    channels_last : frozenset of str, default: empty
+        Layers whose output is (N, H, W, C) rather than (N, C, H, W) (Swin stages).
+    """
+
+    module: nn.Module
+    layers: tuple[str, ...]
+    preprocessing: Preprocessing = Preprocessing()
+    time_steps: int = 1
+    channels_last: frozenset = frozenset()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    family: str
+    factory: Callable[..., Architecture]
+    description: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(name: str, *, family: str) -> Callable:
+    """Decorator registering ``factory(pretrained: bool) -> Architecture`` under ``name``.
+
+    The first line of the factory's docstring becomes the model's description.
+    """
+    check_choice(family, "family", FAMILIES)
+
+    def decorator(factory: Callable[..., Architecture]) -> Callable[..., Architecture]:
+        if name in _REGISTRY:
+            raise ValidationError(f"model name {name!r} is already registered")
+        doc = (factory.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = _Entry(name, family, factory, doc[0] if doc else "")
+        return factory
+
+    return decorator
+
+
+def _entry(name: str) -> _Entry:
+    _load_zoo()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValidationError(
+            f"unknown model {name!r}{hint} (`workbench models list` shows all "
+            f"{len(_REGISTRY)} models)"
+        )
+    return _REGISTRY[name]
+
+
+def list_models(family: str | None = None, pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted, optionally filtered by family and a shell-style pattern.
+
+    Examples
+    --------
+    >>> list_models(family="snn", pattern="sew_*")  # doctest: +SKIP
+    ['sew_resnet14', 'sew_resnet18', 'sew_resnet34', 'sew_resnet50', 'sew_resnet8']
+    """
+    _load_zoo()
+    if family is not None:
+        check_choice(family, "family", FAMILIES)
+    return sorted(
+        e.name
+        for e in _REGISTRY.values()
+        if (family is None or e.family == family)
+        and (pattern is None or fnmatch.fnmatchcase(e.name, pattern))
+    )
+
+
+def model_family(name: str) -> str:
+    """The family (``"snn"``, ``"cnn"`` or ``"vit"``) of a registered model."""
+    return _entry(name).family
+
+
+def model_description(name: str) -> str:
+    """One-line description of a registered model."""
+    return _entry(name).description
+
+
+class ModelWrapper:
+    """A created model: the network in eval mode with its analysis layers and preprocessing.
+
+    Attributes
+    ----------
+    name, family : str
+        Registry name and family.
+    module : nn.Module
+        The network, in eval mode (SNNs in spikingjelly's multi-step mode).
+    layers : tuple of str
+        Ordered analysis layers (dotted module paths, checked to exist).
+    preprocessing : Preprocessing
+    is_spiking : bool
+    time_steps : int
+        Default T (4 for the SNNs, 1 otherwise).
+    weights : str
+        ``"random(seed=<seed>)"``, ``"imagenet"`` or the checkpoint path.
+    weights_id : str
+        sha256 of the state dict (computed on first use, then kept).
+    """
+
+    def __init__(self, name: str, family: str, arch: Architecture, weights: str):
+        self.name = name
+        self.family = family
+        self.module = arch.module
+        self.layers = tuple(arch.layers)
+        self.preprocessing = arch.preprocessing
+        self.time_steps = int(arch.time_steps)
+        self.channels_last = frozenset(arch.channels_last)
+        self.weights = weights
+        self.is_spiking = family == "snn"
+
+    @cached_property
+    def weights_id(self) -> str:
+        return state_dict_hash(self.module)
+
+    def with_preprocessing(self, **changes) -> "ModelWrapper":
+        """A wrapper sharing this network with some preprocessing fields changed.
+
+        Examples
+        --------
+        >>> small = create("cornet_z").with_preprocessing(input_size=64)  # doctest: +SKIP
+        """
+        clone = object.__new__(ModelWrapper)
+        clone.__dict__.update(self.__dict__)
+        clone.preprocessing = dataclasses.replace(self.preprocessing, **changes)
+        return clone
+
+    def check_layers(self, layers: Iterable[str] | str | None) -> tuple[str, ...]:
+        """Return the requested layers (all declared ones for ``None``), each checked to exist."""
+        if layers is None:
+            return self.layers
+        if isinstance(layers, str):
+            layers = [layers]
+        layers = tuple(layers)
+        if not layers:
+            raise ValidationError(f"layers is empty; expected some of {list(self.layers)}")
+        modules = dict(self.module.named_modules())
+        bad = [layer for layer in layers if layer not in modules or layer == ""]
+        if bad:
+            raise ValidationError(
+                f"layer(s) {bad} not in {self.name}; expected one or more of {list(self.layers)} "
+                "(or any dotted path of model.module.named_modules())"
+            )
+        if len(set(layers)) != len(layers):
+            raise ValidationError(f"layers contains duplicates: {list(layers)}")
+        return layers
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelWrapper({self.name!r}, family={self.family!r}, weights={self.weights!r}, "
+            f"{len(self.layers)} layers, T={self.time_steps}, input={self.preprocessing.input_size}px)"
+        )
+
+
+def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0) -> ModelWrapper:
+    """Build a registered model.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_models`; unknown names get close-match suggestions.
+    weights : None, "imagenet" or path, default: None
+        ``None``: random initialisation drawn from a generator seeded with ``seed`` (recorded
+        as ``"random(seed=<seed>)"``). ``"imagenet"``: the published weights (torchvision,
+        timm; a local file for the SNNs); offline, a clear error names the file to download
+        and where to put it. A path: a local checkpoint read with
+        ``torch.load(weights_only=True)`` and loaded with strict key checking.
+    seed : int, default: 0
+        Seed of the random initialisation (also used before loading other weights, so any
+        parameter not overwritten is reproducible).
+
+    Returns
+    -------
+    ModelWrapper
+    """
+    entry = _entry(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        if weights is None:
+            arch = entry.factory(pretrained=False)
+            description = f"random(seed={int(seed)})"
+        elif isinstance(weights, str) and weights == "imagenet":
+            arch = entry.factory(pretrained=True)
+            description = "imagenet"
+        elif isinstance(weights, (str, os.PathLike)):
+            arch = entry.factory(pretrained=False)
+            load_checkpoint(arch.module, weights)
+            description = str(Path(weights).resolve())
+        else:
+            raise ValidationError(
+                f"weights={weights!r} is not valid; expected None, 'imagenet' or a checkpoint path"
+            )
+    arch.module.eval()
+    for param in arch.module.parameters():
+        param.requires_grad_(False)
+    if entry.family == "snn":
+        from spikingjelly.activation_based import functional
+
+        functional.set_step_mode(arch.module, "m")
+    wrapper = ModelWrapper(entry.name, entry.family, arch, description)
+    modules = dict(arch.module.named_modules())
+    absent = [layer for layer in wrapper.layers if layer not in modules]
+    if absent:  # a bug in the factory, not in user input
+        raise RuntimeError(f"{name}: declared layers {absent} are not submodules of the network")
+    return wrapper
+
+
+def _load_zoo() -> None:
+    """Import the family modules, whose decorators fill the registry."""
+    from workbench.models import cnn, cornet, snn, vit  # noqa: F401
+
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a registered model declares, read without building its weights."""
+
+    name: str
+    family: str
+    layers: tuple[str, ...]
+    time_steps: int
+    preprocessing: Preprocessing
+    description: str
+
+
+def model_info(name: str) -> ModelInfo:
+    """Declared layers, T and preprocessing of a model, built on torch's ``meta`` device (fast)."""
+    entry = _entry(name)
+    with torch.device("meta"):
+        arch = entry.factory(pretrained=False)
+    modules = dict(arch.module.named_modules())
+    absent = [layer for layer in arch.layers if layer not in modules]
+    if absent:  # a bug in the factory, not in user input
+        raise RuntimeError(f"{name}: declared layers {absent} are not submodules of the network")
+    return ModelInfo(entry.name, entry.family, tuple(arch.layers), int(arch.time_steps),
+                     arch.preprocessing, entry.description)

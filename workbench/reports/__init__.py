@@ -1,0 +1,56 @@
+"""Figures, notebooks and reports of a study run.
+
+- :mod:`~workbench.reports.style`: one matplotlib style, colours per family, ``savefig``
+  (PNG and SVG, atomic).
+- :mod:`~workbench.reports.figures`: one function per figure, and
+  :func:`render_all_figures` that rebuilds every figure of a saved run from its files alone.
+- :mod:`~workbench.reports.study`: :func:`run_study` (sweep, result files, RDMs) and the
+  report's header and tables.
+- :mod:`~workbench.reports.notebook`: papermill execution and HTML export of the notebooks.
+- :mod:`~workbench.reports.demo`: ``workbench demo``.
+"""
+
+from workbench.reports.demo import DEMO_DATASETS, DEMO_MODELS, run_demo, run_report
+from workbench.reports.figures import (
+    load_rdms,
+    plot_best_layer_depth,
+    plot_family_comparison,
+    plot_layer_curves,
+    plot_per_step,
+    plot_rank_agreement,
+    plot_rdm_pair,
+    plot_rdms,
+    render_all_figures,
+    save_rdms,
+)
+from workbench.reports.notebook import NotebookError, execute_notebook, export_html, notebook_path
+from workbench.reports.study import best_layer_rdms, report_header, run_study, run_summary
+from workbench.reports.style import FAMILY_COLORS, family_color, savefig
+
+__all__ = [
+    "DEMO_DATASETS",
+    "DEMO_MODELS",
+    "FAMILY_COLORS",
+    "NotebookError",
+    "best_layer_rdms",
+    "execute_notebook",
+    "export_html",
+    "family_color",
+    "load_rdms",
+    "notebook_path",
+    "plot_best_layer_depth",
+    "plot_family_comparison",
+    "plot_layer_curves",
+    "plot_per_step",
+    "plot_rank_agreement",
+    "plot_rdm_pair",
+    "plot_rdms",
+    "render_all_figures",
+    "report_header",
+    "run_demo",
+    "run_report",
+    "run_study",
+    "run_summary",
+    "save_rdms",
+    "savefig",
+]

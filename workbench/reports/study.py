@@ -1,0 +1,301 @@
+"""A study run: the sweep, its result files, and the facts the report opens with.
+
+A run directory holds ``scores.nc`` and ``scores.csv`` (the sweep's scores), ``rdms.nc``
+(the RDMs the heatmaps show: each model's best layer beside each brain region), ``store/``
+(the sweep's resumable per-unit results) and ``figures/``. Everything the figures need is in
+those files, so :func:`workbench.reports.render_all_figures` never recomputes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from workbench import dims
+from workbench.errors import ValidationError, WorkbenchError
+from workbench.reports.figures import RDMS_FILE, save_rdms
+
+logger = logging.getLogger(__name__)
+
+STORE_DIR = "store"
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """Map the command-line spelling of weights to :func:`workbench.models.create`'s.
+
+    ``None``, ``""`` and ``"random"`` mean random initialisation (``None``); ``"imagenet"``
+    and checkpoint paths pass through.
+    """
+    if weights in (None, "", "random"):
+        return None
+    return str(weights)
+
+
+def make_protocol(protocol=None):
+    """A :class:`~workbench.analysis.Protocol` from ``None``, a Protocol or a dict of overrides."""
+    from workbench.analysis import Protocol
+
+    if protocol is None:
+        return Protocol()
+    if isinstance(protocol, Protocol):
+        return protocol
+    if isinstance(protocol, dict):
+        return Protocol().replace(**protocol)
+    raise ValidationError(
+        f"protocol must be None, a Protocol or a dict of Protocol fields, found {type(protocol).__name__}"
+    )
+
+
+def run_study(
+    models: Sequence[str],
+    datasets: Sequence[str],
+    out_dir: str | os.PathLike,
+    *,
+    metrics: Sequence[str] | None = None,
+    weights: str | None = None,
+    protocol=None,
+    executor: str = "serial",
+    force: bool = False,
+    rdms: bool = True,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Score ``models`` on ``datasets`` and write the run's result files into ``out_dir``.
+
+    Parameters
+    ----------
+    models, datasets : sequence of str
+        Names from :func:`workbench.models.list_models` and :func:`workbench.data.list_datasets`.
+    out_dir : path-like
+        The run directory (created).
+    metrics : sequence of str, optional
+        Names from :func:`workbench.metrics.list_metrics`; default: all of them (each is
+        computed only where it applies).
+    weights : {None, "random", "imagenet"} or path, default: None
+        Model weights (see :func:`resolve_weights`).
+    protocol : Protocol or dict, optional
+        Analysis choices, or overrides of the defaults (see :func:`make_protocol`).
+    executor : str, default: "serial"
+        ``"serial"``, ``"local:N"`` or ``"tcp://HOST:PORT"`` (see
+        :mod:`workbench.analysis.execution`).
+    force : bool, default: False
+        Recompute units the store already holds.
+    rdms : bool, default: True
+        Also write ``rdms.nc`` for the RDM heatmaps.
+    progress : bool, default: True
+        Show the sweep's progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        The scores, as saved in ``out_dir/scores.nc``. A model that failed has its message
+        in ``scores["error"]`` and NaN scores; the others go on.
+
+    Raises
+    ------
+    WorkbenchError
+        No model produced a single score (e.g. published weights unavailable offline); the
+        message lists each model's error.
+    """
+    from workbench.analysis import save_scores
+    from workbench.analysis.sweep import sweep
+    from workbench.metrics import list_metrics
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    protocol = make_protocol(protocol)
+    metrics = list(list_metrics() if metrics is None else metrics)
+    scores = sweep(
+        list(models),
+        list(datasets),
+        metrics,
+        protocol=protocol,
+        store_dir=out_dir / STORE_DIR,
+        executor=executor,
+        force=force,
+        weights=resolve_weights(weights),
+        progress=progress,
+    )
+    save_scores(scores, out_dir)
+    failed = {str(m): str(e) for m, e in zip(scores[dims.MODEL].values, scores["error"].values) if str(e)}
+    for model, message in failed.items():
+        logger.warning("model %s: %s", model, message)
+    if not np.isfinite(scores["score"].values).any():
+        raise WorkbenchError(
+            f"no model produced any score (scores saved in {out_dir}); errors: "
+            + "; ".join(f"{model}: {message}" for model, message in failed.items())
+        )
+    if rdms:
+        pairs = best_layer_rdms(scores, datasets, weights=weights, protocol=protocol)
+        if pairs:
+            save_rdms(pairs, out_dir / RDMS_FILE)
+    return scores
+
+
+def rdm_metric(scores: xr.Dataset) -> str | None:
+    """The metric that picks the layer shown in heatmaps: ``"rsa"`` when scored, else the first."""
+    from workbench.reports.figures import computed_metrics
+
+    metrics = computed_metrics(scores)
+    if not metrics:
+        return None
+    return "rsa" if "rsa" in metrics else metrics[0]
+
+
+def best_layer_rdms(
+    scores: xr.Dataset,
+    datasets: Sequence[str] | None = None,
+    *,
+    weights: str | None = None,
+    protocol=None,
+    regions_per_dataset: int = 1,
+) -> list[tuple[str, str, str, np.ndarray, np.ndarray]]:
+    """RDMs of each model's best layer beside the brain RDM, for the heatmap figures.
+
+    For each dataset in ``scores``, its first ``regions_per_dataset`` scored regions; for each
+    model with a score there, the correlation-distance RDM of the layer with the best score
+    (:func:`rdm_metric`) is computed from the layer's Gram statistics
+    (:func:`workbench.activations.extract_stats`, SNN features reduced over time steps by
+    ``protocol.time_reduce`` as in the sweep). The sweep has cached those statistics, so no
+    forward pass runs again unless the cache was cleared. Datasets are loaded as the sweep loads them (same
+    reliability threshold), from the cache or ``$WORKBENCH_DATA_MIRROR``.
+
+    Parameters
+    ----------
+    scores : xarray.Dataset
+        The run's scores.
+    datasets : sequence of str, optional
+        How to load the scores' datasets (names or manifest paths, as given to the sweep);
+        default: the names in ``scores["dataset"]``.
+    weights, protocol
+        As given to the sweep.
+    regions_per_dataset : int, default: 1
+        How many regions of each dataset get heatmaps.
+
+    Returns
+    -------
+    list of (model, layer_name, region, model_rdm, brain_rdm)
+        As :func:`workbench.reports.figures.save_rdms` takes them.
+    """
+    from workbench.activations import extract_stats
+    from workbench.analysis import best_layer
+    from workbench.analysis.sweep import SweepSettings
+    from workbench.data import read_manifest
+    from workbench.metrics import rdm
+    from workbench.models import create
+
+    protocol = make_protocol(protocol)
+    metric = rdm_metric(scores)
+    if metric is None:
+        return []
+    best = best_layer(scores).sel({dims.METRIC: metric})
+    specs = {str(d): str(d) for d in scores[dims.DATASET].values}
+    specs.update({read_manifest(spec).name: str(spec) for spec in datasets or ()})
+    chosen: dict[str, list[str]] = {}
+    for region, dataset in zip(scores[dims.REGION].values, scores[dims.DATASET].values):
+        regions = chosen.setdefault(str(dataset), [])
+        if len(regions) < regions_per_dataset and np.isfinite(best["score"].sel({dims.REGION: region})).any():
+            regions.append(str(region))
+    settings = SweepSettings(protocol=protocol, metrics=())
+    loaded = {name: settings.load_dataset(specs[name]) for name, regions in chosen.items() if regions}
+    pairs = []
+    for model in scores[dims.MODEL].values:
+        model = str(model)
+        if not np.isfinite(best["score"].sel({dims.MODEL: model})).any():
+            continue  # the model failed everywhere (see scores["error"])
+        net = create(model, weights=resolve_weights(weights), seed=protocol.seed)
+        time_steps = protocol.time_steps if net.is_spiking else None
+        for name, data in loaded.items():
+            for label in chosen[name]:
+                layer = str(best["layer_name"].sel({dims.MODEL: model, dims.REGION: label}).values)
+                if not layer:
+                    continue
+                stats = extract_stats(net, data.stimuli, [layer], batch_size=protocol.batch_size,
+                                      time_steps=time_steps, time_reduce=protocol.time_reduce)[layer]
+                region = label.split("/", 1)[1] if label.startswith(f"{name}/") else label
+                pairs.append((model, layer, label, rdm(stats), data.rdm(region).values))
+    return pairs
+
+
+def report_header(
+    models: Sequence[str],
+    datasets: Sequence[str],
+    *,
+    metrics: Sequence[str] | None = None,
+    weights: str | None = None,
+    protocol=None,
+) -> str:
+    """The Markdown lines a report opens with: weights, protocol, datasets with citations,
+    versions.
+
+    Random weights are stated first and plainly, so that no reader mistakes an untrained
+    baseline for published networks.
+    """
+    from workbench.analysis.scores import package_versions
+    from workbench.data import read_manifest
+
+    protocol = make_protocol(protocol)
+    resolved = resolve_weights(weights)
+    if resolved is None:
+        weights_line = (
+            f"**Weights: random initialisation (seed={protocol.seed}); no published (ImageNet) "
+            "weights were used.** Scores describe untrained networks; run with "
+            "`--weights imagenet` for trained ones."
+        )
+    elif resolved == "imagenet":
+        weights_line = "**Weights: published ImageNet weights** (torchvision, timm; local files for the SNNs)."
+    else:
+        weights_line = f"**Weights: checkpoint `{resolved}`.**"
+    lines = [
+        weights_line,
+        "",
+        f"**Models:** {', '.join(models)}  ",
+        f"**Datasets:** {', '.join(datasets)}  ",
+        f"**Metrics:** {', '.join(metrics) if metrics else 'all applicable'}",
+        "",
+        "**Protocol**",
+        "",
+        "```",
+        protocol.describe(),
+        "```",
+        "",
+        "**Datasets and citations**",
+        "",
+    ]
+    for name in datasets:
+        manifest = read_manifest(name)
+        citation = " ".join(manifest.citation.split())
+        regions = ", ".join(manifest.regions)
+        lines.append(f"- `{manifest.name}` ({manifest.species}; {regions}): {citation} License: {manifest.license}.")
+    versions = package_versions()
+    lines += ["", "**Versions:** " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    return "\n".join(lines)
+
+
+def run_summary(scores: xr.Dataset):
+    """Tables of a run: best layer per (model, region, metric) and family means.
+
+    Returns
+    -------
+    best : pandas.DataFrame
+        One row per (model, region, metric) with a score: family, layer_name,
+        relative_depth, score.
+    families : pandas.DataFrame
+        One row per (family, metric): mean, ci_low, ci_high, n_models.
+    """
+    from workbench.analysis import best_layer, family_means
+    from workbench.reports.figures import ci_level
+
+    table = best_layer(scores)[["score", "layer_name", "relative_depth"]]
+    best = table.to_dataframe().reset_index()
+    best = best[np.isfinite(best["score"])]
+    columns = [dims.MODEL, "family", dims.REGION, dims.METRIC, "layer_name", "relative_depth", "score"]
+    best = best[[c for c in columns if c in best.columns]].reset_index(drop=True)
+    families = family_means(scores, level=ci_level(scores)).to_dataframe().reset_index()
+    families = families[families["n_models"] > 0].reset_index(drop=True)
+    return best, families
+
