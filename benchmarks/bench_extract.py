@@ -149,7 +149,7 @@ def main() -> int:
         print(f"  extraction peak RSS: {ext['peak_rss_gb']:.2f} GB (target <= 3 GB for sew_resnet18)")
         print(f"  full activations would need {ext['full_activations_gb']:.2f} GB (T-averaged, "
               f"{ext['features_per_image']:,} features/image), "
-              f"{ext['full_activations_per_step_gb']:.2f} GB per time step kept")
+              f"{ext['full_activations_per_step_gb']:.2f} GB with every time step kept")
         print("  json:", json.dumps(rows))
     return 0
 

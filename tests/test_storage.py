@@ -15,6 +15,14 @@ def test_atomic_path_renames_on_success(tmp_path):
     assert list(target.parent.iterdir()) == [target]
 
 
+def test_atomic_path_gives_the_permissions_of_an_ordinary_file(tmp_path):
+    ordinary = tmp_path / "ordinary.txt"
+    ordinary.write_text("x")
+    with atomic_path(tmp_path / "atomic.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == ordinary.stat().st_mode
+
+
 def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
     target = tmp_path / "result.txt"
     target.write_text("old")

@@ -149,3 +149,32 @@ def test_prepared_statistics_are_reused_across_calls(pair):
     for features in (x, other, x):
         expected = compare(features, y, n_components=6)
         assert compare(DerivedStats.from_input(features), prepared_y, n_components=6) == pytest.approx(expected, rel=1e-12)
+
+
+def _bad_inputs():
+    rng = np.random.default_rng(43)
+    x, y = rng.normal(size=(30, 20)), rng.normal(size=(30, 6))
+    x_nan = x.copy()
+    x_nan[4, 5] = np.nan
+    y_inf = y.copy()
+    y_inf[2, 1] = -np.inf
+    return {
+        "mismatched rows": (x, y[:29], r"found 30 stimuli in X .* and 29 in Y"),
+        "two stimuli": (x[:2], y[:2], r"X has 2 row\(s\) \(shape=\(2, 20\)\); at least 3 required"),
+        "nan in X": (x_nan, y, r"X contains 1 NaN or inf value\(s\) \(first at index \(4, 5\)"),
+        "inf in Y": (x, y_inf, r"Y contains 1 NaN or inf value\(s\) \(first at index \(2, 1\)"),
+        "3-D X": (x[:, :, None], y, r"X must be a 2-D array, found 3-D with shape \(30, 20, 1\)"),
+        "1-D Y": (x, y[:, 0], r"Y must be a 2-D array, found 1-D with shape \(30,\)"),
+    }
+
+
+@pytest.mark.parametrize("metric", list_metrics())
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+def test_every_metric_rejects_every_bad_input(metric, case):
+    x, y, message = _bad_inputs()[case]
+    function = {"svcca": svcca, "tsvd_regression": tsvd_regression, "rsa": rsa, "cka": cka}[metric]
+    kwargs = {"n_components": 5} if metric in ("svcca", "tsvd_regression") else {}
+    with pytest.raises(ValidationError, match=message):
+        function(x, y, **kwargs)
+    with pytest.raises(ValueError, match=message):  # ValidationError is a ValueError
+        compare(x, y, metrics=(metric,), n_components=5)

@@ -93,6 +93,7 @@ def test_demo_writes_report_figures_and_scores(tmp_path, monkeypatch):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert "Weights: random initialisation" in html
+    assert list(load_scores(out).time_steps.values) == [2, 0, 0]  # DEMO_PROTOCOL
     scores = load_scores(out)
     assert list(scores.model.values) == ["sew_resnet18", "resnet18", "deit_tiny"]
     assert set(scores.family.values) == {"snn", "cnn", "vit"}
@@ -104,3 +105,17 @@ def test_demo_writes_report_figures_and_scores(tmp_path, monkeypatch):
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"family_comparison.png", "metric_rank_agreement.png", "layer_curves_rsa.png"} <= figures
     assert sum(name.startswith("rdm_") and name.endswith(".png") for name in figures) == 6
+
+
+def test_demo_passes_its_fixed_choices_and_overrides(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(models, datasets, out, **kwargs):
+        seen.update(models=models, datasets=datasets, out=out, **kwargs)
+        return Path(out) / "report.html"
+
+    monkeypatch.setattr("workbench.reports.demo.run_report", fake)
+    assert main(["demo", "--out", str(tmp_path), "--protocol", "time_steps=3", "--dask", "local:2"]) == 0
+    assert seen == {"models": ("sew_resnet18", "resnet18", "deit_tiny"),
+                    "datasets": ("kriegeskorte2008_92", "cowley2023_v4"), "out": str(tmp_path),
+                    "weights": "random", "protocol": {"time_steps": 3}, "executor": "local:2", "force": False}

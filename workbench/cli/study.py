@@ -22,9 +22,13 @@ def _add_study_arguments(parser: argparse.ArgumentParser, *, required: bool = Tr
                         help="metric names (default: every metric, each where it applies)")
     parser.add_argument("--out", required=required, metavar="DIR", help="the run directory")
     _add_weights_argument(parser)
+    _add_protocol_argument(parser)
+    add_execution_arguments(parser)
+
+
+def _add_protocol_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a Protocol field, e.g. --protocol bootstrap=100 (repeatable)")
-    add_execution_arguments(parser)
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +65,7 @@ def register(subparsers) -> None:
         "demo", help="score an SNN, a CNN and a ViT on the two small real datasets (reports/demo)")
     demo.add_argument("--out", default="reports/demo", metavar="DIR", help="default: reports/demo")
     _add_weights_argument(demo)
+    _add_protocol_argument(demo)
     add_execution_arguments(demo)
     demo.set_defaults(func=_demo)
 
@@ -121,6 +126,7 @@ def _figures(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from workbench.reports.demo import run_demo
 
-    html = run_demo(args.out, weights=args.weights, executor=args.dask, force=args.force)
+    html = run_demo(args.out, weights=args.weights, protocol=parse_protocol(args.protocol),
+                    executor=args.dask, force=args.force)
     print(f"wrote {html}")
     return 0

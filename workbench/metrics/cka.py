@@ -55,14 +55,26 @@ def cka_from_stats(x: DerivedStats, y: DerivedStats, kernel: str = "linear", deb
     kc = _centred_kernel(x, kernel, debiased)
     lc = _centred_kernel(y, kernel, debiased)
     hsic_kk, hsic_ll = _frobenius_dot(kc, kc), _frobenius_dot(lc, lc)
-    for side, value in ((x.name, hsic_kk), (y.name, hsic_ll)):
-        if not value > 0:
+    for side, value in ((x, hsic_kk), (y, hsic_ll)):
+        if not value > _rounding_floor(side, kernel):
             raise ValidationError(
-                f"{side}: the {'debiased ' if debiased else ''}HSIC of its {kernel} kernel with "
-                f"itself is {value:.3g}; a positive value is expected (the kernel does not vary "
-                "across stimuli)"
+                f"{side.name}: the {'debiased ' if debiased else ''}HSIC of its {kernel} kernel "
+                f"with itself is {value:.3g}, zero up to rounding; a positive value is expected "
+                "(the responses do not vary across stimuli)"
             )
     return float(_frobenius_dot(kc, lc) / np.sqrt(hsic_kk * hsic_ll))
+
+
+# Relative size of the centred linear kernel below which it is rounding noise of the Gram.
+_CENTRED_RTOL = {"float32": 1e-5, "float64": 1e-11}
+
+
+def _rounding_floor(side: DerivedStats, kernel: str) -> float:
+    """Squared Frobenius norm below which a centred kernel is rounding noise (linear kernel)."""
+    if kernel != "linear":
+        return 0.0  # the RBF kernel is in [0, 1]; identical stimuli are caught by rbf_kernel
+    gram_norm = side.cached("gram_norm", lambda: float(np.linalg.norm(side.gram)))
+    return (_CENTRED_RTOL[side.stats.dtype] * gram_norm) ** 2
 
 
 def _frobenius_dot(a: np.ndarray, b: np.ndarray) -> float:

@@ -119,7 +119,9 @@ class DerivedStats:
     def row_centred_gram(self) -> np.ndarray:
         """``Xc @ Xc.T`` with each row of ``X`` centred on its own mean; shape (n, n), not cached."""
         r = self.stats.row_sums / np.sqrt(self.n_features)
-        return self.gram - np.outer(r, r)
+        centred = self.gram.copy()
+        _scale_rows_by_outer(centred, r, np.subtract)
+        return centred
 
     def row_correlations(self) -> np.ndarray:
         """Pearson correlations between the rows (stimuli) of ``X``; shape (n, n), float64.
@@ -143,8 +145,7 @@ class DerivedStats:
                 " such row(s)); its correlation with other stimuli is undefined. Expected "
                 "every row to vary across at least 2 features"
             )
-        scale = 1.0 / np.sqrt(var)
-        corr *= np.outer(scale, scale)
+        _scale_rows_by_outer(corr, 1.0 / np.sqrt(var), np.multiply)
         np.fill_diagonal(corr, 1.0)
         return corr
 
@@ -158,7 +159,9 @@ class DerivedStats:
 
         def compute():
             sq = np.diag(self.gram)
-            dist = (sq[:, None] + sq[None, :]) - 2.0 * self.gram
+            dist = self.gram * -2.0
+            dist += sq[:, None]
+            dist += sq[None, :]
             np.maximum(dist, 0.0, out=dist)
             np.fill_diagonal(dist, 0.0)
             return dist
@@ -216,6 +219,17 @@ class DerivedStats:
                 f"requested; lower n_components to at most {max(rank, 1)}"
             )
         return vecs * np.sqrt(vals)[None, :]
+
+
+def _scale_rows_by_outer(matrix: np.ndarray, v: np.ndarray, ufunc, block: int = 256) -> None:
+    """In place, ``matrix = ufunc(matrix, outer(v, v))``, one block of rows at a time.
+
+    Needs no n x n temporary, and ``v_i v_j == v_j v_i`` exactly, so a symmetric matrix stays
+    exactly symmetric.
+    """
+    for start in range(0, matrix.shape[0], block):
+        rows = slice(start, start + block)
+        ufunc(matrix[rows], np.outer(v[rows], v), out=matrix[rows])
 
 
 def double_centre(gram: np.ndarray) -> np.ndarray:

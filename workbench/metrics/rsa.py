@@ -75,9 +75,14 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     first_of_run = np.empty(values.size, dtype=bool)
     first_of_run[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first_of_run[1:])
-    starts = np.flatnonzero(first_of_run)
-    counts = np.diff(np.append(starts, values.size))
+    del ordered
     ranks = np.empty(values.size, dtype=np.float64)
+    if first_of_run.all():  # no ties, the usual case for correlations: ranks are positions
+        ranks[order] = np.arange(1.0, values.size + 1.0)
+        return ranks
+    starts = np.flatnonzero(first_of_run)
+    del first_of_run
+    counts = np.diff(np.append(starts, values.size))
     ranks[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
     return ranks
 

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from workbench import dims
 from workbench.analysis.scores import load_scores, validate_scores
@@ -278,6 +279,7 @@ def plot_per_step(scores: xr.Dataset, metric: str) -> Figure:
                 ax.axhline(overall, color=cycle[k % len(cycle)], ls=":", lw=0.8)
             ax.set_title(region)
             ax.set_xlabel("time step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(f"{metric} score")
             ax.legend(loc="best")
         fig.suptitle(f"SNN similarity per time step at the best layer ({metric}; dotted: all steps)")
@@ -381,8 +383,9 @@ def rdm_pairs_tree(pairs) -> xr.DataTree:
     Returns
     -------
     xarray.DataTree
-        One child node per pair, holding ``model_rdm`` and ``brain_rdm`` with dims
-        ``(stimulus_a, stimulus_b)`` and scalar coordinates ``model``, ``layer_name``, ``region``.
+        One child node per pair, holding ``model_rdm`` and ``brain_rdm`` (float32, enough for
+        heatmaps) with dims ``(stimulus_a, stimulus_b)`` and scalar coordinates ``model``,
+        ``layer_name``, ``region``.
     """
     children = {}
     for k, (model, layer_name, region, model_rdm, brain_rdm) in enumerate(pairs):
@@ -390,8 +393,8 @@ def rdm_pairs_tree(pairs) -> xr.DataTree:
         brain_rdm = _check_rdm(brain_rdm, "brain_rdm")
         children[f"pair_{k}"] = xr.Dataset(
             {
-                "model_rdm": (("stimulus_a", "stimulus_b"), model_rdm),
-                "brain_rdm": (("stimulus_a", "stimulus_b"), brain_rdm),
+                "model_rdm": (("stimulus_a", "stimulus_b"), model_rdm.astype(np.float32)),
+                "brain_rdm": (("stimulus_a", "stimulus_b"), brain_rdm.astype(np.float32)),
             },
             coords={"model": model, "layer_name": layer_name, dims.REGION: region},
         )
