@@ -36,7 +36,7 @@ DEFAULT_MODELS = ["alexnet", "cornet_z", "sew_resnet8", "resnet18"]
 
 def timed_sweep(models, dataset, *, executor, store_dir, cache_dir):
     """Run the sweep with a given activation cache; return (seconds, scores)."""
-    from workbench.analysis.sweep import sweep
+    from workbench.analysis.sweeps import sweep
 
     os.environ["WORKBENCH_CACHE"] = str(cache_dir)  # read by this process and by new workers
     start = time.perf_counter()

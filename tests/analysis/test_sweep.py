@@ -11,7 +11,7 @@ from torch import nn
 from workbench.activations import extract
 from workbench.analysis import Protocol, load_scores, model_scores
 from workbench.analysis import sweep
-from workbench.analysis.sweep import dataset_identity
+from workbench.analysis.sweeps import dataset_identity
 from workbench.data.assemblies import make_assembly, make_rdm
 from workbench.data.dataset import NeuralDataset, RegionData, build_region
 from workbench.data.manifest import Manifest

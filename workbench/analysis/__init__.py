@@ -30,7 +30,7 @@ from workbench.analysis.statistics import (
     sew_resnet_pairs,
     t_interval,
 )
-from workbench.analysis.sweep import SWEEP_METRICS, SweepSettings, compute_unit, sweep
+from workbench.analysis.sweeps import SWEEP_METRICS, SweepSettings, compute_unit, sweep
 
 __all__ = [
     "Protocol",

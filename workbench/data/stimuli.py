@@ -30,6 +30,41 @@ def _image_from_array(array: np.ndarray, where: str) -> Image.Image:
     return Image.fromarray(array, mode="L" if array.ndim == 2 else "RGB")
 
 
+def _open_image(source, where: str) -> Image.Image:
+    """Decode an image file (path or file object) as RGB or L; errors name ``where``."""
+    try:
+        image = Image.open(source)
+        image.load()
+    except Exception as exc:
+        raise DataError(f"{where}: cannot read image ({exc})") from exc
+    return image if image.mode in ("RGB", "L") else image.convert("RGB")
+
+
+class _ZipImages:
+    """Reads image ``i`` = ``members[i]`` of a zip, keeping the archive open between reads.
+
+    Opening a zip parses its whole central directory, so reopening it for every image costs
+    more than decoding the image. The open handle is dropped when pickled and reopened lazily.
+    """
+
+    def __init__(self, path: Path, members: list[str]):
+        self.path, self.members = path, members
+        self._archive = None
+
+    def __getstate__(self):
+        return {"path": self.path, "members": self.members, "_archive": None}
+
+    def __call__(self, i: int) -> Image.Image:
+        where = f"{self.path}: image {self.members[i]!r}"
+        try:
+            if self._archive is None:
+                self._archive = zipfile.ZipFile(self.path)
+            data = self._archive.read(self.members[i])
+        except Exception as exc:
+            raise DataError(f"{where}: cannot read it from the zip ({exc})") from exc
+        return _open_image(io.BytesIO(data), where)
+
+
 class StimulusSet(Sequence):
     """The images of a dataset, in the same order as its responses.
 
@@ -119,18 +154,7 @@ class StimulusSet(Sequence):
                 f"{path}: {len(missing)} image(s) missing from the zip, e.g. {missing[:3]}; "
                 f"the archive holds {len(names)} files"
             )
-        members = list(members)
-
-        def read(i: int) -> Image.Image:
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    data = archive.read(members[i])
-                image = Image.open(io.BytesIO(data))
-                image.load()
-            except Exception as exc:
-                raise DataError(f"{path}: cannot read image {members[i]!r} ({exc})") from exc
-            return image if image.mode in ("RGB", "L") else image.convert("RGB")
-
+        read = _ZipImages(path, list(members))
         return cls(ids, read, f"zip:{sha256_file(path)}:" + "\0".join(members))
 
     @classmethod
@@ -151,12 +175,4 @@ class StimulusSet(Sequence):
         for p in paths:
             digest.update(sha256_file(p).encode())
 
-        def read(i: int) -> Image.Image:
-            try:
-                image = Image.open(paths[i])
-                image.load()
-            except Exception as exc:
-                raise DataError(f"{paths[i]}: cannot read image ({exc})") from exc
-            return image if image.mode in ("RGB", "L") else image.convert("RGB")
-
-        return cls(ids, read, "files:" + digest.hexdigest())
+        return cls(ids, lambda i: _open_image(paths[i], str(paths[i])), "files:" + digest.hexdigest())

@@ -102,7 +102,7 @@ def run_study(
         message lists each model's error.
     """
     from workbench.analysis import save_scores
-    from workbench.analysis.sweep import sweep
+    from workbench.analysis.sweeps import sweep
     from workbench.metrics import list_metrics
 
     out_dir = Path(out_dir)
@@ -183,7 +183,7 @@ def best_layer_rdms(
     """
     from workbench.activations import extract_stats
     from workbench.analysis import best_layer
-    from workbench.analysis.sweep import SweepSettings
+    from workbench.analysis.sweeps import SweepSettings
     from workbench.data import read_manifest
     from workbench.metrics import rdm
     from workbench.models import create

@@ -311,7 +311,6 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
             part["score"].values[0, i, r] = full
             if protocol.bootstrap > 0:
                 low, high = _bootstrap_interval(x, target, metrics, protocol, full, layer_messages)
-                messages += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_messages]
                 part["ci_low"].values[0, i, r], part["ci_high"].values[0, i, r] = low, high
             messages += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_messages]
         if per_step:
