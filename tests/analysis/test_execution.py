@@ -292,11 +292,14 @@ def scheduler_address():
     import dask
     from distributed import LocalCluster
 
+    environ = dict(os.environ)  # the Nanny writes its workers' settings into os.environ
     with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
         with LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster:
             yield cluster.scheduler_address
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 @pytest.mark.slow
@@ -325,7 +328,10 @@ def test_unit_whose_worker_dies_is_retried_on_an_existing_scheduler(tmp_path, sc
 
 
 @pytest.mark.slow
-def test_unit_whose_worker_keeps_dying_is_reported_after_retries(tmp_path, toy_by_value):
+def test_unit_whose_worker_keeps_dying_is_reported_after_retries(tmp_path, toy_by_value, monkeypatch):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    environ = dict(os.environ)
     units = toy.make_units(1)
     compute = functools.partial(toy.kill_worker_always, marker_dir=str(tmp_path))
     with pytest.raises(UnitsFailedError, match="1 of 1 unit.*KilledWorker"):
@@ -333,3 +339,5 @@ def test_unit_whose_worker_keeps_dying_is_reported_after_retries(tmp_path, toy_b
     deaths = (tmp_path / f"{units[0].unit_id}.deaths").read_text().splitlines()
     assert len(deaths) == 2  # retries=1: the first death is retried, the second is final
     assert load_unit(tmp_path / "store", units[0]) is None
+    # the local cluster's worker settings (one thread each) do not leak into this process
+    assert dict(os.environ) == environ

@@ -357,13 +357,28 @@ def parse_executor(executor: str) -> ExecutorSpec:
 
 
 @contextlib.contextmanager
+def _restored_environ():
+    """Give ``os.environ`` back its current content when the block ends."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
 def _dask_client(spec: ExecutorSpec, retries: int):
     """Yield a ``distributed.Client`` for ``spec``, closing what was started here."""
     import dask
     from distributed import Client, LocalCluster
 
     if spec.kind == "local":
-        with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        # distributed's Nanny writes its workers' settings (OMP_NUM_THREADS=1, ...) into this
+        # process's os.environ before spawning them and never restores it: without the
+        # restore, every later subprocess of this process (a papermill kernel, say) would
+        # run its numerical libraries on one thread.
+        with dask.config.set({"distributed.scheduler.allowed-failures": retries}), _restored_environ():
             with LocalCluster(
                 n_workers=spec.n_workers,
                 threads_per_worker=1,
