@@ -96,6 +96,8 @@ def run_case(args) -> dict:
                 timings["gram_s"] = timings.get("gram_s", 0.0) + time.perf_counter() - t0
 
         streaming.FeatureSpill.gram_stats = timed_gram_stats
+        if args.spill_dir:
+            Path(args.spill_dir).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=args.spill_dir) as cache:
             stats = extract_stats(model, images, batch_size=args.batch_size, cache=cache)
         total = time.perf_counter() - start
