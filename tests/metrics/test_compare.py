@@ -17,6 +17,8 @@ from workbench.metrics import (
     tsvd_regression,
     zscore_features,
 )
+from workbench.metrics.compare import MetricWarning
+from workbench.metrics.svcca import RankDeficiencyWarning
 
 
 @pytest.fixture
@@ -178,3 +180,32 @@ def test_every_metric_rejects_every_bad_input(metric, case):
         function(x, y, **kwargs)
     with pytest.raises(ValueError, match=message):  # ValidationError is a ValueError
         compare(x, y, metrics=(metric,), n_components=5)
+
+
+def test_compare_returns_every_metric_it_can_with_reasons():
+    """SVCCA that cannot apply (20 + 20 variables on 30 stimuli) no longer loses RSA and CKA."""
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(30, 50)), rng.normal(size=(30, 25))
+    with pytest.warns(MetricWarning, match=r"svcca could not be computed \(NaN\): svcca: 20 \+ 20 canonical"):
+        scores = compare(x, y, n_components=20)
+    assert list(scores) == list(DEFAULT_METRICS)
+    assert np.isnan(scores["svcca"]) and list(scores.reasons) == ["svcca"]
+    assert "do not fit in the 29 dimensions" in scores.reasons["svcca"]
+    for name in ("tsvd_regression", "rsa", "cka"):
+        assert scores[name] == pytest.approx(compare(x, y, [name], n_components=20)[name], abs=0)
+    assert scores["cka"] == pytest.approx(cka(x, y), abs=1e-12)
+    with pytest.raises(ValidationError, match="20 \\+ 20 canonical variables"):
+        compare(x, y, n_components=20, errors="raise")
+    with pytest.raises(ValidationError, match=r"errors='ignore' is not valid; expected one of \['raise', 'warn'\]"):
+        compare(x, y, errors="ignore")
+
+
+def test_compare_with_a_duplicated_unit_and_no_reduction_of_y():
+    rng = np.random.default_rng(12)
+    x, y = rng.normal(size=(60, 80)), rng.normal(size=(60, 12))
+    y = np.hstack([y, y[:, :1]])  # one unit listed twice
+    with pytest.warns(RankDeficiencyWarning, match="rank 12 after centring"):
+        scores = compare(x, y, n_components=10, reduce_y=False)
+    assert scores.reasons == {} and np.isfinite(list(scores.values())).all()
+    assert scores["svcca"].rank_y == 12
+    assert scores["rsa"] == pytest.approx(rsa(x, y), abs=1e-12)

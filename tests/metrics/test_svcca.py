@@ -1,5 +1,7 @@
 """svcca against an exact SVD + textbook CCA written here."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -7,6 +9,7 @@ from sklearn.decomposition import TruncatedSVD
 
 from workbench.errors import ValidationError
 from workbench.metrics import GramStats, svcca
+from workbench.metrics.svcca import RankDeficiencyWarning, SvccaScore, numerical_rank
 
 
 def _tsvd(x, k):
@@ -101,10 +104,40 @@ def test_bad_inputs(pair):
     low_rank = np.random.default_rng(23).normal(size=(80, 3)) @ np.ones((3, 50))
     with pytest.raises(ValidationError, match=r"X has rank 1 \(numerically\), fewer than the 4 TSVD components"):
         svcca(low_rank, y, n_components=4)
-    redundant = np.hstack([y[:, :5], y[:, :1]])
-    with pytest.raises(ValidationError, match=r"Y \(6 columns\) have rank 5 after centring"):
-        svcca(x, redundant, n_components=10)
+    with pytest.raises(ValidationError, match=r"Y \(3 columns\) are constant across stimuli \(rank 0"):
+        svcca(x, np.ones((80, 3)), n_components=10)
     with pytest.raises(ValidationError, match=r"svcca without reduction of Y needs Y as an array"):
         svcca(x, GramStats.from_array(y[:, :5]), n_components=10)
     with pytest.raises(ValidationError, match=r"X has 2 row"):
         svcca(x[:2], y[:2], n_components=1)
+
+
+def test_rank_deficient_neural_side_is_reduced_to_its_rank(pair):
+    """A unit listed twice (rank 147 of 148 after centring, as in merged sessions)."""
+    x, y = pair
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(80, 20))
+    duplicated = np.hstack([y, y[:, 3:4]])  # 21 columns, rank 20
+    with pytest.warns(RankDeficiencyWarning, match=r"Y \(21 columns\) have rank 20 after centring"):
+        score = svcca(x, duplicated, n_components=10, reduce_y=False)
+    assert isinstance(score, SvccaScore) and isinstance(score, float)
+    assert (score.rank_x, score.rank_y, score.n_columns_y) == (10, 20, 21) and score.reduced
+    # CCA depends only on the centred column spaces: dropping the copy gives the same value
+    assert score == pytest.approx(svcca(x, y, n_components=10, reduce_y=False), abs=1e-12)
+    # a constant column adds nothing either
+    constant = np.hstack([y, np.full((80, 1), 3.0)])
+    with pytest.warns(RankDeficiencyWarning, match="rank 20 after centring"):
+        assert svcca(x, constant, n_components=10, reduce_y=False) == pytest.approx(float(score), abs=1e-12)
+    # full rank: no warning, ranks are the column counts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        full = svcca(x, y, n_components=10, reduce_y=False)
+    assert (full.rank_x, full.rank_y) == (10, 20) and not full.reduced
+
+
+def test_numerical_rank_tolerance():
+    eps = np.finfo(np.float64).eps
+    # |R_jj| above 10 * max(n, k) * eps * |R_11| count, at or below do not
+    assert numerical_rank([2.0, 1.0, 2.0 * 10 * 50 * eps * 1.01], (50, 3)) == 3
+    assert numerical_rank([2.0, 1.0, 2.0 * 10 * 50 * eps * 0.99], (50, 3)) == 2
+    assert numerical_rank([0.0, 0.0], (5, 2)) == 0

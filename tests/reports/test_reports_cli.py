@@ -71,7 +71,7 @@ def test_failing_report_exits_non_zero_naming_the_cell(tmp_path, monkeypatch, ca
                             source="scores = run_study(models)", ename="DataError", evalue="bad file")
 
     monkeypatch.setattr("workbench.reports.demo.run_report", failing)
-    assert main(["report", "--models", "m", "--datasets", "d", "--out", str(tmp_path)]) == 1
+    assert main(["report", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "notebook cell 3 (In [2]: 'scores = run_study(models)') raised DataError: bad file" in err
     assert str(tmp_path / "report.ipynb") in err

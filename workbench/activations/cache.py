@@ -6,7 +6,9 @@ time step), dtype and the extraction format version. Entries are written atomica
 carry a content checksum, so a corrupt or partial entry is detected, removed and recomputed.
 
 The cache lives in ``$WORKBENCH_CACHE/activations`` when that variable is set, else in
-``platformdirs.user_cache_dir("workbench")/activations``.
+``platformdirs.user_cache_dir("workbench")/activations``. Its ``spill/`` folder holds the
+column blocks of extractions in progress (or interrupted, to be resumed); they can be as
+large as a layer's full activations, so point ``WORKBENCH_CACHE`` at a large disk.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import platformdirs
@@ -114,4 +117,43 @@ class StatsCache:
         if model is None and self.root.is_dir():
             for orphan in self.root.glob("*.json"):
                 orphan.unlink(missing_ok=True)
+        self.clear_spills(model)
         return removed
+
+    def clear_spills(self, model: str | None = None) -> int:
+        """Remove the spill folders of interrupted extractions (``<root>/spill/<model>_*``).
+
+        A folder that a running extraction holds (its lock) is left alone. Returns how many
+        folders were removed.
+        """
+        spill = self.root / "spill"
+        if not spill.is_dir():
+            return 0
+        removed = 0
+        for folder in sorted(spill.iterdir()):
+            if not folder.is_dir() or (model is not None and folder.name.rsplit("_", 1)[0] != model):
+                continue
+            if _in_use(folder):
+                logger.info("spill folder %s is in use by a running extraction; kept", folder)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        return removed
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether another process holds the folder's lock (see workbench.activations.streaming)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    lock = folder / ".lock"
+    if not lock.is_file():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False

@@ -68,9 +68,11 @@ def resolve_settings(model: ModelWrapper, layers: Iterable[str] | str | None, ba
     return ExtractionSettings(tuple(layers), int(time_steps), time_reduce, int(batch_size), device)
 
 
-def forward_batches(model: ModelWrapper, stimuli,
-                    settings: ExtractionSettings) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
+                    first: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Run the network batch by batch and yield each batch's hooked outputs.
+
+    ``first`` (a multiple of the batch size) skips the stimuli before it, to resume a pass.
 
     Yields
     ------
@@ -104,9 +106,9 @@ def forward_batches(model: ModelWrapper, stimuli,
         from spikingjelly.activation_based import functional
 
         reset = functional.reset_net
-    batches = tqdm(iter_batches(stimuli, model.preprocessing, settings.batch_size),
-                   total=-(-n // settings.batch_size), desc=f"{model.name}: batches",
-                   unit="batch", disable=None)
+    batches = tqdm(iter_batches(stimuli, model.preprocessing, settings.batch_size, first),
+                   total=-(-n // settings.batch_size), initial=int(first) // settings.batch_size,
+                   desc=f"{model.name}: batches", unit="batch", disable=None)
     with hooked(module, settings.layers, on_output), torch.inference_mode():
         for start, x in batches:
             x = x.to(settings.device)

@@ -54,10 +54,13 @@ def stimulus_fingerprint(stimuli) -> str:
     return digest.hexdigest()
 
 
-def iter_batches(stimuli, preprocessing: Preprocessing,
-                 batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, x)`` with ``x`` of shape (b, 3, input_size, input_size), float32."""
+def iter_batches(stimuli, preprocessing: Preprocessing, batch_size: int,
+                 first: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start, x)`` with ``x`` of shape (b, 3, input_size, input_size), float32.
+
+    Batches cover stimuli ``first, first + batch_size, ...`` (``first`` > 0 resumes a pass).
+    """
     n = check_stimuli(stimuli)
-    for start in range(0, n, batch_size):
+    for start in range(int(first), n, batch_size):
         stop = min(start + batch_size, n)
         yield start, torch.stack([preprocessing(stimuli[i]) for i in range(start, stop)])

@@ -2,6 +2,7 @@
 
 - :class:`Protocol`: every analysis choice of a sweep, declared in one frozen object.
 - :func:`sweep`: scores of models x layers x regions x metrics, as one xarray Dataset.
+- :func:`score_layer`: one layer against one region, exactly as the sweep scores that cell.
 - :mod:`~workbench.analysis.scores`: the scores schema; merge, validate, save and load.
 - :mod:`~workbench.analysis.statistics`: best layer, model and family scores, ceiling
   normalisation, rank agreement between metrics, paired SEW-ResNet vs ResNet comparison.
@@ -9,6 +10,7 @@
 """
 
 from workbench.analysis.protocol import Protocol
+from workbench.analysis.layer import score_layer
 from workbench.analysis.resampling import resample, subsample_indices, subsample_interval, take_rdm, take_stimuli
 from workbench.analysis.scores import (
     load_scores,
@@ -17,6 +19,8 @@ from workbench.analysis.scores import (
     region_label,
     save_scores,
     to_frame,
+    unscored_cells,
+    unscored_summary,
     validate_scores,
 )
 from workbench.analysis.statistics import (
@@ -50,6 +54,7 @@ __all__ = [
     "region_label",
     "resample",
     "save_scores",
+    "score_layer",
     "sew_resnet_pairs",
     "subsample_indices",
     "sweep",
@@ -58,5 +63,7 @@ __all__ = [
     "take_rdm",
     "take_stimuli",
     "to_frame",
+    "unscored_cells",
+    "unscored_summary",
     "validate_scores",
 ]

@@ -370,6 +370,33 @@ def _restored_environ():
 @contextlib.contextmanager
 def _dask_client(spec: ExecutorSpec, retries: int):
     """Yield a ``distributed.Client`` for ``spec``, closing what was started here."""
+    with _quiet_distributed_logs(), _open_client(spec, retries) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _quiet_distributed_logs():
+    """Keep distributed's INFO lines (scheduler, nanny, connections) off the terminal.
+
+    distributed sets its ``distributed`` logger to INFO when imported, so its start-up and
+    shut-down chatter (about 45 lines per local cluster) reaches whatever handler the
+    application installed. Unless the root logger is enabled for INFO (``workbench -v``), the
+    ``distributed`` logger is raised to WARNING for the life of the client and restored after.
+    """
+    import distributed  # noqa: F401  (its import sets the logger's level: import it first)
+
+    log = logging.getLogger("distributed")
+    saved = log.level
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        log.setLevel(max(logging.WARNING, saved))
+    try:
+        yield
+    finally:
+        log.setLevel(saved)
+
+
+@contextlib.contextmanager
+def _open_client(spec: ExecutorSpec, retries: int):
     import dask
     from distributed import Client, LocalCluster
 

@@ -29,6 +29,9 @@ ALLEN_NATURAL_SCENES = "allen2019_neuropixels_natural_scenes"
 
 #: Reductions over time steps that the extractor supports (per-step scores: ``time_resolved``).
 _TIME_REDUCTIONS = ("mean",)
+#: Policies for stimuli whose response pattern has zero variance in a layer (or region), where
+#: a metric that correlates stimuli (RSA) is undefined: see ``Protocol.zero_variance_stimuli``.
+ZERO_VARIANCE_POLICIES = ("unscored", "exclude")
 
 # One line per field, printed by Protocol.describe().
 _DESCRIPTIONS = {
@@ -46,7 +49,86 @@ _DESCRIPTIONS = {
     "bootstrap_fraction": "fraction of stimuli drawn, without replacement, per resample",
     "ci_level": "confidence level of every interval (bootstrap and family means)",
     "seed": "seed of model initialisation (random weights) and of the bootstrap",
+    "zero_variance_stimuli": "RSA where stimuli have zero-variance patterns: 'unscored' (NaN, "
+                             "listed) or 'exclude' (scored on the others, count recorded)",
 }
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_EXPECTED = {
+    "bool": "true or false (also yes/no, on/off, 1/0)",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "set": "a comma-separated list of dataset names",
+    "dict": "DATASET:VALUE pairs separated by commas",
+}
+
+
+def _coerce(name: str, kind: str, value):
+    """``value`` as the Python type of field ``name`` (``kind``), or a ValidationError."""
+    import numbers
+
+    def fail():
+        raise ValidationError(f"Protocol.{name} must be {_EXPECTED[kind]}, found {value!r}")
+
+    if kind == "bool":
+        if isinstance(value, (bool, numbers.Integral)) and value in (0, 1):
+            return bool(value)
+        if hasattr(value, "dtype") and getattr(value, "shape", None) == () and value in (0, 1):
+            return bool(value)  # numpy bool / integer scalars
+        fail()
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value):
+            fail()
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            fail()
+        return float(value)
+    if kind == "str" and not isinstance(value, str):
+        fail()
+    if kind == "set" and (isinstance(value, str) or not hasattr(value, "__iter__")):
+        fail()
+    if kind == "dict" and not hasattr(value, "items"):
+        fail()
+    return value
+
+
+def _parse_text(name: str, kind: str, text: str, pair: str):
+    """A field's value from its command-line text (see :meth:`Protocol.parse_overrides`)."""
+    def fail():
+        raise ValidationError(f"--protocol {pair!r}: {name} expects {_EXPECTED[kind]}, found {text!r}")
+
+    lowered = text.lower()
+    if kind == "bool":
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        fail()
+    if kind in ("int", "float"):
+        try:
+            number = float(text) if kind == "float" else int(text)
+        except ValueError:
+            fail()
+        return number
+    if kind == "set":
+        if lowered in ("", "none", "[]"):
+            return []
+        return sorted({part.strip().strip("'\"") for part in text.strip("[]").split(",") if part.strip()})
+    if kind == "dict":
+        out = {}
+        for part in (p for p in text.strip("{}").split(",") if p.strip()):
+            dataset, sep, value = part.rpartition(":")
+            try:
+                out[dataset.strip().strip("'\"")] = float(value)
+            except ValueError:
+                fail()
+            if not sep or not dataset.strip():
+                fail()
+        return out
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +168,15 @@ class Protocol:
         Confidence level of bootstrap intervals and of family-mean t-intervals.
     seed : int, default: 0
         Seed of random model weights and of the bootstrap.
+    zero_variance_stimuli : {"unscored", "exclude"}, default: "unscored"
+        What a cell does when some stimuli have a response pattern with zero variance in the
+        layer (e.g. a spiking layer that emits no spike for them) or in the region, so that
+        their correlation with other stimuli, and with it RSA, is undefined. ``"unscored"``:
+        the cell is left NaN and listed as unscored (figures mark it, reports list it).
+        ``"exclude"``: the cell is scored on the remaining stimuli (at least 3) and the number
+        left out is recorded in ``n_zero_variance``. Either way the count of such stimuli is
+        recorded per cell; metrics that stay defined (CKA, SVCCA, TSVD regression) are scored
+        on all stimuli.
     """
 
     zscore: bool = True
@@ -102,8 +193,13 @@ class Protocol:
     bootstrap_fraction: float = 0.8
     ci_level: float = 0.95
     seed: int = 0
+    zero_variance_stimuli: str = "unscored"
 
     def __post_init__(self):
+        # each field to its declared type, strictly (zscore=0 and zscore=False are one
+        # protocol with one fingerprint; zscore="maybe" is rejected)
+        for name, kind in _FIELD_TYPES.items():
+            object.__setattr__(self, name, _coerce(name, kind, getattr(self, name)))
         # normalise containers so that equal protocols compare (and fingerprint) equal
         object.__setattr__(self, "reduce_neural_for", frozenset(self.reduce_neural_for))
         object.__setattr__(
@@ -117,6 +213,7 @@ class Protocol:
         if int(self.bootstrap) < 0:
             raise ValidationError(f"Protocol.bootstrap must be >= 0 (0 disables), found {self.bootstrap}")
         check_choice(self.time_reduce, "Protocol.time_reduce", _TIME_REDUCTIONS)
+        check_choice(self.zero_variance_stimuli, "Protocol.zero_variance_stimuli", ZERO_VARIANCE_POLICIES)
         if not 0 < self.bootstrap_fraction < 1:
             raise ValidationError(
                 f"Protocol.bootstrap_fraction must lie in (0, 1), found {self.bootstrap_fraction}"
@@ -131,6 +228,39 @@ class Protocol:
                     f"Protocol.reliability_threshold[{dataset!r}]={threshold} is not a "
                     "correlation; expected a value in [-1, 1]"
                 )
+
+    @classmethod
+    def parse_overrides(cls, pairs) -> dict[str, Any]:
+        """Typed field values from ``FIELD=VALUE`` texts (the CLI's ``--protocol``), each parsed strictly.
+
+        Booleans accept ``true/false``, ``yes/no``, ``on/off``, ``1/0``; integers and floats
+        their usual spelling; ``reduce_neural_for`` a comma-separated list of dataset names
+        (empty or ``none``: no dataset); ``reliability_threshold`` ``DATASET:VALUE`` pairs
+        separated by commas.
+
+        Examples
+        --------
+        >>> Protocol.parse_overrides(["zscore=0", "time_steps=8"])
+        {'zscore': False, 'time_steps': 8}
+
+        Raises
+        ------
+        ValidationError
+            A text without ``=``, an unknown field, or a value that is not of the field's type;
+            the message names the text, the field and what was expected.
+        """
+        out: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, text = str(pair).partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ValidationError(f"--protocol expects FIELD=VALUE, found {pair!r}")
+            if key not in _FIELD_TYPES:
+                raise ValidationError(
+                    f"--protocol {pair!r}: Protocol has no field {key!r}; expected one of {list(_FIELD_TYPES)}"
+                )
+            out[key] = _parse_text(key, _FIELD_TYPES[key], text.strip(), pair)
+        return out
 
     # -- derived choices ---------------------------------------------------------------
     def reduces_neural(self, dataset: str) -> bool:
@@ -193,3 +323,21 @@ class Protocol:
                 shown = str(value)
             lines.append(f"  {name:<{width}}  {shown:<24} {_DESCRIPTIONS[name]}")
         return "\n".join(lines)
+
+
+
+def _field_kinds() -> dict[str, str]:
+    """Each field's type (``bool``, ``int``, ``float``, ``str``, ``set``, ``dict``), read from its default."""
+    kinds = {}
+    for field in dataclasses.fields(Protocol):
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        for kind, types in (("bool", bool), ("int", int), ("float", float), ("str", str),
+                            ("set", (set, frozenset)), ("dict", dict)):
+            if isinstance(default, types):
+                kinds[field.name] = kind
+                break
+    return kinds
+
+
+#: Each field's type, for strict coercion and command-line parsing.
+_FIELD_TYPES = _field_kinds()

@@ -15,7 +15,22 @@ variable                  dims                                meaning
 ``ci_low``, ``ci_high``   (model, layer, region, metric)      optional bootstrap interval
 ``score_per_step``        (model, layer, region, metric,      optional; SNNs per time step,
                           time_step)                          NaN for non-spiking models
+``n_zero_variance``       (model, layer, region, metric)      optional; stimuli whose pattern
+                                                              has zero variance (RSA only;
+                                                              NaN = not checked)
+``svcca_rank_x``,         (model, layer, region)              optional; canonical variables
+``svcca_rank_y``                                              SVCCA used on the model / neural
+                                                              side (below their columns when
+                                                              a side was reduced to its
+                                                              numerical rank); NaN = no SVCCA
 ========================  ==================================  ===========================
+
+A cell is *unscored* when its (region, metric) applies and its layer exists but its score is
+NaN. Cells that RSA cannot score because some stimuli have a zero-variance pattern follow the
+protocol's ``zero_variance_stimuli`` policy: ``"unscored"`` leaves them NaN, ``"exclude"``
+scores them on the other stimuli; ``n_zero_variance`` records how many stimuli that concerns
+either way. :func:`unscored_cells` lists the unscored cells and those scored on fewer stimuli,
+and :func:`unscored_summary` says it in a few lines for the terminal.
 
 Coordinates: ``model`` (name) with ``family``, ``weights`` and ``time_steps`` (0 for
 non-spiking models); ``layer`` (position 0..L_max-1); ``region`` (``"<dataset>/<region>"``)
@@ -60,7 +75,12 @@ OPTIONAL_VARS = {
     "ci_low": (MODEL, LAYER, REGION, METRIC),
     "ci_high": (MODEL, LAYER, REGION, METRIC),
     "score_per_step": (MODEL, LAYER, REGION, METRIC, TIME_STEP),
+    "n_zero_variance": (MODEL, LAYER, REGION, METRIC),
+    "svcca_rank_x": (MODEL, LAYER, REGION),
+    "svcca_rank_y": (MODEL, LAYER, REGION),
 }
+#: Optional per-(model, layer, region) variables, merged like the scores.
+LAYER_REGION_VARS = ("svcca_rank_x", "svcca_rank_y")
 _MODEL_COORDS = {"family": "", "weights": "", "time_steps": 0}
 _REGION_COORDS = {DATASET: "", SPECIES: "", "stimulus_set": "", "data_version": ""}
 
@@ -94,6 +114,8 @@ def new_scores(
     time_steps: int = 0,
     n_time_steps: int | None = None,
     with_ci: bool = False,
+    with_zero_variance: bool = False,
+    with_svcca_ranks: bool = False,
     error: str = "",
 ) -> xr.Dataset:
     """An all-NaN scores Dataset for one model (``score`` NaN, ``applicable`` False).
@@ -116,6 +138,10 @@ def new_scores(
         When given, adds ``score_per_step`` with this many time steps.
     with_ci : bool, default: False
         Adds ``ci_low`` and ``ci_high``.
+    with_zero_variance : bool, default: False
+        Adds ``n_zero_variance`` (NaN: not checked).
+    with_svcca_ranks : bool, default: False
+        Adds ``svcca_rank_x`` and ``svcca_rank_y`` (NaN: no SVCCA score).
     error : str, default: ""
         The model's error message, ``""`` when it ran fine.
     """
@@ -141,6 +167,11 @@ def new_scores(
     if with_ci:
         data_vars["ci_low"] = (OPTIONAL_VARS["ci_low"], np.full(shape, np.nan))
         data_vars["ci_high"] = (OPTIONAL_VARS["ci_high"], np.full(shape, np.nan))
+    if with_zero_variance:
+        data_vars["n_zero_variance"] = (OPTIONAL_VARS["n_zero_variance"], np.full(shape, np.nan))
+    if with_svcca_ranks:
+        for name in LAYER_REGION_VARS:
+            data_vars[name] = (OPTIONAL_VARS[name], np.full(shape[:3], np.nan))
     coords = {
         MODEL: [model],
         "family": (MODEL, [family]),
@@ -194,14 +225,18 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
     n_layers = max(p.sizes[LAYER] for p in parts)
     steps = _ordered_union(p[TIME_STEP].values.tolist() for p in parts if TIME_STEP in p.dims)
     with_ci = any("ci_low" in p for p in parts)
+    with_zero_variance = any("n_zero_variance" in p for p in parts)
 
     m_index = {m: i for i, m in enumerate(models)}
     r_index = {r: i for i, r in enumerate(regions)}
     k_index = {k: i for i, k in enumerate(metrics)}
     shape = (len(models), n_layers, len(regions), len(metrics))
-    out = {name: np.full(shape, np.nan) for name in ("score",) + (("ci_low", "ci_high") if with_ci else ())}
+    out = {name: np.full(shape, np.nan) for name in ("score",) + (("ci_low", "ci_high") if with_ci else ())
+           + (("n_zero_variance",) if with_zero_variance else ())}
     if steps:
         out["score_per_step"] = np.full(shape + (len(steps),), np.nan)
+    per_layer_region = {name: np.full(shape[:3], np.nan) for name in LAYER_REGION_VARS
+                        if any(name in p for p in parts)}
     applicable = np.zeros((len(regions), len(metrics)), bool)
     ceiling = np.full((len(regions), len(metrics)), np.nan)
     layer_name = np.full((len(models), n_layers), "", dtype=object)
@@ -269,10 +304,15 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
                 target[cell_t] = _combine(current, values, name)
             else:
                 target[cell] = _combine(target[cell], values, name)
+        for name, target in per_layer_region.items():
+            if name in part:
+                cell3 = np.ix_(mi, np.arange(nl), ri)
+                target[cell3] = _combine(target[cell3], part[name].values, name)
 
     data_vars = {
         name: (REQUIRED_VARS.get(name) or OPTIONAL_VARS[name], values) for name, values in out.items()
     }
+    data_vars.update({name: (OPTIONAL_VARS[name], values) for name, values in per_layer_region.items()})
     data_vars.update(
         applicable=(REQUIRED_VARS["applicable"], applicable),
         ceiling=(REQUIRED_VARS["ceiling"], ceiling),
@@ -375,17 +415,14 @@ def to_frame(scores: xr.Dataset) -> pd.DataFrame:
     """Tidy table: one row per (model, layer, region, metric) that exists.
 
     Columns: model, family, weights, layer, layer_name, relative_depth, region, dataset,
-    species, metric, applicable, score, ceiling, ci_low, ci_high, error. Rows past a model's
-    last layer are left out; not-applicable rows are kept with NaN score.
+    species, metric, applicable, score, ceiling, ci_low, ci_high, n_zero_variance, error. Rows
+    past a model's last layer are left out; not-applicable rows are kept with NaN score. A model
+    that failed on every dataset keeps one row per (region, metric), with an empty layer and its error.
     """
     validate_scores(scores)
-    frame = (
-        scores[["score", "ci_low", "ci_high"] if "ci_low" in scores else ["score"]]
-        .reset_coords(drop=True)
-        .to_dataframe()
-        .reset_index()
-    )
-    for column in ("ci_low", "ci_high"):
+    cell_vars = ["score"] + [v for v in ("ci_low", "ci_high", "n_zero_variance") if v in scores]
+    frame = scores[cell_vars].reset_coords(drop=True).to_dataframe().reset_index()
+    for column in ("ci_low", "ci_high", "n_zero_variance"):
         if column not in frame:
             frame[column] = np.nan
     per_model = pd.DataFrame(
@@ -405,9 +442,16 @@ def to_frame(scores: xr.Dataset) -> pd.DataFrame:
         .merge(per_region, on=REGION)
         .merge(per_cell, on=[REGION, METRIC])
     )
-    frame = frame[frame["layer_name"] != ""]
+    # a model that failed on every dataset has no layer: it keeps one row per (region, metric),
+    # with an empty layer, so that its error is in the table too
+    no_layer = frame.groupby(MODEL)["layer_name"].transform(lambda names: (names == "").all())
+    failed_rows = no_layer & (frame[LAYER] == frame[LAYER].min())
+    frame = frame[(frame["layer_name"] != "") | failed_rows].copy()
+    if failed_rows.any():
+        frame[LAYER] = frame[LAYER].astype("Int64").mask(frame["layer_name"] == "")
     columns = [MODEL, "family", "weights", LAYER, "layer_name", "relative_depth", REGION, DATASET,
-               SPECIES, METRIC, "applicable", "score", "ceiling", "ci_low", "ci_high", "error"]
+               SPECIES, METRIC, "applicable", "score", "ceiling", "ci_low", "ci_high", "n_zero_variance",
+               "error"]
     return frame[columns].reset_index(drop=True)
 
 
@@ -443,3 +487,93 @@ def load_scores(path: str | os.PathLike) -> xr.Dataset:
         return validate_scores(scores, name=str(path))
     except ValidationError as exc:
         raise DataError(str(exc)) from exc
+
+
+def zero_variance_policy(scores: xr.Dataset) -> str:
+    """The run's ``Protocol.zero_variance_stimuli`` (from ``attrs["protocol"]``), or ``""``."""
+    try:
+        return str(json.loads(scores.attrs["protocol"]).get("zero_variance_stimuli", ""))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
+
+
+def unscored_mask(scores: xr.Dataset) -> xr.DataArray:
+    """Boolean (model, layer, region, metric): the cell applies and its layer exists, but it
+    has no score. Layers past a model's last and not-applicable cells are False."""
+    exists = scores["layer_name"].astype(str) != ""
+    mask = scores["score"].isnull() & scores["applicable"] & exists
+    return mask.transpose(MODEL, LAYER, REGION, METRIC).rename("unscored")
+
+
+def unscored_cells(scores: xr.Dataset) -> pd.DataFrame:
+    """Every cell that is unscored, or scored on fewer stimuli than the region has.
+
+    Returns
+    -------
+    DataFrame
+        One row per such cell, columns ``model``, ``layer``, ``layer_name``, ``region``,
+        ``metric``, ``status`` (``"unscored"``, or ``"excluded"``: scored without the
+        zero-variance stimuli, as ``Protocol(zero_variance_stimuli="exclude")`` does),
+        ``n_zero_variance`` (stimuli with a zero-variance pattern; NaN where not checked) and
+        ``reason``.
+    """
+    validate_scores(scores)
+    unscored = unscored_mask(scores).values
+    n_zero = (scores["n_zero_variance"].transpose(MODEL, LAYER, REGION, METRIC).values
+              if "n_zero_variance" in scores else np.full(unscored.shape, np.nan))
+    finite = np.isfinite(scores["score"].transpose(MODEL, LAYER, REGION, METRIC).values)
+    excluded = finite & (np.nan_to_num(n_zero) > 0)
+    policy = zero_variance_policy(scores)
+    rows = []
+    for status, mask in (("unscored", unscored), ("excluded", excluded)):
+        for m, layer, r, k in zip(*np.nonzero(mask)):
+            count = n_zero[m, layer, r, k]
+            model = str(scores[MODEL].values[m])
+            if status == "excluded":
+                reason = f"scored without {int(count)} stimuli whose pattern has zero variance"
+            elif count > 0:
+                reason = (f"{int(count)} stimuli have a zero-variance pattern, so RSA is undefined "
+                          f"(protocol zero_variance_stimuli={policy or 'unscored'!r})")
+            else:
+                error = str(scores["error"].values[m])
+                reason = f"metric raised; model error: {error}" if error else "no score computed"
+            rows.append({
+                MODEL: model, LAYER: int(layer), "layer_name": str(scores["layer_name"].values[m, layer]),
+                REGION: str(scores[REGION].values[r]), METRIC: str(scores[METRIC].values[k]),
+                "status": status, "n_zero_variance": count, "reason": reason,
+            })
+    columns = [MODEL, LAYER, "layer_name", REGION, METRIC, "status", "n_zero_variance", "reason"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def unscored_summary(scores: xr.Dataset, *, max_lines: int = 12) -> str:
+    """A few lines for the terminal listing unscored cells (and cells scored on fewer stimuli).
+
+    One line per (model, region, metric) with the layers concerned; ``""`` when every
+    applicable cell of every existing layer has a score on all stimuli. The ``score``,
+    ``report`` and ``demo`` commands print it.
+    """
+    cells = unscored_cells(scores)
+    if cells.empty:
+        return ""
+    policy = zero_variance_policy(scores) or "unscored"
+    lines = []
+    for status, title in (("unscored", "unscored cell(s): the metric applies but gave no score"),
+                          ("excluded", "cell(s) scored without their zero-variance stimuli")):
+        part = cells[cells["status"] == status]
+        if part.empty:
+            continue
+        lines.append(f"{len(part)} {title} (protocol zero_variance_stimuli={policy!r}):")
+        groups = list(part.groupby([MODEL, REGION, METRIC], sort=False))
+        for (model, region, metric), group in groups[:max_lines]:
+            layers = ", ".join(group["layer_name"])
+            counts = group["n_zero_variance"].dropna()
+            detail = ""
+            if len(counts) and (counts > 0).any():
+                detail = f" ({'/'.join(str(int(c)) for c in counts)} zero-variance stimuli)"
+            elif status == "unscored":
+                detail = " (see scores.csv, column 'error')"
+            lines.append(f"  {model} on {region}, {metric}: {layers}{detail}")
+        if len(groups) > max_lines:
+            lines.append(f"  ... and {len(groups) - max_lines} more (scores.csv lists every cell)")
+    return "\n".join(lines)

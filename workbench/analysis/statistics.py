@@ -41,8 +41,10 @@ def best_layer(scores: xr.Dataset, *, var: str = "score") -> xr.Dataset:
     -------
     Dataset with dims (model, region, metric)
         ``score`` (the maximum), ``layer`` (its position; -1 where no layer has a score),
-        ``layer_name`` (``""`` there), ``relative_depth`` (NaN there) and, when ``scores``
-        has bootstrap intervals, the best layer's ``ci_low`` and ``ci_high``.
+        ``layer_name`` (``""`` there), ``relative_depth`` (NaN there), ``n_layers_scored``
+        (how many of the model's layers had a score, i.e. over how many the maximum was
+        taken), ``n_layers`` (dims (model,): the model's layers) and, when ``scores`` has
+        bootstrap intervals, the best layer's ``ci_low`` and ``ci_high``.
     """
     validate_scores(scores)
     values = scores[var].transpose(MODEL, LAYER, REGION, METRIC).values
@@ -57,11 +59,14 @@ def best_layer(scores: xr.Dataset, *, var: str = "score") -> xr.Dataset:
     dims = (MODEL, REGION, METRIC)
     coords = {name: coord for name, coord in scores.coords.items() if LAYER not in coord.dims}
     coords = {name: coord for name, coord in coords.items() if "time_step" not in coord.dims}
+    exists = np.asarray(scores["layer_name"].transpose(MODEL, LAYER).values != "", dtype=bool)
     out = {
         "score": (dims, best),
         LAYER: (dims, layer),
         "layer_name": (dims, np.where(has_score, names, "")),
         "relative_depth": (dims, np.where(has_score, depth, np.nan)),
+        "n_layers_scored": (dims, (~np.isnan(values) & exists[:, :, None, None]).sum(axis=1)),
+        "n_layers": ((MODEL,), exists.sum(axis=1)),
     }
     for bound in ("ci_low", "ci_high"):
         if bound in scores:

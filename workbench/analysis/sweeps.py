@@ -23,7 +23,12 @@ The protocol applied in :func:`compute_unit` (see :class:`~workbench.analysis.Pr
 5. with ``protocol.time_resolved``, spiking networks are also scored at each time step
    (``score_per_step``, without intervals).
 
-A layer that a metric cannot score (e.g. constant features) gets NaN there, and the reason
+Stimuli whose pattern has zero variance in a layer (e.g. a spiking layer that emits no spike
+for them) leave RSA undefined: by ``protocol.zero_variance_stimuli`` the cell is left NaN
+(``"unscored"``, the default) or scored on the other stimuli (``"exclude"``), and the number of
+such stimuli goes into ``n_zero_variance`` either way (see
+:func:`workbench.analysis.scores.unscored_cells`); the other metrics use every stimulus.
+Any other layer that a metric cannot score (e.g. constant features) gets NaN there, and the reason
 goes into the model's ``error``. A unit that raises (the model cannot be built, its weights
 are missing, extraction fails) leaves its model's scores NaN on that dataset with the error
 message; the other units go on, and rerunning the sweep recomputes only the failed units.
@@ -35,9 +40,11 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -59,6 +66,9 @@ logger = logging.getLogger(__name__)
 SWEEP_METRICS = ("svcca", "tsvd_regression", "rsa", "cka")
 #: The only metric applicable to regions that have a published RDM and no responses.
 RDM_METRIC = "rsa"
+#: Metrics that correlate stimuli's patterns, undefined for a stimulus whose pattern has zero
+#: variance: they follow ``Protocol.zero_variance_stimuli``.
+ROW_CORRELATION_METRICS = ("rsa",)
 _MAX_MESSAGES = 3
 
 
@@ -78,6 +88,16 @@ def weights_identity(weights, seed: int) -> dict:
     if weights is not None and label != "imagenet" and Path(label).is_file():
         identity["sha256"] = sha256_file(label)
     return identity
+
+
+def run_identity(model: str) -> dict:
+    """For a training run named as a model: its weights' sha256 (so retraining is never stale)."""
+    from workbench.models.runs import run_weights_sha256
+    from workbench.training.model_card import is_run_directory
+
+    if not is_run_directory(model):
+        return {}
+    return {"path": str(Path(model).resolve()), "weights_sha256": run_weights_sha256(model)}
 
 
 def data_version(dataset) -> str:
@@ -117,6 +137,8 @@ class SweepSettings:
         The ``cache`` argument of :func:`workbench.activations.extract_stats`.
     device : str, default: "cpu"
         Where the networks run (``"cuda"`` for a GPU).
+    layers : tuple of str, default: ()
+        The analysis layers to score in every model; empty: all declared layers.
     """
 
     protocol: Protocol
@@ -126,6 +148,7 @@ class SweepSettings:
     data_options: tuple = ()
     activation_cache: object = True
     device: str = "cpu"
+    layers: tuple = ()
 
     def weights_for(self, model: str):
         return dict(self.weights).get(model)
@@ -151,15 +174,22 @@ class _Target:
     kind: str
     values: np.ndarray
     reduce_y: bool
+    #: metrics that cannot apply to this region whatever the layer (see :func:`inapplicable_metrics`)
+    inapplicable: frozenset = frozenset()
 
     def take(self, indices: np.ndarray) -> "_Target":
         taken = take_rdm(self.values, indices) if self.kind == "rdm" else self.values[indices]
-        return _Target(self.kind, taken, self.reduce_y)
+        return _Target(self.kind, taken, self.reduce_y, self.inapplicable)
 
 
 def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
-                 messages: list[str] | None = None) -> np.ndarray:
+                 messages: list[str] | None = None, zero_variance: np.ndarray | None = None,
+                 svcca_ranks: np.ndarray | None = None) -> np.ndarray:
     """Scores of model statistics ``x`` against one region, one per metric (NaN if not applicable).
+
+    Stimuli whose pattern has zero variance (in the layer, or in the region's responses) make
+    the metrics in :data:`ROW_CORRELATION_METRICS` undefined; those cells follow
+    ``protocol.zero_variance_stimuli`` (:func:`_score_rows`), the other metrics use every stimulus.
 
     Parameters
     ----------
@@ -171,8 +201,14 @@ def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
     protocol : Protocol
     messages : list of str, optional
         Receives the reason of every metric that raised a ValidationError (its score is NaN).
+    zero_variance : ndarray of shape (len(metrics),), optional
+        Receives, for each metric in :data:`ROW_CORRELATION_METRICS`, the number of stimuli with
+        a zero-variance pattern (0 when none); other entries are left as they are.
+    svcca_ranks : ndarray of shape (2,), optional
+        Receives the numerical ranks of the model and neural sides that SVCCA used
+        (:class:`~workbench.metrics.SvccaScore`), when it was computed.
     """
-    from workbench.metrics import compare, compare_rdms, rdm
+    from workbench.metrics import compare
     from workbench.metrics.derived import DerivedStats
 
     out = np.full(len(metrics), np.nan)
@@ -189,7 +225,8 @@ def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
 
     if target.kind == "rdm":
         if RDM_METRIC in metrics:
-            attempt([RDM_METRIC], lambda: {RDM_METRIC: compare_rdms(rdm(x), target.values)})
+            attempt([RDM_METRIC], lambda: _score_rows(x, None, target, [RDM_METRIC], protocol,
+                                                      metrics, zero_variance))
         return out
     try:
         xd, yd = DerivedStats.from_input(x, "X"), DerivedStats.from_input(target.values, "Y")
@@ -197,15 +234,70 @@ def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
         if messages is not None:
             messages.append(str(exc))
         return out
-    svcca = [m for m in metrics if m == "svcca"]
-    others = [m for m in metrics if m != "svcca"]
+    svcca = [m for m in metrics if m == "svcca" and m not in target.inapplicable]
+    rows = [m for m in metrics if m in ROW_CORRELATION_METRICS]
+    others = [m for m in metrics if m != "svcca" and m not in rows]
     if svcca:
-        attempt(svcca, lambda: compare(xd, yd, svcca, n_components=protocol.svcca_n_components,
-                                       reduce_y=target.reduce_y))
-    if others:
-        attempt(others, lambda: compare(xd, yd, others, n_components=protocol.tsvd_n_components,
-                                        alpha=protocol.alpha))
+        attempt(svcca, lambda: _score_svcca(xd, yd, target, protocol, svcca_ranks))
+    if rows:
+        attempt(rows, lambda: _score_rows(xd, yd, target, rows, protocol, metrics, zero_variance))
+    for name in others:  # one by one: a metric that raises loses only its own cell
+        attempt([name], lambda: compare(xd, yd, [name], n_components=protocol.tsvd_n_components,
+                                        alpha=protocol.alpha, errors="raise"))
     return out
+
+
+def _score_svcca(xd, yd, target: _Target, protocol: Protocol, ranks: np.ndarray | None) -> dict:
+    """SVCCA under the protocol; ``ranks`` receives the (model, neural) ranks it used.
+
+    A side reduced to its numerical rank is not warned about here: the ranks are stored
+    (``svcca_rank_x``, ``svcca_rank_y``) and :func:`compute_unit` logs one warning per unit.
+    """
+    from workbench.metrics import compare
+    from workbench.metrics.svcca import RankDeficiencyWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficiencyWarning)
+        scores = compare(xd, yd, ["svcca"], n_components=protocol.svcca_n_components,
+                         reduce_y=target.reduce_y, errors="raise")
+    if ranks is not None:
+        ranks[:] = scores["svcca"].rank_x, scores["svcca"].rank_y
+    return scores
+
+
+def _score_rows(x, yd, target: _Target, names, protocol: Protocol, metrics, zero_variance) -> dict:
+    """Scores of the metrics that correlate stimuli, under ``protocol.zero_variance_stimuli``.
+
+    The stimuli with a zero-variance pattern in the layer (or in the responses) are counted
+    into ``zero_variance``. None: the metrics use every stimulus. ``"unscored"``: NaN. ``"exclude"``:
+    the metrics use the other stimuli (rows and columns of the Gram statistics and of the
+    target), NaN with fewer than 3 left.
+    """
+    from workbench.metrics import compare, compare_rdms, rdm
+    from workbench.metrics.derived import MIN_STIMULI, DerivedStats
+
+    xd = DerivedStats.from_input(x, "X")
+    flat = xd.zero_variance_rows()
+    if yd is not None:
+        flat = np.union1d(flat, yd.zero_variance_rows())
+    if zero_variance is not None:
+        for name in names:
+            zero_variance[list(metrics).index(name)] = flat.size
+
+    def score(xs, ys, tv):
+        if target.kind == "rdm":
+            return {RDM_METRIC: compare_rdms(rdm(xs), tv)}
+        return compare(xs, ys, names, errors="raise")
+
+    if flat.size == 0:
+        return score(xd, yd, target.values)
+    if protocol.zero_variance_stimuli == "unscored":
+        return {name: np.nan for name in names}
+    keep = np.setdiff1d(np.arange(xd.n_stimuli), flat)
+    if keep.size < MIN_STIMULI:
+        return {name: np.nan for name in names}
+    taken = target.take(keep)
+    return score(take_stimuli(xd.stats, keep), taken.values, taken.values)
 
 
 def _bootstrap_interval(x, target: _Target, metrics, protocol: Protocol, full: np.ndarray,
@@ -264,7 +356,17 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
             values = np.asarray(dataset.responses(region).values, dtype=np.float64)
             targets.append(_Target("responses", values, protocol.reduces_neural(dataset.name)))
 
+    notes = []
+    for r, target in enumerate(targets):
+        reasons = inapplicable_metrics(target, metrics, protocol, len(dataset.stimuli))
+        if reasons:
+            targets[r] = dataclasses.replace(target, inapplicable=frozenset(reasons))
+            notes += [f"{region_label(dataset.name, regions[r])}: {why}" for why in reasons.values()]
+
     model = create(unit.model, settings.weights_for(unit.model), seed=protocol.seed)
+    all_layers = model.layers
+    if settings.layers:
+        model = _with_layers(model, settings.layers)
     time_steps = protocol.time_steps if model.is_spiking else None
     per_step = protocol.time_resolved and model.is_spiking
     logger.info("unit %s: %s on %s (%d stimuli)", unit.unit_id, model.name, dataset.name, len(dataset.stimuli))
@@ -292,10 +394,13 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
         time_steps=time_steps or 0,
         n_time_steps=time_steps if per_step else None,
         with_ci=protocol.bootstrap > 0,
+        with_zero_variance=True,
+        with_svcca_ranks="svcca" in metrics,
     )
     for r, (region, target) in enumerate(zip(regions, targets)):
         for k, metric in enumerate(metrics):
-            part["applicable"].values[r, k] = target.kind == "responses" or metric == RDM_METRIC
+            part["applicable"].values[r, k] = ((target.kind == "responses" or metric == RDM_METRIC)
+                                               and metric not in target.inapplicable)
             part["ceiling"].values[r, k] = _ceiling(dataset, region, metric)
 
     messages: list[str] = []
@@ -307,8 +412,13 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
             continue
         for r, target in enumerate(targets):
             layer_messages: list[str] = []
-            full = score_region(x, target, metrics, protocol, layer_messages)
+            counts = part["n_zero_variance"].values[0, i, r]  # a view: score_region fills it
+            ranks = np.full(2, np.nan)
+            full = score_region(x, target, metrics, protocol, layer_messages, zero_variance=counts,
+                                svcca_ranks=ranks)
             part["score"].values[0, i, r] = full
+            if "svcca_rank_x" in part:
+                part["svcca_rank_x"].values[0, i, r], part["svcca_rank_y"].values[0, i, r] = ranks
             if protocol.bootstrap > 0:
                 low, high = _bootstrap_interval(x, target, metrics, protocol, full, layer_messages)
                 part["ci_low"].values[0, i, r], part["ci_high"].values[0, i, r] = low, high
@@ -324,8 +434,72 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
                     part["score_per_step"].values[0, i, r, :, t] = score_region(xt, target, metrics, protocol)
     if messages:
         logger.warning("unit %s: %d cell(s) could not be scored: %s", unit.unit_id, len(messages), messages[0])
+    if "svcca_rank_x" in part:
+        _warn_reduced_ranks(unit, part, targets, protocol)
     part["error"].values[0] = _summarise(messages)
+    if settings.layers:  # a subset keeps each layer's depth in the whole model
+        part["relative_depth"].values[0, :len(model.layers)] = [
+            all_layers.index(layer) / max(len(all_layers) - 1, 1) for layer in model.layers]
+    part.attrs["notes"] = json.dumps(notes)
     return part
+
+
+def inapplicable_metrics(target: _Target, metrics: Sequence[str], protocol: Protocol,
+                         n_stimuli: int) -> dict[str, str]:
+    """Metrics that cannot apply to a region whatever the layer, with the reason of each.
+
+    SVCCA needs ``k_x + k_y <= n_stimuli - 1`` canonical variables, with ``k_x =
+    protocol.svcca_n_components`` and ``k_y`` the same when the region's responses are reduced
+    (``protocol.reduce_neural_for``), else their number of neuroids: 40 + 20 on 60 stimuli
+    does not fit. Such a metric is marked not applicable for the region (NaN scores, reported
+    once per dataset), and the model is not marked as failed.
+    """
+    if target.kind != "responses" or "svcca" not in metrics:
+        return {}
+    k = protocol.svcca_n_components
+    n_neuroids = target.values.shape[1]
+    ky = k if target.reduce_y and n_neuroids > k else n_neuroids
+    if k + ky <= n_stimuli - 1:
+        return {}
+    side = (f"{ky} (the neural side reduced)" if target.reduce_y and n_neuroids > k
+            else f"{ky} (one per neuroid, unreduced)")
+    return {"svcca": (
+        f"svcca not applicable: {k} + {side} canonical variables do not fit in the {n_stimuli - 1} "
+        f"dimensions left by {n_stimuli} centred stimuli; lower --protocol svcca_n_components to "
+        f"{max(n_stimuli - 1 - ky, 0)} or less, or reduce the neural side (reduce_neural_for)")}
+
+
+def _with_layers(model, layers: Sequence[str]):
+    """A wrapper sharing ``model``'s network that scores only ``layers`` (in the model's order)."""
+    declared = list(model.layers)
+    bad = [layer for layer in layers if layer not in declared]
+    if bad:
+        raise ValidationError(f"layers {bad} are not analysis layers of {model.name}; expected some of {declared}")
+    clone = object.__new__(type(model))
+    clone.__dict__.update(model.__dict__)
+    clone.layers = tuple(layer for layer in declared if layer in layers)
+    return clone
+
+
+def _warn_reduced_ranks(unit: Unit, part: xr.Dataset, targets: list, protocol: Protocol) -> None:
+    """One warning per unit where SVCCA reduced a rank-deficient side to its numerical rank."""
+    k = protocol.svcca_n_components
+    lines = []
+    for r, target in enumerate(targets):
+        if target.kind != "responses":
+            continue
+        n_columns = target.values.shape[1]
+        columns_y = k if target.reduce_y and n_columns > k else n_columns
+        for i in range(part.sizes["layer"]):
+            rank_x, rank_y = part["svcca_rank_x"].values[0, i, r], part["svcca_rank_y"].values[0, i, r]
+            if rank_x < k or rank_y < columns_y:
+                lines.append(f"layer {part['layer_name'].values[0, i]!r}, region "
+                             f"{part['region'].values[r]!r}: model side rank {int(rank_x)} of {k}, "
+                             f"neural side rank {int(rank_y)} of {columns_y}")
+    if lines:
+        logger.warning("unit %s: SVCCA reduced a rank-deficient side (after centring) to its numerical "
+                       "rank in %d cell(s), e.g. %s; the ranks used are in svcca_rank_x / svcca_rank_y",
+                       unit.unit_id, len(lines), lines[0])
 
 
 def _steps(stats, time_steps: int, layer: str) -> list:
@@ -371,8 +545,27 @@ def _failed_part(unit: Unit, settings: SweepSettings, message: str) -> xr.Datase
 
 
 def _last_line(text: str) -> str:
+    """The final exception of a traceback text, on one line (its whole message, not its tail)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "unknown error"
+    if not lines:
+        return "unknown error"
+    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+    if frames:
+        rest = lines[frames[-1] + 1:]
+        while rest and rest[0].startswith("    "):  # the frame's source line and ^^^ markers
+            rest = rest[1:]
+        if rest:
+            return " ".join(line.strip() for line in rest)
+    return lines[-1].strip()
+
+
+def failed_units(scores: xr.Dataset) -> list[dict]:
+    """The units of a sweep that raised: ``[{"model", "dataset", "error"}]`` (empty when none).
+
+    Read from ``scores.attrs["failed_units"]``, which :func:`sweep` writes (and ``scores.nc``
+    keeps). Cells that a metric could not score are not failures (see ``scores["error"]``).
+    """
+    return json.loads(scores.attrs.get("failed_units", "[]"))
 
 
 def sweep(
@@ -390,6 +583,7 @@ def sweep(
     activation_cache=True,
     device: str = "cpu",
     progress: bool = True,
+    layers: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Score every layer of every model against every region of every dataset.
 
@@ -427,12 +621,17 @@ def sweep(
         floating-point rounding, so it is not part of a unit's identity.
     progress : bool, default: True
         Show a progress bar over units.
+    layers : sequence of str, optional
+        Score only these analysis layers of every model (each must be one of every model's
+        declared layers); relative depths stay those in the whole model. Default: all.
 
     Returns
     -------
     Dataset
         The scores (see :mod:`workbench.analysis.scores`), with ``attrs`` ``protocol``,
-        ``versions``, ``seed`` and ``created``.
+        ``versions``, ``seed``, ``created``, ``failed_units`` (JSON list of the units that
+        raised, see :func:`failed_units`) and ``notes`` (JSON list of metrics that could not
+        apply to a region, each reported once).
     """
     protocol = Protocol() if protocol is None else protocol
     if not isinstance(protocol, Protocol):
@@ -449,6 +648,9 @@ def sweep(
     unknown = [m for m in metrics if m not in list_metrics()]
     if unknown:
         raise ValidationError(f"metrics {unknown} are unknown; expected some of {list_metrics()}")
+    from workbench.models import check_model_names
+
+    check_model_names(models)  # every name, before any unit starts
     per_model = dict(weights) if isinstance(weights, Mapping) else {m: weights for m in models}
     objects = tuple(d for d in datasets if not isinstance(d, str))
     dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
@@ -461,15 +663,18 @@ def sweep(
         data_options=tuple((k, dict(v)) for k, v in (data_options or {}).items()),
         activation_cache=str(activation_cache) if isinstance(activation_cache, os.PathLike) else activation_cache,
         device=str(device),
+        layers=tuple(layers or ()),
     )
     units = [
         Unit(model, name, fingerprint({
             "protocol": protocol.to_dict(),
             "metrics": metrics,
             "weights": weights_identity(per_model.get(model), protocol.seed),
+            "run": run_identity(model),
             "workbench": __version__,
             "dataset": identities[name],
             "data_options": dict(settings.data_options).get(name, {}),
+            **({"layers": list(settings.layers)} if settings.layers else {}),
         }))
         for model in models
         for name in dataset_names
@@ -481,7 +686,7 @@ def sweep(
             results = run_units(units, compute, store, executor=executor, force=force, progress=progress)
         except UnitsFailedError as exc:
             results, failures = exc.results, exc.failures
-    parts = []
+    parts, failed = [], []
     for unit in units:
         if unit.unit_id in results:
             parts.append(results[unit.unit_id])
@@ -489,7 +694,13 @@ def sweep(
             message = _last_line(failures.get(unit.unit_id, "unit did not finish"))
             logger.error("%s failed on %s: %s", unit.model, unit.dataset, message)
             parts.append(_failed_part(unit, settings, message))
+            failed.append({"model": unit.model, "dataset": unit.dataset, "error": message})
+    notes = list(dict.fromkeys(n for part in parts for n in json.loads(part.attrs.get("notes", "[]"))))
+    for note in notes:  # once per dataset and region, not once per model or layer
+        logger.warning("%s", note)
     scores = stamp(merge_scores(parts, attrs={}), protocol=protocol)
+    scores.attrs["failed_units"] = json.dumps(failed)
+    scores.attrs["notes"] = json.dumps(notes)
     scores.attrs["metrics"] = ",".join(metrics)
     scores.attrs["datasets"] = ",".join(dataset_names)
     if output_dir is not None:

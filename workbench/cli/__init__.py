@@ -9,17 +9,42 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
 from workbench import __version__
 from workbench.errors import WorkbenchError
 
+#: Exit codes of every command (also in ``workbench --help`` and the README).
+EXIT_OK = 0
+#: An error stopped the command (a bad argument, a missing file, nothing could be scored).
+EXIT_ERROR = 1
+#: The command line itself is malformed (argparse).
+EXIT_USAGE = 2
+#: The command finished and wrote its results, but some units (model x dataset) failed;
+#: ``--allow-failures`` turns this into 0.
+EXIT_PARTIAL = 3
+#: The output was closed early (e.g. ``workbench cache list | head -1``); nothing is printed.
+EXIT_BROKEN_PIPE = 141
+
+EPILOG = f"""exit codes:
+  {EXIT_OK}    success
+  {EXIT_ERROR}    error: a bad argument, a missing or unreadable file, or nothing could be scored
+       (one line on stderr names the argument or file and what was expected)
+  {EXIT_USAGE}    malformed command line
+  {EXIT_PARTIAL}    results written, but some units (model x dataset) failed: each is listed on
+       stderr and kept in scores.csv with its error; --allow-failures exits {EXIT_OK} instead
+  {EXIT_BROKEN_PIPE}  output closed early (e.g. piped into `head`)
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Compare deep networks' representations with visual-cortex recordings.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -42,5 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except WorkbenchError as exc:
-        print(f"workbench {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line
+        print(f"workbench {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not raise again."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass

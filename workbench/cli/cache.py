@@ -33,7 +33,16 @@ def _list(args: argparse.Namespace) -> int:
 def _clear(args: argparse.Namespace) -> int:
     from workbench.activations.cache import StatsCache
 
+    from workbench.errors import ValidationError
+
     cache = StatsCache(args.dir)
+    if args.model is not None:
+        models = sorted({row["model"] for row in cache.entries()})
+        if args.model not in models:
+            raise ValidationError(
+                f"no cache entry matched --model {args.model!r} in {cache.root}; nothing removed "
+                f"(models with entries: {', '.join(models) if models else 'none, the cache is empty'})"
+            )
     removed = cache.clear(model=args.model)
     print(f"removed {removed} entries from {cache.root}")
     return 0

@@ -5,6 +5,11 @@
   ``OUT/report.ipynb`` and converts it to ``OUT/report.html`` (figures in ``OUT/figures``).
 - ``figures RUN_DIR``: redraws every figure of a saved run from its files alone.
 - ``demo``: the two small real datasets, an SNN, a CNN and a ViT, reported to ``reports/demo``.
+
+Every argument is checked before any extraction starts
+(:func:`workbench.analysis.checks.check_study`). When some units (model x dataset) fail, the
+results are still written, each failure is listed on stderr and kept in ``scores.csv``, and
+the exit code is 3 (``EXIT_PARTIAL``) unless ``--allow-failures`` is given.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ import sys
 
 def _add_study_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--models", nargs="+", required=required, metavar="MODEL",
-                        help="model names (see workbench.models.list_models())")
+                        help="model names (`workbench models list`), or your own model as "
+                             "package.module:factory (a factory returning workbench.models.wrap_model(...)) "
+                             "or a name declared in the 'workbench.models' entry-point group")
     parser.add_argument("--datasets", nargs="+", required=required, metavar="DATASET",
                         help="dataset names or manifest paths (see `workbench data list`)")
     parser.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
                         help="metric names (default: every metric, each where it applies)")
     parser.add_argument("--out", required=required, metavar="DIR", help="the run directory")
+    parser.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
+                        help="score only these analysis layers of every model (default: all)")
     _add_weights_argument(parser)
     _add_protocol_argument(parser)
     add_execution_arguments(parser)
@@ -38,12 +47,18 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                              'Dask cluster of N processes) or "tcp://HOST:PORT" (an existing scheduler)')
     parser.add_argument("--force", action="store_true",
                         help="recompute units the run directory's store already holds")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help='where the networks run: "cpu" (default), "cuda" or "cuda:N"')
+    parser.add_argument("--allow-failures", action="store_true",
+                        help="exit 0 even when some units (model x dataset) failed (default: exit 3)")
 
 
 def _add_weights_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", default="random", metavar="WEIGHTS",
+    parser.add_argument("--weights", nargs="+", default=["random"], metavar="WEIGHTS",
                         help='"random" (default: random initialisation, no download), "imagenet" '
-                             "(published weights) or a checkpoint path")
+                             "(published weights) or a checkpoint path, for every model; "
+                             "MODEL=WEIGHTS for one model (e.g. --weights alexnet=alexnet_sd.pth "
+                             "cornet_z=random)")
 
 
 def register(subparsers) -> None:
@@ -71,40 +86,88 @@ def register(subparsers) -> None:
 
 
 def parse_protocol(pairs: list[str]) -> dict:
-    """``["bootstrap=100", "zscore=false"]`` -> ``{"bootstrap": 100, "zscore": False}`` (YAML values)."""
-    import yaml
+    """``["bootstrap=100", "zscore=0"]`` -> ``{"bootstrap": 100, "zscore": False}``, each field parsed
+    strictly to its type (:meth:`workbench.analysis.Protocol.parse_overrides`)."""
+    from workbench.analysis import Protocol
 
-    from workbench.errors import ValidationError
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValidationError(f"--protocol expects FIELD=VALUE, found {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    overrides = Protocol.parse_overrides(pairs)
+    Protocol().replace(**overrides)  # the values' ranges, checked now
+    return overrides
 
 
-def _study_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "metrics": args.metrics,
-        "weights": args.weights,
-        "protocol": parse_protocol(args.protocol),
+def _weights(args: argparse.Namespace, models) -> str | dict:
+    """``--weights``: one spelling for every model (a str), or ``{model: weights}``."""
+    from workbench.analysis.checks import weights_by_model
+
+    per_model = weights_by_model(args.weights, models)
+    if len(args.weights) == 1 and len(set(per_model.values())) <= 1 and "=" not in args.weights[0]:
+        return args.weights[0]
+    return {m: "random" if w is None else w for m, w in per_model.items()}
+
+
+def _study_kwargs(args: argparse.Namespace, models=None, datasets=None) -> dict:
+    """The study's keyword arguments, every one checked before any work starts."""
+    from workbench.analysis.checks import check_study
+
+    models = args.models if models is None else models
+    datasets = args.datasets if datasets is None else datasets
+    protocol = parse_protocol(args.protocol)
+    weights = _weights(args, models)
+    check_study(models, datasets, args.out, metrics=getattr(args, "metrics", None), weights=weights,
+                protocol=protocol, layers=getattr(args, "layers", None), device=args.device)
+    kwargs = {
+        "metrics": getattr(args, "metrics", None),
+        "weights": weights,
+        "protocol": protocol,
         "executor": args.dask,
         "force": args.force,
     }
+    if getattr(args, "layers", None):
+        kwargs["layers"] = args.layers
+    if args.device != "cpu":
+        kwargs["device"] = args.device
+    return kwargs
+
+
+def finish(args: argparse.Namespace, scores) -> int:
+    """Print the failed units and notes of a run; the exit code (3 when some units failed)."""
+    import json
+
+    from workbench.analysis.sweeps import failed_units
+    from workbench.cli import EXIT_OK, EXIT_PARTIAL
+
+    for note in json.loads(scores.attrs.get("notes", "[]")):
+        print(f"note: {note}", file=sys.stderr)
+    failed = failed_units(scores)
+    for unit in failed:
+        print(f"failed: {unit['model']} on {unit['dataset']}: {unit['error']}", file=sys.stderr)
+    if not failed:
+        return EXIT_OK
+    total = scores.sizes["model"] * len({str(d) for d in scores["dataset"].values} | {u["dataset"] for u in failed})
+    tolerated = "; tolerated (--allow-failures)" if args.allow_failures else (
+        f"; exit code {EXIT_PARTIAL} (--allow-failures exits 0)")
+    print(f"workbench {args.command}: {len(failed)} of {total} unit(s) (model x dataset) failed; their rows "
+          f"in {args.out}/scores.csv carry the error{tolerated}", file=sys.stderr)
+    return EXIT_OK if args.allow_failures else EXIT_PARTIAL
+
+
+def _finish_run(args: argparse.Namespace, run_dir) -> int:
+    from pathlib import Path
+
+    from workbench.analysis import load_scores
+
+    if not (Path(run_dir) / "scores.nc").is_file():
+        return 0  # the notebook wrote no scores (it raised, or was replaced in a test)
+    return finish(args, load_scores(run_dir))
 
 
 def _score(args: argparse.Namespace) -> int:
     from workbench.reports.study import run_study
 
     scores = run_study(args.models, args.datasets, args.out, **_study_kwargs(args))
-    failed = [str(m) for m, e in zip(scores["model"].values, scores["error"].values) if str(e)]
     print(f"wrote {args.out}/scores.nc and scores.csv ({scores.sizes['model']} models, "
           f"{scores.sizes['region']} regions)")
-    if failed:
-        print(f"models with errors (see scores.csv, column 'error'): {', '.join(failed)}", file=sys.stderr)
-    return 0
+    return finish(args, scores)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -112,21 +175,25 @@ def _report(args: argparse.Namespace) -> int:
 
     html = run_report(args.models, args.datasets, args.out, **_study_kwargs(args))
     print(f"wrote {html}")
-    return 0
+    return _finish_run(args, html.parent)
 
 
 def _figures(args: argparse.Namespace) -> int:
+    from workbench.analysis.checks import check_out_dir
     from workbench.reports.figures import render_all_figures
 
+    if args.out is not None:
+        check_out_dir(args.out)
     written = render_all_figures(args.run_dir, args.out)
     print(f"wrote {len(written)} files to {written[0].parent}")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from workbench.reports.demo import run_demo
+    from workbench.reports.demo import DEMO_DATASETS, DEMO_MODELS, run_demo
 
-    html = run_demo(args.out, weights=args.weights, protocol=parse_protocol(args.protocol),
-                    executor=args.dask, force=args.force)
+    kwargs = _study_kwargs(args, DEMO_MODELS, DEMO_DATASETS)
+    html = run_demo(args.out, weights=kwargs["weights"], protocol=kwargs["protocol"],
+                    executor=args.dask, force=args.force, **({"device": args.device} if args.device != "cpu" else {}))
     print(f"wrote {html}")
-    return 0
+    return _finish_run(args, html.parent)

@@ -6,18 +6,22 @@ statistics of the features, so a layer never has to be held in memory: pass a
 """
 
 from workbench.metrics.cka import cka
-from workbench.metrics.compare import DEFAULT_METRICS, compare
+from workbench.metrics.compare import DEFAULT_METRICS, CompareResult, MetricWarning, compare
 from workbench.metrics.preprocessing import zscore_features
 from workbench.metrics.registry import MetricInfo, get_metric, list_metrics
 from workbench.metrics.regression import tsvd_regression
 from workbench.metrics.rsa import compare_rdms, rdm, rsa
 from workbench.metrics.stats import GramStats
-from workbench.metrics.svcca import svcca
+from workbench.metrics.svcca import RankDeficiencyWarning, SvccaScore, svcca
 
 __all__ = [
     "DEFAULT_METRICS",
+    "CompareResult",
     "GramStats",
     "MetricInfo",
+    "MetricWarning",
+    "RankDeficiencyWarning",
+    "SvccaScore",
     "cka",
     "compare",
     "compare_rdms",

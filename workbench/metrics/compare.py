@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import logging
+import warnings
+
+import numpy as np
 
 from workbench.errors import ValidationError
 from workbench.metrics.derived import prepare_pair
 from workbench.metrics.registry import get_metric, list_metrics
+from workbench.validation import check_choice
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("svcca", "tsvd_regression", "rsa", "cka")
+ERROR_MODES = ("warn", "raise")
+
+
+class MetricWarning(UserWarning):
+    """A metric that :func:`compare` could not compute on a pair (its score is NaN)."""
+
+
+class CompareResult(dict):
+    """Scores by metric name (a dict), with the reason for each one that could not be computed.
+
+    Attributes
+    ----------
+    reasons : dict of str to str
+        For each metric whose score is NaN, why (the message of its ``ValidationError``).
+    """
+
+    def __init__(self, *args, reasons: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reasons = dict(reasons or {})
 
 
 def compare(
@@ -23,7 +46,8 @@ def compare(
     alpha: float = 1.0,
     kernel: str = "linear",
     debiased: bool = False,
-) -> dict[str, float]:
+    errors: str = "warn",
+) -> CompareResult:
     """Score one pair with several metrics, computing the shared statistics once.
 
     ``X @ X.T`` (or the given GramStats), its top eigenpairs and its centred forms are
@@ -45,11 +69,19 @@ def compare(
         :func:`tsvd_regression`).
     alpha : see :func:`tsvd_regression`.
     kernel, debiased : see :func:`cka`.
+    errors : {"warn", "raise"}, default: "warn"
+        What a metric that cannot be computed on this pair does (e.g. SVCCA with more
+        canonical variables than stimuli allow, RSA with a stimulus of zero variance):
+        ``"warn"``: its score is NaN, its reason goes into ``reasons`` and a
+        :class:`MetricWarning` names both, and every other metric is still computed;
+        ``"raise"``: its ``ValidationError`` propagates. Invalid arguments and inputs
+        (unknown metric names, mismatched rows, NaN in the data) raise either way.
 
     Returns
     -------
-    dict of str to float
+    CompareResult (a dict of str to float)
         One score per requested metric, in the requested order; all are higher-is-better.
+        ``result.reasons[name]`` says why a score is NaN.
     """
     if isinstance(metrics, str):
         metrics = (metrics,)
@@ -57,6 +89,7 @@ def compare(
     if not names:
         raise ValidationError(f"metrics is empty; expected one or more of {list_metrics()}")
     infos = [get_metric(name) for name in names]
+    check_choice(errors, "errors", ERROR_MODES)
     x, y = prepare_pair(X, Y)
     parameters = {
         "n_components": n_components,
@@ -65,8 +98,17 @@ def compare(
         "kernel": kernel,
         "debiased": debiased,
     }
-    scores = {}
+    scores = CompareResult()
     for info in infos:
-        scores[info.name] = info.from_stats(x, y, **{p: parameters[p] for p in info.parameters})
+        try:
+            scores[info.name] = info.from_stats(x, y, **{p: parameters[p] for p in info.parameters})
+        except ValidationError as exc:
+            if errors == "raise":
+                raise
+            scores[info.name] = np.nan
+            scores.reasons[info.name] = str(exc)
+            warnings.warn(MetricWarning(f"{info.name} could not be computed (NaN): {exc}"),
+                          stacklevel=2)
+            continue
         logger.debug("%s = %.6f (%d stimuli, %d features)", info.name, scores[info.name], x.n_stimuli, x.n_features)
     return scores

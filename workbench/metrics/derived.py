@@ -135,8 +135,7 @@ class DerivedStats:
         """
         corr = self.row_centred_gram()
         var = np.diag(corr).copy()
-        rtol = _ZERO_VARIANCE_RTOL[self.stats.dtype]
-        flat = var <= rtol * np.diag(self.gram)
+        flat = self._flat_rows(var)
         if self.n_features < 2 or flat.any():
             bad = np.flatnonzero(flat)
             raise ValidationError(
@@ -148,6 +147,22 @@ class DerivedStats:
         _scale_rows_by_outer(corr, 1.0 / np.sqrt(var), np.multiply)
         np.fill_diagonal(corr, 1.0)
         return corr
+
+    def _flat_rows(self, row_variances: np.ndarray) -> np.ndarray:
+        rtol = _ZERO_VARIANCE_RTOL[self.stats.dtype]
+        return row_variances <= rtol * np.diag(self.gram)
+
+    def zero_variance_rows(self) -> np.ndarray:
+        """Positions of the stimuli (rows) whose pattern has zero variance across features.
+
+        The rows that :meth:`row_correlations` (and so RSA) rejects, by the same tolerance;
+        every row when ``X`` has fewer than 2 features. Returns an int array, ascending.
+        """
+        if self.n_features < 2:
+            return np.arange(self.n_stimuli)
+        r = self.stats.row_sums
+        variances = np.diag(self.gram) - r * r / self.n_features
+        return np.flatnonzero(self._flat_rows(variances))
 
     # -- CKA ------------------------------------------------------------------------------
     def centred_gram(self) -> np.ndarray:

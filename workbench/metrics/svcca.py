@@ -2,12 +2,55 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import scipy.linalg
 
 from workbench.errors import ValidationError
 from workbench.metrics.blas import single_threaded_blas
 from workbench.metrics.derived import DerivedStats, prepare_pair
+
+logger = logging.getLogger(__name__)
+
+#: Numerical rank of a centred set of ``k`` columns over ``n`` stimuli: the number of
+#: ``|R_jj|`` of its column-pivoted QR above ``RANK_RTOL * max(n, k) * eps * |R_11|``
+#: (``eps`` of float64, about 2.2e-16), i.e. relative to its largest singular direction.
+RANK_RTOL = 10.0
+
+
+class RankDeficiencyWarning(UserWarning):
+    """A side of SVCCA was rank deficient after centring and was reduced to its numerical rank."""
+
+
+class SvccaScore(float):
+    """An SVCCA score (a float) that also says how many canonical variables each side had.
+
+    Attributes
+    ----------
+    rank_x, rank_y : int
+        Numerical rank after centring of the reduced model and neural sides: the number of
+        canonical variables used on each side (``min(rank_x, rank_y)`` correlations averaged).
+    n_columns_x, n_columns_y : int
+        Columns of the reduced sets before any rank reduction.
+    """
+
+    rank_x: int
+    rank_y: int
+    n_columns_x: int
+    n_columns_y: int
+
+    def __new__(cls, value: float, *, rank_x: int, rank_y: int, n_columns_x: int, n_columns_y: int):
+        score = super().__new__(cls, value)
+        score.rank_x, score.rank_y = int(rank_x), int(rank_y)
+        score.n_columns_x, score.n_columns_y = int(n_columns_x), int(n_columns_y)
+        return score
+
+    @property
+    def reduced(self) -> bool:
+        """Whether either side was reduced to a lower numerical rank."""
+        return self.rank_x < self.n_columns_x or self.rank_y < self.n_columns_y
 
 
 def svcca(X, Y, n_components: int = 40, reduce_y: bool = True) -> float:
@@ -33,22 +76,32 @@ def svcca(X, Y, n_components: int = 40, reduce_y: bool = True) -> float:
 
     Returns
     -------
-    float
+    SvccaScore (a float)
         Mean of all ``min(k_x, k_y)`` canonical correlations, in [0, 1]; higher is more
         similar, 1 for identical inputs. Invariant to invertible linear maps of either
-        reduced subspace and to the signs of singular vectors.
+        reduced subspace and to the signs of singular vectors. Its ``rank_x`` and ``rank_y``
+        give the number of canonical variables of each side.
 
     Raises
     ------
     ValidationError
-        Bad shapes or values; ``n_components`` out of range; a reduced set that is rank
-        deficient after centring; ``k_x + k_y > n_stimuli - 1`` (then some canonical
+        Bad shapes or values; ``n_components`` out of range; a reduced set that is constant
+        (rank 0 after centring); ``k_x + k_y > n_stimuli - 1`` (then some canonical
         correlations are 1 whatever the data).
+
+    Warns
+    -----
+    RankDeficiencyWarning
+        A reduced set is rank deficient after centring (duplicate or constant columns, e.g. a
+        unit listed twice in a recording): CCA is not defined on linearly dependent
+        variables, so that side is reduced to its numerical rank ``r`` (an orthonormal basis
+        of its centred column space; tolerance :data:`RANK_RTOL`) and ``k`` is ``r`` there.
     """
     return svcca_from_stats(*prepare_pair(X, Y), n_components=n_components, reduce_y=reduce_y)
 
 
-def svcca_from_stats(x: DerivedStats, y: DerivedStats, n_components: int = 40, reduce_y: bool = True) -> float:
+def svcca_from_stats(x: DerivedStats, y: DerivedStats, n_components: int = 40,
+                     reduce_y: bool = True) -> SvccaScore:
     """:func:`svcca` on prepared statistics (used by :func:`workbench.metrics.compare`)."""
     k = x.check_n_components(n_components)
     components_x = x.tsvd_components(k)
@@ -61,36 +114,52 @@ def svcca_from_stats(x: DerivedStats, y: DerivedStats, n_components: int = 40, r
         return _svcca_of_components(components_x, components_y, f"the {k} TSVD components of X", what_y)
 
 
-def _svcca_of_components(components_x: np.ndarray, components_y: np.ndarray, what_x: str, what_y: str) -> float:
+def _svcca_of_components(components_x: np.ndarray, components_y: np.ndarray, what_x: str,
+                         what_y: str) -> SvccaScore:
     n_stimuli = components_x.shape[0]
-    kx, ky = components_x.shape[1], components_y.shape[1]
+    basis_x = _centred_basis(components_x, what_x)
+    basis_y = _centred_basis(components_y, what_y)
+    kx, ky = basis_x.shape[1], basis_y.shape[1]
     if kx + ky > n_stimuli - 1:
+        ranks = "" if (kx, ky) == (components_x.shape[1], components_y.shape[1]) else " (ranks)"
         raise ValidationError(
-            f"svcca: {kx} + {ky} canonical variables do not fit in the {n_stimuli - 1} "
+            f"svcca: {kx} + {ky} canonical variables{ranks} do not fit in the {n_stimuli - 1} "
             f"dimensions left by {n_stimuli} centred stimuli, so some canonical correlations "
             "would be 1 whatever the data; expected k_x + k_y <= n_stimuli - 1 (lower "
             "n_components or use more stimuli)"
         )
-    basis_x = _centred_basis(components_x, what_x)
-    basis_y = _centred_basis(components_y, what_y)
     correlations = scipy.linalg.svd(basis_x.T @ basis_y, compute_uv=False, check_finite=False)
-    return float(np.clip(correlations, 0.0, 1.0).mean())
+    return SvccaScore(np.clip(correlations, 0.0, 1.0).mean(), rank_x=kx, rank_y=ky,
+                      n_columns_x=components_x.shape[1], n_columns_y=components_y.shape[1])
+
+
+def numerical_rank(diag_r: np.ndarray, shape: tuple[int, int]) -> int:
+    """Rank from the ``|R_jj|`` of a column-pivoted QR of an ``shape`` matrix (see RANK_RTOL)."""
+    diag = np.abs(np.asarray(diag_r))
+    if diag.size == 0 or not diag[0] > 0:
+        return 0
+    tol = diag[0] * max(shape) * np.finfo(np.float64).eps * RANK_RTOL
+    return int((diag > tol).sum())
 
 
 def _centred_basis(z: np.ndarray, what: str) -> np.ndarray:
-    """Orthonormal basis (n x k) of the column space of ``z`` after centring each column.
+    """Orthonormal basis (n x r) of the column space of ``z`` after centring each column.
 
-    Uses a QR decomposition with column pivoting, whose ``|R_jj|`` reveal the rank.
+    ``r`` is the numerical rank (:func:`numerical_rank`), from a QR decomposition with column
+    pivoting; when it is below the number of columns a :class:`RankDeficiencyWarning` says so.
     """
     centred = z - z.mean(axis=0, keepdims=True)
     q, r, _ = scipy.linalg.qr(centred, mode="economic", pivoting=True, check_finite=False)
-    diag = np.abs(np.diag(r))
-    tol = diag[0] * max(centred.shape) * np.finfo(np.float64).eps * 10 if diag[0] > 0 else np.inf
-    rank = int((diag > tol).sum())
-    if rank < z.shape[1]:
+    rank = numerical_rank(np.diag(r), centred.shape)
+    if rank == 0:
         raise ValidationError(
-            f"svcca: {what} have rank {rank} after centring, fewer than their {z.shape[1]} "
-            "columns; CCA needs linearly independent centred columns (lower n_components, or "
-            "drop constant or redundant columns)"
+            f"svcca: {what} are constant across stimuli (rank 0 after centring); CCA needs at "
+            "least one column that varies"
         )
-    return q
+    if rank < z.shape[1]:
+        warnings.warn(RankDeficiencyWarning(
+            f"svcca: {what} have rank {rank} after centring, fewer than their {z.shape[1]} "
+            f"columns (duplicate, constant or linearly dependent columns); reduced to its "
+            f"{rank}-dimensional centred column space (tolerance {RANK_RTOL:g} * max(n, k) * eps "
+            "* largest |R_jj| of a pivoted QR)"), stacklevel=4)
+    return q[:, :rank]

@@ -23,6 +23,8 @@ from workbench.models.registry import (
     register_model,
 )
 from workbench.models.weights import load_checkpoint, state_dict_hash
+from workbench.models.custom import wrap_model
+from workbench.models.resolve import check_model_names
 
 __all__ = [
     "FAMILIES",
@@ -30,6 +32,7 @@ __all__ = [
     "ModelInfo",
     "ModelWrapper",
     "Preprocessing",
+    "check_model_names",
     "create",
     "list_models",
     "load_checkpoint",
@@ -38,4 +41,5 @@ __all__ = [
     "model_info",
     "register_model",
     "state_dict_hash",
+    "wrap_model",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
+from workbench.errors import ValidationError
 from workbench.models._layers import children, of_type, resnet_layers
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
@@ -57,21 +58,23 @@ def vgg16(pretrained: bool = False) -> Architecture:
     return _vgg(tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1, pretrained)
 
 
-def _resnet(builder, weights_enum, pretrained: bool) -> Architecture:
-    net = build_torchvision(builder, weights_enum, pretrained)
+def _resnet(builder, weights_enum, pretrained: bool, num_classes: int = 1000) -> Architecture:
+    if num_classes != 1000 and pretrained:
+        raise ValidationError(f"published ImageNet weights have 1000 classes, not num_classes={num_classes}")
+    net = build_torchvision(builder, weights_enum, pretrained, num_classes=num_classes)
     return Architecture(net, resnet_layers(net, ("relu", "maxpool")), IMAGENET_224)
 
 
 @register_model("resnet18", family="cnn")
-def resnet18(pretrained: bool = False) -> Architecture:
+def resnet18(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """ResNet-18 (He et al. 2016): stem ReLU, max-pool, the 8 residual blocks, average pool."""
-    return _resnet(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, pretrained)
+    return _resnet(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, pretrained, num_classes)
 
 
 @register_model("resnet34", family="cnn")
-def resnet34(pretrained: bool = False) -> Architecture:
+def resnet34(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """ResNet-34 (He et al. 2016): stem ReLU, max-pool, the 16 residual blocks, average pool."""
-    return _resnet(tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1, pretrained)
+    return _resnet(tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1, pretrained, num_classes)
 
 
 @register_model("resnet50", family="cnn")

@@ -81,9 +81,32 @@ def register_model(name: str, *, family: str) -> Callable:
     return decorator
 
 
+def _is_run(name) -> bool:
+    from workbench.training.model_card import is_run_directory
+
+    return isinstance(name, (str, os.PathLike)) and is_run_directory(name)
+
+
+def build_architecture(name: str, **kwargs) -> Architecture:
+    """Call the factory of ``name`` (random initialisation from the global RNG), passing ``kwargs``.
+
+    For training (:func:`workbench.training.build_network`); :func:`create` is for analysis.
+    """
+    entry = _entry(name)
+    try:
+        return entry.factory(pretrained=False, **kwargs)
+    except TypeError as exc:
+        raise ValidationError(f"model {name!r} does not take the argument(s) {sorted(kwargs)}: {exc}") from None
+
+
 def _entry(name: str) -> _Entry:
     _load_zoo()
     if name not in _REGISTRY:
+        from workbench.models.resolve import plugin_entry
+
+        plugin = plugin_entry(name)  # package.module:factory, or a "workbench.models" entry point
+        if plugin is not None:
+            return plugin
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValidationError(
@@ -113,12 +136,18 @@ def list_models(family: str | None = None, pattern: str | None = None) -> list[s
 
 
 def model_family(name: str) -> str:
-    """The family (``"snn"``, ``"cnn"`` or ``"vit"``) of a registered model."""
+    """The family (``"snn"``, ``"cnn"`` or ``"vit"``) of a registered model or a run directory."""
+    if _is_run(name):
+        from workbench.training.model_card import read_card
+
+        return read_card(name, verify_weights=False)["family"]
     return _entry(name).family
 
 
 def model_description(name: str) -> str:
-    """One-line description of a registered model."""
+    """One-line description of a registered model or a run directory."""
+    if _is_run(name):
+        return model_info(name).description
     return _entry(name).description
 
 
@@ -214,10 +243,16 @@ def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0
         Seed of the random initialisation (also used before loading other weights, so any
         parameter not overwritten is reproducible).
 
+    A run directory of ``workbench train`` may be given as ``name`` (with ``weights=None``):
+    its card names the architecture, the weights (checked against their sha256) and the
+    preprocessing it was trained with (:mod:`workbench.models.runs`).
+
     Returns
     -------
     ModelWrapper
     """
+    if _is_run(name):
+        return _create_from_run(name, weights, seed)
     entry = _entry(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -250,9 +285,28 @@ def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0
     return wrapper
 
 
+def _create_from_run(run_dir, weights, seed: int) -> ModelWrapper:
+    from workbench.models.runs import run_architecture
+
+    if weights is not None:
+        raise ValidationError(f"{run_dir} is a training run, whose card names its own weights; "
+                              f"weights={weights!r} cannot replace them (leave weights unset)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        card, arch = run_architecture(run_dir)
+    arch.module.eval()
+    for param in arch.module.parameters():
+        param.requires_grad_(False)
+    if card["family"] == "snn":
+        from spikingjelly.activation_based import functional
+
+        functional.set_step_mode(arch.module, "m")
+    return ModelWrapper(str(run_dir), card["family"], arch, f"run:{Path(run_dir).resolve()}")
+
+
 def _load_zoo() -> None:
     """Import the family modules, whose decorators fill the registry."""
-    from workbench.models import cnn, cornet, snn, vit  # noqa: F401
+    from workbench.models import cnn, cornet, small, snn, vit  # noqa: F401
 
 
 
@@ -270,6 +324,13 @@ class ModelInfo:
 
 def model_info(name: str) -> ModelInfo:
     """Declared layers, T and preprocessing of a model, built on torch's ``meta`` device (fast)."""
+    if _is_run(name):
+        from workbench.models.runs import run_architecture
+
+        with torch.device("meta"):
+            card, arch = run_architecture(name, load_weights=False)
+        return ModelInfo(str(name), card["family"], tuple(arch.layers), int(arch.time_steps),
+                         arch.preprocessing, f"{card['method']} run of {card['architecture']}")
     entry = _entry(name)
     with torch.device("meta"):
         arch = entry.factory(pretrained=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -97,10 +98,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(
-            f"checkpoint {path} cannot be read with torch.load(weights_only=True) "
-            f"({type(exc).__name__}: {exc}); a state dict of tensors is expected"
-        ) from exc
+        raise DataError(_unreadable_message(path, exc)) from exc
     for wrapper_key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper_key), Mapping):
             obj = obj[wrapper_key]
@@ -112,16 +110,28 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
-    """Load a local checkpoint into ``module`` with strict key and shape checking.
+_RESAVE = ("re-save it as a state dict: torch.save(model.state_dict(), PATH) on a machine where "
+           "torch.load(PATH, weights_only=False) works and the file is trusted")
 
-    Raises
-    ------
-    DataError
-        The file cannot be read, or its keys or tensor shapes differ from the module's; the
-        message lists the missing and unexpected keys (and mismatched shapes).
+
+def _unreadable_message(path: Path, exc: Exception) -> str:
+    """One line naming the file, what reading it found and what to do (torch's text is multi-line)."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"checkpoint {path} holds a pickled object of class {found.group(1)} (a whole model?), "
+                "not a state dict, so torch.load(weights_only=True) refuses it; " + _RESAVE)
+    first = re.split(r"(?<=\.) ", text, maxsplit=1)[0][:200]
+    return (f"checkpoint {path} is not a torch checkpoint readable with torch.load(weights_only=True) "
+            f"({type(exc).__name__}: {first}); expected a file written by torch.save(model.state_dict(), PATH)")
+
+
+def check_state_dict(module: nn.Module, state: Mapping, path) -> None:
+    """Raise a DataError unless ``state``'s keys and shapes are exactly ``module``'s.
+
+    ``module`` may live on torch's ``meta`` device (no memory), so that a checkpoint is
+    checked against a network before anything is built or extracted.
     """
-    state = read_state_dict(path)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -137,6 +147,19 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
             f"{len(unexpected)} unexpected key(s) {_preview(unexpected)}"
             + (f", {len(shapes)} shape mismatch(es) {_preview(shapes)}" if shapes else "")
         )
+
+
+def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
+    """Load a local checkpoint into ``module`` with strict key and shape checking.
+
+    Raises
+    ------
+    DataError
+        The file cannot be read, or its keys or tensor shapes differ from the module's; the
+        message lists the missing and unexpected keys (and mismatched shapes).
+    """
+    state = read_state_dict(path)
+    check_state_dict(module, state, path)
     module.load_state_dict(state, strict=True)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from workbench.reports.notebook import NotebookError, execute_notebook, export_html, notebook_path
@@ -34,18 +34,20 @@ def run_report(
     out_dir: str | os.PathLike,
     *,
     metrics: Sequence[str] | None = None,
-    weights: str | None = None,
+    weights=None,
     protocol: dict | None = None,
     executor: str = "serial",
     force: bool = False,
     kernel_name: str = "python3",
+    layers: Sequence[str] | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Execute the similarity report notebook for ``models`` x ``datasets`` and export HTML.
 
     Parameters
     ----------
-    models, datasets, metrics, weights, executor, force
-        As :func:`workbench.reports.run_study`.
+    models, datasets, metrics, weights, executor, force, layers, device
+        As :func:`workbench.reports.run_study` (weights for every model, or a mapping per model).
     out_dir : path-like
         The run directory: ``report.ipynb``, ``report.html``, ``scores.nc``, ``scores.csv``,
         ``rdms.nc``, ``figures/``.
@@ -70,11 +72,15 @@ def run_report(
         "models": list(models),
         "datasets": [str(d) for d in datasets],
         "metrics": None if metrics is None else list(metrics),
-        "weights": None if weights is None else str(weights),
+        "weights": None if weights is None else (
+            {str(k): None if v is None else str(v) for k, v in weights.items()}
+            if isinstance(weights, Mapping) else str(weights)),
         "protocol": dict(protocol or {}),
         "out_dir": str(out_dir),
         "executor": executor,
         "force": bool(force),
+        "layers": None if layers is None else list(layers),
+        "device": str(device),
     }
     executed = out_dir / REPORT_NOTEBOOK
     try:
@@ -95,6 +101,7 @@ def run_demo(
     protocol: dict | None = None,
     executor: str = "serial",
     force: bool = False,
+    device: str = "cpu",
 ) -> Path:
     """Report :data:`DEMO_MODELS` on :data:`DEMO_DATASETS` with every applicable metric.
 
@@ -117,4 +124,5 @@ def run_demo(
         protocol=dict(protocol or {}),
         executor=executor,
         force=force,
+        **({"device": device} if device != "cpu" else {}),
     )

@@ -98,48 +98,154 @@ def _regions_with_scores(score: xr.DataArray) -> list[str]:
     return [str(r) for r, k in zip(score[dims.REGION].values, ok.values) if k]
 
 
-def plot_layer_curves(scores: xr.Dataset, metric: str) -> Figure:
+def _rdm_only(scores: xr.Dataset, region: str) -> bool:
+    """Whether ``region`` has only a published RDM (only ``rsa`` applies there)."""
+    applicable = scores["applicable"].sel({dims.REGION: region})
+    metrics = [str(m) for m in scores[dims.METRIC].values]
+    return "rsa" in metrics and bool(applicable.sel({dims.METRIC: "rsa"})) and int(applicable.sum()) == 1
+
+
+def not_applicable_reason(scores: xr.Dataset, region: str, metric: str) -> str:
+    """Why ``metric`` has no score slot on ``region``: ``"n/a (RDM-only data)"``, or ``""``
+    where the metric applies."""
+    if bool(scores["applicable"].sel({dims.REGION: region, dims.METRIC: metric})):
+        return ""
+    return "n/a (RDM-only data)" if _rdm_only(scores, region) else "n/a (metric does not apply)"
+
+
+def ceiling_reason(scores: xr.Dataset, region: str, metric: str) -> str:
+    """Why a (region, metric) panel draws no noise ceiling; ``""`` when it has one."""
+    if np.isfinite(_ceiling(scores.sel({dims.REGION: region, dims.METRIC: metric}))):
+        return ""
+    if metric in ("cka", "svcca"):
+        return f"no noise ceiling: none is defined for {metric.upper()}"
+    if _rdm_only(scores, region):
+        return "no noise ceiling: one published RDM, no repeats or per-subject RDMs"
+    return "no noise ceiling: the recording has no repeated presentations"
+
+
+def _panel_note(ax, text: str, *, y: float = 0.5, size: int = 8) -> None:
+    ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="center", fontsize=size,
+            color="0.35", wrap=True)
+
+
+def _layers_used(best: xr.Dataset, model: str, regions) -> tuple[int, int, int]:
+    """(min, max) layers with a score over ``regions`` and the model's number of layers."""
+    n_layers = int(best["n_layers"].sel({dims.MODEL: model}))
+    scored = best["n_layers_scored"].sel({dims.MODEL: model, dims.REGION: list(regions)}).values
+    if scored.size == 0:
+        return n_layers, n_layers, n_layers
+    return int(scored.min()), int(scored.max()), n_layers
+
+
+def _layers_label(low: int, high: int, total: int) -> str:
+    """``"best of 8/11 layers"`` (``"8-9/11"`` when regions differ); ``""`` when all were scored."""
+    if low >= total:
+        return ""
+    span = f"{low}" if low == high else f"{low}-{high}"
+    return f"best of {span}/{total} layers"
+
+
+def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = False) -> Figure:
     """Layer-wise score curves: one panel per region, one line per model.
 
     The x-axis is the layer's relative depth (0 = first recorded layer, 1 = last), so that
     models with different numbers of layers share an axis; lines are coloured by family, the
     best layer is marked with a dot, and bootstrap intervals (``ci_low``/``ci_high``) are
-    shaded when the Dataset has them.
+    shaded when the Dataset has them. The dashed line is the region's noise ceiling; a panel
+    without one says why. Layers that could not be scored
+    (:func:`workbench.analysis.scores.unscored_mask`) get an ``x`` at the bottom of the panel,
+    layers scored without their zero-variance stimuli a hollow marker, and a model whose best
+    layer was taken over fewer than all its layers says so in the legend. Every region has a
+    panel: where the metric does not apply it reads "n/a (RDM-only data)".
+
+    Parameters
+    ----------
+    scores : Dataset
+    metric : str
+    normalized : bool, default: False
+        Divide every score by its region's noise ceiling
+        (:func:`workbench.analysis.normalize_by_ceiling`; regions without a positive ceiling
+        show a note instead of curves).
     """
+    from workbench.analysis.scores import unscored_mask
+    from workbench.analysis.statistics import normalize_by_ceiling
+
     check_scores(scores)
     _check_metric(scores, metric)
-    sel = scores.sel({dims.METRIC: metric})
-    regions = _regions_with_scores(sel["score"])
+    data = scores
+    if normalized:
+        ceiling = scores["ceiling"]
+        data = normalize_by_ceiling(scores.assign(ceiling=ceiling.where(ceiling > 0)))
+    sel = data.sel({dims.METRIC: metric})
+    regions = [str(r) for r in scores[dims.REGION].values]
+    unscored = unscored_mask(scores).sel({dims.METRIC: metric})
+    n_zero = scores["n_zero_variance"].sel({dims.METRIC: metric}) if "n_zero_variance" in scores else None
+    best = best_layer(scores).sel({dims.METRIC: metric})
     styles = model_styles(scores)
+    drawn = {"ceiling": False, "unscored": False, "excluded": False}
     with style.figure_style():
         fig, axes = _panel_grid(len(regions))
         for ax, region in zip(axes, regions):
+            ax.set_title(region)
+            ax.set_xlabel("relative depth (0 = first layer, 1 = last)")
+            ax.set_ylabel(style.metric_label(metric, normalized=normalized))
+            ax.set_xlim(-0.02, 1.02)
+            reason = not_applicable_reason(scores, region, metric)
+            if reason:
+                _panel_note(ax, reason, size=9)
+                ax.set_yticks([])
+                continue
             reg = sel.sel({dims.REGION: region})
             for model in reg[dims.MODEL].values:
                 m = reg.sel({dims.MODEL: model})
-                ok = np.isfinite(m["score"].values) & np.isfinite(m["relative_depth"].values)
-                if not ok.any():
-                    continue
-                x, y = m["relative_depth"].values[ok], m["score"].values[ok]
+                depth, y = m["relative_depth"].values, m["score"].values
                 color = styles[str(model)]["color"]
-                ax.plot(x, y, lw=1.2, label=str(model), **styles[str(model)])
-                if "ci_low" in m and "ci_high" in m:
-                    lo, hi = m["ci_low"].values[ok], m["ci_high"].values[ok]
-                    if np.isfinite(lo).any():
-                        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
-                best = int(np.nanargmax(y))
-                ax.plot(x[best], y[best], "o", color=color, ms=4)
-            ceiling = _ceiling(reg)
-            if np.isfinite(ceiling):
-                ax.axhline(ceiling, color="k", ls="--", lw=0.8, label="ceiling")
-            ax.set_title(region)
-            ax.set_xlabel("relative depth")
-            ax.set_ylabel(f"{metric} score")
-            ax.set_xlim(-0.02, 1.02)
-        handles = [Line2D([], [], label=f"{m} ({f.upper()})", **styles[m]) for m, f in zip(
-            map(str, scores[dims.MODEL].values), map(str, scores["family"].values))]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
-        fig.suptitle(f"Layer-wise similarity ({metric})")
+                ok = np.isfinite(y) & np.isfinite(depth)
+                if ok.any():
+                    x = depth[ok]
+                    ax.plot(x, y[ok], lw=1.2, label=str(model), **styles[str(model)])
+                    if "ci_low" in m and "ci_high" in m:
+                        lo, hi = m["ci_low"].values[ok], m["ci_high"].values[ok]
+                        if np.isfinite(lo).any():
+                            ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+                    top = int(np.nanargmax(y[ok]))
+                    ax.plot(x[top], y[ok][top], "o", color=color, ms=4)
+                missing = unscored.sel({dims.MODEL: model, dims.REGION: region}).values & np.isfinite(depth)
+                if missing.any():
+                    drawn["unscored"] = True
+                    ax.plot(depth[missing], np.full(missing.sum(), 0.04), "x", color=color, ms=6, mew=1.5,
+                            transform=ax.get_xaxis_transform(), clip_on=False)
+                if n_zero is not None:
+                    fewer = ok & (np.nan_to_num(n_zero.sel({dims.MODEL: model, dims.REGION: region}).values) > 0)
+                    if fewer.any():
+                        drawn["excluded"] = True
+                        ax.plot(depth[fewer], y[fewer], "o", mfc="white", mec=color, ms=6, mew=1.2)
+            if np.isfinite(_ceiling(reg)):
+                drawn["ceiling"] = True
+                ax.axhline(1.0 if normalized else _ceiling(reg), color="k", ls="--", lw=0.8)
+            else:
+                why = ceiling_reason(scores, region, metric)
+                _panel_note(ax, why + ("; scores cannot be normalised" if normalized else ""), y=0.97, size=7)
+        handles = []
+        for model, family in zip(map(str, scores[dims.MODEL].values), map(str, scores["family"].values)):
+            applicable = [r for r in regions if not not_applicable_reason(scores, r, metric)]
+            used = _layers_label(*_layers_used(best, model, applicable))
+            label = f"{model} ({family.upper()}{'; ' + used if used else ''})"
+            handles.append(Line2D([], [], label=label, **styles[model]))
+        handles.append(Line2D([], [], color="0.3", marker="o", ls="none", ms=4, label="best layer (argmax)"))
+        if drawn["ceiling"]:
+            handles.append(Line2D([], [], color="k", ls="--", lw=0.8,
+                                  label="noise ceiling (= 1)" if normalized else "noise ceiling"))
+        if drawn["unscored"]:
+            handles.append(Line2D([], [], color="0.3", marker="x", ls="none", ms=6, mew=1.5,
+                                  label="unscored layer (no score)"))
+        if drawn["excluded"]:
+            handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=6,
+                                  label="scored without zero-variance stimuli"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
+        title = f"Layer-wise similarity: {style.metric_label(metric)}"
+        fig.suptitle(title + (", divided by the noise ceiling" if normalized else ""))
     return fig
 
 
@@ -154,31 +260,49 @@ def plot_best_layer_depth(scores: xr.Dataset, metric: str) -> Figure:
 
     One dot per model (coloured by family, offset per family), with the family mean as a
     horizontal bar. The best layer is the argmax over layers
-    (:func:`workbench.analysis.best_layer`).
+    (:func:`workbench.analysis.best_layer`); a dot labelled ``k/L`` was taken over only the
+    ``k`` of the model's ``L`` layers that have a score. Regions where the metric does not
+    apply keep their slot, marked "n/a (RDM-only data)".
     """
     check_scores(scores)
     _check_metric(scores, metric)
     best = best_layer(scores).sel({dims.METRIC: metric})
-    regions = _regions_with_scores(best["score"])
+    regions = [str(r) for r in scores[dims.REGION].values]
     families = list(dict.fromkeys(str(f) for f in scores["family"].values))
     width = 0.8 / max(len(families), 1)
+    partial = False
     with style.figure_style():
-        fig = style.new_figure((max(4.0, 1.3 * len(regions) + 2), 3.2))
+        fig = style.new_figure((max(4.5, 1.4 * len(regions) + 2), 3.6))
         ax = fig.subplots()
+        for i, region in enumerate(regions):
+            reason = not_applicable_reason(scores, region, metric)
+            if reason:
+                ax.text(i, 0.5, reason.replace(" (", "\n("), ha="center", va="center", fontsize=7, color="0.35")
         for k, family in enumerate(families):
             offset = (k - (len(families) - 1) / 2) * width
             color = style.family_color(family)
+            members = scores["family"].values == family
             for i, region in enumerate(regions):
-                depth = best["relative_depth"].sel({dims.REGION: region}).values
-                depth = depth[(scores["family"].values == family) & np.isfinite(depth)]
-                if depth.size == 0:
+                cell = best.sel({dims.REGION: region})
+                depth = cell["relative_depth"].values
+                keep = members & np.isfinite(depth)
+                if not keep.any():
                     continue
-                ax.scatter(np.full(depth.size, i + offset), depth, color=color, s=18, zorder=3)
-                ax.hlines(depth.mean(), i + offset - width / 2.5, i + offset + width / 2.5, color=color, lw=2)
+                ax.scatter(np.full(keep.sum(), i + offset), depth[keep], color=color, s=18, zorder=3)
+                ax.hlines(depth[keep].mean(), i + offset - width / 2.5, i + offset + width / 2.5, color=color, lw=2)
+                scored, total = cell["n_layers_scored"].values[keep], cell["n_layers"].values[keep]
+                for d, n, total_n in zip(depth[keep], scored, total):
+                    if n < total_n:
+                        partial = True
+                        ax.annotate(f"{int(n)}/{int(total_n)}", (i + offset, d), xytext=(4, 0),
+                                    textcoords="offset points", fontsize=7, color=color, va="center")
         ax.set_xticks(range(len(regions)), regions, rotation=20, ha="right")
+        ax.set_xlim(-0.6, len(regions) - 0.4)
         ax.set_ylim(-0.05, 1.05)
         ax.set_ylabel("relative depth of best layer")
-        ax.set_title(f"Best-matching layer per region ({metric})")
+        note = ("k/L: best of the k of L layers with a score" if partial
+                else "best taken over all of each model's layers")
+        ax.set_title(f"Best-matching layer per region: {style.metric_label(metric)}\n({note})")
         _family_legend(fig, families)
     return fig
 
@@ -188,7 +312,8 @@ def plot_family_comparison(scores: xr.Dataset) -> Figure:
 
     A model's score is the mean over applicable regions of its best-layer scores; the
     interval is across the family's models at the protocol's ``ci_level``
-    (:func:`workbench.analysis.family_means`). Families with one model get no error bar.
+    (:func:`workbench.analysis.family_means`). A family of one model gets no error bar and
+    reads "n = 1" (its interval is undefined, not zero).
     """
     check_scores(scores)
     level = ci_level(scores)
@@ -197,21 +322,32 @@ def plot_family_comparison(scores: xr.Dataset) -> Figure:
     families = [str(f) for f in means["family"].values]
     width = 0.8 / max(len(families), 1)
     with style.figure_style():
-        fig = style.new_figure((max(4.0, 1.2 * len(metrics) + 2.5), 3.2))
+        fig = style.new_figure((max(5.0, 1.5 * len(metrics) + 2.5), 3.6))
         ax = fig.subplots()
         for k, family in enumerate(families):
             fam = means.sel(family=family)
             x = np.arange(len(metrics)) + (k - (len(families) - 1) / 2) * width
-            mean = fam["mean"].values
-            err = np.vstack([mean - fam["ci_low"].values, fam["ci_high"].values - mean])
-            ax.bar(
-                x, mean, width * 0.9, yerr=np.nan_to_num(err).tolist(), capsize=3, color=style.family_color(family),
-                label=f"{family.upper()} (n={int(fam['n_models'].max())})",
-            )
-        ax.set_xticks(range(len(metrics)), metrics)
-        ax.set_ylabel("model score (best layer, mean over regions)")
+            mean, low, high = fam["mean"].values, fam["ci_low"].values, fam["ci_high"].values
+            n_models = fam["n_models"].values
+            color = style.family_color(family)
+            counts = sorted({int(n) for n in n_models if n > 0})
+            shown = "/".join(map(str, counts)) or "0"
+            ax.bar(x, np.nan_to_num(mean), width * 0.9, color=color,
+                   label=f"{family.upper()} (n = {shown} model{'' if counts == [1] else 's'})")
+            interval = np.isfinite(low) & np.isfinite(high)
+            if interval.any():
+                ax.errorbar(x[interval], mean[interval],
+                            yerr=[mean[interval] - low[interval], high[interval] - mean[interval]],
+                            fmt="none", ecolor="k", capsize=3, lw=1)
+            for xi, mi, n in zip(x, mean, n_models):
+                if n == 1 and np.isfinite(mi):
+                    ax.annotate("n = 1", (xi, mi), xytext=(0, 2), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(metrics)), [style.metric_label(m) for m in metrics], rotation=15, ha="right")
+        ax.set_ylabel("model score (best layer,\nmean over regions)")
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_title(f"Family comparison (mean and {level:.0%} t-interval over models)")
+        ax.set_title(f"Family comparison: mean over models, {level:.0%} t-interval\n"
+                     "(no bar for a family of one model: n = 1)")
         ax.legend(loc="best")
     return fig
 
@@ -219,16 +355,18 @@ def plot_family_comparison(scores: xr.Dataset) -> Figure:
 def plot_rank_agreement(scores: xr.Dataset) -> Figure:
     """Matrix of Spearman correlations between metrics of the models' scores.
 
-    Computed by :func:`workbench.analysis.rank_agreement`; cells with fewer than three models
-    scored by both metrics read "n/a".
+    Computed by :func:`workbench.analysis.rank_agreement`; a cell needs at least three models
+    scored by both metrics, otherwise it reads "n/a" and the figure says why.
     """
     check_scores(scores)
     agreement = rank_agreement(scores)
     rho = agreement["rho"].values
+    n_models = agreement["n_models"].values
     metrics = [str(m) for m in agreement[dims.METRIC].values]
     n = len(metrics)
+    count = scores.sizes[dims.MODEL]
     with style.figure_style():
-        fig = style.new_figure((1.0 * n + 2.2, 1.0 * n + 1.4))
+        fig = style.new_figure((max(5.2, 1.0 * n + 3.0), max(4.2, 1.0 * n + 2.0)))
         ax = fig.subplots()
         image = ax.imshow(rho, cmap=style.DIVERGING_CMAP, vmin=-1, vmax=1)
         for i in range(n):
@@ -239,8 +377,13 @@ def plot_rank_agreement(scores: xr.Dataset) -> Figure:
         ax.set_xticks(range(n), metrics, rotation=30, ha="right")
         ax.set_yticks(range(n), metrics)
         ax.grid(False)
-        fig.colorbar(image, ax=ax, label="Spearman rho of model scores")
-        ax.set_title(f"Metric rank agreement ({scores.sizes[dims.MODEL]} models)")
+        fig.colorbar(image, ax=ax, label="Spearman rho of model scores", shrink=0.8)
+        title = f"Metric rank agreement\n({count} model{'' if count == 1 else 's'})"
+        if np.isnan(rho).all():
+            most = int(n_models.max()) if n_models.size else 0
+            title += (f"\nn/a: a rank correlation needs >= 3 models scored by both metrics; "
+                      f"at most {most} here")
+        ax.set_title(title, wrap=True)
     return fig
 
 
@@ -280,7 +423,7 @@ def plot_per_step(scores: xr.Dataset, metric: str) -> Figure:
             ax.set_title(region)
             ax.set_xlabel("time step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(f"{metric} score")
+            ax.set_ylabel(style.metric_label(metric))
             ax.legend(loc="best")
         fig.suptitle(f"SNN similarity per time step at the best layer ({metric}; dotted: all steps)")
     return fig
@@ -293,6 +436,7 @@ def plot_rdm_pair(
     model_label: str = "model",
     brain_label: str = "brain",
     title: str | None = None,
+    categories=None,
 ) -> Figure:
     """Two RDM heatmaps side by side: a model layer's (left) and the brain region's (right).
 
@@ -304,6 +448,9 @@ def plot_rdm_pair(
     ----------
     model_rdm, brain_rdm : ndarray, shape (n_stimuli, n_stimuli)
         Symmetric dissimilarity matrices over the same stimuli, in the same order.
+    categories : sequence of str, shape (n_stimuli,), optional
+        Each stimulus's category (e.g. the 92-image set's ``"human face"``): each run of
+        consecutive stimuli with one category is labelled on both axes and outlined.
     """
     from scipy.stats import rankdata
 
@@ -324,13 +471,41 @@ def plot_rdm_pair(
             pct = pct + pct.T
             image = ax.imshow(pct, cmap=style.RDM_CMAP, vmin=0, vmax=100, interpolation="nearest")
             ax.set_title(label)
-            ax.set_xlabel("stimulus")
-            ax.set_ylabel("stimulus")
             ax.grid(False)
+            if categories is not None:
+                _label_categories(ax, categories, rdm.shape[0])
+            else:
+                ax.set_xlabel("stimulus")
+                ax.set_ylabel("stimulus")
         fig.colorbar(image, ax=list(axes), label="dissimilarity (percentile)", shrink=0.8)
         if title:
             fig.suptitle(title)
     return fig
+
+
+def category_runs(categories) -> list[tuple[str, int, int]]:
+    """Runs of consecutive equal categories: ``(category, start, stop)`` with ``stop`` exclusive."""
+    categories = [str(c) for c in categories]
+    runs = []
+    for i, category in enumerate(categories):
+        if runs and runs[-1][0] == category:
+            runs[-1][2] = i + 1
+        else:
+            runs.append([category, i, i + 1])
+    return [tuple(run) for run in runs]
+
+
+def _label_categories(ax, categories, n: int) -> None:
+    if len(categories) != n:
+        raise ValidationError(f"categories has {len(categories)} entries; expected one per stimulus ({n})")
+    runs = category_runs(categories)
+    centres = [(start + stop - 1) / 2 for _, start, stop in runs]
+    names = [name for name, _, _ in runs]
+    ax.set_xticks(centres, names, rotation=90, fontsize=6)
+    ax.set_yticks(centres, names, fontsize=6)
+    for _, start, stop in runs[1:]:
+        ax.axhline(start - 0.5, color="white", lw=0.5)
+        ax.axvline(start - 0.5, color="white", lw=0.5)
 
 
 def _check_rdm(rdm, name: str) -> np.ndarray:
@@ -355,12 +530,14 @@ def plot_rdms(rdms: xr.DataTree):
         pair = node.to_dataset()
         model, region = str(pair["model"].values), str(pair[dims.REGION].values)
         layer = str(pair["layer_name"].values)
+        categories = pair["category"].values.astype(str) if "category" in pair.coords else None
         fig = plot_rdm_pair(
             pair["model_rdm"].values,
             pair["brain_rdm"].values,
             model_label=f"{model}: {layer}",
             brain_label=region,
             title=f"RDMs over {pair.sizes['stimulus_a']} stimuli",
+            categories=categories,
         )
         yield f"rdm_{slug(model)}__{slug(region)}", fig
 
@@ -376,27 +553,37 @@ def rdm_pairs_tree(pairs) -> xr.DataTree:
 
     Parameters
     ----------
-    pairs : iterable of (str, str, str, ndarray, ndarray)
+    pairs : iterable of (str, str, str, ndarray, ndarray[, sequence of str])
         Model name, layer name, region label, the model layer's RDM and the region's RDM
-        (both ``(n_stimuli, n_stimuli)`` over the same stimuli in the same order).
+        (both ``(n_stimuli, n_stimuli)`` over the same stimuli in the same order) and,
+        optionally, each stimulus's category (None: no categories).
 
     Returns
     -------
     xarray.DataTree
         One child node per pair, holding ``model_rdm`` and ``brain_rdm`` (float32, enough for
-        heatmaps) with dims ``(stimulus_a, stimulus_b)`` and scalar coordinates ``model``,
-        ``layer_name``, ``region``.
+        heatmaps) with dims ``(stimulus_a, stimulus_b)``, scalar coordinates ``model``,
+        ``layer_name``, ``region`` and, when given, ``category`` on ``stimulus_a``.
     """
     children = {}
-    for k, (model, layer_name, region, model_rdm, brain_rdm) in enumerate(pairs):
+    for k, (model, layer_name, region, model_rdm, brain_rdm, *rest) in enumerate(pairs):
         model_rdm = _check_rdm(model_rdm, "model_rdm")
         brain_rdm = _check_rdm(brain_rdm, "brain_rdm")
+        coords = {"model": model, "layer_name": layer_name, dims.REGION: region}
+        categories = rest[0] if rest else None
+        if categories is not None:
+            if len(categories) != model_rdm.shape[0]:
+                raise ValidationError(
+                    f"pair {k} ({model}, {region}): {len(categories)} categories for "
+                    f"{model_rdm.shape[0]} stimuli; expected one per stimulus"
+                )
+            coords["category"] = ("stimulus_a", np.asarray(categories, dtype=str))
         children[f"pair_{k}"] = xr.Dataset(
             {
                 "model_rdm": (("stimulus_a", "stimulus_b"), model_rdm.astype(np.float32)),
                 "brain_rdm": (("stimulus_a", "stimulus_b"), brain_rdm.astype(np.float32)),
             },
-            coords={"model": model, "layer_name": layer_name, dims.REGION: region},
+            coords=coords,
         )
     return xr.DataTree.from_dict(children)
 
@@ -411,7 +598,32 @@ def save_rdms(pairs, path: str | os.PathLike) -> Path:
 
 
 def load_rdms(path: str | os.PathLike) -> xr.DataTree:
-    """Read an ``rdms.nc`` written by :func:`save_rdms`."""
+    """Read a run's RDMs: ``rdms.nc`` itself, or the run directory that holds it.
+
+    ``rdms.nc`` is a netCDF file with one *group* per (model, region) pair, so
+    ``xarray.open_dataset("rdms.nc")`` shows an empty Dataset: its root group is empty.
+    Read it with this function (or ``xarray.open_datatree(path, engine="h5netcdf")``).
+
+    Returns
+    -------
+    xarray.DataTree
+        One child per pair, ``pair_0``, ``pair_1``, ...; each child's Dataset holds
+        ``model_rdm`` and ``brain_rdm`` (float32, dims ``(stimulus_a, stimulus_b)``), the
+        scalar coordinates ``model``, ``layer_name`` (the model's best layer by RSA, or by the
+        first scored metric) and ``region``, and ``category`` on ``stimulus_a`` where the dataset
+        has category labels (the 92-image set). Iterate with
+        ``for name, node in tree.children.items(): pair = node.to_dataset()``.
+
+    Examples
+    --------
+    >>> tree = load_rdms("reports/demo")  # doctest: +SKIP
+    >>> {str(n["model"].values): str(n["region"].values) for n in tree.children.values()}  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RDMS_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: no RDM file there; `workbench score` and `workbench report` write it")
     try:
         with xr.open_datatree(path, engine="h5netcdf") as tree:
             return tree.load()
@@ -446,6 +658,10 @@ def render_all_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike | 
     figures = []  # (file stem, function making the figure): each is drawn, saved and closed in turn
     for metric in metrics:
         figures.append((f"layer_curves_{slug(metric)}", lambda m=metric: plot_layer_curves(scores, m)))
+        ceilings = scores["ceiling"].sel({dims.METRIC: metric}).values
+        if (np.isfinite(ceilings) & (ceilings > 0)).any():
+            figures.append((f"layer_curves_{slug(metric)}_ceiling_normalized",
+                            lambda m=metric: plot_layer_curves(scores, m, normalized=True)))
         figures.append((f"best_layer_depth_{slug(metric)}", lambda m=metric: plot_best_layer_depth(scores, m)))
         if "score_per_step" in scores and np.isfinite(scores["score_per_step"].sel({dims.METRIC: metric})).any():
             figures.append((f"snn_per_step_{slug(metric)}", lambda m=metric: plot_per_step(scores, m)))
@@ -460,3 +676,67 @@ def render_all_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike | 
             written.extend(style.savefig(fig, out_dir / name))
     logger.info("wrote %d figure files to %s", len(written), out_dir)
     return written
+
+
+# ----------------------------------------------------------------------------- captions
+_CAPTIONS = {
+    "layer_curves": (
+        "Layer-wise {label}: one panel per brain region, one line per model (coloured by family). "
+        "x: the layer's relative depth in its model (0 = first analysis layer, 1 = last); y: {label}. "
+        "Dot: each model's best layer (argmax over its scored layers). Dashed line: the region's "
+        "noise ceiling; a panel without one says why. x at the bottom: a layer the metric could "
+        "not score (listed in the report); a legend entry 'best of k/L layers' says over how many "
+        "layers the best was taken. Panels reading 'n/a (RDM-only data)': the dataset gives only "
+        "an RDM for that region, so only RSA applies."
+    ),
+    "layer_curves_normalized": (
+        "The same curves divided by each region's noise ceiling (1 = the ceiling, the score the "
+        "region's own repeated measurements reach); regions without a ceiling cannot be normalised."
+    ),
+    "best_layer_depth": (
+        "Relative depth (0 = first layer, 1 = last) of each model's best layer by {label}, per "
+        "region; dots are models, bars family means. A dot labelled k/L was taken over the k of "
+        "the model's L layers that have a score."
+    ),
+    "family_comparison": (
+        "Mean model score per family and metric; a model's score is the mean over applicable "
+        "regions of its best-layer scores. Error bars: t-interval across the family's models; a "
+        "family of one model has none and reads 'n = 1'."
+    ),
+    "metric_rank_agreement": (
+        "Spearman correlation between metrics of the models' scores (do the metrics rank the "
+        "models alike?); 'n/a' where fewer than three models have scores for both metrics."
+    ),
+    "snn_per_step": (
+        "{label} of each spiking model's best layer at each time step; dotted: the score of the "
+        "features averaged over all time steps."
+    ),
+    "rdm": (
+        "Representational dissimilarity matrices over the same stimuli: left, the model's best "
+        "layer; right, the brain region. Each is shown in percentiles of its own dissimilarities "
+        "(dark = similar); category blocks are labelled where the dataset has categories."
+    ),
+}
+
+
+def figure_caption(name: str) -> str:
+    """The caption of a figure written by :func:`render_all_figures`, from its file stem.
+
+    Parameters
+    ----------
+    name : str
+        A file stem such as ``"layer_curves_rsa"`` or ``"rdm_resnet18__cowley2023_v4-V4"``.
+    """
+    name = Path(str(name)).stem
+    for prefix in ("layer_curves", "best_layer_depth", "snn_per_step"):
+        if name.startswith(prefix + "_"):
+            rest = name[len(prefix) + 1:]
+            normalized = rest.endswith("_ceiling_normalized")
+            metric = rest[: -len("_ceiling_normalized")] if normalized else rest
+            text = _CAPTIONS[prefix].format(label=style.metric_label(metric))
+            if normalized:
+                text += " " + _CAPTIONS["layer_curves_normalized"]
+            return text
+    if name.startswith("rdm_"):
+        return _CAPTIONS["rdm"]
+    return _CAPTIONS.get(name, name.replace("_", " "))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +29,11 @@ def resolve_weights(weights: str | None) -> str | None:
     """Map the command-line spelling of weights to :func:`workbench.models.create`'s.
 
     ``None``, ``""`` and ``"random"`` mean random initialisation (``None``); ``"imagenet"``
-    and checkpoint paths pass through.
+    and checkpoint paths pass through. Per-model weights: :func:`workbench.analysis.checks.weights_by_model`.
     """
-    if weights in (None, "", "random"):
-        return None
-    return str(weights)
+    from workbench.analysis.checks import resolve_weights as resolve
+
+    return resolve(weights)
 
 
 def make_protocol(protocol=None):
@@ -57,12 +57,14 @@ def run_study(
     out_dir: str | os.PathLike,
     *,
     metrics: Sequence[str] | None = None,
-    weights: str | None = None,
+    weights=None,
     protocol=None,
     executor: str = "serial",
     force: bool = False,
     rdms: bool = True,
     progress: bool = True,
+    layers: Sequence[str] | None = None,
+    device: str = "cpu",
 ) -> xr.Dataset:
     """Score ``models`` on ``datasets`` and write the run's result files into ``out_dir``.
 
@@ -75,8 +77,9 @@ def run_study(
     metrics : sequence of str, optional
         Names from :func:`workbench.metrics.list_metrics`; default: all of them (each is
         computed only where it applies).
-    weights : {None, "random", "imagenet"} or path, default: None
-        Model weights (see :func:`resolve_weights`).
+    weights : {None, "random", "imagenet"}, path, or mapping of model name to those, default: None
+        Model weights, for every model or per model (see
+        :func:`workbench.analysis.checks.weights_by_model`).
     protocol : Protocol or dict, optional
         Analysis choices, or overrides of the defaults (see :func:`make_protocol`).
     executor : str, default: "serial"
@@ -88,6 +91,13 @@ def run_study(
         Also write ``rdms.nc`` for the RDM heatmaps.
     progress : bool, default: True
         Show the sweep's progress bar.
+    layers : sequence of str, optional
+        Score only these analysis layers of every model (default: all).
+    device : str, default: "cpu"
+        Where the networks run (``"cuda"`` for a GPU).
+
+    Every argument is checked before any extraction starts
+    (:func:`workbench.analysis.checks.check_study`).
 
     Returns
     -------
@@ -105,10 +115,15 @@ def run_study(
     from workbench.analysis.sweeps import sweep
     from workbench.metrics import list_metrics
 
+    from workbench.analysis.checks import check_study
+
+    protocol = make_protocol(protocol)
+    checked = check_study(models, datasets, out_dir, metrics=metrics, weights=weights, protocol=protocol,
+                          layers=layers, device=device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    protocol = make_protocol(protocol)
     metrics = list(list_metrics() if metrics is None else metrics)
+    weights = checked["weights"]
     scores = sweep(
         list(models),
         list(datasets),
@@ -117,8 +132,10 @@ def run_study(
         store_dir=out_dir / STORE_DIR,
         executor=executor,
         force=force,
-        weights=resolve_weights(weights),
+        weights=weights,
         progress=progress,
+        layers=checked["layers"],
+        device=checked["device"],
     )
     save_scores(scores, out_dir)
     failed = {str(m): str(e) for m, e in zip(scores[dims.MODEL].values, scores["error"].values) if str(e)}
@@ -130,7 +147,7 @@ def run_study(
             + "; ".join(f"{model}: {message}" for model, message in failed.items())
         )
     if rdms:
-        pairs = best_layer_rdms(scores, datasets, weights=weights, protocol=protocol)
+        pairs = best_layer_rdms(scores, datasets, weights=weights, protocol=protocol, device=checked["device"])
         if pairs:
             save_rdms(pairs, out_dir / RDMS_FILE)
     return scores
@@ -150,9 +167,10 @@ def best_layer_rdms(
     scores: xr.Dataset,
     datasets: Sequence[str] | None = None,
     *,
-    weights: str | None = None,
+    weights=None,
     protocol=None,
     regions_per_dataset: int = 1,
+    device: str = "cpu",
 ) -> list[tuple[str, str, str, np.ndarray, np.ndarray]]:
     """RDMs of each model's best layer beside the brain RDM, for the heatmap figures.
 
@@ -171,8 +189,8 @@ def best_layer_rdms(
     datasets : sequence of str, optional
         How to load the scores' datasets (names or manifest paths, as given to the sweep);
         default: the names in ``scores["dataset"]``.
-    weights, protocol
-        As given to the sweep.
+    weights, protocol, device
+        As given to the sweep (weights for every model, or per model).
     regions_per_dataset : int, default: 1
         How many regions of each dataset get heatmaps.
 
@@ -202,12 +220,15 @@ def best_layer_rdms(
             regions.append(str(region))
     settings = SweepSettings(protocol=protocol, metrics=())
     loaded = {name: settings.load_dataset(specs[name]) for name, regions in chosen.items() if regions}
+    from workbench.analysis.checks import weights_by_model
+
+    per_model = weights_by_model(weights, [str(m) for m in scores[dims.MODEL].values])
     pairs = []
     for model in scores[dims.MODEL].values:
         model = str(model)
         if not np.isfinite(best["score"].sel({dims.MODEL: model})).any():
             continue  # the model failed everywhere (see scores["error"])
-        net = create(model, weights=resolve_weights(weights), seed=protocol.seed)
+        net = create(model, weights=per_model[model], seed=protocol.seed)
         time_steps = protocol.time_steps if net.is_spiking else None
         for name, data in loaded.items():
             for label in chosen[name]:
@@ -215,7 +236,8 @@ def best_layer_rdms(
                 if not layer:
                     continue
                 stats = extract_stats(net, data.stimuli, [layer], batch_size=protocol.batch_size,
-                                      time_steps=time_steps, time_reduce=protocol.time_reduce)[layer]
+                                      time_steps=time_steps, time_reduce=protocol.time_reduce,
+                                      device=device)[layer]
                 region = label.split("/", 1)[1] if label.startswith(f"{name}/") else label
                 pairs.append((model, layer, label, rdm(stats), data.rdm(region).values))
     return pairs
@@ -238,9 +260,15 @@ def report_header(
     from workbench.analysis.scores import package_versions
     from workbench.data import read_manifest
 
+    from workbench.analysis.checks import weights_by_model
+
     protocol = make_protocol(protocol)
-    resolved = resolve_weights(weights)
-    if resolved is None:
+    per_model = weights_by_model(weights, models)
+    resolved = next(iter(per_model.values()), None)
+    if len(set(per_model.values())) > 1:
+        shown = ", ".join(f"{m}: `{w or f'random (seed={protocol.seed})'}`" for m, w in per_model.items())
+        weights_line = f"**Weights per model:** {shown}."
+    elif resolved is None:
         weights_line = (
             f"**Weights: random initialisation (seed={protocol.seed}); no published (ImageNet) "
             "weights were used.** Scores describe untrained networks; run with "

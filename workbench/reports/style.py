@@ -28,6 +28,22 @@ DIVERGING_CMAP = "RdBu_r"
 
 FORMATS = ("png", "svg")
 
+#: Axis label of each metric: the statistic it reports.
+METRIC_LABELS = {
+    "rsa": "RSA (Spearman rho)",
+    "cka": "CKA (linear)",
+    "svcca": "SVCCA (mean canonical corr.)",
+    "tsvd_regression": "TSVD regression (Pearson r)",
+    "regression": "regression (Pearson r)",
+}
+
+
+def metric_label(metric: str, *, normalized: bool = False) -> str:
+    """Axis label naming the statistic, e.g. ``"RSA (Spearman rho)"``; ``" / ceiling"`` appended
+    for scores divided by the noise ceiling."""
+    label = METRIC_LABELS.get(str(metric), str(metric))
+    return f"{label} / noise ceiling" if normalized else label
+
 STYLE = {
     "figure.dpi": 100,
     "savefig.dpi": 150,

@@ -1,0 +1,72 @@
+"""Configs, presets and overrides: strict types, named errors, a hash that ignores execution fields."""
+
+import dataclasses
+
+import pytest
+
+from workbench.errors import ValidationError
+from workbench.methods import get_method, list_methods
+from workbench.training import TrainConfig, config_hash, resolve_config
+from workbench.training.config import apply_overrides, parse_value
+
+
+def test_methods_are_registered_with_presets():
+    assert "supervised" in list_methods()
+    assert get_method("supervised").presets() == ["paper", "tiny"]
+
+
+def test_unknown_method_suggests_close_name():
+    with pytest.raises(ValidationError, match=r"unknown method 'supervized'; did you mean 'supervised'\?"):
+        get_method("supervized")
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ValidationError, match=r"unknown preset 'huge' of method 'supervised'; expected one of \['paper', 'tiny'\]"):
+        resolve_config(get_method("supervised"), "huge")
+
+
+def test_unknown_key_lists_valid_keys_and_suggests():
+    with pytest.raises(ValidationError, match=r"unknown config key 'epoch'; did you mean 'epochs'.*valid keys: arch,"):
+        resolve_config(get_method("supervised"), "tiny", ["epoch=3"])
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("epochs=abc", r"--set epochs='abc': expected int"),
+    ("augment=maybe", r"--set augment='maybe': expected bool"),
+    ("lr=fast", r"--set lr='fast': expected float"),
+    ("optimizer=lbfgs", r"'optimizer' is 'lbfgs'; expected one of \['sgd', 'adamw'\]"),
+    ("epochs=0", r"'epochs' must be >= 1, found 0"),
+    ("epochs", r"--set 'epochs': expected KEY=VALUE"),
+])
+def test_bad_values_are_named(pair, message):
+    with pytest.raises(ValidationError, match=message):
+        resolve_config(get_method("supervised"), "tiny", [pair])
+
+
+def test_values_parse_to_declared_types():
+    assert parse_value(TrainConfig, "augment", "false") is False
+    assert parse_value(TrainConfig, "epochs", "7") == 7
+    assert parse_value(TrainConfig, "lr", "1e-3") == pytest.approx(1e-3)
+    assert parse_value(TrainConfig, "data_root", "none") is None
+    assert parse_value(TrainConfig, "arch_kwargs", "{norm: group}") == {"norm": "group"}
+    values = apply_overrides(TrainConfig, {}, ["epochs=2", "augment=0"])
+    assert values == {"epochs": 2, "augment": False}
+
+
+def test_a_config_object_rejects_wrong_types():
+    with pytest.raises(ValidationError, match=r"config field 'epochs' is '3' \(str\); expected int"):
+        TrainConfig(epochs="3")
+    with pytest.raises(ValidationError, match=r"'batch_size' is True \(bool\); expected int"):
+        TrainConfig(batch_size=True)
+
+
+def test_hash_ignores_execution_fields_only():
+    base = TrainConfig()
+    assert config_hash(base) == config_hash(dataclasses.replace(base, device="cuda", log_every=3))
+    assert config_hash(base) != config_hash(dataclasses.replace(base, lr=0.1))
+    assert config_hash(base) != config_hash(dataclasses.replace(base, seed=1))
+
+
+def test_seed_and_device_options_override_the_preset():
+    config = resolve_config(get_method("supervised"), "tiny", ["seed=3"], seed=5, device="cpu")
+    assert config.seed == 5 and config.device == "cpu"

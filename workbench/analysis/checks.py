@@ -1,0 +1,246 @@
+"""Checks of a study's arguments before any extraction starts.
+
+:func:`check_study` validates everything that can be validated without running a model:
+model names (:func:`workbench.models.check_model_names`), dataset names and manifests,
+metric names, protocol fields and values, weights (per model: each checkpoint read with
+``torch.load(weights_only=True)`` and its keys and shapes compared with the network built
+on torch's ``meta`` device), layers, device and the output directory. Each problem is one
+:class:`~workbench.errors.ValidationError` or :class:`~workbench.errors.DataError` whose
+message names the argument, what was found and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from workbench.errors import DataError, ValidationError
+
+
+def resolve_weights(weights):
+    """Map the command-line spelling of weights to :func:`workbench.models.create`'s.
+
+    ``None``, ``""`` and ``"random"`` mean random initialisation (``None``); ``"imagenet"``
+    and checkpoint paths pass through.
+    """
+    if weights in (None, "", "random"):
+        return None
+    return str(weights)
+
+
+def weights_by_model(weights, models: Sequence[str]) -> dict[str, str | None]:
+    """Weights of each model: ``{model: None | "imagenet" | path}``.
+
+    Parameters
+    ----------
+    weights : None, str, path, mapping or sequence of str
+        One spelling for every model (``None``/``"random"``, ``"imagenet"``, a checkpoint
+        path), a mapping of model name to those, or the CLI's list of ``--weights`` items:
+        ``MODEL=WEIGHTS`` for one model, a plain item for every model not named.
+    models : sequence of str
+
+    Raises
+    ------
+    ValidationError
+        A ``MODEL=...`` item or mapping key names a model that is not among ``models``, or a
+        model gets two different weights.
+    """
+    models = [str(m) for m in models]
+    if weights is None or isinstance(weights, (str, os.PathLike)):
+        return {m: resolve_weights(None if weights is None else str(weights)) for m in models}
+    if isinstance(weights, Mapping):
+        items = dict(weights)
+    else:
+        items, default = {}, None
+        for item in weights:
+            item = str(item)
+            name, sep, value = item.partition("=")
+            if sep and (name in models or not Path(item).exists()):
+                if name in items:
+                    raise ValidationError(f"--weights names model {name!r} twice ({item!r})")
+                items[name] = value
+            elif default is not None:
+                raise ValidationError(
+                    f"--weights has two values for every model ({default!r} and {item!r}); give "
+                    "MODEL=WEIGHTS items for models that differ"
+                )
+            else:
+                default = item
+        items = {m: items.get(m, default) for m in models} | {k: v for k, v in items.items() if k not in models}
+    unknown = [k for k in items if k not in models]
+    if unknown:
+        raise ValidationError(
+            f"--weights names model(s) {unknown} that are not in --models {models}; expected "
+            "MODEL=WEIGHTS with MODEL one of them"
+        )
+    return {m: resolve_weights(items.get(m)) for m in models}
+
+
+def check_weights(weights: Mapping[str, str | None]) -> None:
+    """Check each model's checkpoint: it exists, is a state dict, and fits the network.
+
+    ``"imagenet"`` and random weights are not checked here (published files are found or
+    downloaded when the model is built).
+    """
+    import torch
+
+    from workbench.models import registry
+    from workbench.models.weights import check_state_dict, read_state_dict
+
+    read: dict[str, dict] = {}
+    for model, value in weights.items():
+        if value is None or value == "imagenet":
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise DataError(
+                f"--weights for {model}: checkpoint {path} "
+                f"{'is a directory' if path.is_dir() else 'does not exist'}; expected 'random', "
+                "'imagenet' or the path of a state-dict file"
+            )
+        if str(path) not in read:
+            read[str(path)] = read_state_dict(path)
+        is_run = getattr(registry, "_is_run", None)
+        if is_run is not None and is_run(model):
+            continue  # a training run carries its own weights; create() says so
+        with torch.device("meta"):
+            arch = registry._entry(model).factory(pretrained=False)
+        try:
+            check_state_dict(arch.module, read[str(path)], path)
+        except DataError as exc:
+            raise DataError(f"--weights for {model}: {exc}") from None
+
+
+def check_out_dir(out: str | os.PathLike, argument: str = "--out") -> Path:
+    """``out`` as a Path, unless it exists and is not a directory (or cannot be created)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValidationError(
+            f"{argument} {path} is an existing file; expected a directory (new, or a previous run's)"
+        )
+    parent = next((p for p in [path, *path.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValidationError(f"{argument} {path}: {parent} is a file, so the directory cannot be created")
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise ValidationError(f"{argument} {path}: {parent} is not writable")
+    return path
+
+
+def check_device(device: str) -> str:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a CUDA device must exist."""
+    import torch
+
+    device = str(device)
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise ValidationError(f"--device {device!r} is not valid; expected cpu, cuda or cuda:N")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValidationError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValidationError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) (0-based)"
+            )
+    return device
+
+
+def check_layers(layers: Sequence[str] | None, models: Sequence[str]) -> tuple[str, ...] | None:
+    """The layers to score, each checked to be an analysis layer of every model (None: all)."""
+    if layers is None:
+        return None
+    layers = tuple(str(layer) for layer in layers)
+    if not layers or len(set(layers)) != len(layers):
+        raise ValidationError(f"--layers must name one or more distinct layers, found {list(layers)}")
+    from workbench.models import model_info
+
+    for model in models:
+        declared = model_info(model).layers
+        bad = [layer for layer in layers if layer not in declared]
+        if bad:
+            raise ValidationError(
+                f"--layers {bad} are not analysis layers of {model}; expected some of {list(declared)} "
+                "(`workbench models list` counts them)"
+            )
+    return layers
+
+
+def check_datasets(datasets: Sequence) -> list:
+    """Each dataset name or manifest path, read and checked (objects pass through)."""
+    from workbench.data import read_manifest
+
+    datasets = list(datasets)
+    if not datasets:
+        raise ValidationError("datasets is empty; expected at least one dataset name or manifest path")
+    for dataset in datasets:
+        if isinstance(dataset, (str, os.PathLike)):
+            read_manifest(dataset)
+    return datasets
+
+
+def check_metrics(metrics: Sequence[str] | None) -> list[str] | None:
+    """Metric names, each one of :func:`workbench.metrics.list_metrics` (None: all)."""
+    if metrics is None:
+        return None
+    from workbench.metrics import list_metrics
+
+    metrics = list(metrics)
+    unknown = [m for m in metrics if m not in list_metrics()]
+    if unknown or not metrics or len(set(metrics)) != len(metrics):
+        raise ValidationError(
+            f"--metrics {metrics}: {'unknown ' + str(unknown) if unknown else 'empty or repeated'}; "
+            f"expected distinct names among {list_metrics()}"
+        )
+    return metrics
+
+
+def check_study(
+    models: Sequence[str],
+    datasets: Sequence,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    metrics: Sequence[str] | None = None,
+    weights=None,
+    protocol=None,
+    layers: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Check every argument of a study before any extraction starts.
+
+    Returns
+    -------
+    dict
+        The normalised arguments: ``models`` (list), ``datasets``, ``metrics``, ``weights``
+        (``{model: None | "imagenet" | path}``), ``protocol`` (a Protocol), ``layers``,
+        ``device`` and ``out_dir`` (a Path or None).
+
+    Raises
+    ------
+    ValidationError, DataError
+        The first argument found wrong, named in the message.
+    """
+    from workbench.analysis.protocol import Protocol
+    from workbench.models import check_model_names
+
+    if isinstance(protocol, Mapping):
+        protocol = Protocol().replace(**protocol)
+    elif protocol is None:
+        protocol = Protocol()
+    elif not isinstance(protocol, Protocol):
+        raise ValidationError(f"protocol must be a Protocol or a dict of its fields, found {type(protocol).__name__}")
+    out = None if out_dir is None else check_out_dir(out_dir)
+    models = check_model_names(models)
+    datasets = check_datasets(datasets)
+    metrics = check_metrics(metrics)
+    per_model = weights_by_model(weights, models)
+    check_weights(per_model)
+    return {
+        "models": models,
+        "datasets": datasets,
+        "metrics": metrics,
+        "weights": per_model,
+        "protocol": protocol,
+        "layers": check_layers(layers, models),
+        "device": check_device(device),
+        "out_dir": out,
+    }

@@ -1,0 +1,120 @@
+"""One layer against one region, scored exactly as the sweep scores that cell.
+
+:func:`score_layer` is the protocol-aware Python entry point: it applies the
+:class:`~workbench.analysis.Protocol`'s z-scoring, SVCCA's neural-side reduction (only for the
+datasets in ``protocol.reduce_neural_for``), the SVD dimensions and the ridge penalty, and
+then calls the very function the sweep calls for each cell
+(:func:`workbench.analysis.sweeps.score_region`). So the README snippet, the quickstart
+notebook and ``workbench score`` give one number for one cell.
+:func:`workbench.metrics.compare` stays the protocol-free building block (its ``reduce_y``
+defaults to True, as in :func:`~workbench.metrics.svcca`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from workbench.analysis.protocol import Protocol
+from workbench.errors import ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+def score_layer(
+    X,
+    Y=None,
+    *,
+    dataset=None,
+    region: str | None = None,
+    rdm=None,
+    metrics: Sequence[str] | None = None,
+    protocol: Protocol | None = None,
+) -> dict[str, float]:
+    """Scores of one layer's features against one region, under the study's protocol.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_stimuli, n_features), or GramStats
+        The layer's features (raw: the protocol z-scores them), e.g.
+        ``extract_stats(model, ds.stimuli)[layer]`` or ``extract(...)[layer].values``.
+    Y : array-like of shape (n_stimuli, n_neuroids), optional
+        The region's responses; default: taken from ``dataset`` and ``region``.
+    dataset : str or NeuralDataset, optional
+        The dataset (or its name): decides whether SVCCA reduces the neural side
+        (``protocol.reduces_neural(name)``) and, with ``region``, supplies ``Y`` or the RDM.
+    region : str, optional
+        A region of ``dataset``; default its first region (when ``Y`` and ``rdm`` are not given).
+    rdm : array-like of shape (n_stimuli, n_stimuli), optional
+        A published RDM instead of responses: only ``rsa`` applies.
+    metrics : sequence of str, optional
+        Default: the sweep's four (:data:`workbench.analysis.SWEEP_METRICS`).
+    protocol : Protocol, optional
+        Default ``Protocol()``, the study's choices.
+
+    Returns
+    -------
+    dict of str to float
+        One score per metric, in order; NaN where the metric does not apply (an RDM-only
+        region, or SVCCA's canonical variables not fitting the stimuli) or the cell cannot be
+        scored (the reason is logged as a warning).
+
+    Examples
+    --------
+    >>> ds = workbench.data.load("cowley2023_v4")  # doctest: +SKIP
+    >>> stats = workbench.activations.extract_stats(model, ds.stimuli)  # doctest: +SKIP
+    >>> score_layer(stats["features.4"], dataset=ds, region="V4")  # doctest: +SKIP
+    {'svcca': 0.3679, 'tsvd_regression': ..., 'rsa': ..., 'cka': ...}
+    """
+    from workbench.analysis.sweeps import SWEEP_METRICS, _prepare, _Target, inapplicable_metrics, score_region
+    from workbench.metrics import GramStats, list_metrics
+
+    protocol = Protocol() if protocol is None else protocol
+    if not isinstance(protocol, Protocol):
+        raise ValidationError(f"protocol must be a Protocol, found {type(protocol).__name__}")
+    metrics = list(SWEEP_METRICS if metrics is None else ([metrics] if isinstance(metrics, str) else metrics))
+    unknown = [m for m in metrics if m not in list_metrics()]
+    if unknown or not metrics:
+        raise ValidationError(f"metrics {metrics}: expected one or more of {list_metrics()}")
+    name = dataset if isinstance(dataset, str) or dataset is None else dataset.name
+    if Y is None and rdm is None:
+        if dataset is None or isinstance(dataset, str):
+            if dataset is None:
+                raise ValidationError("score_layer needs Y (responses), rdm, or a loaded dataset (with region)")
+            from workbench.data import load
+
+            dataset = load(dataset)
+        region = region or dataset.regions[0]
+        if dataset.kind(region) == "rdm":
+            rdm = dataset.rdm(region).values
+        else:
+            Y = dataset.responses(region).values
+    if Y is not None and rdm is not None:
+        raise ValidationError("give either Y (responses) or rdm, not both")
+    if rdm is not None:
+        target = _Target("rdm", np.asarray(rdm, dtype=np.float64), False)
+    else:
+        values = np.asarray(getattr(Y, "values", Y), dtype=np.float64)
+        if values.ndim != 2:
+            raise ValidationError(f"Y must be 2-D (stimuli x neuroids), found shape {values.shape}")
+        target = _Target("responses", values, name is not None and protocol.reduces_neural(name))
+    if isinstance(X, GramStats):
+        stats = X
+    else:
+        x = np.asarray(getattr(X, "values", X.detach().cpu().numpy() if hasattr(X, "detach") else X))
+        if x.ndim != 2:
+            raise ValidationError(f"X must be 2-D (stimuli x features), found shape {x.shape}")
+        stats = GramStats.from_array(x)
+    n_stimuli = stats.n_stimuli
+    reasons = inapplicable_metrics(target, metrics, protocol, n_stimuli)
+    if reasons:
+        target.inapplicable = frozenset(reasons)
+        for why in reasons.values():
+            logger.warning("%s", why)
+    messages: list[str] = []
+    values = score_region(_prepare(stats, protocol), target, metrics, protocol, messages)
+    for message in messages:
+        logger.warning("score_layer: %s", message)
+    return {metric: float(value) for metric, value in zip(metrics, values)}

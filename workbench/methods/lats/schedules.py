@@ -1,0 +1,168 @@
+"""Threshold schedules ``d_t`` for soft-threshold pruning, and the one-shot baseline's timing.
+
+Convention: ``t`` counts the optimiser steps completed since pruning started (``t = 0`` before
+the first pruning step, ``t = T`` after the last). The step with index ``t`` (0-based, from the
+start of pruning) computes its forward pass with ``d_t``; the network exported after training
+uses ``d_T = D``. This is the reference code's order (``trainer.py`` updates the threshold after
+each optimiser step, starting from 0).
+
+Why these schedules (section 4 of the paper). Soft-threshold reparameterisation trained by SGD
+is an implicit ISTA on ``loss + lambda_t * ||w||_1`` with ``lambda_t = (d_{t+1} - d_t) / lr_t``.
+Keeping ``lambda`` constant (a time-invariant objective) means ``d_{t+1} - d_t = lambda * lr_t``:
+
+- :func:`ista_thresholds`: ``d_t = lambda * sum_{s<t} lr_s`` for any learning-rate sequence.
+- :func:`slats_threshold` (S-LATS): with ``lr_s`` a cosine over the ``T`` pruning steps,
+  ``sum_{s<t} lr_s / sum_{s<T} lr_s -> t/T + sin(pi t/T)/pi``, so
+  ``d_t = D * (t/T + sin(pi t/T)/pi)``, per iteration, reaching ``D`` at ``t = T``.
+- :func:`lats_threshold` (LATS): the per-epoch discretisation. The learning rate is taken
+  constant within each pruning epoch ``n`` (``lr_n``, its value at the epoch's first step), the
+  threshold rises linearly inside the epoch by ``D * lr_n / sum_m lr_m``; at epoch boundaries
+  it equals ``D * sum_{m<n} lr_m / sum_m lr_m``. For the epoch-wise cosine
+  ``lr_n ~ 1 + cos(pi n/N)`` of the paper this is its closed form
+  ``(1 + 2n + sin(pi (n - 1/2)/N) / sin(pi/(2N))) / (2 (N + 1))`` at epoch starts.
+- :func:`linear_threshold`: the baseline ramp ``d_t = D * t/T`` (a decaying ``lambda_t`` under a
+  cosine learning rate).
+
+The one-shot baseline (``"oneshot"``) has no threshold: at ``t = 0`` the network is pruned by
+global weight magnitude to a target sparsity with a fixed mask and fine-tuned for the ``T``
+remaining steps (:func:`workbench.methods.lats.pruning.apply_magnitude_mask`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from workbench.errors import ValidationError
+
+#: The schedules a LATS config can name.
+SCHEDULES = ("lats", "slats", "linear", "ista", "oneshot")
+
+
+def _check_steps(t: int, total: int) -> None:
+    if total <= 0:
+        raise ValidationError(f"the pruning phase must have >= 1 step, got T={total}")
+    if not 0 <= t <= total:
+        raise ValidationError(f"pruning step t={t} is outside [0, T={total}]")
+
+
+def slats_threshold(t: int, total: int, D: float) -> float:
+    """S-LATS: ``D * (t/T + sin(pi t/T)/pi)`` for ``t`` pruning steps done out of ``T``."""
+    _check_steps(t, total)
+    x = t / total
+    return D * (x + math.sin(math.pi * x) / math.pi)
+
+
+def linear_threshold(t: int, total: int, D: float) -> float:
+    """Linear ramp ``D * t/T``."""
+    _check_steps(t, total)
+    return D * t / total
+
+
+def lats_threshold(t: int, steps_per_epoch: int, epoch_lrs: Sequence[float], D: float) -> float:
+    """LATS: per-epoch discretisation of the constant-lambda schedule.
+
+    Parameters
+    ----------
+    t : int
+        Pruning steps done, in ``[0, len(epoch_lrs) * steps_per_epoch]``.
+    steps_per_epoch : int
+        Optimiser steps per epoch.
+    epoch_lrs : sequence of float
+        Learning rate of each pruning epoch (``N`` values, at least one > 0).
+    D : float
+        Final threshold.
+
+    Returns
+    -------
+    float
+        ``D * (sum_{m<n} lr_m + b * lr_n / steps_per_epoch) / sum_m lr_m`` with
+        ``n, b = divmod(t, steps_per_epoch)``.
+    """
+    lrs = np.asarray(epoch_lrs, dtype=float)
+    total_lr = float(lrs.sum())
+    if lrs.ndim != 1 or lrs.size == 0 or (lrs < 0).any() or total_lr <= 0:
+        raise ValidationError(f"epoch_lrs must be >= 0 with a positive sum, got {list(lrs)}")
+    if steps_per_epoch <= 0:
+        raise ValidationError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    _check_steps(t, lrs.size * steps_per_epoch)
+    n, b = divmod(t, steps_per_epoch)
+    done = float(lrs[:n].sum())
+    if n < lrs.size:
+        done += b * lrs[n] / steps_per_epoch
+    return D * done / total_lr
+
+
+def ista_thresholds(lrs: Sequence[float], lam: float) -> np.ndarray:
+    """Constant-lambda ISTA schedule: ``d_t = lam * sum_{s<t} lr_s`` for ``t = 0 .. len(lrs)``.
+
+    Parameters
+    ----------
+    lrs : sequence of float, length T
+        Learning rate of each pruning step.
+    lam : float
+        L1 coefficient of the implied problem ``loss + lam * ||w||_1`` (loss units per weight
+        unit).
+
+    Returns
+    -------
+    numpy.ndarray, shape (T + 1,)
+        Threshold before each step and, last, after the final step.
+    """
+    lrs = np.asarray(lrs, dtype=float)
+    if lrs.ndim != 1 or (lrs < 0).any():
+        raise ValidationError(f"lrs must be a 1-d sequence of rates >= 0, got shape {lrs.shape}")
+    return lam * np.concatenate([[0.0], np.cumsum(lrs)])
+
+
+def threshold_schedule(name: str, *, D: float, total_steps: int, steps_per_epoch: int,
+                       lr_at: Callable[[int], float] | None = None) -> Callable[[int], float]:
+    """The function ``t -> d_t`` of a named schedule over a pruning phase of ``total_steps``.
+
+    Parameters
+    ----------
+    name : {"lats", "slats", "linear", "ista"}
+        ``"ista"`` keeps lambda constant against the actual learning rates, normalised so that
+        ``d_T = D`` (``lambda = D / sum lr``); ``"lats"`` takes each pruning epoch's rate from
+        ``lr_at`` at the epoch's first step.
+    D : float
+        Final threshold (>= 0).
+    total_steps : int
+        ``T``, steps of the pruning phase (a multiple of ``steps_per_epoch`` for ``"lats"``).
+    steps_per_epoch : int
+    lr_at : callable, optional
+        ``t -> learning rate`` of pruning step ``t``; required by ``"lats"`` and ``"ista"``.
+    """
+    if name not in SCHEDULES or name == "oneshot":
+        valid = [s for s in SCHEDULES if s != "oneshot"]
+        raise ValidationError(f"unknown threshold schedule {name!r}; expected one of {valid}")
+    if not (math.isfinite(D) and D >= 0):
+        raise ValidationError(f"final threshold D must be a finite number >= 0, got {D}")
+    if total_steps <= 0:
+        raise ValidationError(f"the pruning phase must have >= 1 step, got {total_steps}")
+    if name == "slats":
+        return lambda t: slats_threshold(t, total_steps, D)
+    if name == "linear":
+        return lambda t: linear_threshold(t, total_steps, D)
+    if lr_at is None:
+        raise ValidationError(f"schedule {name!r} needs the learning rates (lr_at)")
+    if name == "lats":
+        epochs, rest = divmod(total_steps, steps_per_epoch)
+        if rest:
+            raise ValidationError(f"LATS needs whole pruning epochs: {total_steps} steps is not a "
+                                  f"multiple of {steps_per_epoch} steps per epoch")
+        epoch_lrs = [lr_at(n * steps_per_epoch) for n in range(epochs)]
+        return lambda t: lats_threshold(t, steps_per_epoch, epoch_lrs, D)
+    lrs = [lr_at(s) for s in range(total_steps)]
+    total = float(sum(lrs))
+    if total <= 0:
+        raise ValidationError("schedule 'ista' needs a positive sum of learning rates")
+    table = ista_thresholds(lrs, D / total)
+
+    def ista(t: int) -> float:
+        _check_steps(t, total_steps)
+        return float(table[t])
+
+    return ista

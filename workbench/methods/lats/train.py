@@ -1,0 +1,255 @@
+"""Train a zoo network with soft-threshold pruning (LATS and its baselines) on the shared loop.
+
+Timeline of a run (``E = epochs``, ``E0 = dense_epochs``, ``S`` steps per epoch):
+
+- epochs ``0 .. E0-1``: dense training (threshold 0; the network computes exactly its plain
+  forward). The network at the end of this phase is kept as the snapshot ``dense``.
+- epochs ``E0 .. E-1``: the pruning phase of ``T = (E - E0) * S`` steps. ``schedule`` says how
+  the global threshold rises from 0 to ``D`` (:mod:`.schedules`); ``"oneshot"`` instead prunes
+  by global weight magnitude to ``target_sparsity`` at the first step of the phase and
+  fine-tunes with the mask fixed. A snapshot ``prune_eNN`` is written after every pruning
+  epoch (its card holds the sparsity, threshold, step and epoch).
+
+The learning rate is the shared loop's (cosine over all ``E`` epochs by default). ``"lats"`` and
+``"ista"`` read it (constant L1 coefficient whatever the schedule); ``"slats"`` is the paper's
+closed form, exact when the cosine spans the pruning phase (``dense_epochs = 0`` and no warm-up)
+and an approximation otherwise.
+
+The weights saved as ``model.pt`` are the effective (pruned) weights of the plain zoo
+architecture (:func:`~.pruning.export_effective_state_dict`), so the run loads, scores and
+re-evaluates like any run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.errors import DataError, ValidationError
+from workbench.methods.lats import pruning
+from workbench.methods.lats.schedules import SCHEDULES, threshold_schedule
+from workbench.training import Callback, TrainConfig, TrainOutcome, build_network, fit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LATSConfig(TrainConfig):
+    """Shared training fields plus the pruning ones.
+
+    Parameters
+    ----------
+    schedule : {"lats", "slats", "linear", "ista", "oneshot"}, default: "lats"
+        Threshold schedule of the pruning phase (see :mod:`workbench.methods.lats.schedules`).
+    D : float, default: 0.05
+        Final threshold (weight units). The final sparsity is an outcome of ``D``.
+    dense_epochs : int, default: 2
+        Epochs of dense training before pruning starts (< ``epochs``; >= 1 for ``"oneshot"``).
+    prune_first_last : bool, default: False
+        Also prune the first conv and the last linear layer (the reference code keeps them dense).
+    target_sparsity : float, default: 0.9
+        ``"oneshot"`` only: fraction of the pruned layers' weights zeroed (global magnitude).
+    snapshots : bool, default: True
+        Keep the dense network and one network per pruning epoch under ``snapshots/``.
+    """
+
+    schedule: str = "lats"
+    D: float = 0.05
+    dense_epochs: int = 2
+    prune_first_last: bool = False
+    target_sparsity: float = 0.9
+    snapshots: bool = True
+
+    CHOICES = {**TrainConfig.CHOICES, "schedule": SCHEDULES}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.dense_epochs < self.epochs:
+            raise ValidationError(f"config field 'dense_epochs' is {self.dense_epochs}; expected 0 <= "
+                                  f"dense_epochs < epochs ({self.epochs}) so that pruning has epochs left")
+        if self.schedule == "oneshot" and self.dense_epochs < 1:
+            raise ValidationError("config field 'dense_epochs' must be >= 1 with schedule 'oneshot': "
+                                  "magnitude pruning needs trained weights to rank")
+        if not self.D >= 0:
+            raise ValidationError(f"config field 'D' (final threshold) must be >= 0, found {self.D}")
+        if not 0 <= self.target_sparsity < 1:
+            raise ValidationError(f"config field 'target_sparsity' must be in [0, 1), found {self.target_sparsity}")
+
+
+class PruningCallback(Callback):
+    """Sets the global threshold from the step (or applies the one-shot mask) and keeps snapshots.
+
+    The threshold is a pure function of ``state.step``; it is set before every step's forward
+    pass and after every optimiser step, so that the test evaluation and the exported network
+    at the end of an epoch use ``d`` of the steps done (``D`` after the last one).
+    """
+
+    def __init__(self, config: LATSConfig, layers: list[str], run=None, data=None):
+        self.config = config
+        self.layers = list(layers)
+        self.run = run
+        self.data = data
+        self.masked = False
+        self._fn = None
+        self._start = 0
+        self.threshold = 0.0
+
+    # --- threshold as a function of the step ------------------------------------------------
+    def _setup(self, state) -> None:
+        self._start = self.config.dense_epochs * state.steps_per_epoch
+        if self.config.schedule != "oneshot":
+            self._fn = threshold_schedule(
+                self.config.schedule, D=self.config.D, total_steps=state.total_steps - self._start,
+                steps_per_epoch=state.steps_per_epoch, lr_at=lambda t: state.lr_at(self._start + t))
+
+    def threshold_at(self, step: int) -> float:
+        """``d`` after ``step`` optimiser steps of the whole run (0 during the dense phase)."""
+        return 0.0 if step <= self._start else float(self._fn(step - self._start))
+
+    def _sync(self, state, network) -> None:
+        if self.config.schedule == "oneshot":
+            if state.step >= self._start and not self.masked:
+                self._apply_mask(network)
+            return
+        self.threshold = self.threshold_at(state.step)
+        pruning.set_threshold(network.module, self.threshold)
+
+    @torch.no_grad()
+    def _apply_mask(self, network) -> None:
+        module = network.module
+        layers = self.layers
+        weights = {name: module.get_submodule(name).weight for name in layers}
+        masks = pruning.magnitude_masks(weights, self.config.target_sparsity)
+        for name in layers:
+            sub = module.get_submodule(name)
+            for p in sub.parametrizations.weight:
+                if isinstance(p, pruning.FixedMask):
+                    p.mask.copy_(masks[name])
+            sub.parametrizations.weight.original.mul_(masks[name].to(sub.weight.dtype))
+        self.masked = True
+        logger.info("one-shot magnitude pruning to %.3f of %d layers", self.config.target_sparsity, len(layers))
+
+    # --- hooks ------------------------------------------------------------------------------
+    def on_train_start(self, state, network) -> None:
+        self._setup(state)
+        self._sync(state, network)
+
+    def on_step_start(self, state, network) -> None:
+        self._sync(state, network)
+
+    def on_step_end(self, state, network, logs) -> None:
+        if self.config.schedule != "oneshot":
+            self._sync(state, network)
+            logs["threshold"] = self.threshold
+
+    def on_epoch_end(self, state, network) -> dict[str, float]:
+        report = pruning.sparsity_report(network.module)
+        values = {"sparsity": report.overall, "sparsity_pruned": report.pruned_overall,
+                  "threshold": self.threshold}
+        if self.config.snapshots and self.run is not None:
+            epoch = state.epoch + 1  # epochs done
+            name = None
+            if epoch == self.config.dense_epochs:
+                name = "dense"
+            elif epoch > self.config.dense_epochs:
+                name = f"prune_e{epoch:02d}"
+            if name is not None:
+                self.run.write_snapshot(
+                    name, network, pruning.export_effective_state_dict(network.module), self.data,
+                    {"sparsity": report.overall, "sparsity_pruned": report.pruned_overall,
+                     "threshold": self.threshold, "step": state.step, "epoch": epoch,
+                     "schedule": self.config.schedule, "pruning": {"pruned_layers": self.layers}})
+        return values
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masked": self.masked}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.masked = bool(state.get("masked", False))
+
+
+def prepare_network(network, config: LATSConfig) -> list[str]:
+    """Parametrise the prunable layers: soft threshold (d = 0), or an all-keep mask for oneshot."""
+    layers = pruning.prunable_layers(network.module, prune_first_last=config.prune_first_last)
+    if config.schedule == "oneshot":
+        for name in layers:
+            sub = network.module.get_submodule(name)
+            torch.nn.utils.parametrize.register_parametrization(
+                sub, "weight", pruning.FixedMask(torch.ones_like(sub.weight, dtype=torch.bool)))
+    else:
+        pruning.apply_soft_threshold(network.module, layers, threshold=0.0)
+    return layers
+
+
+def train(config: LATSConfig, run) -> TrainOutcome:
+    """Train, prune and export; the outcome's weights are the plain architecture's, pruned."""
+    from workbench.data.training import load_training_data
+
+    data = load_training_data(config.dataset, root=config.data_root, augment=config.augment)
+    network = build_network(config.arch, time_steps=config.time_steps, seed=config.seed,
+                            num_classes=data.num_classes, **config.arch_kwargs)
+    layers = prepare_network(network, config)
+    callback = PruningCallback(config, layers, run, data)
+    result = fit(config, run, network, data, callbacks=[callback])
+    report = pruning.sparsity_report(network.module)
+    evaluation = dict(result.evaluation) | {"sparsity": report.overall,
+                                            "sparsity_pruned": report.pruned_overall}
+    extra = {"pruning": {"schedule": config.schedule, "final_threshold": callback.threshold,
+                         "D": config.D, "dense_epochs": config.dense_epochs,
+                         "target_sparsity": config.target_sparsity if config.schedule == "oneshot" else None,
+                         "pruned_layers": layers},
+             "sparsity": report.to_dict()}
+    return TrainOutcome(network, pruning.export_effective_state_dict(network.module), data, evaluation,
+                        extra=extra, wall_time_s=result.wall_time_s)
+
+
+def _run_config(run_dir: Path, card: dict) -> dict:
+    import yaml
+
+    for folder in (run_dir, Path(card.get("snapshot_of", run_dir))):
+        path = Path(folder) / "config.yaml"
+        if path.is_file():
+            return yaml.safe_load(path.read_text()) or {}
+    raise DataError(f"{run_dir / 'config.yaml'} does not exist (nor in the run the snapshot belongs to): "
+                    "cannot tell which data the run was trained on")
+
+
+@torch.no_grad()
+def evaluate(run_dir: str | os.PathLike, *, batch_size: int = 256) -> dict[str, Any]:
+    """Re-evaluate a finished run (or one of its snapshots) from its files.
+
+    Returns
+    -------
+    dict
+        ``test_loss``, ``test_acc`` (top-1, fraction), ``sparsity`` (all conv/linear weights),
+        ``sparsity_pruned`` (the layers the run pruned) and ``sparsity_layers``
+        (layer -> fraction of zero weights).
+    """
+    from torch.utils.data import DataLoader
+
+    from workbench.data.training import load_training_data
+    from workbench.training.evaluation import load_run_network
+    from workbench.training.loop import evaluate_classifier, limited
+
+    run_dir = Path(run_dir)
+    card, network = load_run_network(run_dir)
+    config = _run_config(run_dir, card)
+    data = load_training_data(card["data"]["name"], root=config.get("data_root"), augment=False)
+    if data.fingerprint != card["data"]["fingerprint"]:
+        raise DataError(f"the {data.name!r} data found now differ from those {run_dir / 'model_card.json'} "
+                        "was trained on (fingerprints differ)")
+    loader = DataLoader(limited(data.test, int(config.get("limit_test", 0))), batch_size=batch_size)
+    result = {f"test_{k}": v for k, v in evaluate_classifier(network, loader, torch.device("cpu")).items()}
+    pruned = set((card.get("pruning") or {}).get("pruned_layers") or [])
+    report = pruning.sparsity_report(network.module)
+    if pruned:  # mark the layers the run pruned (a plain network cannot tell a dense layer apart)
+        report = pruning.SparsityReport({name: dataclasses.replace(layer, pruned=name in pruned)
+                                         for name, layer in report.layers.items()})
+    result.update({"sparsity": report.overall, "sparsity_pruned": report.pruned_overall,
+                   "sparsity_layers": {n: layer.sparsity for n, layer in report.layers.items()}})
+    return result

@@ -1,0 +1,169 @@
+"""Your own torch model: wrap any ``nn.Module`` with its analysis layers and preprocessing.
+
+:func:`wrap_model` is the one call a user of THINGSvision's ``get_extractor_from_model``
+expects: it returns the :class:`~workbench.models.ModelWrapper` that
+:func:`workbench.activations.extract_stats`, :func:`workbench.activations.extract` and
+:func:`workbench.analysis.score_layer` take, exactly like a zoo model from
+:func:`workbench.models.create`.
+
+To use such a model from the command line (``workbench score --models ...``), put a
+factory that returns ``wrap_model(...)`` (or an :class:`~workbench.models.Architecture`)
+in an importable module and name it ``package.module:factory``, or declare it in your
+package's ``pyproject.toml`` (see :mod:`workbench.models.resolve`)::
+
+    [project.entry-points."workbench.models"]
+    my_net = "my_package.models:my_net"
+
+Examples
+--------
+>>> import torchvision
+>>> from workbench.models import wrap_model
+>>> net = torchvision.models.alexnet()            # any nn.Module, your own weights loaded
+>>> model = wrap_model(net, ["features.2", "features.5", "classifier.5"], input_size=224)
+>>> model.layers
+('features.2', 'features.5', 'classifier.5')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from workbench.errors import ValidationError
+from workbench.models.preprocessing import Preprocessing
+from workbench.models.registry import FAMILIES, Architecture, ModelWrapper
+from workbench.validation import check_choice
+
+
+def _is_spiking(module: nn.Module) -> bool:
+    """Whether ``module`` contains a spikingjelly neuron (then it is scored as an SNN)."""
+    return any(type(m).__module__.startswith("spikingjelly.activation_based.neuron")
+               for m in module.modules())
+
+
+def wrap_model(
+    module: nn.Module,
+    layers: Sequence[str] | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    input_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    name: str = "custom",
+    family: str | None = None,
+    time_steps: int | None = None,
+    weights: str = "custom",
+    channels_last: Sequence[str] = (),
+) -> ModelWrapper:
+    """Wrap any ``nn.Module`` with its analysis layers and preprocessing, in one call.
+
+    The counterpart of THINGSvision's ``get_extractor_from_model``: the result is what
+    :func:`workbench.models.create` returns for a zoo model, so extraction, the activation
+    cache and scoring treat it the same way.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The network, with your weights already loaded. It is put in eval mode and its
+        parameters stop requiring gradients (in place).
+    layers : sequence of str, optional
+        Ordered analysis layers, as dotted paths of ``module.named_modules()`` (e.g.
+        ``"layer3.1"``), from input to output. Default: every direct child of ``module``.
+    preprocessing : Preprocessing, optional
+        How input images are prepared; default ``Preprocessing()`` (224 px, ImageNet mean
+        and std) with ``input_size``, ``mean`` and ``std`` replaced where given.
+    input_size : int, optional
+        Side of the square input image, in pixels.
+    mean, std : sequence of 3 floats, optional
+        Per-channel normalisation of pixel values scaled to [0, 1].
+    name : str, default: "custom"
+        The model's name in logs, the activation cache's listing and scores.
+    family : {"snn", "cnn", "vit"}, optional
+        Default: ``"snn"`` when the network contains spikingjelly neurons, else ``"cnn"``.
+    time_steps : int, optional
+        Time steps T of a spiking network (default 4 for an SNN, 1 otherwise). SNNs are set
+        to spikingjelly's multi-step mode.
+    weights : str, default: "custom"
+        How the weights are described in scores (e.g. a checkpoint path).
+    channels_last : sequence of str, default: ()
+        Layers whose output is (N, H, W, C) rather than (N, C, H, W).
+
+    Returns
+    -------
+    ModelWrapper
+
+    Raises
+    ------
+    ValidationError
+        ``module`` is not an ``nn.Module``, a layer is not one of its submodules, layers
+        repeat, or ``family`` / ``time_steps`` are not valid.
+    """
+    if not isinstance(module, nn.Module):
+        raise ValidationError(f"module must be a torch.nn.Module, found {type(module).__name__}")
+    modules = dict(module.named_modules())
+    if layers is None:
+        layers = [child for child, _ in module.named_children()]
+        if not layers:
+            raise ValidationError(f"{name}: the module has no children; pass layers=[...] explicitly")
+    elif isinstance(layers, str):
+        layers = [layers]
+    layers = tuple(layers)
+    bad = [layer for layer in layers if layer not in modules or layer == ""]
+    if bad:
+        known = [n for n in modules if n][:20]
+        raise ValidationError(
+            f"{name}: layer(s) {bad} are not submodules of the {type(module).__name__}; expected dotted "
+            f"paths of module.named_modules(), e.g. {known}"
+        )
+    if not layers or len(set(layers)) != len(layers):
+        raise ValidationError(f"{name}: layers must be a non-empty list without duplicates, found {list(layers)}")
+    spiking = _is_spiking(module)
+    family = family or ("snn" if spiking else "cnn")
+    check_choice(family, "family", FAMILIES)
+    if time_steps is None:
+        time_steps = 4 if family == "snn" else 1
+    if int(time_steps) < 1 or (family != "snn" and int(time_steps) != 1):
+        raise ValidationError(
+            f"{name}: time_steps={time_steps} is not valid for family {family!r}; expected >= 1, "
+            "and 1 unless the model is a spiking network"
+        )
+    preprocessing = preprocessing or Preprocessing()
+    changes = {k: v for k, v in (("input_size", input_size), ("mean", mean), ("std", std)) if v is not None}
+    if changes:
+        import dataclasses
+
+        changes = {k: tuple(v) if k in ("mean", "std") else int(v) for k, v in changes.items()}
+        preprocessing = dataclasses.replace(preprocessing, **changes)
+    module.eval()
+    for param in module.parameters():
+        param.requires_grad_(False)
+    if family == "snn" and spiking:
+        from spikingjelly.activation_based import functional
+
+        functional.set_step_mode(module, "m")
+    arch = Architecture(module, layers, preprocessing, int(time_steps), frozenset(channels_last))
+    return ModelWrapper(name, family, arch, str(weights))
+
+
+def as_architecture(built, spec: str) -> tuple[Architecture, str | None]:
+    """Normalise what a plugin factory returned: ``(Architecture, family or None)``.
+
+    A factory may return an :class:`Architecture` or the :class:`ModelWrapper` of
+    :func:`wrap_model` (whose family is kept).
+    """
+    if isinstance(built, ModelWrapper):
+        return (Architecture(built.module, built.layers, built.preprocessing, built.time_steps,
+                             built.channels_last), built.family)
+    if isinstance(built, Architecture):
+        return built, None
+    if isinstance(built, nn.Module):
+        raise ValidationError(
+            f"model factory {spec!r} returned a bare {type(built).__name__}; return "
+            "workbench.models.wrap_model(module, layers=[...]) so that its analysis layers and "
+            "preprocessing are known"
+        )
+    raise ValidationError(
+        f"model factory {spec!r} returned {type(built).__name__}; expected "
+        "workbench.models.wrap_model(...) or a workbench.models.Architecture"
+    )

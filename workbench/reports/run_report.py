@@ -1,0 +1,43 @@
+"""The report of a training run: its method's notebook, executed by papermill into the run.
+
+``report_run(DIR)`` runs ``notebooks/methods/<method>.ipynb`` with ``run_dir = DIR`` injected
+after its ``parameters`` cell, writes ``DIR/report.ipynb`` and ``DIR/report.html``, and raises
+:class:`~workbench.reports.notebook.NotebookError` naming the failing cell (the executed
+notebook with its traceback is kept) when a cell fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workbench.errors import DataError
+
+
+def method_notebook(method: str) -> Path:
+    """``notebooks/methods/<method>.ipynb``; a DataError when the method has no report notebook."""
+    from workbench.reports.notebook import notebooks_dir
+
+    path = notebooks_dir() / "methods" / f"{method}.ipynb"
+    if not path.is_file():
+        raise DataError(f"method {method!r} has no report notebook: {path} does not exist")
+    return path
+
+
+def report_run(run_dir: str | os.PathLike, *, execution_timeout: float | None = None) -> Path:
+    """Execute the run's method notebook into ``run_dir/report.ipynb`` and ``report.html``.
+
+    Returns
+    -------
+    Path
+        The HTML report.
+    """
+    from workbench.reports.notebook import execute_notebook, export_html
+    from workbench.training.model_card import read_card
+
+    run_dir = Path(run_dir)
+    card = read_card(run_dir)
+    notebook = method_notebook(card["method"])
+    executed = execute_notebook(notebook, run_dir / "report.ipynb", {"run_dir": str(run_dir.resolve())},
+                                execution_timeout=execution_timeout)
+    return export_html(executed, run_dir / "report.html")

@@ -1,0 +1,105 @@
+"""Scale-out through torchrun and DistributedDataParallel.
+
+``torchrun --nproc_per_node N -m workbench train ...`` starts N processes with ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` set; :func:`init_distributed` joins them in a process group
+(gloo on CPU, NCCL on CUDA). The global batch is split evenly over the ranks, each rank takes
+its contiguous slice of every global batch (:class:`GlobalBatchSampler`), and gradients are
+averaged by DDP, so N processes follow the same loss curve as one process with the same
+global batch. Only rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+from workbench.errors import ValidationError
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands in a launch: ``rank`` of ``world_size``, on ``device``."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean of ``values`` over the ranks (itself when not distributed)."""
+        if not self.enabled:
+            return values
+        values = values.detach().clone().to(self.device)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        return values / self.world_size
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def init_distributed(device: str) -> DistributedContext:
+    """Join the torchrun launch this process belongs to, or return a one-process context."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValidationError("--device cuda: no CUDA device is available here; use --device cpu")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistributedContext(0, 1, torch.device(device))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        target = torch.device("cuda", local_rank)
+    else:
+        target = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return DistributedContext(rank, world_size, target)
+
+
+class GlobalBatchSampler(DistributedSampler):
+    """A DistributedSampler whose ranks share each global batch, in order.
+
+    torch's ``DistributedSampler`` deals indices round-robin (rank r takes r, r + N, ...), so
+    the union of the ranks' k-th batches is not the k-th batch of a one-process run. This one
+    draws the same seeded permutation of the epoch (``seed + epoch``), cuts it into global
+    batches of ``global_batch`` indices, and gives rank r the r-th contiguous slice of each;
+    the last incomplete global batch is dropped. ``start_batch`` skips batches already trained
+    in this epoch (resume).
+    """
+
+    def __init__(self, dataset, *, global_batch: int, rank: int, world_size: int, seed: int, shuffle: bool = True):
+        if global_batch % world_size:
+            raise ValidationError(f"batch_size {global_batch} is not divisible by the {world_size} processes")
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        self.global_batch = global_batch
+        self.local_batch = global_batch // world_size
+        self.batches_per_epoch = len(dataset) // global_batch
+        if self.batches_per_epoch == 0:
+            raise ValidationError(f"the training set has {len(dataset)} samples, fewer than one batch of {global_batch}")
+        self.start_batch = 0
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        else:
+            order = list(range(len(self.dataset)))
+        for batch in range(self.start_batch, self.batches_per_epoch):
+            start = batch * self.global_batch + self.rank * self.local_batch
+            yield from order[start:start + self.local_batch]
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.local_batch

@@ -1,0 +1,319 @@
+"""The one training loop every method uses.
+
+:func:`fit` trains a :class:`~workbench.training.network.Network` on a
+:class:`~workbench.data.training.TrainingData`: optimiser and learning-rate schedule from the
+config, per-step schedule updates, bf16 autocast on CUDA, DistributedDataParallel under
+torchrun, a tqdm bar (loss, accuracy, images/s), ``metrics.csv`` rows, an evaluation on the
+test split after every epoch, and checkpoints from which ``--resume`` continues bit-identically
+on the CPU. A method changes what happens in a step through ``step_fn`` and hooks into the
+loop through :class:`Callback` objects.
+
+Determinism: the data order of epoch ``e`` is a permutation seeded with ``seed + e`` (not
+the global RNG); augmentation and dropout draw from torch's global RNG, whose state every
+checkpoint stores; each epoch's DataLoader has its own seeded generator, so creating one
+mid-epoch on resume draws nothing from the global RNG.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from workbench.training.checkpoint import load_verified, save_verified
+from workbench.training.config import TrainConfig
+from workbench.training.distributed import GlobalBatchSampler
+from workbench.training.network import Network
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Where the loop is. ``step`` counts optimiser steps done (0 before the first)."""
+
+    step: int
+    epoch: int
+    step_in_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+    lr_factor: Callable[[int], float] = field(repr=False)
+    base_lr: float = 0.0
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate used by optimiser step ``step`` (0-based)."""
+        return self.base_lr * self.lr_factor(step)
+
+
+class Callback:
+    """Hooks a method adds to the loop; every method is optional.
+
+    Anything a callback keeps that is not a pure function of ``state.step`` must be returned
+    by :meth:`state_dict` so that a resumed run continues exactly.
+    """
+
+    def on_train_start(self, state: TrainState, network: Network) -> None: ...
+
+    def on_step_start(self, state: TrainState, network: Network) -> None: ...
+
+    def on_step_end(self, state: TrainState, network: Network, logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, state: TrainState, network: Network) -> dict[str, float]:
+        """Extra values to log for the epoch just finished (split ``"train"``)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class FitResult:
+    network: Network
+    evaluation: dict[str, float]
+    wall_time_s: float  # training time summed over the run's resumed parts
+
+
+StepFn = Callable[[Network, nn.Module, torch.Tensor, torch.Tensor, TrainConfig], tuple[torch.Tensor, dict]]
+EvalFn = Callable[[Network, DataLoader, torch.device], dict[str, float]]
+
+
+def classification_step(network: Network, module: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        config: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy (with the config's label smoothing) and accuracy of one batch."""
+    logits = network.logits(images, module=module)
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    acc = (logits.argmax(1) == labels).float().mean()
+    return loss, {"loss": loss.detach(), "acc": acc.detach()}
+
+
+@torch.no_grad()
+def evaluate_classifier(network: Network, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """Mean cross-entropy and top-1 accuracy over ``loader`` (network in eval mode)."""
+    was_training = network.module.training
+    network.module.eval()
+    total, loss_sum, correct = 0, 0.0, 0
+    try:
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            logits = network.logits(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            total += len(labels)
+    finally:
+        network.module.train(was_training)
+    return {"loss": loss_sum / total, "acc": correct / total}
+
+
+def lr_factor_fn(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Per-step multiplier of the peak lr: linear warm-up, then cosine to 0 (or constant)."""
+    total = config.epochs * steps_per_epoch
+    warmup = config.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.scheduler == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
+
+
+def limited(dataset, limit: int):
+    """The first ``limit`` samples of ``dataset`` (all of it for 0)."""
+    return dataset if not limit or limit >= len(dataset) else Subset(dataset, range(limit))
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence[Callback] = (),
+        step_fn: StepFn | None = None, eval_fn: EvalFn | None = None) -> FitResult:
+    """Train ``network`` on ``data`` as ``config`` says, writing into ``run``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    run : RunDir
+        Where metrics and checkpoints go; ``run.ctx`` is the distributed context and
+        ``run.resume`` says whether to continue from ``run.checkpoint_file``.
+    network : Network
+        Trained in place (its module is moved to the context's device).
+    data : TrainingData
+        ``data.train`` and ``data.test`` datasets of (image (3, H, W), label) items.
+    callbacks : sequence of Callback
+    step_fn : callable, default: :func:`classification_step`
+        ``step_fn(network, module, images, labels, config) -> (loss, logs)``; ``module`` is
+        the (possibly DDP-wrapped) network to call.
+    eval_fn : callable, default: :func:`evaluate_classifier`
+        ``eval_fn(network, loader, device) -> {name: value}`` on the test split.
+
+    Returns
+    -------
+    FitResult
+        The trained network, the last evaluation (``{"test_" + name: value}``) and wall time (s).
+    """
+    step_fn = step_fn or classification_step
+    eval_fn = eval_fn or evaluate_classifier
+    ctx = run.ctx
+    device = ctx.device
+    start_time = time.perf_counter()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+
+    network.module.to(device)
+    module: nn.Module = network.module
+    if ctx.enabled:
+        if device.type == "cuda":
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            network.module = module
+        module = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_set = limited(data.train, config.limit_train)
+    test_set = limited(data.test, config.limit_test)
+    sampler = GlobalBatchSampler(train_set, global_batch=config.batch_size, rank=ctx.rank,
+                                 world_size=ctx.world_size, seed=config.seed)
+    steps_per_epoch = sampler.batches_per_epoch
+    optimizer = make_optimizer(config, [p for p in network.module.parameters() if p.requires_grad])
+    factor = lr_factor_fn(config, steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    use_bf16 = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling
+    state = TrainState(0, 0, 0, steps_per_epoch, config.epochs * steps_per_epoch, factor, config.lr)
+    window: dict[str, float] = {}
+    window_steps = 0
+    evaluation: dict[str, float] = {}
+    elapsed_before = 0.0
+
+    if run.resume:  # a missing, truncated or modified checkpoint raises, naming the file
+        checkpoint = load_verified(run.checkpoint_file)
+        network.module.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        for callback, saved in zip(callbacks, checkpoint["callbacks"]):
+            callback.load_state_dict(saved)
+        state.step, state.epoch, state.step_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["step_in_epoch"]
+        window, window_steps = checkpoint["window"], checkpoint["window_steps"]
+        evaluation = checkpoint["evaluation"]
+        elapsed_before = checkpoint["elapsed_s"]
+        run.rows = list(checkpoint["rows"])
+        _set_rng_state(checkpoint["rng"])
+        logger.info("resumed %s at step %d (epoch %d)", run.path, state.step, state.epoch)
+
+    def save_checkpoint() -> None:
+        if not ctx.is_main:
+            return
+        save_verified({
+            "model": network.module.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "callbacks": [c.state_dict() for c in callbacks], "rng": _rng_state(),
+            "step": state.step, "epoch": state.epoch, "step_in_epoch": state.step_in_epoch,
+            "window": window, "window_steps": window_steps, "evaluation": evaluation, "rows": run.rows,
+            "elapsed_s": elapsed_before + time.perf_counter() - start_time,
+        }, run.checkpoint_file)
+        run.flush_metrics()
+
+    for callback in callbacks:
+        callback.on_train_start(state, network)
+    bar = tqdm(total=state.total_steps, initial=state.step, desc=f"train {network.name}", unit="step",
+               disable=not ctx.is_main, dynamic_ncols=True)
+    images_per_step = config.batch_size
+    tick = time.perf_counter()
+    while state.epoch < config.epochs:
+        sampler.set_epoch(state.epoch)
+        sampler.start_batch = state.step_in_epoch
+        generator = torch.Generator()
+        generator.manual_seed(config.seed * 100_003 + state.epoch)
+        loader = DataLoader(train_set, batch_size=sampler.local_batch, sampler=sampler,
+                            num_workers=config.num_workers, generator=generator,
+                            persistent_workers=False, pin_memory=device.type == "cuda")
+        network.module.train()
+        for images, labels in loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            for callback in callbacks:
+                callback.on_step_start(state, network)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss, logs = step_fn(network, module, images, labels, config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            state.step_in_epoch += 1
+            values = {k: float(v) for k, v in logs.items()}
+            for callback in callbacks:
+                callback.on_step_end(state, network, values)
+            for key, value in values.items():
+                window[key] = window.get(key, 0.0) + value
+            window_steps += 1
+            if window_steps == config.log_every or state.step_in_epoch == steps_per_epoch:
+                means = ctx.mean(torch.tensor([window[k] / window_steps for k in sorted(window)], dtype=torch.float64))
+                logged = dict(zip(sorted(window), means.tolist()))
+                logged["lr"] = optimizer.param_groups[0]["lr"]
+                run.log(state.step, state.epoch, "train", logged)
+                now = time.perf_counter()
+                rate = images_per_step * window_steps / max(now - tick, 1e-9)
+                bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}",
+                                acc=f"{logged.get('acc', float('nan')):.3f}", img_s=f"{rate:.0f}")
+                tick, window, window_steps = now, {}, 0
+            bar.update(1)
+            if (config.checkpoint_every and state.step % config.checkpoint_every == 0
+                    and state.step_in_epoch < steps_per_epoch):
+                save_checkpoint()
+        extra = {}
+        for callback in callbacks:
+            extra.update(callback.on_epoch_end(state, network))
+        if extra:
+            run.log(state.step, state.epoch, "train", extra)
+        if ctx.is_main:
+            with torch.random.fork_rng(devices=[]):
+                test_loader = DataLoader(test_set, batch_size=max(config.batch_size, 256), shuffle=False,
+                                         num_workers=config.num_workers)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    evaluation = {f"test_{k}": v for k, v in eval_fn(network, test_loader, device).items()}
+            run.log(state.step, state.epoch, "test", {k[5:]: v for k, v in evaluation.items()})
+            logger.info("epoch %d: %s", state.epoch, evaluation)
+        ctx.barrier()
+        state.epoch += 1
+        state.step_in_epoch = 0
+        save_checkpoint()
+    bar.close()
+    return FitResult(network, evaluation, elapsed_before + time.perf_counter() - start_time)

@@ -1,0 +1,179 @@
+"""``workbench train``: resolve a method's config, own its run directory, write its model card.
+
+:func:`train` is what the CLI calls. It resolves ``preset + --set + --seed + --device`` into the
+method's config, checks ``--out`` (a finished run is refused unless ``--resume`` or ``--force``;
+``--resume`` refuses a differing config and lists the differing keys), joins a torchrun launch
+when there is one, calls the method's ``train(config, run)``, and on rank 0 writes the weights
+and, last, the model card.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import logging
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workbench.errors import ValidationError
+from workbench.training.config import (
+    apply_overrides,
+    build_config,
+    config_hash,
+    config_to_yaml,
+    differing_keys,
+    read_preset,
+)
+from workbench.training.distributed import init_distributed
+from workbench.training.model_card import card_fields, write_card
+from workbench.training.network import Network
+from workbench.training.rundir import RunDir
+
+logger = logging.getLogger(__name__)
+_VERSIONED = ("workbench", "torch", "torchvision", "spikingjelly", "timm", "numpy")
+
+
+@dataclass
+class TrainOutcome:
+    """What a method's ``train`` returns.
+
+    Attributes
+    ----------
+    network : Network
+        The trained network (its name, kwargs, family, layers and T go into the card).
+    state_dict : dict
+        Weights loadable with strict keys into ``build_network(network.name, **network.kwargs)``:
+        what the study layer analyses (a method exports e.g. its pruned effective weights).
+    data : TrainingData
+        The training data (name, fingerprint, preprocessing go into the card).
+    evaluation : dict
+        The final evaluation (e.g. ``test_acc``).
+    extra : dict
+        Method-specific card fields (e.g. per-layer sparsity).
+    wall_time_s : float
+    """
+
+    network: Network
+    state_dict: dict
+    data: Any
+    evaluation: dict[str, float]
+    extra: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def resolve_config(spec, preset: str, overrides: list[str] = (), *, seed: int | None = None,
+                   device: str | None = None):
+    """The method's config from a preset, ``key=value`` overrides, and the seed/device options."""
+    path = spec.preset_path(preset)
+    values = apply_overrides(spec.config_cls, read_preset(spec.config_cls, path), list(overrides))
+    if seed is not None:
+        values["seed"] = int(seed)
+    if device is not None:
+        values["device"] = device
+    return build_config(spec.config_cls, values, where=f"method {spec.name!r}, preset {preset!r} with --set")
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _prepare_out(out: Path, config, spec, *, resume: bool, force: bool) -> None:
+    """Check ``out`` against the options; on ``force`` clear a previous run there."""
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"--out {out} is an existing file; expected a directory (new or a run directory)")
+    config_file = out / "config.yaml"
+    holds_run = config_file.is_file()
+    if out.is_dir() and any(out.iterdir()) and not holds_run:
+        raise ValidationError(f"--out {out} is a non-empty folder that is not a run directory (no config.yaml); "
+                              "choose a new or empty folder")
+    if not holds_run:
+        return
+    if force:
+        shutil.rmtree(out)
+        return
+    finished = (out / "model_card.json").is_file()
+    if not resume:
+        state = "a finished run" if finished else "an unfinished run"
+        raise ValidationError(f"--out {out} holds {state}; pass --resume to continue it or --force to "
+                              "delete it and train again")
+    try:
+        saved = build_config(spec.config_cls, yaml.safe_load(config_file.read_text()) or {}, where=str(config_file))
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{config_file} is not valid YAML ({exc}); use --force to start over") from None
+    diff = differing_keys(saved, config)
+    if diff:
+        details = ", ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in diff)
+        raise ValidationError(f"--resume: the config differs from {config_file} in {len(diff)} key(s): {details}; "
+                              "resume with the same settings, or use --force to start over")
+
+
+def train(method: str, *, out: str | os.PathLike, preset: str = "tiny", overrides: list[str] = (),
+          seed: int | None = None, device: str | None = None, resume: bool = False, force: bool = False) -> Path:
+    """Train ``method`` into the run directory ``out`` and return its path.
+
+    Parameters
+    ----------
+    method : str
+        A name from :func:`workbench.methods.list_methods`.
+    out : path
+        The run directory (created).
+    preset : str, default: "tiny"
+    overrides : list of "key=value"
+        Config overrides, parsed to each field's type.
+    seed : int, optional
+        Overrides the config's seed.
+    device : {"cpu", "cuda"}, optional
+        Overrides the config's device.
+    resume : bool
+        Continue the run in ``out`` from its last checkpoint (a finished run is left as is).
+    force : bool
+        Delete a previous run in ``out`` and start over.
+    """
+    from workbench.methods import get_method
+
+    if resume and force:
+        raise ValidationError("--resume and --force exclude each other")
+    spec = get_method(method)
+    config = resolve_config(spec, preset, overrides, seed=seed, device=device)
+    out = Path(out)
+    ctx = init_distributed(config.device)
+    if ctx.is_main:
+        _prepare_out(out, config, spec, resume=resume, force=force)
+    ctx.barrier()
+    run = RunDir(out, is_main=ctx.is_main)
+    if resume and run.is_finished:
+        logger.info("%s is a finished run; nothing to resume", out)
+        return out
+    run.ctx, run.resume, run.method, run.config = ctx, resume, spec.name, config
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        run.write_text("config.yaml", config_to_yaml(config))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    outcome: TrainOutcome = spec.train(config, run)
+    if ctx.is_main:
+        digest = run.write_weights(outcome.state_dict)
+        write_card(out, card_fields(spec.name, outcome.network, outcome.data, config) | {
+            "preset": preset,
+            "weights_file": run.weights_file.name,
+            "weights_sha256": digest,
+            "evaluation": outcome.evaluation,
+            "wall_time_s": round(outcome.wall_time_s, 3),
+            "started": started.isoformat(timespec="seconds"),
+            "device": str(ctx.device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),
+            "versions": _package_versions(),
+            **outcome.extra,
+        })
+    ctx.barrier()
+    return out
