@@ -89,8 +89,8 @@ def test_cache_cli_lists_and_clears(tmp_path, cornet, images, capsys):
     assert main(["cache", "list", "--dir", str(tmp_path)]) == 0
     listing = capsys.readouterr().out
     assert "2 entries" in listing and "cornet_z" in listing and " IT " in listing
-    assert main(["cache", "clear", "--dir", str(tmp_path), "--model", "other"]) == 0
-    assert "removed 0 entries" in capsys.readouterr().out
+    assert main(["cache", "clear", "--dir", str(tmp_path), "--model", "other"]) != 0
+    assert "no cache entry matched --model 'other'" in capsys.readouterr().err
     assert main(["cache", "clear", "--dir", str(tmp_path)]) == 0
     assert "removed 2 entries" in capsys.readouterr().out
     assert list(tmp_path.glob("*.npz")) == [] and list(tmp_path.glob("*.json")) == []

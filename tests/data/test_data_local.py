@@ -110,7 +110,7 @@ def test_bad_local_input(tmp_path):
     with pytest.raises(DataError, match=r"unknown option\(s\) \['colour'\]"):
         load(_manifest(tmp_path, ["r.npy"], responses="r.npy", images="images", colour=1))
     (tmp_path / "rec" / "r.npy").write_bytes(b"not numpy")
-    with pytest.raises(DataError, match="r.npy: not a readable .npy array"):
+    with pytest.raises(DataError, match="r.npy: not a valid .npy array"):
         load(_manifest(tmp_path, ["r.npy"], responses="r.npy", images="images"))
     with pytest.raises(DataError, match=r"myrec.yaml: file .*missing.npy does not exist"):
         load(_manifest(tmp_path, ["missing.npy"], responses="missing.npy", images="images"))

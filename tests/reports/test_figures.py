@@ -32,10 +32,12 @@ def test_layer_curves_plot_each_models_scores_against_relative_depth(scores):
         assert lines["ceiling"].get_ydata()[0] == pytest.approx(0.95)
 
 
-def test_layer_curves_skip_regions_where_the_metric_does_not_apply(scores):
+def test_layer_curves_say_n_a_where_the_metric_does_not_apply(scores):
     fig = figures.plot_layer_curves(scores, "cka")
-    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    assert titles == ["cowley2023_v4/V4"]
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["cowley2023_v4/V4", "kriegeskorte2008_92/IT (monkey)"]
+    rdm_only = axes[1]
+    assert [t.get_text() for t in rdm_only.texts] == ["n/a (RDM-only data)"] and not rdm_only.get_lines()
 
 
 def test_best_layer_depth_dots_are_each_models_argmax_depth(scores):
@@ -176,6 +178,7 @@ def test_render_all_figures_from_result_files_alone(scores, tmp_path):
     names = sorted({p.stem for p in written})
     assert names == sorted(
         [f"{kind}_{m}" for kind in ("layer_curves", "best_layer_depth", "snn_per_step") for m in ("rsa", "cka")]
+        + ["layer_curves_rsa_ceiling_normalized", "layer_curves_cka_ceiling_normalized"]
         + ["family_comparison", "metric_rank_agreement", "rdm_resnet18__cowley2023_v4-V4"]
     )
     assert all(p.parent == run / "figures" and p.stat().st_size > 0 for p in written)

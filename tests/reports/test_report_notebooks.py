@@ -1,6 +1,7 @@
 """The notebooks: valid and committed without outputs; the report runs through papermill on
 tiny inputs; a failing notebook is kept and named."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -60,6 +61,12 @@ def test_report_runs_on_tiny_inputs_and_writes_html_and_figures(tiny_dataset, is
     assert "Synthetic data written by the test suite." in text
     assert "spikingjelly" in text
     assert text.count("data:image/png;base64") >= 4  # figures embedded
+    # a document: no code cells (nor the notebook's default parameters), a caption under every
+    # figure, alt text on every image, the zero-variance policy stated
+    assert "render_all_figures(" not in text and 'models = ["sew_resnet18"' not in text
+    assert "No description has been provided" not in text
+    assert text.count("<em>Figure ") == text.count("data:image/png;base64")
+    assert "Zero-variance stimuli" in text and "Unscored cells" in text
     figures = {p.name for p in (out / "figures").iterdir()}
     for stem in ("layer_curves_rsa", "best_layer_depth_cka", "family_comparison", "snn_per_step_cka",
                  "metric_rank_agreement", "rdm_cornet_z__tiny_v1-V1", "rdm_sew_resnet8__tiny_v1-V1"):
@@ -115,21 +122,21 @@ def test_failing_notebook_is_kept_and_the_error_names_the_cell(tmp_path, isolate
 
 
 def test_quickstart_scores_one_layer_and_plots_its_rdm(tiny_dataset, isolated_caches, tmp_path):
+    protocol = {"svcca_n_components": 4, "tsvd_n_components": 4}
     executed = execute_notebook(notebook_path("quickstart"), tmp_path / "quickstart.ipynb",
-                                {"dataset": str(tiny_dataset), "model": "cornet_z", "layer": "V2", "n_components": 4})
+                                {"dataset": str(tiny_dataset), "model": "cornet_z", "layer": "V2", "protocol": protocol})
     nb = nbformat.read(executed, as_version=4)
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)
-    # the notebook's scores are those of the library on the same layer
-    from workbench.activations import extract
-    from workbench.data import load
-    from workbench.metrics import compare, zscore_features
-    from workbench.models import create
+    # the notebook's scores are the sweep's for the same cell (issue 19, point 3)
+    from workbench.analysis import Protocol, sweep
 
-    data = load(tiny_dataset)
-    features = extract(create("cornet_z"), data.stimuli, ["V2"])["V2"]
-    expected = compare(zscore_features(features.values), data.responses("V1").values, n_components=4)
+    scores = sweep(["cornet_z"], [str(tiny_dataset)], protocol=Protocol().replace(**protocol), layers=["V2"],
+                   progress=False)
     shown = next(o["data"]["text/plain"] for c in nb.cells if c.source.rstrip().endswith("scores")
                  for o in c.outputs if "text/plain" in o.get("data", {}))
-    for metric, value in expected.items():
-        assert f"'{metric}': {value!r}" in shown or f"'{metric}': np.float64({value!r})" in shown, shown
+    values = dict(re.findall(r"'(\w+)': (?:np\.float64\()?([-\d.e]+)", shown))
+    cell = scores["score"].sel(model="cornet_z", layer=0, region="tiny_v1/V1")
+    assert set(values) == {"svcca", "tsvd_regression", "rsa", "cka"}, shown
+    for metric, value in values.items():
+        assert float(value) == pytest.approx(float(cell.sel(metric=metric)), rel=1e-6), metric

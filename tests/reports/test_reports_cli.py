@@ -100,7 +100,8 @@ def test_demo_writes_report_figures_and_scores(tmp_path, monkeypatch):
     assert bool(np.isfinite(best).where(scores.applicable, True).all()), scores.error.values
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"family_comparison.png", "metric_rank_agreement.png", "layer_curves_rsa.png"} <= figures
-    assert sum(name.startswith("rdm_") and name.endswith(".png") for name in figures) == 6
+    # heatmaps for every region: 3 models x (2 Kriegeskorte IT regions + Cowley V4)
+    assert sum(name.startswith("rdm_") and name.endswith(".png") for name in figures) == 9
 
 
 def test_demo_passes_its_fixed_choices_and_overrides(tmp_path, monkeypatch):
@@ -115,3 +116,231 @@ def test_demo_passes_its_fixed_choices_and_overrides(tmp_path, monkeypatch):
     assert seen == {"models": ("sew_resnet18", "resnet18", "deit_tiny"),
                     "datasets": ("kriegeskorte2008_92", "cowley2023_v4"), "out": str(tmp_path),
                     "weights": "random", "protocol": {"time_steps": 3}, "executor": "local:2", "force": False}
+
+
+# -- issue 19, point 1: failures visible, early and non-zero; point 4: your own model ----------
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import torch
+from torch import nn
+
+from workbench.cli import EXIT_BROKEN_PIPE, EXIT_PARTIAL, build_parser
+from workbench.reports.demo import DEMO_DATASETS, DEMO_MODELS
+
+PLUGIN = '''
+from torch import nn
+from workbench.models import wrap_model
+
+
+def tiny():
+    """A 3-layer CNN for 32 px inputs."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    return wrap_model(net, ["0", "1", "2"], input_size=32, name="tiny")
+
+
+def mismatched():
+    """Builds, but its forward pass fails on 32 px images (a Linear sized for another input)."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(10, 2))
+    return wrap_model(net, ["0", "2"], input_size=32, name="mismatched")
+
+
+def broken():
+    raise RuntimeError("cannot build this network")
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    (tmp_path / "wb_test_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "wb_test_plugin"
+
+
+def _one_error_line(capsys, command):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"workbench {command}: error:") and "\n" not in err, err
+    return err
+
+
+def test_help_documents_the_exit_codes():
+    text = build_parser().format_help()
+    assert "exit codes:" in text and f"{EXIT_PARTIAL}    results written, but some units" in text
+    assert "--allow-failures" in text
+
+
+@pytest.mark.parametrize("command", ["score", "report"])
+def test_every_argument_is_checked_before_any_work(command, tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("the study started")
+
+    monkeypatch.setattr("workbench.reports.study.run_study", never)
+    monkeypatch.setattr("workbench.reports.demo.run_report", never)
+    base = [command, "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(tmp_path / "run")]
+    cases = [
+        (["--protocol", "time_steps=abc"], "--protocol 'time_steps=abc': time_steps expects an integer, found 'abc'"),
+        (["--protocol", "zscore=maybe"], "zscore expects true or false"),
+        (["--protocol", "time_step=4"], "Protocol has no field 'time_step'"),
+        (["--protocol", "bootstrap=-1"], "bootstrap must be >= 0"),
+        (["--metrics", "rsa", "psnr"], "unknown ['psnr']"),
+        (["--layers", "layer9"], "--layers ['layer9'] are not analysis layers of resnet18"),
+        (["--device", "tpu"], "--device 'tpu' is not valid; expected cpu, cuda or cuda:N"),
+        (["--weights", str(tmp_path / "absent.pth")], "does not exist"),
+        (["--weights", "alexnet=x.pth"], "--weights names model(s) ['alexnet'] that are not in --models"),
+    ]
+    for extra, expected in cases:
+        assert main(base + extra) == 1, extra
+        assert expected in _one_error_line(capsys, command), extra
+    assert main([command, "--models", "resnet19", "alexnet", "--datasets", "cowley2023_v4", "--out",
+                 str(tmp_path / "run")]) == 1
+    assert "unknown model 'resnet19'; did you mean 'resnet18'" in _one_error_line(capsys, command)
+    assert main([command, "--models", "resnet18", "--datasets", "cowley2023", "--out", str(tmp_path / "run")]) == 1
+    assert "cowley2023" in _one_error_line(capsys, command)
+    existing = tmp_path / "a_file"
+    existing.write_text("x")
+    assert main([command, "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(existing)]) == 1
+    assert f"--out {existing} is an existing file; expected a directory" in _one_error_line(capsys, command)
+    assert not (tmp_path / "run").exists()
+
+
+def test_protocol_values_are_parsed_strictly_and_normalised_before_hashing():
+    from workbench.analysis import Protocol
+    from workbench.cli.study import parse_protocol
+
+    assert parse_protocol(["zscore=0"]) == parse_protocol(["zscore=false"]) == {"zscore": False}
+    assert Protocol(zscore=0).fingerprint == Protocol(zscore=False).fingerprint == \
+        Protocol().replace(**parse_protocol(["zscore=no"])).fingerprint
+    assert Protocol(time_steps=8.0).to_json() == Protocol(time_steps=8).to_json()
+    assert parse_protocol(["reduce_neural_for=a, b", "reliability_threshold=a:0.3"]) == {
+        "reduce_neural_for": ["a", "b"], "reliability_threshold": {"a": 0.3}}
+    from workbench.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="Protocol.zscore must be true or false"):
+        Protocol(zscore="maybe")
+    with pytest.raises(ValidationError, match="Protocol.time_steps must be an integer"):
+        Protocol(time_steps=2.5)
+
+
+@pytest.mark.parametrize("content", ["whole_model", "garbage"])
+def test_an_unreadable_weights_file_gives_one_line_naming_it(content, tmp_path, capsys):
+    path = tmp_path / f"{content}.pth"
+    if content == "whole_model":
+        torch.save(nn.Linear(2, 2), path)
+    else:
+        path.write_bytes(b"not a checkpoint at all" * 8)
+    argv = ["score", "--models", "cornet_z", "--datasets", "cowley2023_v4", "--out", str(tmp_path / "run"),
+            "--weights", str(path)]
+    assert main(argv) == 1
+    err = _one_error_line(capsys, "score")
+    assert f"checkpoint {path}" in err and "torch.save(model.state_dict(), PATH)" in err
+    assert "Check the documentation of torch.load" not in err
+    if content == "whole_model":
+        assert "pickled object of class torch.nn.modules.linear.Linear" in err
+
+
+def test_weights_per_model(tmp_path, monkeypatch, capsys):
+    from workbench.models import create
+
+    checkpoint = tmp_path / "cornet_sd.pth"
+    torch.save(create("cornet_z", seed=3).module.state_dict(), checkpoint)
+    seen = {}
+    monkeypatch.setattr("workbench.reports.study.run_study",
+                        lambda models, datasets, out, **kw: seen.update(kw) or make_failed_scores())
+    base = ["score", "--models", "cornet_z", "alexnet", "--datasets", "cowley2023_v4", "--out", str(tmp_path / "r")]
+    # one checkpoint for both: alexnet does not fit it, said before any work
+    assert main(base + ["--weights", str(checkpoint)]) == 1
+    assert f"--weights for alexnet: checkpoint {checkpoint} does not match AlexNet" in _one_error_line(capsys, "score")
+    assert not seen
+    main(base + ["--weights", f"cornet_z={checkpoint}", "--allow-failures"])
+    assert seen["weights"] == {"cornet_z": str(checkpoint), "alexnet": "random"}
+
+
+def make_failed_scores():
+    from workbench.analysis import merge_scores, new_scores
+
+    part = new_scores(model="alexnet", family="cnn", weights="random(seed=0)", layer_names=[], regions=[],
+                      datasets=[], species=[], metrics=["rsa"], error="cowley2023_v4: RuntimeError: x")
+    scores = merge_scores([part], attrs={})
+    scores.attrs["failed_units"] = json.dumps([{"model": "alexnet", "dataset": "cowley2023_v4",
+                                                "error": "RuntimeError: x"}])
+    return scores
+
+
+@pytest.mark.slow
+def test_failed_units_exit_3_stay_in_the_csv_and_can_be_tolerated(plugin, tiny_dataset, isolated_caches, capsys):
+    out = isolated_caches / "run"
+    # a factory that raises is refused before any work
+    assert main(["score", "--models", f"{plugin}:broken", "--datasets", str(tiny_dataset), "--out", str(out)]) == 1
+    assert (f"model '{plugin}:broken': its factory raised RuntimeError: cannot build this network"
+            in _one_error_line(capsys, "score"))
+    argv = ["score", "--models", f"{plugin}:tiny", f"{plugin}:mismatched", "--datasets", str(tiny_dataset),
+            "--out", str(out), "--protocol", "svcca_n_components=8", "--protocol", "tsvd_n_components=4"]
+    assert main(argv) == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert f"failed: {plugin}:mismatched on {tiny_dataset}: " in err and "mat1 and mat2 shapes cannot be multiplied" in err
+    assert "1 of 2 unit(s) (model x dataset) failed" in err
+    # SVCCA with 8 + 8 canonical variables cannot fit 16 stimuli: said once, the model not failed
+    assert err.count("svcca not applicable: 8 + 8 (one per neuroid, unreduced) canonical variables") == 1
+    frame = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    broken = frame[frame["model"] == f"{plugin}:mismatched"]
+    assert len(broken) == 4 and broken["error"].str.startswith(f"{tiny_dataset}: ").all()  # one row per metric
+    assert broken["error"].str.contains("mat1 and mat2 shapes cannot be multiplied").all()
+    tiny = frame[frame["model"] == f"{plugin}:tiny"]
+    assert set(tiny["layer_name"]) == {"0", "1", "2"} and (tiny["error"] == "").all()
+    assert not tiny[tiny["metric"] == "svcca"]["applicable"].astype(str).eq("True").any()
+    assert pd.to_numeric(tiny[tiny["metric"] == "cka"]["score"]).notna().all()
+    # explicit opt-in: the same run exits 0
+    assert main(argv + ["--allow-failures"]) == 0
+    assert "tolerated (--allow-failures)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_plugin_model_scores_a_subset_of_layers_on_the_cpu(plugin, tiny_dataset, isolated_caches, capsys):
+    out = isolated_caches / "run"
+    argv = ["score", "--models", f"{plugin}:tiny", "--datasets", str(tiny_dataset), "--out", str(out),
+            "--layers", "2", "0", "--device", "cpu", "--metrics", "rsa", "cka"]
+    assert main(argv) == 0, capsys.readouterr().err
+    scores = load_scores(out)
+    assert list(scores["layer_name"].sel(model=f"{plugin}:tiny").values) == ["0", "2"]
+    np.testing.assert_allclose(scores["relative_depth"].sel(model=f"{plugin}:tiny").values, [0.0, 1.0])
+    assert np.isfinite(scores["score"].values).all()
+
+
+def test_cuda_device_is_refused_where_there_is_none(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    argv = ["score", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(tmp_path), "--device", "cuda"]
+    assert main(argv) == 1
+    assert "--device cuda: no CUDA GPU is available" in _one_error_line(capsys, "score")
+
+
+def test_cache_clear_of_an_unknown_model_says_nothing_matched(tmp_path, capsys):
+    from workbench.activations.cache import StatsCache
+    from workbench.metrics import GramStats
+
+    cache = StatsCache(tmp_path / "cache")
+    cache.save("a" * 64, GramStats.from_array(np.eye(4)), {"model": "cornet_z", "layer": "V1"})
+    assert main(["cache", "clear", "--dir", str(tmp_path / "cache"), "--model", "nosuch"]) == 1
+    err = _one_error_line(capsys, "cache")
+    assert "no cache entry matched --model 'nosuch'" in err and "nothing removed" in err
+    assert "models with entries: cornet_z" in err and len(cache.entries()) == 1
+
+
+def test_cache_list_into_a_closed_pipe_exits_quietly(tmp_path):
+    code = ("import sys, time; from workbench.cli import main; time.sleep(1.5); "
+            f"sys.exit(main(['cache', 'list', '--dir', {str(tmp_path)!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head -1` exiting before the listing is written
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_BROKEN_PIPE and b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+def test_last_line_of_a_failed_unit_is_the_whole_final_exception():
+    from workbench.analysis.sweeps import _last_line
+
+    text = ('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n    f()\n    ^^^\n'
+            "workbench.errors.DataError: checkpoint a.pth is not readable\n\nCheck the documentation")
+    assert _last_line(text) == "workbench.errors.DataError: checkpoint a.pth is not readable Check the documentation"

@@ -27,6 +27,12 @@ def check_stimuli(stimuli) -> int:
         ) from None
     if n < 1:
         raise ValidationError("stimuli is empty; at least 1 image is required")
+    if getattr(stimuli, "has_images", True) is False:
+        raise ValidationError(
+            f"stimuli ({n} ids) have no images (a dataset loaded with `images: null`), so no "
+            "network can be run on them; score precomputed features with "
+            "workbench.metrics.compare, or give the dataset's images in its manifest"
+        )
     return n
 
 

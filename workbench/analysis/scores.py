@@ -9,6 +9,9 @@ variable                  dims                                meaning
 ``score``                 (model, layer, region, metric)      similarity; NaN = not computed
 ``applicable``            (region, metric)                    bool; RDM-only regions: rsa only
 ``ceiling``               (region, metric)                    noise ceiling; NaN = none
+``ceiling_low``           (region, metric)                    optional; its lower bound where
+                                                              the data give one (per-subject
+                                                              RDMs); NaN = unknown
 ``layer_name``            (model, layer)                      ``""`` past a model's last layer
 ``relative_depth``        (model, layer)                      ``i / (n_layers - 1)``; NaN past it
 ``error``                 (model)                             ``""`` when the model ran fine
@@ -76,6 +79,7 @@ OPTIONAL_VARS = {
     "ci_high": (MODEL, LAYER, REGION, METRIC),
     "score_per_step": (MODEL, LAYER, REGION, METRIC, TIME_STEP),
     "n_zero_variance": (MODEL, LAYER, REGION, METRIC),
+    "ceiling_low": (REGION, METRIC),
     "svcca_rank_x": (MODEL, LAYER, REGION),
     "svcca_rank_y": (MODEL, LAYER, REGION),
 }
@@ -239,6 +243,7 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
                         if any(name in p for p in parts)}
     applicable = np.zeros((len(regions), len(metrics)), bool)
     ceiling = np.full((len(regions), len(metrics)), np.nan)
+    ceiling_low = np.full((len(regions), len(metrics)), np.nan) if any("ceiling_low" in p for p in parts) else None
     layer_name = np.full((len(models), n_layers), "", dtype=object)
     depth = np.full((len(models), n_layers), np.nan)
     errors: list[list[str]] = [[] for _ in models]
@@ -292,6 +297,9 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
                 "(region, metric); were the parts computed from different data?"
             )
         ceiling[grid] = np.where(np.isnan(part_ceil), current, part_ceil)
+        if ceiling_low is not None and "ceiling_low" in part:  # same data, same bound: first wins
+            low = part["ceiling_low"].values
+            ceiling_low[grid] = np.where(np.isnan(ceiling_low[grid]), low, ceiling_low[grid])
         cell = np.ix_(mi, np.arange(nl), ri, ki)
         for name, target in out.items():
             if name not in part:
@@ -313,6 +321,8 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
         name: (REQUIRED_VARS.get(name) or OPTIONAL_VARS[name], values) for name, values in out.items()
     }
     data_vars.update({name: (OPTIONAL_VARS[name], values) for name, values in per_layer_region.items()})
+    if ceiling_low is not None:
+        data_vars["ceiling_low"] = (OPTIONAL_VARS["ceiling_low"], ceiling_low)
     data_vars.update(
         applicable=(REQUIRED_VARS["applicable"], applicable),
         ceiling=(REQUIRED_VARS["ceiling"], ceiling),

@@ -402,6 +402,7 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
             part["applicable"].values[r, k] = ((target.kind == "responses" or metric == RDM_METRIC)
                                                and metric not in target.inapplicable)
             part["ceiling"].values[r, k] = _ceiling(dataset, region, metric)
+    part["ceiling_low"] = (("region", "metric"), _ceiling_lows(dataset, regions, metrics))
 
     messages: list[str] = []
     for i, layer in enumerate(tqdm(model.layers, desc=f"{model.name} on {dataset.name}", leave=False, disable=None)):
@@ -519,6 +520,20 @@ def _ceiling(dataset, region: str, metric: str) -> float:
     except ValidationError:  # a metric the dataset defines no ceiling for
         return np.nan
     return np.nan if value is None else float(value)
+
+
+def _ceiling_lows(dataset, regions: Sequence[str], metrics: Sequence[str]) -> np.ndarray:
+    """Lower bounds of the noise ceilings, (region, metric); NaN where the data give none."""
+    out = np.full((len(regions), len(metrics)), np.nan)
+    bounds = getattr(dataset, "ceiling_bounds", None)
+    for r, region in enumerate(regions):
+        for k, metric in enumerate(metrics):
+            try:
+                lower = bounds(region, metric)[0] if bounds is not None else None
+            except ValidationError:  # a metric the dataset defines no ceiling for
+                lower = None
+            out[r, k] = np.nan if lower is None else float(lower)
+    return out
 
 
 def _failed_part(unit: Unit, settings: SweepSettings, message: str) -> xr.Dataset:

@@ -130,7 +130,8 @@ def _study_kwargs(args: argparse.Namespace, models=None, datasets=None) -> dict:
 
 
 def finish(args: argparse.Namespace, scores) -> int:
-    """Print the failed units and notes of a run; the exit code (3 when some units failed)."""
+    """Print the failed units, notes and unscored cells of a run; the exit code (3 when some
+    units failed; unscored cells alone do not change it)."""
     import json
 
     from workbench.analysis.sweeps import failed_units
@@ -138,12 +139,18 @@ def finish(args: argparse.Namespace, scores) -> int:
 
     for note in json.loads(scores.attrs.get("notes", "[]")):
         print(f"note: {note}", file=sys.stderr)
+    from workbench.analysis.scores import unscored_summary
+
+    unscored = unscored_summary(scores)  # cells the protocol left unscored, or scored on fewer stimuli
+    if unscored:
+        print(unscored, file=sys.stderr)
     failed = failed_units(scores)
     for unit in failed:
         print(f"failed: {unit['model']} on {unit['dataset']}: {unit['error']}", file=sys.stderr)
     if not failed:
         return EXIT_OK
-    total = scores.sizes["model"] * len({str(d) for d in scores["dataset"].values} | {u["dataset"] for u in failed})
+    datasets = [d for d in str(scores.attrs.get("datasets", "")).split(",") if d]
+    total = scores.sizes["model"] * max(len(datasets), 1)
     tolerated = "; tolerated (--allow-failures)" if args.allow_failures else (
         f"; exit code {EXIT_PARTIAL} (--allow-failures exits 0)")
     print(f"workbench {args.command}: {len(failed)} of {total} unit(s) (model x dataset) failed; their rows "

@@ -203,6 +203,25 @@ class NeuralDataset:
             self._ceilings[key] = value
         return self._ceilings[key]
 
+    def ceiling_bounds(self, region: str, metric: str) -> tuple[float | None, float | None]:
+        """``(lower, upper)`` bounds of the noise ceiling of ``metric`` on ``region``.
+
+        ``upper`` is :meth:`ceiling`. ``lower`` is known only where the data give one: for
+        ``"rsa"`` on per-subject RDMs, the leave-one-subject-out lower bound of Nili et al.
+        (2014) (:func:`workbench.metrics.ceiling.rsa_subject_ceiling`); else None.
+        """
+        from workbench.metrics import ceiling as ceil
+
+        upper = self.ceiling(region, metric)
+        lower = None
+        data = self.region_data(region)
+        if metric in RSA_METRICS and data.repeats is None and data.subject_rdms is not None:
+            key = (region, metric, "lower")
+            if key not in self._ceilings:
+                self._ceilings[key] = ceil.rsa_subject_ceiling(data.subject_rdms)[0]
+            lower = self._ceilings[key]
+        return lower, upper
+
     def summary(self) -> dict:
         """Counts per region, species and reliability, for ``workbench data info``."""
         out = {"name": self.name, "n_stimuli": len(self.stimuli), "regions": {}}

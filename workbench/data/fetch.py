@@ -77,16 +77,24 @@ def _copy_from_mirror(entry: FileEntry, mirror: Path, target: Path) -> None:
         verify_file(tmp, entry, origin=str(source))
 
 
+#: What to do when a file cannot be downloaded (e.g. offline): use a local copy.
+MIRROR_HINT = (f"to use a local copy instead, point `workbench data fetch --mirror DIR` (or "
+               f"`load(..., mirror=DIR)`, or the environment variable {MIRROR_ENV}) at a folder "
+               "laid out like the data root, e.g. ../shared/data")
+
+
 def _download(entry: FileEntry, target: Path, progress: bool) -> None:
     import pooch
 
     if not entry.url:
-        raise DataError(f"{entry.path}: no upstream 'url' in the manifest and no mirror given")
+        raise DataError(f"{entry.path}: no upstream 'url' in the manifest and no mirror given; "
+                        f"{MIRROR_HINT}")
     with atomic_path(target) as tmp:
         try:
             pooch.HTTPDownloader(progressbar=progress)(entry.url, str(tmp), None)
         except Exception as exc:  # requests raises many kinds; the message names the file
-            raise DataError(f"{entry.path}: download from {entry.url} failed ({exc})") from exc
+            raise DataError(f"{entry.path}: download from {entry.url} failed ({exc}); "
+                            f"{MIRROR_HINT}") from exc
         verify_file(tmp, entry, origin=entry.url)
 
 

@@ -78,6 +78,9 @@ class StimulusSet(Sequence):
         dataset's assemblies.
     """
 
+    #: False for a set of ids without images (:meth:`without_images`).
+    has_images = True
+
     def __init__(self, ids: Sequence[str], read: Callable[[int], Image.Image], source_key: str):
         ids = [str(i) for i in ids]
         if len(set(ids)) != len(ids):
@@ -99,7 +102,8 @@ class StimulusSet(Sequence):
         return self._read(index % n)
 
     def __repr__(self) -> str:
-        return f"StimulusSet({len(self)} stimuli, first id {self.ids[0]!r})"
+        images = "" if self.has_images else ", no images"
+        return f"StimulusSet({len(self)} stimuli, first id {self.ids[0]!r}{images})"
 
     def to_array(self, index: int) -> np.ndarray:
         """Image ``index`` as a uint8 array, H x W x 3 (RGB) or H x W (grayscale)."""
@@ -115,6 +119,28 @@ class StimulusSet(Sequence):
         for stimulus_id in self.ids:
             digest.update(b"\0" + stimulus_id.encode())
         return digest.hexdigest()
+
+    @classmethod
+    def without_images(cls, ids: Sequence[str], where: str) -> "StimulusSet":
+        """Stimulus ids of a recording whose images are not available (``has_images`` False).
+
+        Enough to score precomputed model features against the responses (rows in this
+        order); reading an image, e.g. to extract a network's activations, raises a
+        DataError that names ``where``.
+        """
+
+        def no_image(i: int) -> Image.Image:
+            raise DataError(
+                f"{where}: stimulus {ids[i]!r} has no image: the dataset was loaded without "
+                "images (its manifest gives `images: null`), so network activations cannot be "
+                "extracted for it; score precomputed features with workbench.metrics.compare, "
+                "or give the images in the manifest's option 'images'"
+            )
+
+        ids = [str(i) for i in ids]
+        out = cls(ids, no_image, "no-images")
+        out.has_images = False
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], ids: Sequence[str]) -> "StimulusSet":

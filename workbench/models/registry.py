@@ -305,8 +305,18 @@ def _create_from_run(run_dir, weights, seed: int) -> ModelWrapper:
 
 
 def _load_zoo() -> None:
-    """Import the family modules, whose decorators fill the registry."""
-    from workbench.models import cnn, cornet, small, snn, vit  # noqa: F401
+    """Import every public module of ``workbench.models``, whose decorators fill the registry.
+
+    A new architecture module (e.g. a method's network) registers itself by being there.
+    """
+    import importlib
+    import pkgutil
+
+    import workbench.models as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"workbench.models.{module.name}")
 
 
 

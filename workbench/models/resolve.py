@@ -112,7 +112,12 @@ def plugin_entry(name: str):
     except ValidationError:
         raise
     except Exception:  # a factory that cannot run on the meta device: build it for real once
-        arch, family = build(False)
+        try:
+            arch, family = build(False)
+        except ValidationError:
+            raise
+        except Exception as exc:
+            raise ValidationError(f"model {name!r}: its factory raised {type(exc).__name__}: {exc}") from None
     if family is None:
         family = "snn" if arch.time_steps > 1 or _is_spiking(arch.module) else "cnn"
     doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()

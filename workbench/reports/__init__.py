@@ -6,12 +6,15 @@
   :func:`render_all_figures` that rebuilds every figure of a saved run from its files alone.
 - :mod:`~workbench.reports.study`: :func:`run_study` (sweep, result files, RDMs) and the
   report's header and tables.
+- :func:`load_rdms`: a run's ``rdms.nc`` (one netCDF group per model and region, which
+  ``xarray.open_dataset`` shows as empty), from the run directory.
 - :mod:`~workbench.reports.notebook`: papermill execution and HTML export of the notebooks.
 - :mod:`~workbench.reports.demo`: ``workbench demo``.
 """
 
 from workbench.reports.demo import DEMO_DATASETS, DEMO_MODELS, run_demo, run_report
 from workbench.reports.figures import (
+    figure_caption,
     load_rdms,
     plot_best_layer_depth,
     plot_family_comparison,
@@ -24,7 +27,15 @@ from workbench.reports.figures import (
     save_rdms,
 )
 from workbench.reports.notebook import NotebookError, execute_notebook, export_html, notebook_path
-from workbench.reports.study import best_layer_rdms, report_header, run_study, run_summary
+from workbench.reports.study import (
+    best_layer_rdms,
+    report_header,
+    run_study,
+    run_summary,
+    score_table,
+    sweep_table,
+    unscored_section,
+)
 from workbench.reports.style import FAMILY_COLORS, family_color, savefig
 
 __all__ = [
@@ -36,6 +47,7 @@ __all__ = [
     "execute_notebook",
     "export_html",
     "family_color",
+    "figure_caption",
     "load_rdms",
     "notebook_path",
     "plot_best_layer_depth",
@@ -53,4 +65,7 @@ __all__ = [
     "run_summary",
     "save_rdms",
     "savefig",
+    "score_table",
+    "sweep_table",
+    "unscored_section",
 ]

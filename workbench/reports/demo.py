@@ -2,7 +2,8 @@
 
 :func:`run_report` executes ``notebooks/02_similarity_report.ipynb`` with papermill into
 ``OUT/report.ipynb`` (the run's result files and figures land in ``OUT`` too) and converts it
-to ``OUT/report.html``. :func:`run_demo` does so for the demo's fixed choices.
+to ``OUT/report.html`` without the code cells (a report that failed keeps them, to show the
+failing cell). :func:`run_demo` does so for the demo's fixed choices.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def run_report(
     except NotebookError:
         export_html(executed)  # the failing cell, readable in a browser too
         raise
-    html = export_html(executed)
+    html = export_html(executed, exclude_input=True)  # a document: Markdown, tables, figures
     logger.info("report written to %s", html)
     return html
 

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from workbench import dims
@@ -152,8 +153,9 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     The x-axis is the layer's relative depth (0 = first recorded layer, 1 = last), so that
     models with different numbers of layers share an axis; lines are coloured by family, the
     best layer is marked with a dot, and bootstrap intervals (``ci_low``/``ci_high``) are
-    shaded when the Dataset has them. The dashed line is the region's noise ceiling; a panel
-    without one says why. Layers that could not be scored
+    shaded when the Dataset has them. The dashed line is the region's noise ceiling (its
+    upper bound), with a grey band down to its lower bound where the scores hold one
+    (``ceiling_low``, e.g. leave-one-subject-out bounds); a panel without one says why. Layers that could not be scored
     (:func:`workbench.analysis.scores.unscored_mask`) get an ``x`` at the bottom of the panel,
     layers scored without their zero-variance stimuli a hollow marker, and a model whose best
     layer was taken over fewer than all its layers says so in the legend. Every region has a
@@ -183,7 +185,7 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     n_zero = scores["n_zero_variance"].sel({dims.METRIC: metric}) if "n_zero_variance" in scores else None
     best = best_layer(scores).sel({dims.METRIC: metric})
     styles = model_styles(scores)
-    drawn = {"ceiling": False, "unscored": False, "excluded": False}
+    drawn = {"ceiling": False, "unscored": False, "excluded": False, "ceiling band": False}
     with style.figure_style():
         fig, axes = _panel_grid(len(regions))
         for ax, region in zip(axes, regions):
@@ -203,14 +205,15 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
                 color = styles[str(model)]["color"]
                 ok = np.isfinite(y) & np.isfinite(depth)
                 if ok.any():
-                    x = depth[ok]
-                    ax.plot(x, y[ok], lw=1.2, label=str(model), **styles[str(model)])
+                    layers = np.isfinite(depth)  # the model's layers; an unscored one breaks the line
+                    x = depth[layers]
+                    ax.plot(x, y[layers], lw=1.2, label=str(model), **styles[str(model)])
                     if "ci_low" in m and "ci_high" in m:
-                        lo, hi = m["ci_low"].values[ok], m["ci_high"].values[ok]
+                        lo, hi = m["ci_low"].values[layers], m["ci_high"].values[layers]
                         if np.isfinite(lo).any():
                             ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
-                    top = int(np.nanargmax(y[ok]))
-                    ax.plot(x[top], y[ok][top], "o", color=color, ms=4)
+                    top = int(np.nanargmax(np.where(ok, y, -np.inf)))
+                    ax.plot(depth[top], y[top], "o", color=color, ms=4)
                 missing = unscored.sel({dims.MODEL: model, dims.REGION: region}).values & np.isfinite(depth)
                 if missing.any():
                     drawn["unscored"] = True
@@ -223,7 +226,12 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
                         ax.plot(depth[fewer], y[fewer], "o", mfc="white", mec=color, ms=6, mew=1.2)
             if np.isfinite(_ceiling(reg)):
                 drawn["ceiling"] = True
-                ax.axhline(1.0 if normalized else _ceiling(reg), color="k", ls="--", lw=0.8)
+                ax.axhline(1.0 if normalized else _ceiling(reg), color="k", ls="--", lw=0.8, label="ceiling")
+                low, upper = _ceiling_low(reg), _ceiling(reg)
+                if np.isfinite(low):  # both bounds known (e.g. leave-one-subject-out): a band
+                    drawn["ceiling band"] = True
+                    ax.axhspan(low / upper if normalized else low, 1.0 if normalized else upper,
+                               color="0.5", alpha=0.2, lw=0, zorder=0)
             else:
                 why = ceiling_reason(scores, region, metric)
                 _panel_note(ax, why + ("; scores cannot be normalised" if normalized else ""), y=0.97, size=7)
@@ -237,6 +245,8 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
         if drawn["ceiling"]:
             handles.append(Line2D([], [], color="k", ls="--", lw=0.8,
                                   label="noise ceiling (= 1)" if normalized else "noise ceiling"))
+        if drawn["ceiling band"]:
+            handles.append(Patch(color="0.5", alpha=0.2, lw=0, label="noise ceiling, lower to upper bound"))
         if drawn["unscored"]:
             handles.append(Line2D([], [], color="0.3", marker="x", ls="none", ms=6, mew=1.5,
                                   label="unscored layer (no score)"))
@@ -253,6 +263,13 @@ def _ceiling(region_scores: xr.Dataset) -> float:
     if "ceiling" not in region_scores:
         return np.nan
     return float(region_scores["ceiling"].values)
+
+
+def _ceiling_low(region_scores: xr.Dataset) -> float:
+    """The ceiling's lower bound (``ceiling_low``), NaN where unknown or absent."""
+    if "ceiling_low" not in region_scores:
+        return np.nan
+    return float(region_scores["ceiling_low"].values)
 
 
 def plot_best_layer_depth(scores: xr.Dataset, metric: str) -> Figure:
@@ -348,7 +365,7 @@ def plot_family_comparison(scores: xr.Dataset) -> Figure:
         ax.axhline(0, color="k", lw=0.6)
         ax.set_title(f"Family comparison: mean over models, {level:.0%} t-interval\n"
                      "(no bar for a family of one model: n = 1)")
-        ax.legend(loc="best")
+        fig.legend(loc="outside right upper", title="family")
     return fig
 
 

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 #: The Jupyter kernel the notebooks run on (``make setup`` installs it into the venv).
 KERNEL_NAME = "python3"
+#: Log level of the kernel process itself (its cells' output is unaffected).
+KERNEL_LOG_LEVEL = "ERROR"
 #: Environment variable that overrides where the notebooks are looked up.
 NOTEBOOKS_ENV = "WORKBENCH_NOTEBOOKS"
 NOTEBOOKS = {
@@ -136,6 +138,9 @@ def execute_notebook(
             progress_bar=False,
             execution_timeout=execution_timeout,
             log_output=log_output,
+            # the kernel's own start-up warnings ("Kernel is running over TCP without
+            # encryption": it listens on localhost only) would land on the user's terminal
+            extra_arguments=[f"--IPKernelApp.log_level={KERNEL_LOG_LEVEL}"],
         )
     except PapermillExecutionError as exc:
         raise NotebookError(
@@ -164,8 +169,13 @@ def _failing_cell(notebook: Path, default: int | None) -> int | None:
     return default
 
 
-def export_html(notebook: str | os.PathLike, html: str | os.PathLike | None = None) -> Path:
+def export_html(notebook: str | os.PathLike, html: str | os.PathLike | None = None, *,
+                exclude_input: bool = False) -> Path:
     """Convert an executed notebook to one self-contained HTML file (figures embedded).
+
+    Every image gets alternative text: the ``alt`` its output carries
+    (``IPython.display.Image(..., alt=...)``), else a description naming its cell, so that
+    nbconvert has none to warn about.
 
     Parameters
     ----------
@@ -173,6 +183,9 @@ def export_html(notebook: str | os.PathLike, html: str | os.PathLike | None = No
         The executed ``.ipynb``.
     html : path-like, optional
         The output path; default: beside the notebook with suffix ``.html``.
+    exclude_input : bool, default: False
+        Leave the code cells out (nbconvert's ``--no-input``): only Markdown and outputs,
+        so a report reads as a document.
 
     Returns
     -------
@@ -184,8 +197,37 @@ def export_html(notebook: str | os.PathLike, html: str | os.PathLike | None = No
 
     notebook = Path(notebook)
     html = Path(html) if html is not None else notebook.with_suffix(".html")
-    exporter = HTMLExporter(embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    exporter = HTMLExporter(embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            exclude_input=exclude_input)
+    nb = nbformat.read(notebook, as_version=4)
+    _images_with_alt_text(nb)
+    body, _ = exporter.from_notebook_node(nb)
     with atomic_path(html) as tmp:
         tmp.write_text(body, encoding="utf-8")
     return html
+
+
+_IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+def _images_with_alt_text(nb) -> None:
+    """Turn each image output into an HTML ``<img>`` with ``alt`` text, in place.
+
+    nbconvert's HTML template drops the ``alt`` of an image's metadata and warns "Alternative
+    text is missing"; an HTML output that carries it is exported as is.
+    """
+    import html as html_lib
+
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            kind = next((k for k in _IMAGE_TYPES if k in data), None)
+            if kind is None or output.get("output_type") not in ("display_data", "execute_result"):
+                continue
+            meta = output.get("metadata", {}).get(kind, {}) or {}
+            alt = meta.get("alt") or output.get("metadata", {}).get("alt") or f"figure (output of cell {index})"
+            payload = data[kind] if isinstance(data[kind], str) else "".join(data[kind])
+            size = "".join(f' {dim}="{int(meta[dim])}"' for dim in ("width", "height") if meta.get(dim))
+            tag = (f'<img src="data:{kind};base64,{payload.strip()}" alt="{html_lib.escape(str(alt))}"'
+                   f"{size}/>")
+            output["data"] = {"text/html": tag, "text/plain": data.get("text/plain", str(alt))}

@@ -169,12 +169,12 @@ def best_layer_rdms(
     *,
     weights=None,
     protocol=None,
-    regions_per_dataset: int = 1,
+    regions_per_dataset: int | None = None,
     device: str = "cpu",
 ) -> list[tuple[str, str, str, np.ndarray, np.ndarray]]:
     """RDMs of each model's best layer beside the brain RDM, for the heatmap figures.
 
-    For each dataset in ``scores``, its first ``regions_per_dataset`` scored regions; for each
+    For each dataset in ``scores``, every scored region (or its first ``regions_per_dataset``); for each
     model with a score there, the correlation-distance RDM of the layer with the best score
     (:func:`rdm_metric`) is computed from the layer's Gram statistics
     (:func:`workbench.activations.extract_stats`, SNN features reduced over time steps by
@@ -191,13 +191,14 @@ def best_layer_rdms(
         default: the names in ``scores["dataset"]``.
     weights, protocol, device
         As given to the sweep (weights for every model, or per model).
-    regions_per_dataset : int, default: 1
-        How many regions of each dataset get heatmaps.
+    regions_per_dataset : int, optional
+        How many regions of each dataset get heatmaps; default: all of them.
 
     Returns
     -------
-    list of (model, layer_name, region, model_rdm, brain_rdm)
-        As :func:`workbench.reports.figures.save_rdms` takes them.
+    list of (model, layer_name, region, model_rdm, brain_rdm, categories)
+        As :func:`workbench.reports.figures.save_rdms` takes them; ``categories`` is each
+        stimulus's category label where the dataset has them (the 92-image set), else None.
     """
     from workbench.activations import extract_stats
     from workbench.analysis import best_layer
@@ -216,7 +217,8 @@ def best_layer_rdms(
     chosen: dict[str, list[str]] = {}
     for region, dataset in zip(scores[dims.REGION].values, scores[dims.DATASET].values):
         regions = chosen.setdefault(str(dataset), [])
-        if len(regions) < regions_per_dataset and np.isfinite(best["score"].sel({dims.REGION: region})).any():
+        room = regions_per_dataset is None or len(regions) < regions_per_dataset
+        if room and np.isfinite(best["score"].sel({dims.REGION: region})).any():
             regions.append(str(region))
     settings = SweepSettings(protocol=protocol, metrics=())
     loaded = {name: settings.load_dataset(specs[name]) for name, regions in chosen.items() if regions}
@@ -239,8 +241,24 @@ def best_layer_rdms(
                                       time_steps=time_steps, time_reduce=protocol.time_reduce,
                                       device=device)[layer]
                 region = label.split("/", 1)[1] if label.startswith(f"{name}/") else label
-                pairs.append((model, layer, label, rdm(stats), data.rdm(region).values))
+                brain = data.rdm(region)
+                categories = brain["category"].values.astype(str) if "category" in brain.coords else None
+                pairs.append((model, layer, label, rdm(stats), brain.values, categories))
     return pairs
+
+
+def zero_variance_statement(policy: str) -> str:
+    """The sentence every report states about stimuli with a zero-variance pattern."""
+    if policy == "exclude":
+        what = ("such a cell is scored on the remaining stimuli, and the number left out is listed "
+                "below and recorded in `scores.csv` (`n_zero_variance`)")
+    else:
+        what = ("such a cell is left unscored (NaN), marked x on the layer curves, listed below, and "
+                "the best layer is taken over the remaining layers (tables and figures say over how many)")
+    return (f"**Zero-variance stimuli** (`zero_variance_stimuli={policy!r}`): where a stimulus's "
+            "pattern has zero variance in a layer (e.g. a spiking layer emits no spike for it), its "
+            f"correlation with other stimuli, and so RSA, is undefined; {what}. CKA, SVCCA and TSVD "
+            "regression use every stimulus.")
 
 
 def report_header(
@@ -291,6 +309,8 @@ def report_header(
         protocol.describe(),
         "```",
         "",
+        zero_variance_statement(protocol.zero_variance_stimuli),
+        "",
         "**Datasets and citations**",
         "",
     ]
@@ -311,19 +331,96 @@ def run_summary(scores: xr.Dataset):
     -------
     best : pandas.DataFrame
         One row per (model, region, metric) with a score: family, layer_name,
-        relative_depth, score.
+        relative_depth, score, ceiling (the region's noise ceiling, NaN where none),
+        score / ceiling, and layers (``"k/L"``: the best was taken over the ``k`` of the
+        model's ``L`` layers that have a score).
     families : pandas.DataFrame
         One row per (family, metric): mean, ci_low, ci_high, n_models.
     """
     from workbench.analysis import best_layer, family_means
     from workbench.reports.figures import ci_level
 
-    table = best_layer(scores)[["score", "layer_name", "relative_depth"]]
+    chosen = best_layer(scores)
+    table = chosen[["score", "layer_name", "relative_depth", "n_layers_scored"]]
     best = table.to_dataframe().reset_index()
-    best = best[np.isfinite(best["score"])]
-    columns = [dims.MODEL, "family", dims.REGION, dims.METRIC, "layer_name", "relative_depth", "score"]
+    ceilings = scores["ceiling"].to_dataframe().reset_index()[[dims.REGION, dims.METRIC, "ceiling"]]
+    best = best.merge(ceilings, on=[dims.REGION, dims.METRIC], how="left")
+    totals = dict(zip(scores[dims.MODEL].values.tolist(), chosen["n_layers"].values.tolist()))
+    best = best[np.isfinite(best["score"])].copy()
+    best["score / ceiling"] = best["score"] / best["ceiling"].where(best["ceiling"] > 0)
+    best["layers"] = [f"{int(k)}/{totals[m]}" for m, k in zip(best[dims.MODEL], best["n_layers_scored"])]
+    columns = [dims.MODEL, "family", dims.REGION, dims.METRIC, "layer_name", "relative_depth", "score",
+               "ceiling", "score / ceiling", "layers"]
     best = best[[c for c in columns if c in best.columns]].reset_index(drop=True)
     families = family_means(scores, level=ci_level(scores)).to_dataframe().reset_index()
     families = families[families["n_models"] > 0].reset_index(drop=True)
     return best, families
+
+
+def sweep_table(scores: xr.Dataset):
+    """One row per model: family, weights, T (time steps; spiking models only, blank for the
+    others), layers, unscored cells and the model's error (``""`` when it ran fine).
+    """
+    import pandas as pd
+
+    from workbench.analysis.scores import unscored_mask
+
+    unscored = unscored_mask(scores).sum((dims.LAYER, dims.REGION, dims.METRIC)).values
+    layers = (scores["layer_name"].astype(str) != "").sum(dims.LAYER).values
+    steps = scores["time_steps"].values if "time_steps" in scores.coords else np.zeros(scores.sizes[dims.MODEL])
+    families = [str(f) for f in scores["family"].values]
+    return pd.DataFrame({
+        dims.MODEL: [str(m) for m in scores[dims.MODEL].values],
+        "family": families,
+        "weights": [str(w) for w in scores["weights"].values] if "weights" in scores.coords else "",
+        "T": [str(int(t)) if f == "snn" and int(t) > 0 else "" for f, t in zip(families, steps)],
+        "layers": [int(n) for n in layers],
+        "unscored cells": [int(n) for n in unscored],
+        "error": [str(e) for e in scores["error"].values],
+    })
+
+
+def score_table(scores: xr.Dataset):
+    """Model score per dataset and metric (mean over the dataset's regions of the best-layer
+    scores), as text: ``"n/a (RDM-only data)"`` where only RSA applies to the dataset's data,
+    ``"unscored"`` where the metric applies but a region has no score."""
+    import pandas as pd
+
+    from workbench.analysis import dataset_scores
+
+    per = dataset_scores(scores)
+    rows = {}
+    for model in per[dims.MODEL].values:
+        row = {}
+        for dataset in per[dims.DATASET].values:
+            in_dataset = scores[dims.DATASET].values == dataset
+            for metric in per[dims.METRIC].values:
+                applicable = scores["applicable"].sel({dims.METRIC: metric}).values[in_dataset]
+                value = float(per.sel({dims.MODEL: model, dims.DATASET: dataset, dims.METRIC: metric}))
+                if not applicable.any():
+                    rdm_only = bool(scores["applicable"].sel({dims.METRIC: "rsa"}).values[in_dataset].all()) \
+                        if "rsa" in scores[dims.METRIC].values else False
+                    text = "n/a (RDM-only data)" if rdm_only else "n/a"
+                elif np.isfinite(value):
+                    text = f"{value:.3f}"
+                else:
+                    text = "unscored"
+                row[(str(dataset), str(metric))] = text
+        rows[str(model)] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=[dims.DATASET, dims.METRIC])
+    table.index.name = dims.MODEL
+    return table
+
+
+def unscored_section(scores: xr.Dataset) -> str:
+    """Markdown for the report: the zero-variance policy and every unscored cell (or "none")."""
+    from workbench.analysis.scores import unscored_summary, zero_variance_policy
+
+    policy = zero_variance_policy(scores) or "unscored"
+    text = unscored_summary(scores, max_lines=50)
+    if not text:
+        return (f"Every applicable cell of every layer has a score on all stimuli "
+                f"(`zero_variance_stimuli={policy!r}`).")
+    return "```\n" + text + "\n```"
 

@@ -39,10 +39,10 @@ METRIC_LABELS = {
 
 
 def metric_label(metric: str, *, normalized: bool = False) -> str:
-    """Axis label naming the statistic, e.g. ``"RSA (Spearman rho)"``; ``" / ceiling"`` appended
-    for scores divided by the noise ceiling."""
+    """Axis label naming the statistic, e.g. ``"RSA (Spearman rho)"``; a second line
+    ``"/ noise ceiling"`` for scores divided by the noise ceiling."""
     label = METRIC_LABELS.get(str(metric), str(metric))
-    return f"{label} / noise ceiling" if normalized else label
+    return f"{label}\n/ noise ceiling" if normalized else label
 
 STYLE = {
     "figure.dpi": 100,

@@ -89,8 +89,8 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
-def _prepare_out(out: Path, config, spec, *, resume: bool, force: bool) -> None:
-    """Check ``out`` against the options; on ``force`` clear a previous run there."""
+def _check_out(out: Path, config, spec, *, resume: bool, force: bool) -> None:
+    """Check ``out`` against the options (read-only: every rank of a launch runs it)."""
     if out.exists() and not out.is_dir():
         raise ValidationError(f"--out {out} is an existing file; expected a directory (new or a run directory)")
     config_file = out / "config.yaml"
@@ -98,10 +98,7 @@ def _prepare_out(out: Path, config, spec, *, resume: bool, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not holds_run:
         raise ValidationError(f"--out {out} is a non-empty folder that is not a run directory (no config.yaml); "
                               "choose a new or empty folder")
-    if not holds_run:
-        return
-    if force:
-        shutil.rmtree(out)
+    if not holds_run or force:
         return
     finished = (out / "model_card.json").is_file()
     if not resume:
@@ -149,8 +146,10 @@ def train(method: str, *, out: str | os.PathLike, preset: str = "tiny", override
     config = resolve_config(spec, preset, overrides, seed=seed, device=device)
     out = Path(out)
     ctx = init_distributed(config.device)
-    if ctx.is_main:
-        _prepare_out(out, config, spec, resume=resume, force=force)
+    _check_out(out, config, spec, resume=resume, force=force)
+    ctx.barrier()
+    if force and ctx.is_main and (out / "config.yaml").is_file():
+        shutil.rmtree(out)
     ctx.barrier()
     run = RunDir(out, is_main=ctx.is_main)
     if resume and run.is_finished:

@@ -26,12 +26,33 @@ def read_mat(path: Path, variables: tuple[str, ...]) -> dict:
     return data
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def read_npy(path: Path, ndim: int | None) -> np.ndarray:
-    """Read a numeric ``.npy`` array (no pickles) of ``ndim`` dimensions when given."""
+    """Read a numeric ``.npy`` array (no pickles) of ``ndim`` dimensions when given.
+
+    Raises
+    ------
+    DataError
+        Naming the file: it is missing, is not a valid .npy array (no NPY header, a damaged
+        header, fewer data bytes than the header's shape needs), or has the wrong shape or
+        dtype.
+    """
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc})") from exc
+    if magic != NPY_MAGIC:
+        raise DataError(f"{path}: not a valid .npy array: the file does not start with the NPY "
+                        f"header (found {magic!r}); expected a file written by numpy.save")
     try:
         array = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{path}: not a valid .npy array, the file is damaged or truncated "
+                        f"({type(exc).__name__}: {exc}); expected a file written by numpy.save"
+                        ) from exc
     if ndim is not None and array.ndim != ndim:
         raise DataError(f"{path}: expected a {ndim}-D array, found shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number):

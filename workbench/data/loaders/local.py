@@ -12,7 +12,12 @@ Manifest options (``loader: local``; see ``data_manifests/README.md`` for a work
 ``dims`` (default ``[stimulus, neuroid]``)
     The axis order of ``.npy``/``.mat``/``.nwb`` arrays, e.g. ``[neuroid, stimulus, repetition]``.
 ``images`` (required)
-    A zip file (manifest path) or a folder (relative to the data root) of image files.
+    A zip file (manifest path) or a folder (relative to the data root) of image files; or
+    ``null`` for a recording without images (e.g. when you have only precomputed model
+    features): the dataset then has ids but no images (``stimuli.has_images`` is False),
+    enough to score precomputed features (``workbench.metrics.compare``) but not to extract a
+    network's activations. Stimulus ids then come from the ``.nc``'s ``stimulus_id``, else
+    from the stems of ``image_list``, else they are ``stim0000``, ``stim0001``, ...
 ``image_list`` (optional)
     A text file (manifest path) naming one image file per line, in response order. Without
     it, images are taken in sorted file-name order, and their stems are the stimulus ids;
@@ -192,22 +197,47 @@ def resolve(manifest, files: dict, key: str, *, folder_ok: bool = False) -> Path
                     f"manifest's files {sorted(files)}{folder_hint}")
 
 
+_MISSING = object()
+
+
+def _required(manifest, name: str, value, expected: str):
+    if value is _MISSING:
+        raise DataError(f"manifest {manifest.source}: field 'options.{name}' is missing (loader "
+                        f"'local'); expected {expected}")
+    return value
+
+
 @register_loader("local")
-def load_local(manifest, files, *, responses: str, images: str, dims=(STIMULUS, NEUROID),
-               image_list: str | None = None, variable: str | None = None,
-               nwb_dataset: str | None = None, region: str | None = None,
-               species: str | None = None, **options) -> NeuralDataset:
+def load_local(manifest, files, *, responses: str = _MISSING, images: str | None = _MISSING,
+               dims=(STIMULUS, NEUROID), image_list: str | None = None,
+               variable: str | None = None, nwb_dataset: str | None = None,
+               region: str | None = None, species: str | None = None,
+               **options) -> NeuralDataset:
     """Load a user-described dataset (options in the module docstring)."""
+    _required(manifest, "responses", responses, "the manifest path of the responses file "
+              "(.npy, .mat, .nc or .nwb)")
+    _required(manifest, "images", images, "a zip file or folder of the stimulus images, or "
+              "`images: null` for a recording without images (precomputed features can then be "
+              "scored, but no network can be run on its stimuli)")
     check_options(options, BUILD_OPTIONS, f"manifest {manifest.source}")
     path = resolve(manifest, files, responses)
-    array = read_responses(path, dims=dims, variable=variable, nwb_dataset=nwb_dataset)
+    try:
+        array = read_responses(path, dims=dims, variable=variable, nwb_dataset=nwb_dataset)
+    except DataError as exc:
+        raise DataError(f"manifest {manifest.source}, option 'responses': {exc}") from exc
     names = None
     if image_list is not None:
         names = [ln.strip() for ln in resolve(manifest, files, image_list).read_text().splitlines()
                  if ln.strip()]
     ids_hint = [str(s) for s in array[STIMULUS_ID].values] if STIMULUS_ID in array.coords else None
-    stimuli = images_from(resolve(manifest, files, images, folder_ok=True), names, ids_hint,
-                          where=str(path))
+    if images is None:
+        n_stimuli = array.sizes[STIMULUS]
+        ids = ids_hint or ([Path(n).stem for n in names] if names is not None
+                           else [f"stim{i:04d}" for i in range(n_stimuli)])
+        stimuli = StimulusSet.without_images(ids, where=f"dataset {manifest.name}")
+    else:
+        stimuli = images_from(resolve(manifest, files, images, folder_ok=True), names, ids_hint,
+                              where=str(path))
     return build_dataset(manifest, array, stimuli, where=str(path),
                          species=species or manifest.species,
                          default_region=region or manifest.regions[0], **options)

@@ -46,8 +46,9 @@ class LATSConfig(TrainConfig):
     ----------
     schedule : {"lats", "slats", "linear", "ista", "oneshot"}, default: "lats"
         Threshold schedule of the pruning phase (see :mod:`workbench.methods.lats.schedules`).
-    D : float, default: 0.05
-        Final threshold (weight units). The final sparsity is an outcome of ``D``.
+    D : float or None, default: 0.05
+        Final threshold (weight units). The final sparsity is an outcome of ``D``. ``None``
+        (the paper preset) must be replaced with ``--set D=...`` before training.
     dense_epochs : int, default: 2
         Epochs of dense training before pruning starts (< ``epochs``; >= 1 for ``"oneshot"``).
     prune_first_last : bool, default: False
@@ -59,7 +60,7 @@ class LATSConfig(TrainConfig):
     """
 
     schedule: str = "lats"
-    D: float = 0.05
+    D: float | None = 0.05
     dense_epochs: int = 2
     prune_first_last: bool = False
     target_sparsity: float = 0.9
@@ -75,7 +76,7 @@ class LATSConfig(TrainConfig):
         if self.schedule == "oneshot" and self.dense_epochs < 1:
             raise ValidationError("config field 'dense_epochs' must be >= 1 with schedule 'oneshot': "
                                   "magnitude pruning needs trained weights to rank")
-        if not self.D >= 0:
+        if self.D is not None and not self.D >= 0:
             raise ValidationError(f"config field 'D' (final threshold) must be >= 0, found {self.D}")
         if not 0 <= self.target_sparsity < 1:
             raise ValidationError(f"config field 'target_sparsity' must be in [0, 1), found {self.target_sparsity}")
@@ -149,8 +150,7 @@ class PruningCallback(Callback):
 
     def on_epoch_end(self, state, network) -> dict[str, float]:
         report = pruning.sparsity_report(network.module)
-        values = {"sparsity": report.overall, "sparsity_pruned": report.pruned_overall,
-                  "threshold": self.threshold}
+        values = {"sparsity": report.overall, "sparsity_pruned": report.pruned_overall}
         if self.config.snapshots and self.run is not None:
             epoch = state.epoch + 1  # epochs done
             name = None
@@ -190,6 +190,9 @@ def train(config: LATSConfig, run) -> TrainOutcome:
     """Train, prune and export; the outcome's weights are the plain architecture's, pruned."""
     from workbench.data.training import load_training_data
 
+    if config.D is None and config.schedule != "oneshot":
+        raise ValidationError(f"config field 'D' (final threshold) is not set; schedule {config.schedule!r} "
+                              "needs it: pass --set D=<threshold> (the final sparsity grows with D)")
     data = load_training_data(config.dataset, root=config.data_root, augment=config.augment)
     network = build_network(config.arch, time_steps=config.time_steps, seed=config.seed,
                             num_classes=data.num_classes, **config.arch_kwargs)

@@ -1,0 +1,219 @@
+"""Training methods on this machine: LATS against its baselines at matched sparsity.
+
+LATS part (issue 10): for each architecture (the small CNN and the small SEW-ResNet of the
+tiny preset) and each seed, three pruning runs of the same length on digits32:
+
+- ``lats``: the LATS threshold schedule to the final threshold ``D`` of that architecture;
+- ``linear``: a linear threshold ramp, its final threshold chosen by bisection on seed 0 so
+  that its final sparsity matches LATS's (the same value is then used for every seed, so
+  sparsities differ a little between seeds; both are printed);
+- ``oneshot``: global magnitude pruning, at the end of the dense phase, of exactly the fraction
+  of the pruned layers that the LATS run of the same seed ended with, then fine-tuning with
+  the mask fixed for the same number of steps.
+
+All three share the tiny preset's recipe (dense epochs, then the pruning phase; cosine
+learning rate; same data, seed, batch order). The table gives mean and sd over seeds of the
+test accuracy and the final sparsity (all conv/linear weights), and the mean over seeds of the
+paired accuracy difference LATS - baseline. Nothing is tuned per schedule beyond matching the
+sparsity, and nothing to make LATS win.
+
+Usage::
+
+    python benchmarks/bench_methods.py lats                   # both architectures, seeds 0 1 2
+    python benchmarks/bench_methods.py lats --archs small_cnn --seeds 0 1 2 3 4
+    python benchmarks/bench_methods.py lats --out runs/bench_lats   # keep the run directories
+
+Runs are kept under ``--out`` (default: a temporary folder) and reused when rerun with the
+same ``--out`` (a finished run directory is read, not retrained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Final threshold of the LATS runs per architecture, chosen once (seed 0) so that the final
+#: sparsity is >= 90 % under the tiny preset's recipe; the baselines are matched to it.
+LATS_D = {"small_cnn": 0.04, "small_sew_resnet": 0.06}
+#: Overrides of the tiny preset used by the benchmark (none: the preset itself).
+BENCH_OVERRIDES: tuple[str, ...] = ()
+
+
+def lats_run(out_dir: Path, arch: str, schedule: str, seed: int, *, D: float | None = None,
+             target_sparsity: float | None = None, overrides: Sequence[str] = ()) -> dict:
+    """Train (or read, if finished) one tiny-preset LATS run; return its summary row."""
+    from workbench.training import train
+
+    out_dir = Path(out_dir)
+    sets = [f"arch={arch}", f"schedule={schedule}", "snapshots=false", *overrides]
+    if D is not None:
+        sets.append(f"D={D!r}")
+    if target_sparsity is not None:
+        sets.append(f"target_sparsity={target_sparsity!r}")
+    start = time.perf_counter()
+    if not (out_dir / "model_card.json").is_file():
+        train("lats", out=out_dir, preset="tiny", overrides=sets, seed=seed, force=True)
+    card = json.loads((out_dir / "model_card.json").read_text())
+    return {"arch": arch, "schedule": schedule, "seed": seed, "D": D, "target_sparsity": target_sparsity,
+            "test_acc": card["evaluation"]["test_acc"], "sparsity": card["sparsity"]["overall"],
+            "sparsity_pruned": card["sparsity"]["pruned_overall"], "wall_s": time.perf_counter() - start,
+            "run_dir": str(out_dir)}
+
+
+def match_threshold(out_root: Path, arch: str, schedule: str, seed: int, target: float, D0: float, *,
+                    overrides: Sequence[str] = (), iterations: int = 3, tolerance: float = 0.005) -> tuple[float, list[dict]]:
+    """Bisection on the final threshold ``D`` so that ``schedule``'s final sparsity is ``target``.
+
+    Sparsity grows with ``D``. The bracket starts at ``[D0 / 2, 2 * D0]`` around the first try
+    ``D0``; at most ``1 + iterations`` runs; returns the ``D`` whose sparsity came closest and
+    every run's row.
+    """
+    rows = []
+
+    def attempt(D: float) -> float:
+        row = lats_run(out_root / f"{arch}_{schedule}_D{D:.6g}_s{seed}", arch, schedule, seed, D=D,
+                       overrides=overrides)
+        rows.append(row)
+        return row["sparsity"]
+
+    lo, hi = D0 / 2, 2 * D0
+    D = D0
+    for _ in range(iterations + 1):
+        s = attempt(D)
+        if abs(s - target) <= tolerance:
+            break
+        if s < target:
+            lo = D
+        else:
+            hi = D
+        D = math.sqrt(lo * hi)
+    best = min(rows, key=lambda r: abs(r["sparsity"] - target))
+    return best["D"], rows
+
+
+def lats_benchmark(out_root: str | os.PathLike, *, archs: Sequence[str] = ("small_cnn", "small_sew_resnet"),
+                   seeds: Sequence[int] = (0, 1, 2), thresholds: dict[str, float] | None = None,
+                   overrides: Sequence[str] = BENCH_OVERRIDES, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run LATS, the linear ramp and one-shot magnitude pruning at matched sparsity.
+
+    Returns
+    -------
+    results : DataFrame
+        One row per (arch, schedule, seed): test_acc, sparsity, sparsity_pruned, D,
+        target_sparsity, wall_s, run_dir.
+    calibration : DataFrame
+        The linear ramp's bisection runs on seed 0.
+    """
+    out_root = Path(out_root)
+    thresholds = {**LATS_D, **(thresholds or {})}
+    rows, calibration = [], []
+    for arch in archs:
+        lats = {}
+        for seed in seeds:
+            row = lats_run(out_root / f"{arch}_lats_s{seed}", arch, "lats", seed, D=thresholds[arch],
+                           overrides=overrides)
+            lats[seed] = row
+            rows.append(row)
+            log(f"{arch} lats seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f} ({row['wall_s']:.0f} s)")
+        D_linear, cal = match_threshold(out_root, arch, "linear", seeds[0], lats[seeds[0]]["sparsity"],
+                                        thresholds[arch], overrides=overrides)
+        calibration += cal
+        log(f"{arch} linear: D = {D_linear:.5g} matches the LATS sparsity of seed {seeds[0]} "
+            f"({', '.join(f'D={r['D']:.4g}: {r['sparsity']:.3f}' for r in cal)})")
+        for seed in seeds:
+            row = lats_run(out_root / f"{arch}_linear_D{D_linear:.6g}_s{seed}", arch, "linear", seed,
+                           D=D_linear, overrides=overrides)
+            rows.append(row)
+            log(f"{arch} linear seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f}")
+            target = round(lats[seed]["sparsity_pruned"], 6)
+            row = lats_run(out_root / f"{arch}_oneshot_s{seed}", arch, "oneshot", seed, target_sparsity=target,
+                           overrides=overrides)
+            rows.append(row)
+            log(f"{arch} oneshot seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f}")
+    return pd.DataFrame(rows), pd.DataFrame(calibration)
+
+
+def lats_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds per (arch, schedule), and the paired difference to LATS."""
+    stats = results.groupby(["arch", "schedule"], sort=False).agg(
+        seeds=("seed", "count"), acc_mean=("test_acc", "mean"), acc_sd=("test_acc", "std"),
+        sparsity_mean=("sparsity", "mean"), sparsity_sd=("sparsity", "std"))
+    diffs = []
+    for (arch, schedule), _ in stats.iterrows():
+        part = results[results.arch == arch].pivot_table(index="seed", columns="schedule", values="test_acc")
+        d = (part["lats"] - part[schedule]) if schedule != "lats" else pd.Series([np.nan])
+        diffs.append((d.mean(), d.std()))
+    stats["lats_minus_this_mean"] = [d[0] for d in diffs]
+    stats["lats_minus_this_sd"] = [d[1] for d in diffs]
+    return stats
+
+
+def format_lats_table(stats: pd.DataFrame) -> str:
+    lines = ["| arch | schedule | seeds | test acc (mean ± sd) | sparsity (mean ± sd) | LATS − this (paired, mean ± sd) |",
+             "|---|---|---|---|---|---|"]
+    for (arch, schedule), r in stats.iterrows():
+        diff = ("—" if schedule == "lats" else
+                f"{100 * r.lats_minus_this_mean:+.2f} ± {100 * r.lats_minus_this_sd:.2f} pp")
+        lines.append(f"| {arch} | {schedule} | {r.seeds} | {100 * r.acc_mean:.2f} ± {100 * r.acc_sd:.2f} % | "
+                     f"{100 * r.sparsity_mean:.2f} ± {100 * r.sparsity_sd:.2f} % | {diff} |")
+    return "\n".join(lines)
+
+
+def run_lats_part(args) -> int:
+    import torch
+
+    if args.out:
+        out_root = Path(args.out)
+        out_root.mkdir(parents=True, exist_ok=True)
+        context = None
+    else:
+        context = tempfile.TemporaryDirectory(prefix="bench_lats_")
+        out_root = Path(context.name)
+    try:
+        thresholds = {}
+        for item in args.D or ():
+            arch, _, value = item.partition("=")
+            thresholds[arch] = float(value)
+        started = time.perf_counter()
+        results, calibration = lats_benchmark(out_root, archs=args.archs, seeds=args.seeds,
+                                              thresholds=thresholds, overrides=args.set or ())
+        stats = lats_table(results)
+        print(f"\nLATS vs baselines on digits32, tiny preset, {len(args.seeds)} seeds "
+              f"({time.perf_counter() - started:.0f} s, torch threads {torch.get_num_threads()}):\n")
+        print(format_lats_table(stats))
+        print("\nper run:")
+        print(results.drop(columns=["run_dir"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if args.out:
+            results.to_csv(out_root / "lats_results.csv", index=False)
+            calibration.to_csv(out_root / "lats_calibration.csv", index=False)
+    finally:
+        if context is not None:
+            context.cleanup()
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="part", required=True)
+    lats = sub.add_parser("lats", help="LATS vs linear ramp vs one-shot magnitude pruning at matched sparsity")
+    lats.add_argument("--archs", nargs="+", default=["small_cnn", "small_sew_resnet"])
+    lats.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    lats.add_argument("--D", nargs="+", metavar="ARCH=D", help=f"final LATS threshold per arch (default {LATS_D})")
+    lats.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="extra overrides of the tiny preset")
+    lats.add_argument("--out", help="keep (and reuse) the run directories here")
+    lats.set_defaults(func=run_lats_part)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""One number for one cell: score_layer (the Python entry point) equals the sweep's value."""
+
+import numpy as np
+import pytest
+from torch import nn
+
+from workbench.activations import extract, extract_stats
+from workbench.analysis import Protocol, score_layer, sweep
+from workbench.data.assemblies import make_assembly, make_rdm
+from workbench.data.dataset import NeuralDataset, RegionData, build_region
+from workbench.data.manifest import Manifest
+from workbench.data.stimuli import StimulusSet
+from workbench.metrics import compare, rdm
+from workbench.models import Architecture, Preprocessing, create, list_models, register_model
+from workbench.models import registry as model_registry
+
+N = 24
+# 3 SVCCA dimensions: the toy region's 10 neuroids enter unreduced unless the dataset is listed
+PROTOCOL = Protocol(svcca_n_components=3, tsvd_n_components=4, batch_size=8)
+
+
+def _cell_cnn(pretrained=False):
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(6, 8, 3),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    return Architecture(net, ("0", "1", "3", "4", "6"), Preprocessing(16))
+
+
+@pytest.fixture(scope="module")
+def cell_model():
+    list_models()
+    register_model("test_cell_cnn", family="cnn")(_cell_cnn)
+    yield "test_cell_cnn"
+    model_registry._REGISTRY.pop("test_cell_cnn")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def _dataset(name="toy_cells"):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(N, 16, 16, 3), dtype=np.uint8)
+    ids = [f"img{i:02d}" for i in range(N)]
+    pixels = images.reshape(N, -1).astype(float) / 255
+    signal = pixels @ rng.normal(size=(pixels.shape[1], 10))
+    repeats = signal[:, :, None] + rng.normal(scale=2.0, size=(N, 10, 4))
+    assembly = make_assembly(repeats, stimulus_ids=ids, neuroid_ids=[f"n{i}" for i in range(10)],
+                             region="V4", species="macaque", dataset=name, where=name)
+    it = RegionData(name="IT", species="human", rdm=make_rdm(rdm(pixels @ rng.normal(size=(pixels.shape[1], 30))),
+                                                             stimulus_ids=ids, region="IT", species="human",
+                                                             dataset=name, where=name))
+    manifest = Manifest(name=name, description=name, species="macaque", regions=("V4", "IT"),
+                        stimuli={"count": N}, files=(), license="-", citation="-", loader="none")
+    return NeuralDataset(manifest, StimulusSet.from_arrays(list(images), ids),
+                         [build_region(assembly, species="macaque", threshold=None), it])
+
+
+@pytest.mark.parametrize("reduced", [False, True])
+def test_score_layer_equals_the_sweep_cell_and_compare_defaults_do_not(cell_model, reduced):
+    dataset = _dataset()
+    protocol = PROTOCOL.replace(reduce_neural_for={dataset.name} if reduced else set())
+    scores = sweep([cell_model], [dataset], protocol=protocol, activation_cache=False, progress=False)
+    model = create(cell_model, seed=0)
+    layer = "3"
+    stats = extract_stats(model, dataset.stimuli, [layer], cache=False)[layer]
+    features = extract(model, dataset.stimuli, [layer])[layer].values
+    cell = scores["score"].sel(model=cell_model, layer=model.layers.index(layer), region=f"{dataset.name}/V4")
+    for x in (stats, features):  # GramStats or the raw feature matrix
+        values = score_layer(x, dataset=dataset, region="V4", protocol=protocol)
+        assert list(values) == ["svcca", "tsvd_regression", "rsa", "cka"]
+        for metric, value in values.items():
+            assert value == pytest.approx(float(cell.sel(metric=metric)), rel=1e-5, abs=1e-7), metric
+    # explicit Y and a dataset name give the same numbers
+    explicit = score_layer(stats, dataset.responses("V4").values, dataset=dataset.name, protocol=protocol)
+    assert explicit == pytest.approx(score_layer(stats, dataset=dataset, region="V4", protocol=protocol))
+    # the protocol-free building block reduces Y by default: a different SVCCA number unless reduced
+    plain = compare(stats.zscored(), dataset.responses("V4").values, ["svcca"], n_components=3)["svcca"]
+    assert (plain == pytest.approx(float(cell.sel(metric="svcca")), rel=1e-6)) is reduced
+
+
+def test_score_layer_on_an_rdm_region_scores_rsa_only(cell_model):
+    dataset = _dataset()
+    scores = sweep([cell_model], [dataset], protocol=PROTOCOL, activation_cache=False, progress=False)
+    model = create(cell_model, seed=0)
+    stats = extract_stats(model, dataset.stimuli, ["6"], cache=False)["6"]
+    values = score_layer(stats, dataset=dataset, region="IT", protocol=PROTOCOL)
+    assert np.isnan([values["svcca"], values["tsvd_regression"], values["cka"]]).all()
+    expected = float(scores["score"].sel(model=cell_model, layer=4, region=f"{dataset.name}/IT", metric="rsa"))
+    assert values["rsa"] == pytest.approx(expected, rel=1e-6)

@@ -1,0 +1,127 @@
+"""Model against model: layer x layer similarity of two networks on one stimulus set.
+
+:func:`compare_models` extracts both networks' layers on the same stimuli (streamed into
+Gram statistics and cached, as the sweep does), prepares them by the protocol (z-scoring,
+SNN time steps) and scores every pair of layers with CKA and/or RSA. ``workbench
+compare-models A B --dataset D --out DIR`` writes the result and its heatmaps
+(:func:`workbench.reports.model_comparison.plot_model_similarity`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from workbench.analysis.protocol import Protocol
+from workbench.errors import ValidationError
+
+logger = logging.getLogger(__name__)
+
+#: The metrics a model-vs-model comparison supports (both symmetric in their two arguments).
+MODEL_METRICS = ("cka", "rsa")
+
+
+def _model(model, weights, seed: int):
+    from workbench.models import ModelWrapper, create
+
+    if isinstance(model, ModelWrapper):
+        return model
+    return create(str(model), weights, seed=seed)
+
+
+def _stimuli(stimuli):
+    if isinstance(stimuli, (str,)) or hasattr(stimuli, "__fspath__"):
+        from workbench.data import load
+
+        return load(stimuli).stimuli
+    return getattr(stimuli, "stimuli", stimuli)
+
+
+def compare_models(
+    model_a,
+    model_b,
+    stimuli,
+    *,
+    metrics: Sequence[str] = MODEL_METRICS,
+    protocol: Protocol | None = None,
+    weights_a=None,
+    weights_b=None,
+    layers_a: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    device: str = "cpu",
+    cache=True,
+) -> xr.DataArray:
+    """Layer x layer similarity of two networks on one stimulus set.
+
+    Parameters
+    ----------
+    model_a, model_b : str or ModelWrapper
+        Model names (as for the sweep, incl. ``package.module:factory``) or wrapped networks
+        (:func:`workbench.models.wrap_model`). The same model twice gives its self-similarity.
+    stimuli : StimulusSet, NeuralDataset, or a dataset name / manifest path
+        The images both networks see.
+    metrics : sequence of {"cka", "rsa"}, default: ("cka", "rsa")
+        Linear CKA of the two layers' features; RSA (Spearman correlation of their
+        correlation-distance RDMs).
+    protocol : Protocol, optional
+        z-scoring, SNN time steps, batch size and the seed of random weights (default
+        ``Protocol()``).
+    weights_a, weights_b : None, "imagenet" or path
+        Weights of each model (None: random, seeded by ``protocol.seed``).
+    layers_a, layers_b : sequence of str, optional
+        Analysis layers to compare (default: all declared layers).
+    device : str, default: "cpu"
+    cache : bool or path, default: True
+        The activation cache (see :func:`workbench.activations.extract_stats`).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(metric, layer_a, layer_b)``, the layer names as coordinates, and attrs
+        ``model_a``, ``model_b``, ``weights_a``, ``weights_b``, ``n_stimuli``, ``protocol``.
+    """
+    from workbench.activations import extract_stats
+    from workbench.analysis.sweeps import _prepare
+    from workbench.metrics import compare, compare_rdms, rdm
+    from workbench.metrics.derived import DerivedStats
+
+    protocol = Protocol() if protocol is None else protocol
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    bad = [m for m in metrics if m not in MODEL_METRICS]
+    if bad or not metrics:
+        raise ValidationError(f"metrics {metrics}: expected one or more of {list(MODEL_METRICS)}")
+    stimuli = _stimuli(stimuli)
+    sides = []
+    for model, weights, layers in ((model_a, weights_a, layers_a), (model_b, weights_b, layers_b)):
+        net = _model(model, weights, protocol.seed)
+        layers = net.check_layers(layers)
+        time_steps = protocol.time_steps if net.is_spiking else None
+        stats = extract_stats(net, stimuli, list(layers), batch_size=protocol.batch_size, time_steps=time_steps,
+                              time_reduce=protocol.time_reduce, cache=cache, device=device)
+        prepared = [DerivedStats.from_input(_prepare(stats[layer], protocol), "X") for layer in layers]
+        rdms = [rdm(p.stats) for p in prepared] if "rsa" in metrics else None
+        sides.append((net, list(layers), prepared, rdms))
+    (net_a, names_a, prep_a, rdm_a), (net_b, names_b, prep_b, rdm_b) = sides
+    values = np.full((len(metrics), len(names_a), len(names_b)), np.nan)
+    for i in range(len(names_a)):
+        for j in range(len(names_b)):
+            for k, metric in enumerate(metrics):
+                try:
+                    if metric == "rsa":
+                        values[k, i, j] = compare_rdms(rdm_a[i], rdm_b[j])
+                    else:
+                        values[k, i, j] = compare(prep_a[i], prep_b[j], [metric])[metric]
+                except ValidationError as exc:
+                    logger.warning("%s %s vs %s %s, %s: %s", net_a.name, names_a[i], net_b.name, names_b[j],
+                                   metric, exc)
+    return xr.DataArray(
+        values,
+        dims=("metric", "layer_a", "layer_b"),
+        coords={"metric": metrics, "layer_a": names_a, "layer_b": names_b},
+        name="similarity",
+        attrs={"model_a": net_a.name, "model_b": net_b.name, "weights_a": net_a.weights,
+               "weights_b": net_b.weights, "n_stimuli": len(stimuli), "protocol": protocol.to_json()},
+    )
