@@ -43,7 +43,7 @@ import pandas as pd
 
 #: Final threshold of the LATS runs per architecture, chosen once (seed 0) so that the final
 #: sparsity is >= 90 % under the tiny preset's recipe; the baselines are matched to it.
-LATS_D = {"small_cnn": 0.04, "small_sew_resnet": 0.06}
+LATS_D = {"small_cnn": 0.042, "small_sew_resnet": 0.066}
 #: Overrides of the tiny preset used by the benchmark (none: the preset itself).
 BENCH_OVERRIDES: tuple[str, ...] = ()
 
@@ -70,39 +70,37 @@ def lats_run(out_dir: Path, arch: str, schedule: str, seed: int, *, D: float | N
 
 
 def match_threshold(out_root: Path, arch: str, schedule: str, seed: int, target: float, D0: float, *,
-                    overrides: Sequence[str] = (), iterations: int = 3, tolerance: float = 0.005) -> tuple[float, list[dict]]:
-    """Bisection on the final threshold ``D`` so that ``schedule``'s final sparsity is ``target``.
+                    overrides: Sequence[str] = (), max_runs: int = 3, tolerance: float = 0.0075,
+                    slope: float = 0.4) -> tuple[float, list[dict]]:
+    """Find the final threshold ``D`` at which ``schedule``'s final sparsity is ``target``.
 
-    Sparsity grows with ``D``. The bracket starts at ``[D0 / 2, 2 * D0]`` around the first try
-    ``D0``; at most ``1 + iterations`` runs; returns the ``D`` whose sparsity came closest and
-    every run's row.
+    Sparsity grows with ``D``. The first try is ``D0``; the next ones are secant steps in
+    ``log D`` (the first with the prior ``slope`` = d sparsity / d log D, then through the two
+    latest runs). At most ``max_runs`` runs; stops within ``tolerance``; returns the ``D`` whose
+    sparsity came closest, and every run's row.
     """
     rows = []
-
-    def attempt(D: float) -> float:
+    D = D0
+    for _ in range(max_runs):
         row = lats_run(out_root / f"{arch}_{schedule}_D{D:.6g}_s{seed}", arch, schedule, seed, D=D,
                        overrides=overrides)
         rows.append(row)
-        return row["sparsity"]
-
-    lo, hi = D0 / 2, 2 * D0
-    D = D0
-    for _ in range(iterations + 1):
-        s = attempt(D)
-        if abs(s - target) <= tolerance:
+        if abs(row["sparsity"] - target) <= tolerance:
             break
-        if s < target:
-            lo = D
-        else:
-            hi = D
-        D = math.sqrt(lo * hi)
+        if len(rows) >= 2:
+            a, b = rows[-2], rows[-1]
+            if b["sparsity"] != a["sparsity"] and b["D"] != a["D"]:
+                slope = max((b["sparsity"] - a["sparsity"]) / math.log(b["D"] / a["D"]), 0.05)
+        step = (target - row["sparsity"]) / slope
+        D = row["D"] * math.exp(min(max(step, -1.0), 1.0))
     best = min(rows, key=lambda r: abs(r["sparsity"] - target))
     return best["D"], rows
 
 
 def lats_benchmark(out_root: str | os.PathLike, *, archs: Sequence[str] = ("small_cnn", "small_sew_resnet"),
                    seeds: Sequence[int] = (0, 1, 2), thresholds: dict[str, float] | None = None,
-                   overrides: Sequence[str] = BENCH_OVERRIDES, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   overrides: Sequence[str] = BENCH_OVERRIDES, calibration_runs: int = 3,
+                   linear_D: dict[str, float] | None = None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run LATS, the linear ramp and one-shot magnitude pruning at matched sparsity.
 
     Returns
@@ -111,33 +109,62 @@ def lats_benchmark(out_root: str | os.PathLike, *, archs: Sequence[str] = ("smal
         One row per (arch, schedule, seed): test_acc, sparsity, sparsity_pruned, D,
         target_sparsity, wall_s, run_dir.
     calibration : DataFrame
-        The linear ramp's bisection runs on seed 0.
+        The linear ramp's threshold-search runs on seed 0.
+
+    With ``linear_D[arch]`` given, the linear ramp uses that final threshold (no search) and
+    the runs go seed by seed (lats, oneshot, linear), so that an interrupted benchmark leaves
+    complete seeds.
     """
     out_root = Path(out_root)
     thresholds = {**LATS_D, **(thresholds or {})}
     rows, calibration = [], []
+
+    def save() -> None:  # after every run, so that an interrupted benchmark leaves its rows
+        pd.DataFrame(rows).to_csv(out_root / "lats_results.csv", index=False)
+        pd.DataFrame(calibration).to_csv(out_root / "lats_calibration.csv", index=False)
+
     for arch in archs:
+        if linear_D and arch in linear_D:
+            for seed in seeds:
+                row = lats_run(out_root / f"{arch}_lats_s{seed}", arch, "lats", seed, D=thresholds[arch],
+                               overrides=overrides)
+                target = round(row["sparsity_pruned"], 6)
+                rows.append(row)
+                save()
+                log(f"{arch} lats seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f}")
+                for schedule, kwargs in (("oneshot", {"target_sparsity": target}), ("linear", {"D": linear_D[arch]})):
+                    suffix = f"_D{linear_D[arch]:.6g}" if schedule == "linear" else ""
+                    row = lats_run(out_root / f"{arch}_{schedule}{suffix}_s{seed}", arch, schedule, seed,
+                                   overrides=overrides, **kwargs)
+                    rows.append(row)
+                    save()
+                    log(f"{arch} {schedule} seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f}")
+            continue
         lats = {}
         for seed in seeds:
             row = lats_run(out_root / f"{arch}_lats_s{seed}", arch, "lats", seed, D=thresholds[arch],
                            overrides=overrides)
             lats[seed] = row
             rows.append(row)
+            save()
             log(f"{arch} lats seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f} ({row['wall_s']:.0f} s)")
         D_linear, cal = match_threshold(out_root, arch, "linear", seeds[0], lats[seeds[0]]["sparsity"],
-                                        thresholds[arch], overrides=overrides)
+                                        thresholds[arch], overrides=overrides, max_runs=calibration_runs)
         calibration += cal
-        log(f"{arch} linear: D = {D_linear:.5g} matches the LATS sparsity of seed {seeds[0]} "
-            f"({', '.join(f'D={r['D']:.4g}: {r['sparsity']:.3f}' for r in cal)})")
+        save()
+        tries = ", ".join(f"D={r['D']:.4g}: {r['sparsity']:.3f}" for r in cal)
+        log(f"{arch} linear: D = {D_linear:.5g} matches the LATS sparsity of seed {seeds[0]} ({tries})")
         for seed in seeds:
             row = lats_run(out_root / f"{arch}_linear_D{D_linear:.6g}_s{seed}", arch, "linear", seed,
                            D=D_linear, overrides=overrides)
             rows.append(row)
+            save()
             log(f"{arch} linear seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f}")
             target = round(lats[seed]["sparsity_pruned"], 6)
             row = lats_run(out_root / f"{arch}_oneshot_s{seed}", arch, "oneshot", seed, target_sparsity=target,
                            overrides=overrides)
             rows.append(row)
+            save()
             log(f"{arch} oneshot seed {seed}: acc {row['test_acc']:.3f} sparsity {row['sparsity']:.3f}")
     return pd.DataFrame(rows), pd.DataFrame(calibration)
 
@@ -168,6 +195,14 @@ def format_lats_table(stats: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _pairs(items) -> list[tuple[str, float]]:
+    pairs = []
+    for item in items or ():
+        arch, _, value = item.partition("=")
+        pairs.append((arch, float(value)))
+    return pairs
+
+
 def run_lats_part(args) -> int:
     import torch
 
@@ -179,22 +214,18 @@ def run_lats_part(args) -> int:
         context = tempfile.TemporaryDirectory(prefix="bench_lats_")
         out_root = Path(context.name)
     try:
-        thresholds = {}
-        for item in args.D or ():
-            arch, _, value = item.partition("=")
-            thresholds[arch] = float(value)
+        thresholds = dict(_pairs(args.D))
         started = time.perf_counter()
         results, calibration = lats_benchmark(out_root, archs=args.archs, seeds=args.seeds,
-                                              thresholds=thresholds, overrides=args.set or ())
+                                              thresholds=thresholds, overrides=args.set or (),
+                                              calibration_runs=args.calibration_runs,
+                                              linear_D=dict(_pairs(args.linear_D)))
         stats = lats_table(results)
         print(f"\nLATS vs baselines on digits32, tiny preset, {len(args.seeds)} seeds "
               f"({time.perf_counter() - started:.0f} s, torch threads {torch.get_num_threads()}):\n")
         print(format_lats_table(stats))
         print("\nper run:")
         print(results.drop(columns=["run_dir"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        if args.out:
-            results.to_csv(out_root / "lats_results.csv", index=False)
-            calibration.to_csv(out_root / "lats_calibration.csv", index=False)
     finally:
         if context is not None:
             context.cleanup()
@@ -210,7 +241,15 @@ def main(argv=None) -> int:
     lats.add_argument("--D", nargs="+", metavar="ARCH=D", help=f"final LATS threshold per arch (default {LATS_D})")
     lats.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="extra overrides of the tiny preset")
     lats.add_argument("--out", help="keep (and reuse) the run directories here")
+    lats.add_argument("--linear-D", nargs="+", metavar="ARCH=D",
+                      help="final threshold of the linear ramp per arch (no search; runs go seed by seed)")
+    lats.add_argument("--calibration-runs", type=int, default=3,
+                      help="most runs of the linear ramp's threshold search (default 3)")
     lats.set_defaults(func=run_lats_part)
+    table = sub.add_parser("lats-table", help="print the LATS table from the lats_results.csv of earlier --out folders")
+    table.add_argument("dirs", nargs="+", metavar="DIR")
+    table.set_defaults(func=lambda a: print(format_lats_table(lats_table(pd.concat(
+        [pd.read_csv(Path(d) / "lats_results.csv") for d in a.dirs], ignore_index=True)))) or 0)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -189,3 +189,16 @@ def test_feature_spill_resume_truncates_and_checks(tmp_path):
             spill().resume(3)
         spill().discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_clear_of_one_model_keeps_other_models_spills(tmp_path):
+    spill = tmp_path / "spill"
+    names = ["cornet_z_0123456789abcdef", "cornet_z_ab_cd123", "cornet_z_x_0123456789abcdef",
+             "alexnet_0123456789abcdef", "my.pkg_mod_f_0123456789abcdef"]
+    for name in names:
+        (spill / name).mkdir(parents=True)
+    cache = StatsCache(tmp_path)
+    assert cache.clear_spills("cornet_z") == 2  # not those of the model "cornet_z_x"
+    assert sorted(p.name for p in spill.iterdir()) == sorted(names[2:])
+    assert cache.clear_spills("my.pkg:mod/f") == 1  # names made safe for the file system
+    assert cache.clear_spills() == 2 and list(spill.iterdir()) == []

@@ -49,6 +49,20 @@ def test_best_layer_is_argmax_over_the_models_own_layers(scores):
                 assert float(cell["relative_depth"]) == pytest.approx(index / (n_layers - 1))
 
 
+def test_best_layer_counts_the_layers_it_was_taken_over(scores):
+    scores["score"].loc[dict(model="resnet34", layer=[1, 4], region="toy_mouse/VISp", metric="rsa")] = np.nan
+    best = best_layer(scores)
+    cell = best.sel(model="resnet34", region="toy_mouse/VISp", metric="rsa")
+    assert int(cell["n_layers_scored"]) == 4 and int(best["n_layers"].sel(model="resnet34")) == 6
+    # padding past a model's last layer never counts; not-applicable cells count none
+    assert int(best["n_layers"].sel(model="alexnet")) == 3
+    assert int(best["n_layers_scored"].sel(model="alexnet", region="toy_mouse/VISp", metric="rsa")) == 3
+    assert int(best["n_layers_scored"].sel(model="alexnet", region="kriegeskorte2008_92/IT (human)", metric="cka")) == 0
+    for model in scores.model.values:
+        expected = int((scores["layer_name"].sel(model=model) != "").sum())
+        assert int(best["n_layers"].sel(model=model)) == expected
+
+
 def test_best_layer_ignores_nan_layers_even_when_all_scores_are_negative(scores):
     scores["score"].loc[dict(model="alexnet", region="cowley2023_v4/V4", metric="cka")] = [-0.5, np.nan, -0.2] + [np.nan] * 4
     cell = best_layer(scores).sel(model="alexnet", region="cowley2023_v4/V4", metric="cka")

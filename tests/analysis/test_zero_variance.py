@@ -1,12 +1,10 @@
 """Stimuli whose pattern has zero variance in a layer: the Protocol's policy, the sweep's
 scores, and the list of unscored cells (issue 19, point 2)."""
 
-import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from torch import nn
 
 from workbench.analysis import Protocol, sweep, unscored_cells, unscored_summary
@@ -186,8 +184,22 @@ def test_sweep_records_unscored_cells_and_lists_them(gated_model, dark_dataset, 
     assert "4 cell(s) scored without their zero-variance stimuli (protocol zero_variance_stimuli='exclude'):" in unscored_summary(excluded)
 
 
-def test_summary_is_empty_when_every_cell_is_scored(gated_model, dark_dataset):
+def test_summary_is_empty_when_every_cell_is_scored():
     from analysis_factory import make_scores
 
     assert unscored_summary(make_scores(seed=0)) == ""
     assert unscored_cells(make_scores(seed=0)).empty
+
+
+def test_cells_of_failed_units_are_reported_as_failures_not_as_unscored():
+    import json
+
+    from analysis_factory import make_scores
+
+    scores = make_scores(seed=0)
+    scores["score"].loc[dict(model="resnet18", region="cowley2023_v4/V4")] = np.nan  # its unit raised
+    scores["score"].loc[dict(model="alexnet", region="toy_mouse/VISp", metric="cka", layer=1)] = np.nan
+    scores.attrs["failed_units"] = json.dumps([{"model": "resnet18", "dataset": "cowley2023_v4", "error": "x"}])
+    cells = unscored_cells(scores)
+    assert list(zip(cells.model, cells.layer, cells.region, cells.metric)) == [("alexnet", 1, "toy_mouse/VISp", "cka")]
+    assert cells.reason.item() == "no score computed"

@@ -71,6 +71,20 @@ def test_micro_lats_run_exports_pruned_plain_weights_and_logs_the_schedule(tmp_p
     assert again["sparsity_pruned"] == pytest.approx(card["sparsity"]["pruned_overall"])
     snap = evaluate(out / "snapshots" / "dense")
     assert snap["sparsity"] == 0.0
+    # the pruning path: dense first, the run itself last (prune_e03 is the same network)
+    from workbench.methods.lats.analysis import layer_cka_to_reference, pruning_path
+
+    path = pruning_path(out)
+    assert list(path.index) == ["dense", "prune_e02", "final"]
+    assert path.loc["final", "sparsity"] == pytest.approx(card["sparsity"]["overall"])
+    assert path.loc["final", "test_acc"] == pytest.approx(card["evaluation"]["test_acc"])
+    assert list(pruning_path(out, max_networks=2).index) == ["dense", "final"]
+    images = list(torch.randint(0, 256, (12, 32, 32, 3), generator=torch.Generator().manual_seed(0),
+                                dtype=torch.uint8).numpy())
+    cka = layer_cka_to_reference(list(path.path), path.path.iloc[0], images, labels=list(path.index))
+    assert len(cka) == 3 * len(card["layers"])
+    assert cka[cka.network == "dense"].cka.to_numpy() == pytest.approx(1.0)
+    assert (cka.cka <= 1 + 1e-9).all()
 
 
 @pytest.mark.slow

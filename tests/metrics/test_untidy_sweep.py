@@ -2,6 +2,7 @@
 
 The responses of region "dup" list one unit twice (rank 10 of 11 after centring); region
 "flat" has a neuroid that never varies. Neither is reduced by the protocol (not Allen data).
+Region "subjects" has only per-subject RDMs, whose RSA ceiling has lower and upper bounds.
 """
 
 import logging
@@ -60,7 +61,8 @@ def recording():
     regions.append(RegionData(name="subjects", species="human", subject_rdms=subject_rdms, rdm=make_rdm(
         subject_rdms.mean(axis=0), stimulus_ids=ids, region="subjects", species="human", dataset="untidy",
         where="untidy")))
-    manifest = Manifest(name="untidy", description="untidy", species="macaque", regions=("dup", "flat", "subjects"),
+    manifest = Manifest(name="untidy", description="untidy", species="macaque",
+                        regions=("dup", "flat", "subjects"),
                         stimuli={"count": N}, files=(), license="-", citation="-", loader="none")
     return NeuralDataset(manifest, StimulusSet.from_arrays(list(images), ids), regions), signal
 
@@ -80,7 +82,8 @@ def test_rank_deficient_region_is_scored_and_its_rank_recorded(tiny_model, recor
         expected = svcca(x, signal, n_components=3, reduce_y=False)
         assert float(cell["score"].sel(metric="svcca")) == pytest.approx(expected, abs=1e-9)
         assert int(cell["svcca_rank_y"]) == 10 and int(cell["svcca_rank_x"]) == 3
-        assert float(cell["score"].sel(metric="rsa")) == pytest.approx(rsa(x, dataset.responses("dup").values), abs=1e-9)
+        expected_rsa = rsa(x, dataset.responses("dup").values)
+        assert float(cell["score"].sel(metric="rsa")) == pytest.approx(expected_rsa, abs=1e-9)
         assert np.isfinite(cell["score"].values).all()
     reduced = [r for r in caplog.records if "SVCCA reduced a rank-deficient side" in r.getMessage()]
     assert len(reduced) == 1 and "neural side rank 10 of 11" in reduced[0].getMessage()
@@ -117,7 +120,8 @@ def test_ceiling_bounds_are_stored_and_drawn_as_a_band(swept, recording):
     assert dataset.ceiling_bounds("subjects", "rsa") == (lower, upper)
     assert dataset.ceiling_bounds("dup", "rsa") == (None, None)  # no repeats, no subjects
     cell = swept.sel(region="untidy/subjects", metric="rsa")
-    assert float(cell["ceiling"]) == pytest.approx(upper) and float(cell["ceiling_low"]) == pytest.approx(lower)
+    assert float(cell["ceiling"]) == pytest.approx(upper)
+    assert float(cell["ceiling_low"]) == pytest.approx(lower)
     assert np.isnan(swept["ceiling_low"].sel(region="untidy/dup")).all()
 
     fig = plot_layer_curves(swept, "rsa")

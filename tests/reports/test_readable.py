@@ -242,3 +242,33 @@ def test_notebook_kernel_start_up_warnings_stay_off_the_terminal(tmp_path, capfd
     assert "without encryption" not in err and "WARNING" not in err, err
     outputs = nbformat.read(executed, as_version=4).cells[-1].outputs
     assert outputs[0]["text"].strip() == "42"
+
+
+@pytest.mark.parametrize("command", ["score", "report", "demo"])
+def test_terminal_summary_lists_unscored_cells(command, scores, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from workbench.cli import main
+
+    data = _with_unscored(scores)
+    data.attrs["datasets"] = "cowley2023_v4,kriegeskorte2008_92"
+
+    def fake_study(models, datasets, out, **kwargs):
+        save_scores(data, out)
+        return data
+
+    def fake_report(*args, **kwargs):
+        out = Path(args[2] if len(args) > 2 else args[0])
+        save_scores(data, out)
+        return out / "report.html"
+
+    monkeypatch.setattr("workbench.reports.study.run_study", fake_study)
+    monkeypatch.setattr("workbench.reports.demo.run_report", fake_report)
+    out = tmp_path / "run"
+    argv = {"score": ["score", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(out)],
+            "report": ["report", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(out)],
+            "demo": ["demo", "--out", str(out)]}[command]
+    assert main(argv) == 0  # unscored cells are the protocol's decision, not a failure
+    err = capsys.readouterr().err
+    assert "4 unscored cell(s): the metric applies but gave no score (protocol zero_variance_stimuli='unscored'):" in err
+    assert f"  {SEW} on kriegeskorte2008_92/IT (monkey), rsa: layer2, layer3 (8/8 zero-variance stimuli)" in err

@@ -52,11 +52,21 @@ def test_summary_tables_match_a_direct_computation(scores):
     assert snn["mean"] == pytest.approx(np.mean(per_model)) and snn.n_models == 2
 
 
-def test_a_run_where_no_model_scores_raises_with_each_models_error(tiny_dataset, isolated_caches, tmp_path):
-    from workbench.errors import WorkbenchError
+def test_a_run_where_no_model_scores_raises_with_each_models_error(tiny_dataset, isolated_caches, tmp_path,
+                                                                  monkeypatch):
+    from workbench.errors import DataError, WorkbenchError
     from workbench.reports.study import run_study
 
-    with pytest.raises(WorkbenchError, match=r"no model produced any score .*cornet_z: .*tiny_v1"):
-        run_study(["cornet_z"], [str(tiny_dataset)], tmp_path / "run", weights=str(tmp_path / "missing.pt"),
+    # a missing checkpoint is refused before any work (issue 19): no run directory is made
+    with pytest.raises(DataError, match=r"--weights for cornet_z: checkpoint .*missing.pt does not exist"):
+        run_study(["cornet_z"], [str(tiny_dataset)], tmp_path / "early", weights=str(tmp_path / "missing.pt"),
                   progress=False)
+    assert not (tmp_path / "early").exists()
+
+    def failing_extraction(*args, **kwargs):
+        raise RuntimeError("extraction failed")
+
+    monkeypatch.setattr("workbench.activations.extract_stats", failing_extraction)
+    with pytest.raises(WorkbenchError, match=r"no model produced any score .*cornet_z: .*tiny_v1.*extraction failed"):
+        run_study(["cornet_z"], [str(tiny_dataset)], tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "scores.nc").is_file()

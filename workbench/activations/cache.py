@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def default_cache_dir() -> Path:
     root = os.environ.get("WORKBENCH_CACHE")
     base = Path(root) if root else Path(platformdirs.user_cache_dir("workbench"))
     return base / "activations"
+
+
+def spill_prefix(model: str) -> str:
+    """The model's part of its spill folders' names (``<prefix>_<key>``), safe as a file name."""
+    return re.sub(r"[^\w.-]", "_", str(model))
 
 
 def entry_key(fields: dict) -> str:
@@ -131,7 +137,7 @@ class StatsCache:
             return 0
         removed = 0
         for folder in sorted(spill.iterdir()):
-            if not folder.is_dir() or (model is not None and folder.name.rsplit("_", 1)[0] != model):
+            if not folder.is_dir() or (model is not None and not _spill_of(folder.name, model)):
                 continue
             if _in_use(folder):
                 logger.info("spill folder %s is in use by a running extraction; kept", folder)
@@ -139,6 +145,13 @@ class StatsCache:
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
         return removed
+
+
+def _spill_of(name: str, model: str) -> bool:
+    """Whether a spill folder name is ``<prefix>_<16 hex>`` (resumable) or ``<prefix>_<8 chars>``
+    (``tempfile.mkdtemp``) for this model."""
+    prefix = spill_prefix(model) + "_"
+    return name.startswith(prefix) and len(name) - len(prefix) in (8, 16)
 
 
 def _in_use(folder: Path) -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from workbench.activations.cache import StatsCache, entry_key
+from workbench.activations.cache import StatsCache, entry_key, spill_prefix
 from workbench.activations.extractor import feature_shapes, forward_batches, resolve_settings
 from workbench.activations.stimuli import check_stimuli, stimulus_fingerprint, stimulus_ids
 from workbench.activations.store import LayerWriter, activation_path
@@ -289,14 +289,14 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
                                                           for s in steps],
                 "batch_size": settings.batch_size, "device": settings.device.type,
                 "memory_bytes": int(memory_bytes), "block_bytes": int(block_bytes)})
-            spill_dir = spill_root / f"{model.name}_{run_key[:16]}"
+            spill_dir = spill_root / f"{spill_prefix(model.name)}_{run_key[:16]}"
             if not _lock(spill_dir, stack):
                 logger.info("%s: spill folder %s is in use by another process; this run "
                             "spills to a fresh folder and cannot be resumed", model.name, spill_dir)
                 spill_dir = None
         if spill_dir is None:
             run_key = None
-            spill_dir = Path(tempfile.mkdtemp(prefix=f"{model.name}_", dir=spill_root))
+            spill_dir = Path(tempfile.mkdtemp(prefix=f"{spill_prefix(model.name)}_", dir=spill_root))
         try:
             _stream(model, stimuli, settings, todo, steps, spill_dir, save_activations,
                     memory_bytes, block_bytes, run_key=run_key, results=results, keep=keep)

@@ -518,6 +518,9 @@ def unscored_mask(scores: xr.Dataset) -> xr.DataArray:
 def unscored_cells(scores: xr.Dataset) -> pd.DataFrame:
     """Every cell that is unscored, or scored on fewer stimuli than the region has.
 
+    Cells of units that raised (``scores.attrs["failed_units"]``, reported as failures) are
+    left out.
+
     Returns
     -------
     DataFrame
@@ -534,9 +537,15 @@ def unscored_cells(scores: xr.Dataset) -> pd.DataFrame:
     finite = np.isfinite(scores["score"].transpose(MODEL, LAYER, REGION, METRIC).values)
     excluded = finite & (np.nan_to_num(n_zero) > 0)
     policy = zero_variance_policy(scores)
+    try:  # units that raised are listed as failures (scores.attrs["failed_units"]), not here
+        failed = {(u["model"], u["dataset"]) for u in json.loads(scores.attrs.get("failed_units", "[]"))}
+    except (TypeError, ValueError, KeyError):
+        failed = set()
     rows = []
     for status, mask in (("unscored", unscored), ("excluded", excluded)):
         for m, layer, r, k in zip(*np.nonzero(mask)):
+            if (str(scores[MODEL].values[m]), str(scores[DATASET].values[r])) in failed:
+                continue
             count = n_zero[m, layer, r, k]
             model = str(scores[MODEL].values[m])
             if status == "excluded":

@@ -95,7 +95,9 @@ def svcca(X, Y, n_components: int = 40, reduce_y: bool = True) -> float:
         A reduced set is rank deficient after centring (duplicate or constant columns, e.g. a
         unit listed twice in a recording): CCA is not defined on linearly dependent
         variables, so that side is reduced to its numerical rank ``r`` (an orthonormal basis
-        of its centred column space; tolerance :data:`RANK_RTOL`) and ``k`` is ``r`` there.
+        of its centred column space) and ``k`` is ``r`` there. ``r`` counts the ``|R_jj|`` of
+        a column-pivoted QR of the centred set above ``10 * max(n, k) * eps * |R_11|``
+        (:data:`RANK_RTOL` = 10, ``eps`` = 2.2e-16, float64).
     """
     return svcca_from_stats(*prepare_pair(X, Y), n_components=n_components, reduce_y=reduce_y)
 

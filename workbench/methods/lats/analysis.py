@@ -41,6 +41,16 @@ def _test_acc(metrics: pd.DataFrame | None, epoch: int | None) -> float:
     return float(rows.value.iloc[-1]) if len(rows) else float("nan")
 
 
+def _configured_epochs(run_dir: Path) -> int | None:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    epochs = (yaml.safe_load(path.read_text()) or {}).get("epochs")
+    return int(epochs) if isinstance(epochs, int) else None
+
+
 def pruning_path(run_dir: str | os.PathLike, *, max_networks: int = 5) -> pd.DataFrame:
     """The networks along a run's pruning path, dense first.
 
@@ -76,7 +86,7 @@ def pruning_path(run_dir: str | os.PathLike, *, max_networks: int = 5) -> pd.Dat
             continue  # the last pruning epoch is the run itself
         rows.append({"name": folder.name, "path": str(folder), "epoch": snap.get("epoch"),
                      "sparsity": _sparsity(snap), "threshold": snap.get("threshold", float("nan"))})
-    final_epoch = int(card.get("epochs", 0) or 0) or (max((r["epoch"] or 0 for r in rows), default=0) + 1)
+    final_epoch = _configured_epochs(run_dir) or (max((r["epoch"] or 0 for r in rows), default=0) + 1)
     pruning = card.get("pruning") or {}
     rows.append({"name": "final", "path": str(run_dir), "epoch": final_epoch,
                  "sparsity": _sparsity(card), "threshold": pruning.get("final_threshold", float("nan"))})

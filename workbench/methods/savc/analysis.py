@@ -1,0 +1,63 @@
+"""The class-separation analysis that motivates SAVC: RSA against a category model, by pair type.
+
+For embeddings of test images of base and novel classes, the model RDM is the correlation
+distance :func:`workbench.metrics.rsa.rdm` and the category model is 0 for two images of the
+same class, 1 otherwise. The RSA value of a set of image pairs is Spearman's rho (average ranks,
+:func:`workbench.metrics.rsa.average_ranks`) between the two over those pairs:
+
+- ``base_base``: pairs of two base images (same or different base class);
+- ``novel_novel``: pairs of two novel images;
+- ``base_novel``: every pair of one base and one novel image, *plus* every same-class pair
+  (base or novel) -- the category model is constant (1) on base-novel pairs alone, so this
+  measures whether base-novel pairs lie farther apart than images of one class do.
+
+Higher is better separated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.errors import ValidationError
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from workbench.metrics.rsa import average_ranks
+
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt(np.dot(ra, ra) * np.dot(rb, rb))
+    return float(np.dot(ra, rb) / denom) if denom > 0 else float("nan")
+
+
+def separation_rsa(embeddings, labels, num_base: int) -> dict[str, float]:
+    """RSA between an embedding RDM and the category model, for the three pair types.
+
+    Parameters
+    ----------
+    embeddings : array-like, shape (n_images, d)
+    labels : array-like of int, shape (n_images,)
+        Renumbered classes: ``< num_base`` are base classes, the others novel.
+    num_base : int
+
+    Returns
+    -------
+    dict
+        ``base_base``, ``novel_novel``, ``base_novel``: Spearman's rho (NaN when a pair set has
+        a constant category model, e.g. a single class).
+    """
+    from workbench.metrics.rsa import rdm
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValidationError(f"embeddings must be (n, d) and labels (n,); found {x.shape} and {y.shape}")
+    model = rdm(x)
+    category = (y[:, None] != y[None, :]).astype(np.float64)
+    base = y < num_base
+    upper = np.triu(np.ones_like(category, dtype=bool), k=1)
+    same = category == 0
+    sets = {"base_base": base[:, None] & base[None, :],
+            "novel_novel": ~base[:, None] & ~base[None, :],
+            "base_novel": (base[:, None] != base[None, :]) | same}
+    return {name: _spearman(model[upper & mask], category[upper & mask]) for name, mask in sets.items()}
