@@ -190,7 +190,7 @@ def format_lats_table(stats: pd.DataFrame) -> str:
     for (arch, schedule), r in stats.iterrows():
         diff = ("—" if schedule == "lats" else
                 f"{100 * r.lats_minus_this_mean:+.2f} ± {100 * r.lats_minus_this_sd:.2f} pp")
-        lines.append(f"| {arch} | {schedule} | {r.seeds} | {100 * r.acc_mean:.2f} ± {100 * r.acc_sd:.2f} % | "
+        lines.append(f"| {arch} | {schedule} | {int(r.seeds)} | {100 * r.acc_mean:.2f} ± {100 * r.acc_sd:.2f} % | "
                      f"{100 * r.sparsity_mean:.2f} ± {100 * r.sparsity_sd:.2f} % | {diff} |")
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ def _tiny(connect_f="IAND", aap=False, seed=0, stem="tiny"):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if stem == "tiny":
-            return FullSpikeResNet((2, 2, 2, 2), (4, 8, 8, 16), (1, 2, 1, 2), connect=connect_f, aap=aap,
+            return FullSpikeResNet((2, 2, 2, 2), (4, 8, 16, 16), (1, 2, 1, 2), connect=connect_f, aap=aap,
                                    stem_stride=2)
         return FullSpikeResNet((1, 1), (8, 16), (1, 2), stem="imagenet", connect=connect_f, aap=aap)
 
@@ -182,7 +182,8 @@ def test_aap_head_is_the_classifier_of_the_accumulated_residual_spikes():
     torch.testing.assert_close(acc, expected, rtol=1e-5, atol=1e-5)
     # projections sit exactly at the blocks that change shape
     assert [i for i, s in enumerate(net.aap) if s.proj is not None] == [
-        i for i, (_, b) in enumerate(net.blocks) if b.downsample is not None] == [0, 2, 6]
+        i for i, (_, b) in enumerate(net.blocks) if b.downsample is not None] == [2, 4, 6]
+    assert [type(m).__name__ for m in net.aap[4].proj] == ["Conv2d", "BatchNorm2d", "ReLU"]  # stride 1
 
 
 def test_fsnn_has_no_aap_head():
@@ -205,8 +206,8 @@ def test_zoo_entries_declare_real_layers():
     assert fsnn.module(x).shape == dsnn.module(x).shape == (4, 2, 10)
     from workbench.models.registry import build_architecture
 
-    for name, n_blocks in (("fsnn18", 8), ("dsnn34", 16)):
-        arch = build_architecture(name, num_classes=5)
-        assert len(arch.layers) == 2 + n_blocks + 1 and arch.layers[:2] == ("sn1", "maxpool")
-        modules = dict(arch.module.named_modules())
-        assert all(layer in modules for layer in arch.layers)
+    arch = build_architecture("dsnn18", num_classes=5)
+    assert arch.layers == ("sn1", "maxpool", *(f"aap.{i}" for i in range(8)), "acc_avgpool")
+    modules = dict(arch.module.named_modules())
+    assert all(layer in modules for layer in arch.layers)
+    assert [len(getattr(arch.module, f"layer{s}")) for s in range(1, 5)] == [2, 2, 2, 2]

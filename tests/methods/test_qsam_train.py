@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-#: Both stages and the three baselines on 48 digits, 1 epoch each, 3 evaluation qualities.
-MICRO = ["limit_train=48", "limit_test=40", "batch_size=16", "meta_batch_size=16", "epochs=1", "meta_epochs=1",
+#: Both stages and the three baselines on 32 digits, 1 epoch each, 3 evaluation qualities.
+MICRO = ["limit_train=32", "limit_test=24", "batch_size=16", "meta_batch_size=16", "epochs=1", "meta_epochs=1",
          "log_every=1", "eval_qualities=[90,50,10]", "arch_kwargs={widths: [4, 4, 8, 8]}"]
 
 

@@ -120,10 +120,10 @@ def test_ceiling_line_has_a_legend_entry_and_a_panel_without_one_says_why(scores
     assert "noise ceiling" in _legend_texts(fig)
     by_title = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
     notes = [t.get_text() for t in by_title["kriegeskorte2008_92/IT (monkey)"].texts]
-    assert notes == ["no noise ceiling: one published RDM, no repeats or per-subject RDMs"]
+    assert notes == ["no noise ceiling: one RDM, no repeats\nor per-subject RDMs"]
     assert not by_title["cowley2023_v4/V4"].texts
     svcca = figures.plot_layer_curves(data.assign(ceiling=data.ceiling * np.nan), "svcca")
-    assert [t.get_text() for t in svcca.axes[0].texts] == ["no noise ceiling: none is defined for SVCCA"]
+    assert [t.get_text() for t in svcca.axes[0].texts] == ["no noise ceiling: none defined for SVCCA"]
     assert "noise ceiling" not in _legend_texts(svcca)
 
 

@@ -711,8 +711,8 @@ def sweep(
             parts.append(_failed_part(unit, settings, message))
             failed.append({"model": unit.model, "dataset": unit.dataset, "error": message})
     notes = list(dict.fromkeys(n for part in parts for n in json.loads(part.attrs.get("notes", "[]"))))
-    for note in notes:  # once per dataset and region, not once per model or layer
-        logger.warning("%s", note)
+    for note in notes:  # once per dataset and region, not once per model or layer (the CLI prints them)
+        logger.info("%s", note)
     scores = stamp(merge_scores(parts, attrs={}), protocol=protocol)
     scores.attrs["failed_units"] = json.dumps(failed)
     scores.attrs["notes"] = json.dumps(notes)

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe raises here, inside the handler below, not at exit
+        return code
     except WorkbenchError as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line
         print(f"workbench {args.command}: error: {message}", file=sys.stderr)

@@ -180,6 +180,16 @@ class AccumulationStep(nn.Module):
         return (x_acc if self.proj is None else self.proj(x_acc)) + s_res
 
 
+def _init(module: nn.Module) -> None:
+    """Kaiming-normal convs (fan out), BN scale 1 and shift 0, as the reference code."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
 class FullSpikeResNet(nn.Module):
     """A full-spike SEW-ResNet, with the auxiliary accumulation pathway when ``aap``.
 
@@ -205,11 +215,15 @@ class FullSpikeResNet(nn.Module):
         default ``"acc"`` for a DSNN, ``"spike"`` for an FSNN.
     stem_stride : int, default: 1
         Stride of the ``"tiny"`` stem's conv.
+    zero_init_residual : bool, default: False
+        Start every block's last BN scale at 0 (the reference code's ``--zero_init_residual``):
+        the residual spikes are then 0 at first and a block passes its identity spikes through
+        (IAND, OR, XOR; AND passes nothing).
     """
 
     def __init__(self, blocks: Sequence[int], widths: Sequence[int], strides: Sequence[int], *,
                  stem: str = "tiny", num_classes: int = 10, connect: str = "IAND", aap: bool = False,
-                 head: str | None = None, stem_stride: int = 1):
+                 head: str | None = None, stem_stride: int = 1, zero_init_residual: bool = False):
         super().__init__()
         from spikingjelly.activation_based import functional, layer
 
@@ -250,15 +264,14 @@ class FullSpikeResNet(nn.Module):
         self.avgpool = layer.AdaptiveAvgPool2d((1, 1))
         self.flatten = layer.Flatten(start_dim=1)
         self.fc = layer.Linear(cin, num_classes)
-        if aap:
+        _init(self)
+        if zero_init_residual:
+            for _, block in self.blocks:
+                nn.init.constant_(block.bn2.weight, 0)
+        if aap:  # built and initialised after the spike stream: its random draws come last
             self.aap = nn.ModuleList(AccumulationStep(*step) for step in steps)
             self.acc_avgpool = layer.AdaptiveAvgPool2d((1, 1))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+            _init(self.aap)
         functional.set_step_mode(self, "m")
 
     @staticmethod
@@ -336,58 +349,70 @@ def _no_weights(name: str) -> None:
 
 
 def _tiny(name: str, pretrained: bool, num_classes: int, connect: str, width: int, blocks, stem_stride: int,
-          aap: bool):
+          zero_init_residual: bool, aap: bool):
     if pretrained:
         _no_weights(name)
     if int(width) < 1 or int(stem_stride) < 1:
         raise ValidationError(f"width={width}, stem_stride={stem_stride}; expected positive integers")
     net = FullSpikeResNet(_blocks_arg(blocks), [int(width) * k for k in (1, 2, 4, 8)], (1, 2, 2, 2),
                           stem="tiny", num_classes=num_classes, connect=connect, aap=aap,
-                          stem_stride=int(stem_stride))
+                          stem_stride=int(stem_stride), zero_init_residual=bool(zero_init_residual))
     return Architecture(net, net.layer_names(), _TINY_PREPROCESSING, time_steps=TIME_STEPS)
 
 
-def _imagenet(name: str, pretrained: bool, num_classes: int, connect: str, blocks, aap: bool):
+def _imagenet(name: str, pretrained: bool, num_classes: int, connect: str, blocks, zero_init_residual: bool,
+              aap: bool):
     if pretrained:
         _no_weights(name)
     net = FullSpikeResNet(blocks, (64, 128, 256, 512), (1, 2, 2, 2), stem="imagenet",
-                          num_classes=num_classes, connect=connect, aap=aap)
+                          num_classes=num_classes, connect=connect, aap=aap,
+                          zero_init_residual=bool(zero_init_residual))
     return Architecture(net, net.layer_names(), Preprocessing(224), time_steps=TIME_STEPS)
 
 
 @register_model("fsnn_tiny", family="snn")
 def fsnn_tiny(pretrained: bool = False, num_classes: int = 10, connect: str = "IAND", width: int = 8,
-              blocks=(2, 2, 2, 2), stem_stride: int = 2) -> Architecture:
+              blocks=(2, 2, 2, 2), stem_stride: int = 2, zero_init_residual: bool = False) -> Architecture:
     """Full-spike SEW-ResNet for 32 px (IAND, 8 blocks, 8-64 channels): sn1, the blocks, avgpool."""
-    return _tiny("fsnn_tiny", pretrained, num_classes, connect, width, blocks, stem_stride, aap=False)
+    return _tiny("fsnn_tiny", pretrained, num_classes, connect, width, blocks, stem_stride, zero_init_residual,
+                 aap=False)
 
 
 @register_model("dsnn_tiny", family="snn")
 def dsnn_tiny(pretrained: bool = False, num_classes: int = 10, connect: str = "IAND", width: int = 8,
-              blocks=(2, 2, 2, 2), stem_stride: int = 2) -> Architecture:
+              blocks=(2, 2, 2, 2), stem_stride: int = 2, zero_init_residual: bool = False) -> Architecture:
     """fsnn_tiny with its auxiliary accumulation pathway (AAP head): sn1, aap.0-7, acc_avgpool."""
-    return _tiny("dsnn_tiny", pretrained, num_classes, connect, width, blocks, stem_stride, aap=True)
+    return _tiny("dsnn_tiny", pretrained, num_classes, connect, width, blocks, stem_stride, zero_init_residual,
+                 aap=True)
 
 
 @register_model("fsnn18", family="snn")
-def fsnn18(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND") -> Architecture:
+def fsnn18(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
+           zero_init_residual: bool = False) -> Architecture:
     """Full-spike SEW-ResNet-18 (IAND; Chen et al. 2023): sn1, max-pool, the 8 blocks, average pool."""
-    return _imagenet("fsnn18", pretrained, num_classes, connect, (2, 2, 2, 2), aap=False)
+    return _imagenet("fsnn18", pretrained, num_classes, connect, (2, 2, 2, 2), zero_init_residual,
+                     aap=False)
 
 
 @register_model("dsnn18", family="snn")
-def dsnn18(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND") -> Architecture:
+def dsnn18(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
+           zero_init_residual: bool = False) -> Architecture:
     """fsnn18 with its auxiliary accumulation pathway (AAP head): sn1, max-pool, aap.0-7, acc_avgpool."""
-    return _imagenet("dsnn18", pretrained, num_classes, connect, (2, 2, 2, 2), aap=True)
+    return _imagenet("dsnn18", pretrained, num_classes, connect, (2, 2, 2, 2), zero_init_residual,
+                     aap=True)
 
 
 @register_model("fsnn34", family="snn")
-def fsnn34(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND") -> Architecture:
+def fsnn34(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
+           zero_init_residual: bool = False) -> Architecture:
     """Full-spike SEW-ResNet-34 (IAND; Chen et al. 2023): sn1, max-pool, the 16 blocks, average pool."""
-    return _imagenet("fsnn34", pretrained, num_classes, connect, (3, 4, 6, 3), aap=False)
+    return _imagenet("fsnn34", pretrained, num_classes, connect, (3, 4, 6, 3), zero_init_residual,
+                     aap=False)
 
 
 @register_model("dsnn34", family="snn")
-def dsnn34(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND") -> Architecture:
+def dsnn34(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
+           zero_init_residual: bool = False) -> Architecture:
     """fsnn34 with its auxiliary accumulation pathway (AAP head): sn1, max-pool, aap.0-15, acc_avgpool."""
-    return _imagenet("dsnn34", pretrained, num_classes, connect, (3, 4, 6, 3), aap=True)
+    return _imagenet("dsnn34", pretrained, num_classes, connect, (3, 4, 6, 3), zero_init_residual,
+                     aap=True)

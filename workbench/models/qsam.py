@@ -1,6 +1,6 @@
 """QSAM networks: shared convolutions with quantisation-aware batch norm (QABN) and a table-driven mixer.
 
-QSAM (Li et al. 2023, arXiv 2304.10714) classifies JPEG-compressed images with a network whose
+QSAM (Ma et al. 2023, 'Picking Up Quantization Steps for Compressed Image Classification', arXiv 2304.10714) classifies JPEG-compressed images with a network whose
 every batch norm has ``K`` branches, one per base JPEG quality of training, and whose branches
 are mixed per image by weights that an MLP computes from the image file's quantisation tables.
 

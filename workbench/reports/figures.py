@@ -119,15 +119,15 @@ def ceiling_reason(scores: xr.Dataset, region: str, metric: str) -> str:
     if np.isfinite(_ceiling(scores.sel({dims.REGION: region, dims.METRIC: metric}))):
         return ""
     if metric in ("cka", "svcca"):
-        return f"no noise ceiling: none is defined for {metric.upper()}"
+        return f"no noise ceiling: none defined for {metric.upper()}"
     if _rdm_only(scores, region):
-        return "no noise ceiling: one published RDM, no repeats or per-subject RDMs"
-    return "no noise ceiling: the recording has no repeated presentations"
+        return "no noise ceiling: one RDM, no repeats\nor per-subject RDMs"
+    return "no noise ceiling: no repeated\npresentations in the recording"
 
 
 def _panel_note(ax, text: str, *, y: float = 0.5, size: int = 8) -> None:
     ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="center", fontsize=size,
-            color="0.35", wrap=True)
+            color="0.35", wrap=True, bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 1.5})
 
 
 def _layers_used(best: xr.Dataset, model: str, regions) -> tuple[int, int, int]:
@@ -234,7 +234,7 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
                                color="0.5", alpha=0.2, lw=0, zorder=0)
             else:
                 why = ceiling_reason(scores, region, metric)
-                _panel_note(ax, why + ("; scores cannot be normalised" if normalized else ""), y=0.97, size=7)
+                _panel_note(ax, why + ("\n(scores cannot be normalised)" if normalized else ""), y=0.9, size=7)
         handles = []
         for model, family in zip(map(str, scores[dims.MODEL].values), map(str, scores["family"].values)):
             applicable = [r for r in regions if not not_applicable_reason(scores, r, metric)]
@@ -311,8 +311,8 @@ def plot_best_layer_depth(scores: xr.Dataset, metric: str) -> Figure:
                 for d, n, total_n in zip(depth[keep], scored, total):
                     if n < total_n:
                         partial = True
-                        ax.annotate(f"{int(n)}/{int(total_n)}", (i + offset, d), xytext=(4, 0),
-                                    textcoords="offset points", fontsize=7, color=color, va="center")
+                        ax.annotate(f"{int(n)}/{int(total_n)}", (i + offset, d), xytext=(3, 4),
+                                    textcoords="offset points", fontsize=7, color=color, va="bottom")
         ax.set_xticks(range(len(regions)), regions, rotation=20, ha="right")
         ax.set_xlim(-0.6, len(regions) - 0.4)
         ax.set_ylim(-0.05, 1.05)

@@ -1,4 +1,4 @@
-"""QSAM: quantisation-step-aware classification of JPEG-compressed images (Li et al. 2023).
+"""QSAM: quantisation-steps-aware classification of JPEG-compressed images (Ma et al. 2023).
 
 Stage 1 trains shared convolutions with one batch-norm branch per base JPEG quality, each
 chunk of a mixed-quality batch weighted by its quantisation-aware confidence (QAC); stage 2
@@ -14,8 +14,8 @@ from workbench.methods.qsam.train import QSAMConfig, evaluate, predict_files, tr
 
 register_method(MethodSpec(
     name="qsam",
-    paper=("Li, Ma, Wang, Wu, Zhou, Zhao, Huang, Yu, Wang & Tian 2023, 'Quantization-step aware "
-           "classification of JPEG-compressed images' (QSAM), arXiv 2304.10714"),
+    paper=("Ma, Peng, Chen, Zhao, Dong & Tian 2023, 'Picking Up Quantization Steps for Compressed Image "
+           "Classification' (QSAM), IEEE TCSVT, arXiv 2304.10714"),
     summary="JPEG-quality-aware classification: QAC-weighted multi-BN training, table-driven BN mixing",
     config_cls=QSAMConfig,
     train=train,
