@@ -132,8 +132,9 @@ def main(argv=None) -> int:
     early = [p for p in grad.index if p.startswith(("layer1.", "layer2."))]
     early_mean = float(grad.loc[early, "ratio_mean"].mean())
     verdict = "holds" if (grad.loc[early, "ratio_mean"] > 1).all() else "FAILS"
+    per_block = ", ".join(f"{p} {grad.loc[p, 'ratio_mean']:.2f}" for p in early)
     print(f"claim 2 (early blocks {early} get larger gradients under DST): {verdict}: mean ratio over them "
-          f"{early_mean:.3f}; per block {', '.join(f'{p} {grad.loc[p, 'ratio_mean']:.2f}' for p in early)}")
+          f"{early_mean:.3f}; per block {per_block}")
     if timing is not None:
         wall, load = timing
         if np.isnan(wall):

@@ -240,3 +240,36 @@ def test_a_subsample_that_cannot_be_scored_gives_a_nan_interval_with_its_reason(
     v1 = scores.sel(region="toy/V1", metric="svcca", model="test_tiny_cnn")
     assert v1["score"].notnull().all() and v1["ci_low"].isnull().all() and v1["ci_high"].isnull().all()
     assert "bootstrap subsample of 19 stimuli" in scores["error"].sel(model="test_tiny_cnn").item()
+
+
+def test_failed_units_and_inapplicable_metrics_are_recorded_once(tiny_models, dataset):
+    """Issue 19: a unit that raised is listed in attrs; SVCCA that cannot fit the stimuli is not
+    a failure of the model, and is noted once per region (not once per layer or model)."""
+    import json
+
+    from workbench.analysis.sweeps import failed_units
+
+    # 15 + 10 (unreduced neuroids) canonical variables do not fit 24 - 1 = 23 dimensions
+    protocol = PROTOCOL.replace(svcca_n_components=15)
+    scores = sweep(["test_broken", "test_tiny_cnn", "test_tiny_snn"], [dataset], protocol=protocol,
+                   activation_cache=False, progress=False)
+    assert failed_units(scores) == [{"model": "test_broken", "dataset": "toy", "error": "RuntimeError: no weights here"}]
+    assert not bool(scores["applicable"].sel(region="toy/V1", metric="svcca"))
+    assert scores["score"].sel(region="toy/V1", metric="svcca").isnull().all()
+    assert scores["score"].sel(model="test_tiny_cnn", region="toy/V1", metric="cka").notnull().any()
+    assert list(scores["error"].sel(model=["test_tiny_cnn", "test_tiny_snn"]).values) == ["", ""]
+    notes = json.loads(scores.attrs["notes"])
+    assert len(notes) == 1 and notes[0].startswith("toy/V1: svcca not applicable: 15 + 10 (one per neuroid")
+    with pytest.raises(ValidationError, match="unknown model 'test_tiny_cn'; did you mean 'test_tiny_cnn'"):
+        sweep(["test_tiny_cn"], [dataset], protocol=PROTOCOL)
+
+
+def test_a_subset_of_layers_keeps_their_depth_in_the_whole_model(tiny_models, dataset):
+    full = sweep(["test_tiny_cnn"], [dataset], ["cka"], protocol=PROTOCOL, activation_cache=False, progress=False)
+    part = sweep(["test_tiny_cnn"], [dataset], ["cka"], protocol=PROTOCOL, activation_cache=False, progress=False,
+                 layers=["4", "1"])
+    names = list(part["layer_name"].sel(model="test_tiny_cnn").values)
+    assert names == ["1", "4"]  # in the model's order
+    np.testing.assert_allclose(part["relative_depth"].sel(model="test_tiny_cnn").values, [0.25, 0.75])
+    np.testing.assert_allclose(part["score"].sel(model="test_tiny_cnn").values,
+                               full["score"].sel(model="test_tiny_cnn", layer=[1, 3]).values, rtol=1e-6)

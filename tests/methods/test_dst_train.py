@@ -163,3 +163,20 @@ def test_micro_run_writes_fsnn_dsnn_and_baseline(micro_dst):
     assert not base_metrics.metric.str.contains("aap").any()
     assert json.loads((micro_dst / BASELINE_DIR / "model_card.json").read_text())["baseline_of"] == str(micro_dst.resolve())
     assert math.isfinite(card["wall_time_s"])
+
+
+def test_presets_resolve_tiny_deep_enough_and_paper_as_the_reference_recipe():
+    from workbench.methods import get_method
+    from workbench.training import resolve_config
+
+    spec = get_method("dst")
+    assert spec.presets() == ["paper", "tiny"]
+    tiny = resolve_config(spec, "tiny")
+    assert tiny.dataset == "digits32" and tiny.aap and tiny.baseline and tiny.connect == "IAND"
+    network = build_dst_network(tiny, 10, aap=False)
+    assert len(network.module.blocks) >= 8 and network.time_steps == 4
+    paper = resolve_config(spec, "paper")
+    # iCGY96/AAP README (FSNN-18 (AAP), 8 GPUs x -b 64) and imagenet/train.py defaults
+    assert (paper.arch, paper.dataset, paper.connect, paper.time_steps) == ("fsnn18", "imagenet", "IAND", 4)
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.weight_decay) == ("sgd", 0.1, 0.9, 1e-5)
+    assert (paper.epochs, paper.batch_size, paper.scheduler, paper.aap_weight) == (320, 512, "cosine", 1.0)

@@ -12,7 +12,7 @@ from workbench.errors import DataError, ValidationError
 from workbench.methods.qsam.data import JpegVersions, from_pixels, to_pixels
 from workbench.methods.qsam.jpeg import decode, encode_jpeg, quality_tables
 from workbench.methods.qsam.train import QSAMConfig, chunk_weights, loss_weight, meta_step, stage1_step
-from workbench.models.qsam import QABatchNorm2d, QSAMNet, TinyCNN, qsam_cnn
+from workbench.models.qsam import QABatchNorm2d, TinyCNN, qsam_cnn
 
 
 def test_qabn_with_one_branch_equals_plain_batch_norm():
@@ -176,3 +176,27 @@ def test_meta_step_trains_only_the_mixer_and_sums_its_three_terms():
 def test_read_errors_reach_the_user_through_decode():
     with pytest.raises(DataError, match="<bytes>"):
         decode(b"not an image")
+
+
+def test_presets_resolve_and_the_paper_network_runs():
+    from workbench.methods import get_method
+    from workbench.models.qsam import qsam_resnet18
+    from workbench.training import resolve_config
+
+    spec = get_method("qsam")
+    assert spec.presets() == ["paper", "tiny"]
+    paper = resolve_config(spec, "paper")
+    assert (paper.arch, paper.dataset, paper.epochs, paper.batch_size, paper.lr, paper.qac_scale) == \
+        ("qsam_resnet18", "cifar10", 200, 128, 0.1, "raw")
+    assert (paper.meta_lr, paper.meta_weight_decay, paper.meta_step_size) == (0.004, 5e-4, 0.001)
+    tiny = resolve_config(spec, "tiny")
+    assert tiny.arch == "qsam_cnn" and tiny.dataset == "digits32" and tiny.base_qualities == (90, 60, 30, 10)
+    torch.manual_seed(8)
+    arch = qsam_resnet18(num_classes=10, branches=4)
+    net = arch.module.eval()
+    assert net.backbone.conv1.stride == (1, 1) and isinstance(net.backbone.maxpool, nn.Identity)
+    assert sum(isinstance(m, QABatchNorm2d) for m in net.modules()) == 20   # every BN of ResNet-18
+    assert not any(type(m) is nn.BatchNorm2d and "bns" not in name for name, m in net.named_modules())
+    x = torch.randn(2, 3, 32, 32)
+    assert net(x, tables=torch.ones(2, 128) * 7).shape == (2, 10)
+    assert set(arch.layers) <= set(dict(net.named_modules()))

@@ -199,4 +199,6 @@ def test_separation_rsa_matches_scipy_spearman():
     for name, keep in pair_sets.items():
         assert out[name] == pytest.approx(spearmanr(model[iu][keep], cat[iu][keep])[0], abs=1e-10)
     separated = np.eye(4)[labels] * 5 + rng.normal(size=(16, 4)) * 0.01
-    assert separation_rsa(separated, labels, 2)["base_novel"] > 0.8
+    # a binary model caps Spearman's rho below 1; separated classes come close to the cap, noise near 0
+    assert separation_rsa(separated, labels, 2)["base_novel"] > 0.7
+    assert abs(separation_rsa(rng.normal(size=(16, 4)), labels, 2)["base_novel"]) < 0.3

@@ -82,6 +82,13 @@ def compare(
     CompareResult (a dict of str to float)
         One score per requested metric, in the requested order; all are higher-is-better.
         ``result.reasons[name]`` says why a score is NaN.
+
+    See Also
+    --------
+    workbench.analysis.score_layer : the study's protocol applied to one layer and one region
+        (z-scoring, SVCCA's neural side reduced only for the Allen data): the number
+        ``workbench score`` gives for that cell. ``compare`` applies no protocol, and its
+        ``reduce_y`` defaults to True.
     """
     if isinstance(metrics, str):
         metrics = (metrics,)

@@ -21,7 +21,6 @@ A model name is one of:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -173,8 +172,3 @@ def check_model_names(names: Iterable[str]) -> list[str]:
             + f" (`workbench models list` shows all {known} models)")
     return names
 
-
-def suggest(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for close matches of ``name`` among ``known``, else ``""``."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

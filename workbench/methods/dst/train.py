@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from workbench.errors import DataError, ValidationError
+from workbench.errors import ValidationError
 from workbench.models.fsnn import CONNECT_FUNCTIONS, DSNN_OF, FullSpikeResNet, fsnn_state_dict
 from workbench.training import Callback, Network, TrainConfig, TrainOutcome, build_network, fit
 
@@ -295,15 +295,6 @@ def train(config: DSTConfig, run) -> TrainOutcome:
             k: (norms[k] / base_norms[k] if base_norms.get(k) else float("nan")) for k in norms}}
         wall += base_wall
     return TrainOutcome(fsnn, fsnn.module.state_dict(), data, evaluation, extra=extra, wall_time_s=wall)
-
-
-def _run_config(run_dir: Path) -> dict:
-    import yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise DataError(f"{path} does not exist: cannot tell which data the run was trained on")
-    return yaml.safe_load(path.read_text()) or {}
 
 
 @torch.no_grad()

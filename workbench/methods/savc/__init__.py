@@ -8,7 +8,7 @@ code zysong0113/SAVC. See README.md beside this file.
 from pathlib import Path
 
 from workbench.methods import MethodSpec, register_method
-from workbench.methods.savc.analysis import separation_rsa
+from workbench.methods.savc.analysis import embed_test_images, separation_rsa
 from workbench.methods.savc.contrastive import MomentumQueue, random_resized_crops, sup_contrastive_loss
 from workbench.methods.savc.fscil import (
     FSCILSplit,
@@ -35,6 +35,6 @@ register_method(MethodSpec(
     notebook="methods/savc.ipynb",
 ))
 
-__all__ = ["FSCILSplit", "MomentumQueue", "SAVCConfig", "evaluate", "make_split", "random_resized_crops",
+__all__ = ["FSCILSplit", "MomentumQueue", "embed_test_images", "SAVCConfig", "evaluate", "make_split", "random_resized_crops",
            "read_split", "run_sessions", "separation_rsa", "session_accuracy", "set_prototypes",
            "sup_contrastive_loss", "train", "view_features", "write_split"]

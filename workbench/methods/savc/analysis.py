@@ -61,3 +61,42 @@ def separation_rsa(embeddings, labels, num_base: int) -> dict[str, float]:
             "novel_novel": ~base[:, None] & ~base[None, :],
             "base_novel": (base[:, None] != base[None, :]) | same}
     return {name: _spearman(model[upper & mask], category[upper & mask]) for name, mask in sets.items()}
+
+
+def embed_test_images(run_dir, *, batch_size: int = 256):
+    """Penultimate-layer embeddings of every test image of a finished SAVC run (or baseline snapshot).
+
+    Returns
+    -------
+    embeddings : ndarray, shape (n_test, d)
+        ``embedding`` layer output of the identity view (the analysed layer).
+    labels : ndarray of int, shape (n_test,)
+        Classes renumbered in session order (``< num_base``: base classes).
+    num_base : int
+    """
+    from pathlib import Path
+
+    import torch
+    import yaml
+    from torch.utils.data import DataLoader
+
+    from workbench.methods.savc import fscil
+    from workbench.methods.savc.train import SAVCConfig, _split_for_run, load_data
+    from workbench.training.evaluation import load_run_network
+
+    run_dir = Path(run_dir)
+    card, network = load_run_network(run_dir)
+    root = Path(card.get("snapshot_of", run_dir))
+    values = yaml.safe_load((root / "config.yaml").read_text()) or {}
+    config = SAVCConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    data = load_data(config, augment=False)
+    split = _split_for_run(run_dir, card, data)
+    test = fscil.session_test_set(data.test, split, split.num_sessions)
+    feats, labels = [], []
+    with torch.no_grad():
+        for images, y in DataLoader(test, batch_size=batch_size, shuffle=False):
+            feats.append(network.module.features(images).numpy())
+            labels.append(np.asarray(y))
+    return np.concatenate(feats), np.concatenate(labels), split.num_base
+
+

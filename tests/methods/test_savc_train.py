@@ -1,0 +1,90 @@
+"""SAVC's config, training step and an end-to-end micro run (baselines, sessions, card, evaluate, zoo)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.errors import ValidationError
+from workbench.methods.savc.contrastive import MomentumQueue
+from workbench.methods.savc.train import SAVCConfig, make_step
+from workbench.training import build_network
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValidationError, match="'variant' is 'moco'"):
+        SAVCConfig(variant="moco")
+    with pytest.raises(ValidationError, match="'fantasy' is 'flip'"):
+        SAVCConfig(fantasy="flip")
+    with pytest.raises(ValidationError, match="'small_scale_min' and 'small_scale_max' are 0.8 and 0.5"):
+        SAVCConfig(small_scale_min=0.8, small_scale_max=0.5)
+    with pytest.raises(ValidationError, match="'moco_t' must be > 0"):
+        SAVCConfig(moco_t=0.0)
+
+
+@pytest.mark.parametrize("variant,fantasy", [("savc", "rot0_90"), ("scl", "none"), ("ce", "none")])
+def test_step_loss_is_ce_plus_weighted_contrastive_terms(variant, fantasy):
+    cfg = SAVCConfig(arch="savc_net", fantasy="rot0_90", moco_k=40, moco_dim=8, small_crops=2, small_size=12,
+                     alpha=0.3, beta=0.6)
+    network = build_network("savc_net", seed=0, num_classes=6, fantasy=fantasy, backbone="tiny",
+                            widths=(4, 4, 8, 8), moco_dim=8)
+    queue = MomentumQueue(network.module, 40, 8, 0.9)
+    step = make_step(cfg, variant, 4, queue)
+    x, y = torch.randn(5, 3, 32, 32), torch.tensor([0, 1, 2, 3, 1])
+    torch.manual_seed(0)
+    loss, logs = step(network, network.module, x, y, cfg)
+    m = network.module.m
+    expected = float(logs["ce"]) + (0.3 * float(logs["loss_global"]) + 0.6 * float(logs["loss_small"])
+                                    if variant != "ce" else 0.0)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    assert ("loss_global" in logs) == (variant != "ce")
+    if variant != "ce":  # the 5 * M keys went into the queue with their virtual labels
+        assert int(queue.ptr) == 5 * m
+        assert queue.labels[:5 * m].tolist() == (y[:, None] * m + torch.arange(m)).reshape(-1).tolist()
+    else:
+        assert int(queue.ptr) == 0
+    loss.backward()
+    assert network.module.fc.weight.grad[4 * m:].abs().sum() == 0  # novel rows untouched by the base session
+
+
+MICRO = ["epochs=1", "batch_size=16", "limit_train=32", "limit_test=48", "moco_k=64", "small_crops=2",
+         "log_every=1", "arch_kwargs={backbone: tiny, widths: [4, 8, 8, 8]}"]
+
+
+@pytest.mark.slow
+def test_micro_run_end_to_end(tmp_path):
+    import workbench.models
+    from workbench.methods.savc import evaluate, fscil
+    from workbench.training import read_metrics, train
+
+    out = tmp_path / "run"
+    with torch.random.fork_rng(devices=[]):
+        train("savc", out=out, preset="tiny", overrides=MICRO)
+    card = json.loads((out / "model_card.json").read_text())
+    sessions = card["fscil"]["sessions"]
+    assert [r["classes"] for r in sessions] == [6, 8, 10]
+    assert set(card["fscil"]["baselines"]) == {"ce", "scl"}
+    for variant in ("ce", "scl"):
+        snap = json.loads((out / "snapshots" / variant / "model_card.json").read_text())
+        assert snap["architecture_kwargs"]["fantasy"] == "none" and snap["fscil"]["variant"] == variant
+        assert len(snap["fscil"]["sessions"]) == 3
+    assert card["architecture_kwargs"]["fantasy"] == "rot0_90"
+    # the split file the run wrote is the documented generated split
+    from workbench.data.training import load_training_data
+
+    targets = np.asarray(load_training_data("digits32", augment=False).train.targets)
+    split = fscil.make_split(targets, base_classes=6, ways=2, shots=5, sessions=2, seed=0)
+    assert (out / "split" / "session_3.txt").read_text().split() == [str(i) for i in split.sessions[2]]
+    # evaluate recomputes the last session from the files
+    again = evaluate(out)
+    assert again["test_acc"] == pytest.approx(card["evaluation"]["test_acc"])
+    assert again["test_acc_novel"] == pytest.approx(sessions[-1]["acc_novel"])
+    assert evaluate(out / "snapshots" / "ce")["test_acc"] == pytest.approx(
+        card["fscil"]["baselines"]["ce"]["sessions"][-1]["acc_all"])
+    frame = read_metrics(out)
+    assert sorted(frame[frame.split == "session"].step.unique().tolist()) == [1, 2, 3]
+    model = workbench.models.create(str(out))
+    assert tuple(model.layers)[-1] == "embedding"
