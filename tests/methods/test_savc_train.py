@@ -88,3 +88,20 @@ def test_micro_run_end_to_end(tmp_path):
     assert sorted(frame[frame.split == "session"].step.unique().tolist()) == [1, 2, 3]
     model = workbench.models.create(str(out))
     assert tuple(model.layers)[-1] == "embedding"
+
+
+def test_presets_resolve_to_the_documented_recipes():
+    from workbench.methods import get_method
+    from workbench.training import resolve_config
+
+    spec = get_method("savc")
+    assert spec.presets() == ["paper", "tiny"]
+    paper = resolve_config(spec, "paper")
+    assert (paper.arch_kwargs["backbone"], paper.dataset, paper.fantasy, paper.epochs, paper.batch_size) == \
+        ("resnet20", "cifar100", "rotation2", 500, 128)
+    assert (paper.lr, paper.weight_decay, paper.scheduler, paper.moco_k, paper.moco_m, paper.moco_t) == \
+        (0.1, 0.0005, "cosine", 8192, 0.995, 0.07)
+    assert (paper.alpha, paper.beta, paper.scale, paper.small_crops) == (0.2, 0.8, 16.0, 4)
+    tiny = resolve_config(spec, "tiny", ["shots=3"])
+    assert (tiny.dataset, tiny.fantasy, tiny.base_classes, tiny.ways, tiny.sessions, tiny.shots) == \
+        ("digits32", "rot0_90", 6, 2, 2, 3)

@@ -354,7 +354,7 @@ def plot_family_comparison(scores: xr.Dataset) -> Figure:
             interval = np.isfinite(low) & np.isfinite(high)
             if interval.any():
                 ax.errorbar(x[interval], mean[interval],
-                            yerr=[mean[interval] - low[interval], high[interval] - mean[interval]],
+                            yerr=np.vstack([mean[interval] - low[interval], high[interval] - mean[interval]]),
                             fmt="none", ecolor="k", capsize=3, lw=1)
             for xi, mi, n in zip(x, mean, n_models):
                 if n == 1 and np.isfinite(mi):
@@ -364,7 +364,7 @@ def plot_family_comparison(scores: xr.Dataset) -> Figure:
         ax.set_ylabel("model score (best layer,\nmean over regions)")
         ax.axhline(0, color="k", lw=0.6)
         ax.set_title(f"Family comparison: mean over models, {level:.0%} t-interval\n"
-                     "(no bar for a family of one model: n = 1)")
+                     "(no error bar for a family of one model: n = 1)")
         fig.legend(loc="outside right upper", title="family")
     return fig
 
