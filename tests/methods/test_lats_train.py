@@ -83,8 +83,9 @@ def test_micro_lats_run_exports_pruned_plain_weights_and_logs_the_schedule(tmp_p
                                 dtype=torch.uint8).numpy())
     cka = layer_cka_to_reference(list(path.path), path.path.iloc[0], images, labels=list(path.index))
     assert len(cka) == 3 * len(card["layers"])
-    assert cka[cka.network == "dense"].cka.to_numpy() == pytest.approx(1.0)
-    assert (cka.cka <= 1 + 1e-9).all()
+    dense_cka = cka[cka.network == "dense"].cka.dropna().to_numpy()
+    assert len(dense_cka) > 0 and dense_cka == pytest.approx(1.0)  # NaN: features constant over images
+    assert (cka.cka.dropna() <= 1 + 1e-9).all()
 
 
 @pytest.mark.slow

@@ -200,3 +200,18 @@ def test_presets_resolve_and_the_paper_network_runs():
     x = torch.randn(2, 3, 32, 32)
     assert net(x, tables=torch.ones(2, 128) * 7).shape == (2, 10)
     assert set(arch.layers) <= set(dict(net.named_modules()))
+
+
+def test_routed_and_mixed_forwards_run_under_bf16_autocast():
+    torch.manual_seed(9)
+    net = qsam_cnn(num_classes=4, branches=3, widths=(4, 4, 8, 8)).module.train()
+    x = torch.randn(6, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        routed = net(x, branches=torch.tensor([0, 1, 2, 0, 1, 2]))
+        routed.float().sum().backward()
+        net.eval()
+        mixed = net(x, tables=torch.ones(6, 128) * 10)
+    assert routed.shape == mixed.shape == (6, 4)
+    assert all(p.grad is not None for p in net.backbone.parameters())
+    reference = net(x, tables=torch.ones(6, 128) * 10)          # fp32
+    torch.testing.assert_close(mixed.float(), reference, atol=0.1, rtol=0.1)

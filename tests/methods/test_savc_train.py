@@ -71,6 +71,7 @@ def test_micro_run_end_to_end(tmp_path):
         snap = json.loads((out / "snapshots" / variant / "model_card.json").read_text())
         assert snap["architecture_kwargs"]["fantasy"] == "none" and snap["fscil"]["variant"] == variant
         assert len(snap["fscil"]["sessions"]) == 3
+        assert f"variant: {variant}" in (out / "snapshots" / variant / "config.yaml").read_text()
     assert card["architecture_kwargs"]["fantasy"] == "rot0_90"
     # the split file the run wrote is the documented generated split
     from workbench.data.training import load_training_data

@@ -24,11 +24,21 @@ def load_run_network(run_dir: str | os.PathLike) -> tuple[dict, Network]:
     return card, network
 
 
+def run_config(run_dir: str | os.PathLike, card: dict) -> dict:
+    """The resolved config (as a mapping) of a run, or of the run a snapshot belongs to."""
+    for folder in (Path(run_dir), Path(card.get("snapshot_of", run_dir))):
+        path = folder / "config.yaml"
+        if path.is_file():
+            return yaml.safe_load(path.read_text()) or {}
+    raise DataError(f"{Path(run_dir) / 'config.yaml'} does not exist (nor in the run a snapshot belongs to): "
+                    "cannot tell which data the run was trained on")
+
+
 def load_run_data(run_dir: str | os.PathLike, card: dict):
-    """The run's training data, checked to have the fingerprint its card records."""
+    """``(data, config)``: the run's training data, checked to have the fingerprint its card records."""
     from workbench.data.training import load_training_data
 
-    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    config = run_config(run_dir, card)
     data = load_training_data(card["data"]["name"], root=config.get("data_root"), augment=False)
     if data.fingerprint != card["data"]["fingerprint"]:
         raise DataError(f"the {data.name!r} data found now (fingerprint {data.fingerprint[:12]}...) differ from "

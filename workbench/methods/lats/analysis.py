@@ -132,7 +132,8 @@ def layer_cka_to_reference(networks: Sequence[str | os.PathLike], reference: str
     -------
     DataFrame
         Columns ``network``, ``layer``, ``depth`` (layer index), ``cka`` (in [0, 1]; 1 for the
-        reference itself). Spiking layers are averaged over time steps first.
+        reference itself; NaN where either side's features do not vary across the stimuli).
+        Spiking layers are averaged over time steps first.
     """
     from workbench.activations import extract
     from workbench.metrics.cka import cka
@@ -154,7 +155,10 @@ def layer_cka_to_reference(networks: Sequence[str | os.PathLike], reference: str
         for depth, layer in enumerate(layers):
             x = np.asarray(feats[layer].values, dtype=np.float64)
             y = np.asarray(ref[layer].values, dtype=np.float64)
-            value = cka(x, y) if x.std() > 0 and y.std() > 0 else float("nan")
+            try:
+                value = cka(x, y)
+            except ValidationError:  # a side constant across stimuli (e.g. a silent spiking layer)
+                value = float("nan")
             rows.append({"network": label, "layer": layer, "depth": depth, "cka": float(value)})
     return pd.DataFrame(rows)
 

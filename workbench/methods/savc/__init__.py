@@ -35,6 +35,6 @@ register_method(MethodSpec(
     notebook="methods/savc.ipynb",
 ))
 
-__all__ = ["FSCILSplit", "MomentumQueue", "embed_test_images", "SAVCConfig", "evaluate", "make_split", "random_resized_crops",
-           "read_split", "run_sessions", "separation_rsa", "session_accuracy", "set_prototypes",
-           "sup_contrastive_loss", "train", "view_features", "write_split"]
+__all__ = ["FSCILSplit", "MomentumQueue", "SAVCConfig", "embed_test_images", "evaluate", "make_split",
+           "random_resized_crops", "read_split", "run_sessions", "separation_rsa", "session_accuracy",
+           "set_prototypes", "sup_contrastive_loss", "train", "view_features", "write_split"]

@@ -157,7 +157,8 @@ def load_mini_imagenet(root: str | os.PathLike | None, *, augment: bool = True):
     for f in ("train.csv", "test.csv"):
         digest.update((folder / "split" / f).read_bytes())
     return TrainingData(
-        name="mini_imagenet", train=ImageFiles(*items(train_rows), train_tf), test=ImageFiles(*items(test_rows), test_tf),
+        name="mini_imagenet", train=ImageFiles(*items(train_rows), train_tf),
+        test=ImageFiles(*items(test_rows), test_tf),
         num_classes=len(wnids), classes=tuple(wnids),
         preprocessing=Preprocessing(input_size=84, mean=IMAGENET_MEAN, std=IMAGENET_STD),
         fingerprint=digest.hexdigest(),

@@ -47,6 +47,7 @@ from workbench.methods.savc import fscil
 from workbench.methods.savc.contrastive import MomentumQueue, random_resized_crops, sup_contrastive_loss
 from workbench.models.savc import FANTASIES, aggregate_logits, apply_fantasy, virtual_labels
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network, fit
+from workbench.training.config import config_to_yaml
 from workbench.training.rundir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -296,6 +297,7 @@ def _train_baseline(config: SAVCConfig, variant: str, run, data, plain, split) -
     sub.config = config.replace(variant=variant, baselines=False)
     sub.resume = bool(run.resume and sub.checkpoint_file.is_file())
     folder.mkdir(parents=True, exist_ok=True)
+    sub.write_text("config.yaml", config_to_yaml(sub.config))  # the variant's own settings
     network, result, sessions = train_variant(sub.config, variant, sub, data, plain, split)
     run.write_snapshot(variant, network, network.module.state_dict(), data, {
         "variant": variant, "evaluation": _summary(sessions, result), "wall_time_s": round(result.wall_time_s, 3),
