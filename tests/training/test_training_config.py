@@ -70,3 +70,16 @@ def test_hash_ignores_execution_fields_only():
 def test_seed_and_device_options_override_the_preset():
     config = resolve_config(get_method("supervised"), "tiny", ["seed=3"], seed=5, device="cpu")
     assert config.seed == 5 and config.device == "cpu"
+
+
+def test_lr_schedules_step_by_step():
+    import math
+
+    from workbench.training.loop import lr_factor_fn
+
+    cosine = lr_factor_fn(TrainConfig(epochs=2, warmup_epochs=1), steps_per_epoch=4)
+    assert [cosine(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert [cosine(s) for s in range(4, 8)] == pytest.approx([0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
+    multistep = lr_factor_fn(TrainConfig(epochs=4, scheduler="multistep", milestones=(1, 3), gamma=0.5), 2)
+    assert [multistep(s) for s in range(8)] == [1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+    assert parse_value(TrainConfig, "milestones", "[30, 60]") == (30, 60)

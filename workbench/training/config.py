@@ -51,9 +51,15 @@ class TrainConfig:
     optimizer : {"sgd", "adamw"}
     lr, momentum, weight_decay : float
         Peak learning rate, SGD momentum (AdamW beta1), decoupled/L2 weight decay.
-    scheduler : {"cosine", "constant"}
+    nesterov : bool
+        Nesterov momentum (SGD only).
+    scheduler : {"cosine", "constant", "multistep"}
         Learning-rate schedule over all steps, after ``warmup_epochs`` of linear warm-up; updated
-        every step.
+        every step. ``multistep`` multiplies the lr by ``gamma`` at each epoch in ``milestones``.
+    milestones : tuple of int
+        Epochs at which ``multistep`` decays the lr.
+    gamma : float
+        ``multistep``'s decay factor.
     warmup_epochs : int
     label_smoothing : float
     time_steps : int
@@ -83,8 +89,11 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 5e-4
     scheduler: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     time_steps: int = 4
@@ -100,7 +109,7 @@ class TrainConfig:
     #: Allowed values of string fields (a subclass extends this with its own).
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "optimizer": ("sgd", "adamw"),
-        "scheduler": ("cosine", "constant"),
+        "scheduler": ("cosine", "constant", "multistep"),
         "device": ("cpu", "cuda"),
         "amp": ("auto", "bf16", "off"),
     }

@@ -127,6 +127,9 @@ def lr_factor_fn(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], f
             return (step + 1) / warmup
         if config.scheduler == "constant":
             return 1.0
+        if config.scheduler == "multistep":
+            epoch = step // steps_per_epoch
+            return config.gamma ** sum(epoch >= m for m in config.milestones)
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -135,7 +138,8 @@ def lr_factor_fn(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], f
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                               nesterov=config.nesterov)
     return torch.optim.AdamW(params, lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
 
 
