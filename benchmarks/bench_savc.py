@@ -126,7 +126,8 @@ def main(argv=None) -> int:
         verdict = "not measured (reused run or --no-report)"
     else:
         verdict = "PASS" if t <= LIMIT_S else "FAIL"
-    print(f"| tiny --report <= {LIMIT_S:.0f} s | {t:.0f} s (seed {args.seeds[0]}, OMP_NUM_THREADS="
+    what = "training only, " if args.no_report else ""
+    print(f"| tiny --report <= {LIMIT_S:.0f} s | {t:.0f} s ({what}seed {args.seeds[0]}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', '1')}, {args.jobs} runs at once) | {verdict} |")
     return 0
 
