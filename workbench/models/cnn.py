@@ -78,9 +78,9 @@ def resnet34(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
 
 
 @register_model("resnet50", family="cnn")
-def resnet50(pretrained: bool = False) -> Architecture:
+def resnet50(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """ResNet-50 (He et al. 2016): stem ReLU, max-pool, the 16 bottleneck blocks, average pool."""
-    return _resnet(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, pretrained)
+    return _resnet(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, pretrained, num_classes)
 
 
 @register_model("densenet121", family="cnn")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from workbench.errors import ValidationError
 from workbench.models._layers import of_type, resnet_layers
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
@@ -44,33 +45,35 @@ def _finish(name: str, net: nn.Module, layers, pretrained: bool, source: str) ->
     return Architecture(net, tuple(layers), Preprocessing(224), time_steps=TIME_STEPS)
 
 
-def _sew_resnet(name: str, builder, pretrained: bool) -> Architecture:
-    net = builder(pretrained=False, cnf="ADD", **neuron_kwargs())
+def _sew_resnet(name: str, builder, pretrained: bool, num_classes: int = 1000) -> Architecture:
+    if num_classes != 1000 and pretrained:
+        raise ValidationError(f"published ImageNet weights have 1000 classes, not num_classes={num_classes}")
+    net = builder(pretrained=False, cnf="ADD", num_classes=num_classes, **neuron_kwargs())
     return _finish(name, net, resnet_layers(net, ("sn1", "maxpool")), pretrained, SEW_SOURCE)
 
 
 @register_model("sew_resnet18", family="snn")
-def sew_resnet18(pretrained: bool = False) -> Architecture:
+def sew_resnet18(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """SEW-ResNet-18 (Fang et al. 2021, ADD): sn1, max-pool, the 8 SEW blocks, average pool."""
     from spikingjelly.activation_based.model import sew_resnet
 
-    return _sew_resnet("sew_resnet18", sew_resnet.sew_resnet18, pretrained)
+    return _sew_resnet("sew_resnet18", sew_resnet.sew_resnet18, pretrained, num_classes)
 
 
 @register_model("sew_resnet34", family="snn")
-def sew_resnet34(pretrained: bool = False) -> Architecture:
+def sew_resnet34(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """SEW-ResNet-34 (Fang et al. 2021, ADD): sn1, max-pool, the 16 SEW blocks, average pool."""
     from spikingjelly.activation_based.model import sew_resnet
 
-    return _sew_resnet("sew_resnet34", sew_resnet.sew_resnet34, pretrained)
+    return _sew_resnet("sew_resnet34", sew_resnet.sew_resnet34, pretrained, num_classes)
 
 
 @register_model("sew_resnet50", family="snn")
-def sew_resnet50(pretrained: bool = False) -> Architecture:
+def sew_resnet50(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """SEW-ResNet-50 (Fang et al. 2021, ADD): sn1, max-pool, the 16 SEW bottlenecks, average pool."""
     from spikingjelly.activation_based.model import sew_resnet
 
-    return _sew_resnet("sew_resnet50", sew_resnet.sew_resnet50, pretrained)
+    return _sew_resnet("sew_resnet50", sew_resnet.sew_resnet50, pretrained, num_classes)
 
 
 def _shallow_sew(name: str, blocks_per_stage: int, pretrained: bool) -> Architecture:
