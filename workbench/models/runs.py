@@ -21,7 +21,6 @@ from workbench.models.preprocessing import Preprocessing
 def run_architecture(run_dir: str | os.PathLike, *, load_weights: bool = True):
     """``(card, Architecture)`` of a finished run: the zoo network with the run's weights."""
     from workbench.models.registry import Architecture, build_architecture
-    from workbench.training.checkpoint import load_verified
     from workbench.training.model_card import read_card
 
     card = read_card(run_dir, verify_weights=load_weights)
@@ -33,7 +32,8 @@ def run_architecture(run_dir: str | os.PathLike, *, load_weights: bool = True):
         raise DataError(f"{card_file} field 'preprocessing' is not valid: {exc}") from None
     arch = build_architecture(card["architecture"], **card["architecture_kwargs"])
     if load_weights:
-        state = load_verified(Path(run_dir) / card["weights_file"], what="weights file")
+        # read_card has just checked the file against its sidecar and the card: no second hash
+        state = torch.load(Path(run_dir) / card["weights_file"], map_location="cpu", weights_only=True)
         try:
             arch.module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -44,16 +44,16 @@ def verify(path: str | os.PathLike, *, what: str = "checkpoint") -> str:
     """Return the sha256 of ``path`` after checking it against its sidecar, or raise DataError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{what} {path} does not exist")
+        raise DataError(f"{what} {path} does not exist; restore it, or train again with --force")
     side = sidecar(path)
     if not side.is_file():
         raise DataError(f"{what} {path} has no checksum file {side.name}: it was not completely "
-                        "written (a crash?) and is not loaded")
+                        "written (a crash?) and is not loaded; restore it, or train again with --force")
     expected = side.read_text().strip()
     actual = sha256_file(path)
     if actual != expected:
         raise DataError(f"{what} {path} is truncated or was modified: its sha256 is {actual[:12]}..., "
-                        f"{side.name} says {expected[:12]}...; it is not loaded")
+                        f"{side.name} says {expected[:12]}...; it is not loaded; restore it, or train again with --force")
     return actual
 
 

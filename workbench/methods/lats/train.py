@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from workbench.errors import DataError, ValidationError
+from workbench.errors import ValidationError
 from workbench.methods.lats import pruning
 from workbench.methods.lats.schedules import SCHEDULES, threshold_schedule
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network, fit
@@ -211,17 +211,6 @@ def train(config: LATSConfig, run) -> TrainOutcome:
                         extra=extra, wall_time_s=result.wall_time_s)
 
 
-def _run_config(run_dir: Path, card: dict) -> dict:
-    import yaml
-
-    for folder in (run_dir, Path(card.get("snapshot_of", run_dir))):
-        path = Path(folder) / "config.yaml"
-        if path.is_file():
-            return yaml.safe_load(path.read_text()) or {}
-    raise DataError(f"{run_dir / 'config.yaml'} does not exist (nor in the run the snapshot belongs to): "
-                    "cannot tell which data the run was trained on")
-
-
 @torch.no_grad()
 def evaluate(run_dir: str | os.PathLike, *, batch_size: int = 256) -> dict[str, Any]:
     """Re-evaluate a finished run (or one of its snapshots) from its files.
@@ -235,17 +224,12 @@ def evaluate(run_dir: str | os.PathLike, *, batch_size: int = 256) -> dict[str, 
     """
     from torch.utils.data import DataLoader
 
-    from workbench.data.training import load_training_data
-    from workbench.training.evaluation import load_run_network
+    from workbench.training.evaluation import load_run_data, load_run_network
     from workbench.training.loop import evaluate_classifier, limited
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
-    config = _run_config(run_dir, card)
-    data = load_training_data(card["data"]["name"], root=config.get("data_root"), augment=False)
-    if data.fingerprint != card["data"]["fingerprint"]:
-        raise DataError(f"the {data.name!r} data found now differ from those {run_dir / 'model_card.json'} "
-                        "was trained on (fingerprints differ)")
+    data, config = load_run_data(run_dir, card)
     loader = DataLoader(limited(data.test, int(config.get("limit_test", 0))), batch_size=batch_size)
     result = {f"test_{k}": v for k, v in evaluate_classifier(network, loader, torch.device("cpu")).items()}
     pruned = set((card.get("pruning") or {}).get("pruned_layers") or [])

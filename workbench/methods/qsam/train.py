@@ -55,6 +55,7 @@ from workbench.methods.qsam.data import JpegVersions, SelectVersions, encoded_fi
 from workbench.methods.qsam.jpeg import decode, qac, quality_tables
 from workbench.storage import atomic_path
 from workbench.training import TrainConfig, TrainOutcome, build_network, fit
+from workbench.training.loop import limited
 
 logger = logging.getLogger(__name__)
 
@@ -362,7 +363,7 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
         networks["uncompressed"] = uncompressed
 
     logger.info("evaluating %d networks at %d JPEG qualities", len(networks), len(config.eval_qualities))
-    test = _limited(plain.test, config.limit_test)
+    test = limited(plain.test, config.limit_test)
     accuracy = accuracy_by_quality({k: n.module for k, n in networks.items()}, test, config.eval_qualities, mean, std)
     weights = mixing_weights_table({k: n.module for k, n in networks.items() if n.module.branches > 1},
                                    config.eval_qualities, base, held)
@@ -412,12 +413,6 @@ def _merge_stage1_metrics(run) -> int:
     frame = pd.read_csv(path)
     run.rows = [(int(a), int(b), str(c), str(d), float(e)) for a, b, c, d, e in frame.itertuples(index=False)]
     return int(frame.step.max()) if len(frame) else 0
-
-
-def _limited(dataset, limit: int):
-    from workbench.training.loop import limited
-
-    return limited(dataset, limit)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -498,34 +493,19 @@ def mixing_weights_table(models: dict[str, torch.nn.Module], qualities, base, he
     return pd.DataFrame(rows, columns=["model", "quality", "role", *[f"w_q{q}" for q in base]])
 
 
-def _run_config(run_dir: Path, card: dict) -> dict:
-    import yaml
-
-    for folder in (run_dir, Path(card.get("snapshot_of", run_dir))):
-        path = folder / "config.yaml"
-        if path.is_file():
-            return yaml.safe_load(path.read_text()) or {}
-    raise DataError(f"{run_dir / 'config.yaml'} does not exist (nor in the run the snapshot belongs to)")
-
-
 def evaluate(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Re-evaluate a finished run (or one of its snapshots) from its files.
 
     Returns ``test_acc`` (the mean over the run's evaluation qualities) and ``test_acc_q<QF>``
     at each, every test image written as a JPEG file and its tables read back.
     """
-    from workbench.data.training import load_training_data
-    from workbench.training.evaluation import load_run_network
+    from workbench.training.evaluation import load_run_data, load_run_network
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
-    config = _run_config(run_dir, card)
-    data = load_training_data(card["data"]["name"], root=config.get("data_root"), augment=False)
-    if data.fingerprint != card["data"]["fingerprint"]:
-        raise DataError(f"the {data.name!r} data found now differ from the data {run_dir / 'model_card.json'} "
-                        "was trained on (fingerprints differ)")
+    data, config = load_run_data(run_dir, card)
     qualities = tuple(config.get("eval_qualities", EVAL_QUALITIES))
-    test = _limited(data.test, int(config.get("limit_test", 0)))
+    test = limited(data.test, int(config.get("limit_test", 0)))
     frame = accuracy_by_quality({"model": network.module}, test, qualities,
                                 data.preprocessing.mean, data.preprocessing.std)
     return _summary(frame, "model")

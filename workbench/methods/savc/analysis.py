@@ -77,19 +77,15 @@ def embed_test_images(run_dir, *, batch_size: int = 256):
     from pathlib import Path
 
     import torch
-    import yaml
     from torch.utils.data import DataLoader
 
     from workbench.methods.savc import fscil
-    from workbench.methods.savc.train import SAVCConfig, _split_for_run, load_data
+    from workbench.methods.savc.train import _split_for_run, load_data, run_savc_config
     from workbench.training.evaluation import load_run_network
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
-    root = Path(card.get("snapshot_of", run_dir))
-    values = yaml.safe_load((root / "config.yaml").read_text()) or {}
-    config = SAVCConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    data = load_data(config, augment=False)
+    data = load_data(run_savc_config(run_dir, card), augment=False)
     split = _split_for_run(run_dir, card, data)
     test = fscil.session_test_set(data.test, split, split.num_sessions)
     feats, labels = [], []

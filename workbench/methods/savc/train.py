@@ -306,12 +306,19 @@ def _train_baseline(config: SAVCConfig, variant: str, run, data, plain, split) -
     return {"sessions": sessions, "wall_time_s": result.wall_time_s}
 
 
+def run_savc_config(run_dir: Path, card: dict) -> "SAVCConfig":
+    """The :class:`SAVCConfig` of a finished run, or of the run a baseline snapshot belongs to."""
+    from workbench.training.evaluation import run_config
+
+    values = run_config(run_dir, card)
+    return SAVCConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def _split_for_run(run_dir: Path, card: dict, data) -> fscil.FSCILSplit:
-    import yaml
+    from workbench.training.evaluation import run_config
 
     root = Path(card.get("snapshot_of", run_dir))
-    config = yaml.safe_load((root / "config.yaml").read_text()) or {}
-    folder = config.get("split_dir") or root / "split"
+    folder = run_config(run_dir, card).get("split_dir") or root / "split"
     return fscil.read_split(folder, np.asarray(data.train.targets), getattr(data.train, "paths", None))
 
 
@@ -325,16 +332,11 @@ def evaluate(run_dir: str | os.PathLike) -> dict[str, Any]:
         ``test_acc`` (all classes), ``test_acc_base``, ``test_acc_novel`` (top-1, fractions),
         with the prototypes stored in the weights and the split in ``split/`` (or ``split_dir``).
     """
-    import yaml
-
     from workbench.training.evaluation import load_run_network
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
-    root = Path(card.get("snapshot_of", run_dir))
-    config = yaml.safe_load((root / "config.yaml").read_text()) or {}
-    cfg = SAVCConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-    data = load_data(cfg, augment=False)
+    data = load_data(run_savc_config(run_dir, card), augment=False)
     if data.fingerprint != card["data"]["fingerprint"]:
         raise DataError(f"the {data.name!r} data found now differ from those {run_dir / 'model_card.json'} "
                         "was trained on (fingerprints differ)")
