@@ -1,5 +1,6 @@
 """torchrun with 2 CPU processes (gloo) follows the loss curve of 1 process with the same global batch."""
 
+import os
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def test_two_processes_follow_the_one_process_curve(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
          "-m", "workbench", "train", "supervised", "--out", str(double), *set_args(DDP)],
-        capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", **__import__("os").environ})
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
 
     a, b = read_metrics(single), read_metrics(double)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import DataError, ValidationError
+from workbench.training.evaluation import run_config
 
 
 def _sparsity(card: dict) -> float:
@@ -42,12 +43,10 @@ def _test_acc(metrics: pd.DataFrame | None, epoch: int | None) -> float:
 
 
 def _configured_epochs(run_dir: Path) -> int | None:
-    import yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+    try:
+        epochs = run_config(run_dir, {}).get("epochs")
+    except DataError:
         return None
-    epochs = (yaml.safe_load(path.read_text()) or {}).get("epochs")
     return int(epochs) if isinstance(epochs, int) else None
 
 
