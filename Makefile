@@ -1,5 +1,7 @@
 # Two commands a newcomer needs: `make demo` and `make test`. Each creates .venv when it is
-# missing and installs the pinned dependencies (requirements.txt) before it runs.
+# missing and installs the pinned dependencies (requirements.txt, then allensdk from
+# requirements-allensdk.txt with --no-deps, since its own pins clash with ours; its runtime
+# dependencies are pinned in requirements.txt) before it runs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,19 +13,23 @@ export WORKBENCH_DATA_MIRROR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abs
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-allensdk.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-allensdk.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The suite runs on both cores (pytest-xdist); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 demo: $(STAMP)
 	$(BIN)/workbench demo
@@ -35,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_null.py
 	$(BIN)/python benchmarks/bench_methods.py
 
 clean:

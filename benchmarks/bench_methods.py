@@ -2,7 +2,8 @@
 
 ``python benchmarks/bench_methods.py`` runs them all (hours on 2 cores); a part alone:
 ``overhead`` (the loop vs a bare PyTorch loop, benchmarks/bench_framework.py), ``lats``
-(below), ``dst``, ``qsam``, ``savc`` (benchmarks/bench_<method>.py, options passed through).
+(below), ``dst``, ``qsam``, ``savc``, ``mada``, ``part``, ``unidet`` (benchmarks/bench_<method>.py,
+options passed through).
 
 LATS part (issue 10): for each architecture (the small CNN and the small SEW-ResNet of the
 tiny preset) and each seed, three pruning runs of the same length on digits32:
@@ -259,7 +260,8 @@ def run_lats_part(args) -> int:
 
 
 #: Benchmarks of the other methods, each a script of its own run through this one.
-METHOD_BENCHMARKS = {"dst": "bench_dst", "qsam": "bench_qsam", "savc": "bench_savc"}
+METHOD_BENCHMARKS = {"dst": "bench_dst", "qsam": "bench_qsam", "savc": "bench_savc", "mada": "bench_mada",
+                     "part": "bench_part", "unidet": "bench_unidet"}
 
 
 def run_overhead(args) -> int:

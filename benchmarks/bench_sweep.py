@@ -13,6 +13,17 @@ Usage::
     python benchmarks/bench_sweep.py                      # 4 small models x kriegeskorte2008_92
     python benchmarks/bench_sweep.py --workers 4 --models alexnet resnet18 sew_resnet8
 
+``--per-layer`` times instead what a sweep spends on one layer against one region, the
+region's statistics prepared once (its RDM ranks and truncated SVD, ``_Target.derived``):
+the layer's Gram statistics from a float32 array (:meth:`GramStats.from_array`, what
+``extract_stats`` accumulates), the protocol's z-scoring and ``score_region`` with the four
+metrics, against one float32 ``X @ X.T`` of the same layer; the two alternate ``--repeats``
+times in one process and the best of each is kept (the machine may be shared). Target:
+layer / gram <= 1.3. Layers are those of ``benchmarks/bench_metrics.py`` (seeded latent +
+noise), plus one of the 92 stimuli of the default dataset::
+
+    python benchmarks/bench_sweep.py --per-layer --repeats 5
+
 Data come from ``$WORKBENCH_DATA_MIRROR`` (default ``../shared/data`` beside the clone when it
 exists) into a temporary data cache; nothing is downloaded when the mirror is present.
 """
@@ -44,12 +55,59 @@ def timed_sweep(models, dataset, *, executor, store_dir, cache_dir):
     return time.perf_counter() - start, scores
 
 
+LAYER_SHAPES = ((92, 100_000), (118, 100_000), (1000, 50_000), (3200, 20_000))
+
+
+def per_layer_ratios(shapes=LAYER_SHAPES, repeats: int = 3, seed: int = 0) -> list[dict]:
+    """Per-layer time inside a sweep (statistics, z-scoring, all metrics) over one Gram product."""
+    from bench_metrics import N_COMPONENTS, _latent, layer_chunk, responses
+
+    from workbench.analysis import Protocol
+    from workbench.analysis.sweeps import SWEEP_METRICS, _prepare, _Target, score_region
+    from workbench.metrics import GramStats
+
+    protocol = Protocol(svcca_n_components=N_COMPONENTS, tsvd_n_components=N_COMPONENTS)
+    rows = []
+    for n, d in shapes:
+        latent = _latent(n, seed)
+        x = layer_chunk(latent, d, seed, 0)
+        target = _Target("responses", responses(latent, seed), reduce_y=True)
+        metrics = list(SWEEP_METRICS)
+        first = score_region(_prepare(GramStats.from_array(x), protocol), target, metrics, protocol)
+        gram_times, layer_times = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            x @ x.T
+            gram_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            scores = score_region(_prepare(GramStats.from_array(x), protocol), target, metrics, protocol)
+            layer_times.append(time.perf_counter() - t0)
+            np.testing.assert_array_equal(scores, first)
+        rows.append({"n": n, "d": d, "gram": min(gram_times), "layer": min(layer_times),
+                     "scores": dict(zip(metrics, scores.tolist())),
+                     "runs": {"gram": gram_times, "layer": layer_times}})
+        row = rows[-1]
+        print(f"  {f'{n} x {d}':>14} gram {row['gram']:7.3f} s  layer {row['layer']:7.3f} s  "
+              f"layer/gram {row['layer'] / row['gram']:5.2f}   runs: gram "
+              + ", ".join(f"{t:.3f}" for t in gram_times) + "; layer "
+              + ", ".join(f"{t:.3f}" for t in layer_times), flush=True)
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-layer", action="store_true",
+                        help="time one layer inside a sweep against one Gram product, then stop")
+    parser.add_argument("--repeats", type=int, default=3, help="alternated runs with --per-layer")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--dataset", default="kriegeskorte2008_92")
     parser.add_argument("--workers", type=int, default=2, help="local cluster size (default: 2)")
     args = parser.parse_args(argv)
+    if args.per_layer:
+        print(f"per layer inside a sweep (score_region, the region prepared once) vs one float32 Gram "
+              f"product; best of {args.repeats} alternated runs; target layer/gram <= 1.3")
+        per_layer_ratios(repeats=args.repeats)
+        return
 
     mirror = REPO.parent / "shared" / "data"
     if "WORKBENCH_DATA_MIRROR" not in os.environ and (mirror / "SHA256SUMS").exists():

@@ -9,9 +9,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _requirements():
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
+def _requirements(name="requirements.txt"):
+    lines = (ROOT / name).read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _name(requirement):
+    """The normalised project name of a requirement (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ (]", requirement, maxsplit=1)[0]).lower()
 
 
 def test_every_requirement_is_pinned_exactly():
@@ -42,3 +47,40 @@ def test_readme_and_ci_use_the_two_commands():
 def test_only_the_readme_of_reports_is_tracked():
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert "/reports/*" in ignore and "!/reports/README.md" in ignore
+
+
+def test_allensdk_is_pinned_apart_and_installed_without_its_own_pins():
+    # allensdk's own pins (numpy<1.24, pandas==1.5.3, ...) clash with requirements.txt, so it
+    # has its own file, installed by `make setup` with --no-deps after requirements.txt
+    pins = _requirements("requirements-allensdk.txt")
+    assert pins == ["allensdk==2.16.2"]
+    assert not {_name(p) for p in pins} & {_name(r) for r in _requirements()}
+    recipe = (ROOT / "Makefile").read_text()
+    stamp_rule = re.search(r"^\$\(STAMP\):(.*)$", recipe, re.M).group(1).split()
+    assert "requirements.txt" in stamp_rule and "requirements-allensdk.txt" in stamp_rule
+    main_install = recipe.index("pip install --quiet -r requirements.txt")
+    allensdk_install = recipe.index("pip install --quiet --no-deps -r requirements-allensdk.txt")
+    assert main_install < allensdk_install < recipe.index("touch $(STAMP)")
+    # conda: pip cannot take --no-deps inside environment.yml, so the file says to run it after
+    env_text = (ROOT / "environment.yml").read_text()
+    assert "pip install --no-deps -r requirements-allensdk.txt" in env_text
+    assert all(pin in env_text for pin in pins)
+    env = yaml.safe_load(env_text)
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert "allensdk" not in {_name(entry) for entry in pip_section}
+
+
+def test_allensdk_runtime_dependencies_are_pinned_in_requirements():
+    # every dependency that the installed allensdk declares is pinned in requirements.txt
+    # (numpy, pandas, scipy, xarray at the workbench's versions, not allensdk's)
+    from importlib import metadata
+
+    assert metadata.version("allensdk") == "2.16.2"
+    declared = {_name(r) for r in metadata.requires("allensdk") if "extra ==" not in r}
+    pinned = {_name(r) for r in _requirements()}
+    assert declared - pinned == set()
+    assert {"setuptools", "argschema", "pynwb", "hdmf"} <= pinned
+    for requirement in _requirements():
+        if _name(requirement) in declared | {"setuptools"}:
+            name, version = requirement.split("==")
+            assert metadata.version(name) == version, requirement

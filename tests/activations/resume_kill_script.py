@@ -2,10 +2,13 @@
 
 Usage: python resume_kill_script.py CACHE_DIR MARKER_PATH STOP_AT_CALL
 
-The forward call number STOP_AT_CALL writes MARKER_PATH and then waits, so that batches
-1..STOP_AT_CALL-1 are complete and checkpointed when the test kills the process.
+The forward call number STOP_AT_CALL waits until batches 1..STOP_AT_CALL-1 are complete and
+checkpointed (the spill is written by a background thread while the network runs the next
+batch, so the checkpoint may lag by one batch), writes MARKER_PATH and then waits, so that the
+test kills the process at a known checkpoint.
 """
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -37,9 +40,21 @@ if __name__ == "__main__":
     model = make_model()
     calls = [0]
 
+    def checkpointed() -> int:
+        rows = 0
+        for path in Path(cache, "spill").glob("*/progress.json"):
+            try:
+                rows = max(rows, json.loads(path.read_text())["rows"])
+            except (OSError, ValueError, KeyError):
+                pass
+        return rows
+
     def pause(*_):
         calls[0] += 1
         if calls[0] == stop_at:
+            deadline = time.monotonic() + 120
+            while checkpointed() < (stop_at - 1) * BATCH_SIZE and time.monotonic() < deadline:
+                time.sleep(0.01)
             marker.write_text(str(calls[0]))
             time.sleep(300)
 

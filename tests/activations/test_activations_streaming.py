@@ -78,3 +78,42 @@ def test_save_activations_during_the_pass(tmp_path, sew8, images):
     assert sorted(p.name for p in folder.iterdir()) == ["sew_resnet8__avgpool.nc",
                                                         "sew_resnet8__maxpool.nc"]
     assert isinstance(xr.open_dataarray(folder / "sew_resnet8__avgpool.nc"), xr.DataArray)
+
+
+def test_spike_codes_take_one_byte_and_read_back_bit_for_bit(tmp_path):
+    """Issue 18, point 5: spikes (and spike counts / T) spill as uint8 codes; other values
+    arriving later turn the files back into float32; either way the blocks are the values."""
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 5, size=(9, 23)).astype(np.float32) / np.float32(4)  # mean of 4 steps
+    spill = FeatureSpill(9, 23, tmp_path, memory_bytes=0, block_bytes=9 * 4 * 5, codes=4)
+    for start in range(0, 9, 3):
+        spill.append(counts[start:start + 3])
+    assert spill.scale == 4 and sorted(p.suffix for p in tmp_path.iterdir()) == [".u8"] * 5
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) == counts.size  # one byte a value
+    blocks = np.concatenate(list(spill.blocks()), axis=1)
+    assert blocks.dtype == np.float32 and np.array_equal(blocks, counts)
+    plain = FeatureSpill(9, 23, tmp_path / "f32", memory_bytes=0, block_bytes=9 * 4 * 5)
+    for start in range(0, 9, 3):
+        plain.append(counts[start:start + 3])
+    for coded, value in zip(spill.gram_stats().__dict__.items(), plain.gram_stats().__dict__.items()):
+        np.testing.assert_array_equal(coded[1], value[1])  # identical statistics
+
+    mixed = counts.copy()
+    mixed[7, 3] = 0.3  # not a code: the files are widened when this batch arrives
+    widened = FeatureSpill(9, 23, tmp_path / "mixed", memory_bytes=0, block_bytes=9 * 4 * 5, codes=4)
+    for start in range(0, 9, 3):
+        widened.append(mixed[start:start + 3])
+    assert widened.scale is None and {p.suffix for p in (tmp_path / "mixed").iterdir()} == {".f32"}
+    assert np.array_equal(np.concatenate(list(widened.blocks()), axis=1), mixed)
+
+
+def test_a_coded_spill_resumes_from_its_checkpointed_scale(tmp_path):
+    spikes = (np.random.default_rng(2).random((6, 11)) < 0.3).astype(np.float32)
+    first = FeatureSpill(6, 11, tmp_path, memory_bytes=0, block_bytes=6 * 4 * 4, stem="s", codes=1)
+    first.append(spikes[:4])
+    with open(tmp_path / "s_0.u8", "ab") as fh:  # half a batch written when the process stopped
+        fh.write(b"\x01" * 3)
+    again = FeatureSpill(6, 11, tmp_path, memory_bytes=0, block_bytes=6 * 4 * 4, stem="s", codes=1)
+    again.resume(4, first.scale)
+    again.append(spikes[4:])
+    assert np.array_equal(np.concatenate(list(again.blocks()), axis=1), spikes)

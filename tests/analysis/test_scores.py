@@ -73,6 +73,41 @@ def test_merge_keeps_a_failed_models_error_with_no_layers():
     assert list(merged["layer_name"].sel(model="bad").values) == ["", "", ""]
 
 
+def test_error_and_warning_are_kept_apart_in_the_merge_the_files_and_the_csv(tmp_path):
+    """Issue 18, point 4: ``error`` (cells without a score) and ``warning`` (caveats of scores)."""
+    failed = _part("bad", layers=(), error="d: RuntimeError: no weights")
+    warned = _part("silent", warning="rsa: 2 cell(s) left unscored: some stimuli have a zero-variance pattern")
+    warned["score"].values[:] = 0.5
+    warned["applicable"].values[:] = True
+    other = _part("silent", regions=("e/IT",), warning="layer 'a', e/IT: bootstrap subsample of 8 stimuli: ...")
+    merged = merge_scores([failed, warned, other])
+    assert list(merged["error"].values) == ["d: RuntimeError: no weights", ""]
+    assert list(merged["warning"].values) == [
+        "", "rsa: 2 cell(s) left unscored: some stimuli have a zero-variance pattern; "
+            "layer 'a', e/IT: bootstrap subsample of 8 stimuli: ..."]
+    save_scores(merged, tmp_path)
+    loaded = load_scores(tmp_path)
+    assert list(loaded["warning"].values) == list(merged["warning"].values)
+    frame = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
+    assert list(frame.columns[-2:]) == ["error", "warning"]
+    assert set(frame[frame.model == "bad"].warning) == {""}
+    assert set(frame[frame.model == "silent"].error) == {""}
+    assert frame[frame.model == "silent"].warning.str.startswith("rsa: 2 cell(s) left unscored").all()
+    assert frame[frame.model == "bad"].error.eq("d: RuntimeError: no weights").all()
+
+    # a scores.nc written before the split has no `warning`: it reads as no caveats
+    old = merged.drop_vars("warning")
+    for var in ("layer_name", "error"):
+        old[var] = old[var].astype(str)
+    old.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")
+    legacy = load_scores(tmp_path / "old.nc")
+    assert list(legacy["warning"].values) == ["", ""]
+    assert list(legacy["error"].values) == ["d: RuntimeError: no weights", ""]
+    assert (to_frame(legacy)["warning"] == "").all()
+    # and a unit committed before the split merges with one after it
+    assert list(merge_scores([old.sel(model=["silent"]), _part("new", warning="w")])["warning"].values) == ["", "w"]
+
+
 def test_validate_rejects_scores_where_not_applicable():
     part = _part()
     part["score"].values[:] = 0.0

@@ -158,6 +158,10 @@ def test_sweep_records_unscored_cells_and_lists_them(gated_model, dark_dataset, 
     assert rsa_cells.sel(layer=[0, 1]).isnull().all() and rsa_cells.sel(layer=2).notnull().all()
     assert scores["score"].sel(model=gated_model, metric="cka", region="dark/V1", layer=[0, 1]).notnull().all()
     assert scores["error"].sel(model=gated_model).item() == ""  # the policy is not an error
+    # ... but a caveat of the model's scores (issue 18, point 4): its `warning` says so
+    assert scores["warning"].sel(model=gated_model).item().startswith(
+        "rsa: 4 cell(s) left unscored: some stimuli have a zero-variance pattern (protocol "
+        "zero_variance_stimuli='unscored'), e.g. layer '1', dark/V1: 3 stimuli")
     cells = unscored_cells(scores)
     assert sorted(zip(cells.layer_name, cells.region)) == sorted(
         (layer, region) for layer in ("1", "2") for region in ("dark/V1", "dark/IT"))
@@ -168,6 +172,7 @@ def test_sweep_records_unscored_cells_and_lists_them(gated_model, dark_dataset, 
     frame = pd.read_csv(tmp_path / "scores.csv")
     rows = frame[(frame.metric == "rsa") & (frame.layer == 0)]
     assert (rows.n_zero_variance == len(DARK)).all() and rows.score.isna().all()
+    assert frame.error.isna().all() and frame.warning.str.startswith("rsa: 4 cell(s) left unscored").all()
 
     excluded = sweep([gated_model], [dark_dataset], protocol=protocol.replace(zero_variance_stimuli="exclude"),
                      activation_cache=False, progress=False)
@@ -182,6 +187,9 @@ def test_sweep_records_unscored_cells_and_lists_them(gated_model, dark_dataset, 
     cells = unscored_cells(excluded)
     assert set(cells.status) == {"excluded"} and len(cells) == 4
     assert "4 cell(s) scored without their zero-variance stimuli (protocol zero_variance_stimuli='exclude'):" in unscored_summary(excluded)
+    assert excluded["error"].sel(model=gated_model).item() == ""  # every cell has its score
+    assert excluded["warning"].sel(model=gated_model).item().startswith(
+        "rsa: 4 cell(s) scored without the stimuli whose pattern has zero variance, e.g. layer '1'")
 
 
 def test_summary_is_empty_when_every_cell_is_scored():

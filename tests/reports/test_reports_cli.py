@@ -78,6 +78,7 @@ def test_failing_report_exits_non_zero_naming_the_cell(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the whole demo, beside the other xdist worker
 @pytest.mark.skipif(not (MIRROR / "SHA256SUMS").is_file(), reason="needs the local data mirror ../shared/data")
 def test_demo_writes_report_figures_and_scores(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA_MIRROR", str(MIRROR))
@@ -100,6 +101,11 @@ def test_demo_writes_report_figures_and_scores(tmp_path, monkeypatch):
     assert bool(np.isfinite(best).where(scores.applicable, True).all()), scores.error.values
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"family_comparison.png", "metric_rank_agreement.png", "layer_curves_rsa.png"} <= figures
+    # the SNN is scored per time step too (from the same forward pass), and the report shows it
+    per_step = scores.score_per_step.sel(model="sew_resnet18")
+    assert per_step.sizes["time_step"] == 4 and bool(np.isfinite(per_step).any())
+    assert not np.isfinite(scores.score_per_step.sel(model=["resnet18", "deit_tiny"])).any()
+    assert "snn_per_step_rsa.png" in figures and "snn_per_step_rsa" in html
     # heatmaps for every region: 3 models x (2 Kriegeskorte IT regions + Cowley V4)
     assert sum(name.startswith("rdm_") and name.endswith(".png") for name in figures) == 9
 
@@ -115,7 +121,8 @@ def test_demo_passes_its_fixed_choices_and_overrides(tmp_path, monkeypatch):
     assert main(["demo", "--out", str(tmp_path), "--protocol", "time_steps=3", "--dask", "local:2"]) == 0
     assert seen == {"models": ("sew_resnet18", "resnet18", "deit_tiny"),
                     "datasets": ("kriegeskorte2008_92", "cowley2023_v4"), "out": str(tmp_path),
-                    "weights": "random", "protocol": {"time_steps": 3}, "executor": "local:2", "force": False}
+                    "weights": "random", "protocol": {"time_resolved": True, "time_steps": 3},
+                    "executor": "local:2", "force": False}
 
 
 # -- issue 19, point 1: failures visible, early and non-zero; point 4: your own model ----------

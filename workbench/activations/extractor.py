@@ -69,10 +69,17 @@ def resolve_settings(model: ModelWrapper, layers: Iterable[str] | str | None, ba
 
 
 def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
-                    first: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+                    first: int = 0, *, per_step: bool = False) -> Iterator[tuple]:
     """Run the network batch by batch and yield each batch's hooked outputs.
 
     ``first`` (a multiple of the batch size) skips the stimuli before it, to resume a pass.
+
+    Parameters
+    ----------
+    per_step : bool, default: False
+        With ``time_reduce="mean"``: also keep every time step, from the same forward pass
+        (the averages are computed from the very tensors that are kept), and yield
+        ``(start, outputs, step_outputs)``.
 
     Yields
     ------
@@ -82,11 +89,18 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
         Per layer: (b, *feature_shape) when ``time_reduce="mean"``, or
         (b, time_steps, *feature_shape) when ``time_reduce=None``. ``feature_shape`` is the
         module's output for one stimulus at one time step (e.g. (C, H, W)).
+    step_outputs : dict of str to ndarray, float32
+        Only with ``per_step``: per layer, (b, time_steps, *feature_shape), the values
+        ``time_reduce=None`` gives.
     """
     n = check_stimuli(stimuli)
     module = model.module.to(settings.device)
     reduce = settings.time_reduce == "mean"
+    if per_step and not reduce:
+        raise ValidationError("per_step=True needs time_reduce='mean' (time_reduce=None already "
+                              "keeps every time step)")
     captured: dict[str, np.ndarray] = {}
+    captured_steps: dict[str, np.ndarray] = {}
 
     def on_output(layer: str, out: torch.Tensor) -> None:
         if layer in captured:
@@ -96,10 +110,14 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
             )
         if model.is_spiking:
             out = out.transpose(0, 1)  # (T, b, ...) -> (b, T, ...)
+            if per_step:
+                captured_steps[layer] = out.to("cpu", torch.float32, copy=True).numpy()
             out = out.mean(dim=1) if reduce else out
         elif not reduce:
             out = out.unsqueeze(1)  # T = 1
         captured[layer] = out.to("cpu", torch.float32, copy=True).numpy()
+        if per_step and not model.is_spiking:
+            captured_steps[layer] = captured[layer][:, None]  # T = 1: the step is the output
 
     reset = None
     if model.is_spiking:
@@ -113,6 +131,7 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
         for start, x in batches:
             x = x.to(settings.device)
             captured.clear()
+            captured_steps.clear()
             if reset is not None:
                 reset(module)
                 x = x.unsqueeze(0).repeat(settings.time_steps, 1, 1, 1, 1)  # (T, b, C, H, W)
@@ -124,7 +143,10 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
             absent = [layer for layer in settings.layers if layer not in captured]
             if absent:
                 raise ValidationError(f"layer(s) {absent} of {model.name} did not run in forward()")
-            yield start, dict(captured)
+            if per_step:
+                yield start, dict(captured), dict(captured_steps)
+            else:
+                yield start, dict(captured)
 
 
 def feature_shapes(outputs: dict[str, np.ndarray], settings: ExtractionSettings) -> dict[str, tuple]:

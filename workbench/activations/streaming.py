@@ -4,9 +4,21 @@ Batches arrive over stimuli, but the Gram matrix ``X @ X.T`` pairs every stimulu
 other, so it cannot be finished batch by batch without the earlier rows. Each layer's
 flattened float32 batch is therefore appended to disk, split into blocks of columns sized so
 that one block of all stimuli fits in ``block_bytes``; after the pass every block is read back
-whole and fed to :meth:`GramStats.update`, then deleted. Peak memory is one batch of
-activations + one feature block + the n x n Gram matrices. Layers smaller than
+whole and fed to :meth:`GramStats.update`, then deleted. Peak memory is two batches of
+activations + two feature blocks + the n x n Gram matrices. Layers smaller than
 ``memory_bytes`` stay in memory.
+
+Overlap. The spill of batch k is written (and checkpointed) by a background thread while the
+network computes batch k + 1, and the next feature block is read back on a helper thread
+while the Gram product of the current one runs; file I/O, numpy copies, BLAS and torch all
+release the GIL. A spiking network's spill is written as one-byte codes while its values are
+spikes (per time step) or spike counts / T (the average over T), a quarter of the bytes;
+values of another kind turn a file back into float32. The blocks read back are bit for bit
+the values appended, so the statistics do not depend on any of this.
+
+Per-step statistics. ``extract_stats(per_step=True)`` keeps both the average over T and every
+time step from the same forward pass (one spill per layer and step), so a time-resolved
+analysis costs no second pass.
 
 Resuming. With a cache, the spill of one extraction lives in a folder named after everything
 that determines it (``<cache>/spill/<model>_<key>``), and after every batch a checkpoint
@@ -17,7 +29,8 @@ from the next batch: only the batches after the last checkpoint are computed aga
 statistics are those of an uninterrupted run. Layers kept in memory also append their rows
 to a file, so they resume too. The folder is removed once every layer's statistics are in
 the cache; ``workbench cache clear`` removes abandoned ones. A folder in use by another
-process (an exclusive lock) is not shared: that run spills to a fresh folder instead.
+process (an exclusive lock) is not shared: that run spills to a fresh folder instead. The
+checkpoint trails the network by at most the one batch being written in the background.
 """
 
 from __future__ import annotations
@@ -26,9 +39,12 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +67,7 @@ _ITEM = np.dtype(np.float32).itemsize
 PROGRESS_FILE = "progress.json"
 _LOCK_FILE = ".lock"
 #: Bump when the spill layout changes, so that old folders are never resumed.
-SPILL_FORMAT = 1
+SPILL_FORMAT = 2
 
 
 class FeatureSpill:
@@ -72,18 +88,29 @@ class FeatureSpill:
         A fixed file-name stem inside ``directory`` (default: a fresh unique one). With a
         stem, the spill can be continued by another process (:meth:`resume`): a matrix kept
         in memory then also appends its rows to ``<stem>_rows.f32``.
+    codes : int, optional
+        Try to write the column blocks as one byte per value: uint8 codes ``q`` with
+        ``x == float32(q) / codes`` exactly (spikes with ``codes=1``; spike counts averaged
+        over T steps with ``codes=T``), a quarter of the bytes to write and read back. Tried
+        on the first batch; a later batch that has other values turns the files back into
+        float32 (:attr:`scale` says which holds). The statistics are the same either way:
+        the blocks read back are bit for bit the values appended.
     """
 
     def __init__(self, n_stimuli: int, n_features: int, directory: Path, *,
                  memory_bytes: int = DEFAULT_MEMORY_BYTES, block_bytes: int = DEFAULT_BLOCK_BYTES,
-                 name: str = "features", stem: str | None = None):
+                 name: str = "features", stem: str | None = None, codes: int | None = None):
         self.n_stimuli, self.n_features = int(n_stimuli), int(n_features)
         self.name = name
+        self.stem = stem
         self.rows = 0
+        #: the files hold uint8 codes of ``x * scale`` (None: float32 values)
+        self.scale: int | None = None
+        self._codes = None if codes is None else int(codes)
         width = max(1, int(block_bytes) // (self.n_stimuli * _ITEM))
         self.edges = list(range(0, self.n_features, width)) + [self.n_features]
         self._array = None
-        self._files: list[Path] = []
+        self._base: str | None = None  # the column-block files are <base>_<i>.f32 or .u8
         self._journal: Path | None = None
         if stem is None:
             base = None
@@ -100,11 +127,41 @@ class FeatureSpill:
                 fd, base = tempfile.mkstemp(prefix="spill_", dir=directory)
                 os.close(fd)
                 os.unlink(base)
-            self._files = [Path(f"{base}_{i}.f32") for i in range(len(self.edges) - 1)]
+            self._base = base
+
+    @property
+    def _files(self) -> list[Path]:
+        if self.in_memory:
+            return []
+        suffix = "f32" if self.scale is None else "u8"
+        return [Path(f"{self._base}_{i}.{suffix}") for i in range(len(self.edges) - 1)]
+
+    @property
+    def _itemsize(self) -> int:
+        return _ITEM if self.scale is None else 1
 
     @property
     def in_memory(self) -> bool:
         return self._array is not None
+
+    def _encode(self, batch: np.ndarray, scale: int) -> np.ndarray | None:
+        """uint8 codes that decode to exactly ``batch``, or None when it has other values."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = batch * np.float32(scale) if scale != 1 else batch
+            codes = scaled.astype(np.uint8)
+        return codes if np.array_equal(_decode(codes, scale), batch) else None
+
+    def _widen(self) -> None:
+        """Rewrite the uint8 files as float32 (a batch with other values arrived)."""
+        coded, scale = self._files, self.scale
+        self.scale = None
+        if self.rows == 0:  # nothing written yet (the first batch has other values)
+            return
+        for source, target in zip(coded, self._files):
+            with atomic_path(target) as tmp:
+                _decode(np.fromfile(source, dtype=np.uint8), scale).tofile(tmp)
+            source.unlink()
+        logger.debug("%s: values other than %d-step codes; spill widened to float32", self.name, scale)
 
     def append(self, batch: np.ndarray) -> None:
         """Add the next ``b`` stimuli's rows, a (b, n_features) float32 array."""
@@ -120,23 +177,56 @@ class FeatureSpill:
                 with open(self._journal, "ab") as fh:
                     np.ascontiguousarray(batch, dtype=np.float32).tofile(fh)
         else:
+            data = np.asarray(batch, dtype=np.float32)
+            if self.rows == 0 and self._codes is not None:
+                self.scale = self._codes  # try codes from the first batch on
+            if self.scale is not None:
+                codes = self._encode(data, self.scale)
+                if codes is None:
+                    self._widen()
+                else:
+                    data = codes
             for path, lo, hi in zip(self._files, self.edges[:-1], self.edges[1:]):
                 with open(path, "ab") as fh:
-                    np.ascontiguousarray(batch[:, lo:hi], dtype=np.float32).tofile(fh)
+                    np.ascontiguousarray(data[:, lo:hi]).tofile(fh)
         self.rows += b
 
     def blocks(self) -> Iterator[np.ndarray]:
-        """Yield the complete matrix as (n_stimuli, block_width) column blocks, in order."""
+        """Yield the complete matrix as (n_stimuli, block_width) column blocks, in order.
+
+        A spilled matrix reads its next block from disk on a helper thread while the caller
+        works on the current one (so two blocks are in memory at a time).
+        """
         if self.rows != self.n_stimuli:
             raise ValidationError(f"only {self.rows} of {self.n_stimuli} rows were written")
-        for i, (lo, hi) in enumerate(zip(self.edges[:-1], self.edges[1:])):
-            if self.in_memory:
+        if self.in_memory:
+            for lo, hi in zip(self.edges[:-1], self.edges[1:]):
                 yield self._array[:, lo:hi]
-            else:
-                block = np.fromfile(self._files[i], dtype=np.float32)
-                if block.size != self.n_stimuli * (hi - lo):
-                    raise ValidationError(f"spill file {self._files[i]} is incomplete")
-                yield block.reshape(self.n_stimuli, hi - lo)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-read") as pool:
+            pending = pool.submit(self._read_block, 0)
+            for i in range(len(self._files)):
+                block = pending.result()
+                if i + 1 < len(self._files):
+                    pending = pool.submit(self._read_block, i + 1)
+                yield block
+                del block
+
+    def _read_block(self, i: int) -> np.ndarray:
+        """Column block ``i`` from its spill file (the read releases the GIL)."""
+        path, width = self._files[i], self.edges[i + 1] - self.edges[i]
+        block = np.empty((self.n_stimuli, width), np.float32 if self.scale is None else np.uint8)
+        view = memoryview(block).cast("B")
+        with open(path, "rb", buffering=0) as fh:
+            if os.fstat(fh.fileno()).st_size != block.nbytes:
+                raise ValidationError(f"spill file {path} is incomplete")
+            done = 0
+            while done < block.nbytes:
+                got = fh.readinto(view[done:])
+                if not got:
+                    raise ValidationError(f"spill file {path} is incomplete")
+                done += got
+        return block if self.scale is None else _decode(block, self.scale)
 
     def gram_stats(self) -> GramStats:
         """The matrix's GramStats, computed block by block (float32 products)."""
@@ -150,11 +240,12 @@ class FeatureSpill:
             return [] if self._journal is None else [(self._journal, self.n_features)]
         return [(path, hi - lo) for path, lo, hi in zip(self._files, self.edges[:-1], self.edges[1:])]
 
-    def resume(self, rows: int) -> None:
+    def resume(self, rows: int, scale: int | None = None) -> None:
         """Continue a spill whose files (same ``stem``) hold at least ``rows`` complete rows.
 
         Each file is truncated to exactly ``rows`` rows (a batch half-written when the earlier
-        process stopped is dropped) and the next :meth:`append` adds row ``rows``.
+        process stopped is dropped) and the next :meth:`append` adds row ``rows``. ``scale``:
+        the files' :attr:`scale` as checkpointed with ``rows``.
 
         Raises
         ------
@@ -166,16 +257,19 @@ class FeatureSpill:
             raise ValidationError(f"rows={rows} is out of range for {self.n_stimuli} stimuli")
         if self.in_memory and self._journal is None and rows:
             raise DataError(f"{self.name}: an in-memory spill without a stem cannot be resumed")
+        if not self.in_memory and rows:
+            self.scale = None if scale is None else int(scale)
         for path, width in self._file_widths():
+            item = _ITEM if path == self._journal else self._itemsize
             size = path.stat().st_size if path.is_file() else 0
-            if size < rows * width * _ITEM:
+            if size < rows * width * item:
                 raise DataError(
-                    f"spill file {path} holds {size // (width * _ITEM)} complete row(s) of "
+                    f"spill file {path} holds {size // (width * item)} complete row(s) of "
                     f"{self.name}; the checkpoint says {rows}"
                 )
         for path, width in self._file_widths():
             if path.is_file():
-                os.truncate(path, rows * width * _ITEM)
+                os.truncate(path, rows * width * (_ITEM if path == self._journal else self._itemsize))
         if self.in_memory and rows:
             self._array[:rows] = np.fromfile(self._journal, dtype=np.float32,
                                              count=rows * self.n_features).reshape(rows, -1)
@@ -187,6 +281,14 @@ class FeatureSpill:
             path.unlink(missing_ok=True)
         if self._journal is not None:
             self._journal.unlink(missing_ok=True)
+
+
+def _decode(codes: np.ndarray, scale: int) -> np.ndarray:
+    """float32 values of uint8 codes: ``float32(q) / scale``."""
+    values = codes.astype(np.float32)
+    if scale != 1:
+        values /= np.float32(scale)
+    return values
 
 
 def _resolve_cache(cache) -> StatsCache | None:
@@ -204,7 +306,8 @@ def _resolve_cache(cache) -> StatsCache | None:
 def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
                   time_steps: int | None = None, time_reduce: str | None = "mean", device="cpu",
                   cache=True, save_activations=None, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                  block_bytes: int = DEFAULT_BLOCK_BYTES, resume: bool = True):
+                  block_bytes: int = DEFAULT_BLOCK_BYTES, resume: bool = True,
+                  per_step: bool = False):
     """Per-layer :class:`~workbench.metrics.GramStats` of the flattened activations, streamed.
 
     All requested layers are computed in a single forward pass over the stimuli, without
@@ -232,17 +335,29 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
         arguments (model, weights, layers, stimuli, preprocessing, T, batch size, device,
         ``memory_bytes``, ``block_bytes``) from its last completed batch. Needs ``cache``;
         not done with ``save_activations`` (those files are written in one go).
+    per_step : bool, default: False
+        With ``time_reduce="mean"``: also compute every time step's statistics, in the same
+        forward pass, and return both. They are cached under the keys of the separate calls
+        (``time_reduce="mean"`` and ``time_reduce=None``), so either call afterwards is a
+        cache hit; layers whose statistics are all cached are not run again. For a
+        non-spiking model (T = 1) the one step's statistics equal the averaged ones.
 
     Returns
     -------
-    dict of str to GramStats, or dict of str to list of GramStats
+    dict of str to GramStats, or dict of str to list of GramStats, or a tuple of both
         With ``time_reduce="mean"``: one GramStats per layer. With ``time_reduce=None``: per
-        layer, a list of ``time_steps`` GramStats, one per time step.
+        layer, a list of ``time_steps`` GramStats, one per time step. With ``per_step``:
+        ``(averaged, steps)``, the first as for ``"mean"``, the second as for None.
     """
     settings = resolve_settings(model, layers, batch_size, time_steps, time_reduce, device)
+    if per_step and settings.time_reduce != "mean":
+        raise ValidationError("per_step=True needs time_reduce='mean' (time_reduce=None alone "
+                              "already gives every time step)")
     n = check_stimuli(stimuli)
     store = _resolve_cache(cache)
-    steps = [None] if settings.time_reduce == "mean" else list(range(settings.time_steps))
+    # None: the average over time steps; t: time step t
+    steps = ([None] if settings.time_reduce == "mean" else []) + (
+        list(range(settings.time_steps)) if per_step or settings.time_reduce is None else [])
     results: dict[tuple[str, int | None], GramStats] = {}
     keys: dict[tuple[str, int | None], str] = {}
     metas: dict[tuple[str, int | None], dict] = {}
@@ -254,7 +369,7 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
                     "model": model.name, "weights_id": model.weights_id, "layer": layer,
                     "stimuli": fingerprint, "n_stimuli": n,
                     "preprocessing": model.preprocessing.to_dict(),
-                    "time_steps": settings.time_steps, "time_reduce": settings.time_reduce,
+                    "time_steps": settings.time_steps, "time_reduce": "mean" if step is None else None,
                     "time_step": step, "dtype": "float32",
                 }
                 keys[layer, step] = entry_key(fields)
@@ -309,10 +424,13 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
     return _arrange(results, settings, steps)
 
 
-def _arrange(results: dict, settings, steps: list) -> dict:
-    if settings.time_reduce == "mean":
-        return {layer: results[layer, None] for layer in settings.layers}
-    return {layer: [results[layer, s] for s in steps] for layer in settings.layers}
+def _arrange(results: dict, settings, steps: list):
+    per_step = [s for s in steps if s is not None]
+    by_step = {layer: [results[layer, s] for s in per_step] for layer in settings.layers}
+    if settings.time_reduce is None:
+        return by_step
+    averaged = {layer: results[layer, None] for layer in settings.layers}
+    return (averaged, by_step) if per_step else averaged
 
 
 def _lock(folder: Path, stack: contextlib.ExitStack) -> bool:
@@ -360,15 +478,18 @@ def _clear_folder(folder: Path) -> None:
 
 
 def _new_spills(model, layers, steps, shapes: dict, n: int, spill_dir: Path, memory_bytes,
-                block_bytes, persistent: bool) -> dict:
+                block_bytes, persistent: bool, time_steps: int = 1) -> dict:
+    """One FeatureSpill per (layer, step); a spiking model's spill tries one-byte codes
+    (spikes per step; spike counts / T for the average over ``time_steps``)."""
     spills = {}
     for i, layer in enumerate(layers):
         d = int(np.prod(shapes[layer]))
         for j, step in enumerate(steps):
+            codes = None if not model.is_spiking else (time_steps if step is None else 1)
             spills[layer, step] = FeatureSpill(
                 n, d, spill_dir, memory_bytes=memory_bytes, block_bytes=block_bytes,
                 name=_spill_label(model, layer, step),
-                stem=f"layer{i:03d}_step{j:03d}" if persistent else None)
+                stem=f"layer{i:03d}_step{j:03d}" if persistent else None, codes=codes)
     return spills
 
 
@@ -392,10 +513,11 @@ def _resume_spills(model, stimuli, settings, layers, steps, spill_dir, memory_by
         layers = [str(layer) for layer in state["layers"]]
         shapes = {layer: tuple(shape) for layer, shape in state["shapes"].items()}
         spills = _new_spills(model, layers, steps, shapes, n, spill_dir, memory_bytes, block_bytes,
-                             persistent=True)
+                             persistent=True, time_steps=settings.time_steps)
+        scales = state.get("scales", {})
         for key, spill in spills.items():
             if key not in results:  # a layer already in the cache needs no rows
-                spill.resume(rows)
+                spill.resume(rows, scales.get(spill.stem))
     except (DataError, KeyError, TypeError, ValueError) as exc:
         logger.warning("%s: cannot resume from %s (%s); extracting from the first batch",
                        model.name, spill_dir, exc)
@@ -427,14 +549,40 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
                                    settings.batch_size, settings.device)
     live = [key for key in spills if key not in results]
     writers: dict[str, LayerWriter] = {}
+    # the averaged statistics and every step's, from the same pass (extract_stats(per_step=True))
+    both = None in steps and len(steps) > 1
+
+    def store(start: int, outputs: dict, step_outputs: dict) -> None:
+        """Append one batch to every spill and activation file, then checkpoint it."""
+        for layer in layers:
+            out = outputs[layer]
+            b = out.shape[0]
+            flat = out.reshape(b, -1) if None in steps else out.reshape(b, out.shape[1], -1)
+            per_t = step_outputs[layer].reshape(b, -1, flat.shape[1]) if both else flat
+            for step in steps:
+                if (layer, step) in live:
+                    spills[layer, step].append(flat if step is None else per_t[:, step])
+            if layer in writers:
+                writers[layer].append(flat)
+        if run_key is not None:
+            _write_progress(spill_dir, {
+                "run_key": run_key, "rows": start + b, "n_stimuli": n, "layers": list(layers),
+                "shapes": {layer: list(shape) for layer, shape in shapes.items()},
+                "scales": {spill.stem: spill.scale for spill in spills.values() if spill.scale is not None}})
+
     ok = False
+    # the spill is written (and checkpointed) by a background thread while the network runs
+    # the next batch: file writes and copies release the GIL, as does torch
+    writer = _Background(store)
+    batches = (forward_batches(model, stimuli, pass_settings, first, per_step=both) if first < n
+               else iter(()))
     try:
-        batches = forward_batches(model, stimuli, pass_settings, first) if first < n else iter(())
-        for start, outputs in batches:
+        for start, outputs, *step_outputs in batches:
             if not spills:
                 shapes = feature_shapes(outputs, pass_settings)
                 spills = _new_spills(model, layers, steps, shapes, n, spill_dir, memory_bytes,
-                                     block_bytes, persistent=run_key is not None)
+                                     block_bytes, persistent=run_key is not None,
+                                     time_steps=settings.time_steps)
                 live = list(spills)
                 if save_activations is not None:
                     for layer in layers:
@@ -442,30 +590,75 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
                             activation_path(save_activations, model.name, layer), layer=layer,
                             model=model.name, stimulus_ids=stimulus_ids(stimuli),
                             feature_shape=shapes[layer],
-                            time_steps=None if steps == [None] else settings.time_steps,
+                            time_steps=None if None in steps else settings.time_steps,
                             channels_last=layer in model.channels_last, weights=model.weights)
             elif feature_shapes(outputs, pass_settings) != shapes:
                 raise ValidationError(
                     f"{model.name}: layer output shapes {feature_shapes(outputs, pass_settings)} "
                     f"differ from the earlier batches' {shapes}")
-            for layer in layers:
-                out = outputs[layer]
-                b = out.shape[0]
-                flat = out.reshape(b, -1) if steps == [None] else out.reshape(b, out.shape[1], -1)
-                for step in steps:
-                    if (layer, step) in live:
-                        spills[layer, step].append(flat if step is None else flat[:, step])
-                if layer in writers:
-                    writers[layer].append(flat)
-            del outputs
-            if run_key is not None:
-                _write_progress(spill_dir, {
-                    "run_key": run_key, "rows": start + b, "n_stimuli": n, "layers": list(layers),
-                    "shapes": {layer: list(shape) for layer, shape in shapes.items()}})
+            writer.put(start, outputs, step_outputs[0] if both else {})
+            del outputs, step_outputs
+        writer.close()
         ok = True
     finally:
-        for writer in writers.values():
-            writer.close(success=ok)
+        if hasattr(batches, "close"):  # leave inference mode and remove the hooks now, not at GC
+            batches.close()
+        writer.close(raise_error=False)  # an interruption: the batches already queued are kept
+        for activation_writer in writers.values():
+            activation_writer.close(success=ok)
     for key in tqdm(live, desc=f"{model.name}: layers", unit="layer", disable=None):
         keep(key, spills[key].gram_stats())
         spills[key].discard()
+
+
+class _Background:
+    """Run ``work(*item)`` for each :meth:`put` item, in order, on one background thread.
+
+    :meth:`put` waits while ``depth`` items are unfinished, so that with ``depth=1`` memory
+    holds two batches: the one being written and the next one, being computed. An exception
+    in the thread is raised by the next :meth:`put` or by :meth:`close`; the items after it
+    are dropped.
+    """
+
+    def __init__(self, work: Callable, depth: int = 1):
+        self._work = work
+        self._queue: queue.Queue = queue.Queue()
+        self._slots = threading.Semaphore(depth)
+        self._error: BaseException | None = None
+        self._failed = False  # once set, the remaining items are dropped
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="workbench-spill", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if not self._failed:
+                try:
+                    self._work(*item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    self._error, self._failed = exc, True
+            del item
+            self._slots.release()
+
+    def put(self, *item) -> None:
+        self._raise()
+        self._slots.acquire()
+        self._raise()
+        self._queue.put(item)
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Wait until every item put so far is done; raise the thread's error, if any."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

@@ -7,10 +7,13 @@
 - :mod:`~workbench.analysis.statistics`: best layer, model and family scores, ceiling
   normalisation, rank agreement between metrics, paired SEW-ResNet vs ResNet comparison.
 - :mod:`~workbench.analysis.resampling`: the only bootstrap code (subsamples over stimuli).
+- :mod:`~workbench.analysis.nulls`: the chance level of every score (stimulus-permutation
+  nulls) and :func:`chance_corrected`.
 """
 
 from workbench.analysis.protocol import Protocol
 from workbench.analysis.layer import score_layer
+from workbench.analysis.nulls import chance_corrected
 from workbench.analysis.resampling import resample, subsample_indices, subsample_interval, take_rdm, take_stimuli
 from workbench.analysis.scores import (
     load_scores,
@@ -41,6 +44,7 @@ __all__ = [
     "SWEEP_METRICS",
     "SweepSettings",
     "best_layer",
+    "chance_corrected",
     "compute_unit",
     "dataset_scores",
     "family_means",

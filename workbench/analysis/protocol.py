@@ -48,9 +48,11 @@ _DESCRIPTIONS = {
     "bootstrap": "bootstrap resamples over stimuli for score CIs (0 disables)",
     "bootstrap_fraction": "fraction of stimuli drawn, without replacement, per resample",
     "ci_level": "confidence level of every interval (bootstrap and family means)",
-    "seed": "seed of model initialisation (random weights) and of the bootstrap",
+    "seed": "seed of model initialisation (random weights), of the bootstrap and of the permutations",
     "zero_variance_stimuli": "RSA where stimuli have zero-variance patterns: 'unscored' (NaN, "
                              "listed) or 'exclude' (scored on the others, count recorded)",
+    "permutations": "stimulus permutations of the neural side per cell for the chance level "
+                    "(null_mean, null_p95, p_value; 0 disables)",
 }
 
 
@@ -177,6 +179,12 @@ class Protocol:
         left out is recorded in ``n_zero_variance``. Either way the count of such stimuli is
         recorded per cell; metrics that stay defined (CKA, SVCCA, TSVD regression) are scored
         on all stimuli.
+    permutations : int, default: 100
+        Number of random permutations of the neural side's stimulus order scored for every
+        cell, the chance level of its score (``null_mean``, ``null_p95`` and the permutation
+        ``p_value`` in the scores; :mod:`workbench.analysis.nulls`). Seeded by ``seed`` and
+        the same for every layer and model of a region; computed from the statistics already
+        held (:mod:`workbench.metrics.permutation`). 0 disables.
     """
 
     zscore: bool = True
@@ -194,6 +202,7 @@ class Protocol:
     ci_level: float = 0.95
     seed: int = 0
     zero_variance_stimuli: str = "unscored"
+    permutations: int = 100
 
     def __post_init__(self):
         # each field to its declared type, strictly (zscore=0 and zscore=False are one
@@ -210,6 +219,8 @@ class Protocol:
         for name in ("time_steps", "svcca_n_components", "tsvd_n_components", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValidationError(f"Protocol.{name} must be >= 1, found {getattr(self, name)}")
+        if int(self.permutations) < 0:
+            raise ValidationError(f"Protocol.permutations must be >= 0 (0 disables), found {self.permutations}")
         if int(self.bootstrap) < 0:
             raise ValidationError(f"Protocol.bootstrap must be >= 0 (0 disables), found {self.bootstrap}")
         check_choice(self.time_reduce, "Protocol.time_reduce", _TIME_REDUCTIONS)

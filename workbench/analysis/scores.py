@@ -14,13 +14,28 @@ variable                  dims                                meaning
                                                               RDMs); NaN = unknown
 ``layer_name``            (model, layer)                      ``""`` past a model's last layer
 ``relative_depth``        (model, layer)                      ``i / (n_layers - 1)``; NaN past it
-``error``                 (model)                             ``""`` when the model ran fine
+``error``                 (model)                             why cells that apply have no
+                                                              score: the unit raised, a layer
+                                                              or metric failed; ``""`` = none
+``warning``               (model)                             optional; caveats of cells that
+                                                              have a score (or are left NaN by
+                                                              the protocol's choice): zero-
+                                                              variance stimuli, intervals or
+                                                              nulls not computed, per-step
+                                                              gaps; ``""`` = none (files
+                                                              before it: read as ``""``)
 ``ci_low``, ``ci_high``   (model, layer, region, metric)      optional bootstrap interval
 ``score_per_step``        (model, layer, region, metric,      optional; SNNs per time step,
                           time_step)                          NaN for non-spiking models
 ``n_zero_variance``       (model, layer, region, metric)      optional; stimuli whose pattern
                                                               has zero variance (RSA only;
                                                               NaN = not checked)
+``null_mean``,            (model, layer, region, metric)      optional; the chance level: mean
+``null_p95``,                                                 and 95th percentile of the cell's
+``p_value``                                                   stimulus-permutation null, and
+                                                              ``(1 + #null >= score) / (1 + P)``
+                                                              (:mod:`workbench.analysis.nulls`);
+                                                              NaN where the cell has no score
 ``svcca_rank_x``,         (model, layer, region)              optional; canonical variables
 ``svcca_rank_y``                                              SVCCA used on the model / neural
                                                               side (below their columns when
@@ -82,7 +97,13 @@ OPTIONAL_VARS = {
     "ceiling_low": (REGION, METRIC),
     "svcca_rank_x": (MODEL, LAYER, REGION),
     "svcca_rank_y": (MODEL, LAYER, REGION),
+    "null_mean": (MODEL, LAYER, REGION, METRIC),
+    "null_p95": (MODEL, LAYER, REGION, METRIC),
+    "p_value": (MODEL, LAYER, REGION, METRIC),
+    "warning": (MODEL,),
 }
+#: The permutation-null variables (:mod:`workbench.analysis.nulls`), per cell like the scores.
+NULL_VARS = ("null_mean", "null_p95", "p_value")
 #: Optional per-(model, layer, region) variables, merged like the scores.
 LAYER_REGION_VARS = ("svcca_rank_x", "svcca_rank_y")
 _MODEL_COORDS = {"family": "", "weights": "", "time_steps": 0}
@@ -121,6 +142,8 @@ def new_scores(
     with_zero_variance: bool = False,
     with_svcca_ranks: bool = False,
     error: str = "",
+    with_null: bool = False,
+    warning: str = "",
 ) -> xr.Dataset:
     """An all-NaN scores Dataset for one model (``score`` NaN, ``applicable`` False).
 
@@ -148,6 +171,10 @@ def new_scores(
         Adds ``svcca_rank_x`` and ``svcca_rank_y`` (NaN: no SVCCA score).
     error : str, default: ""
         The model's error message, ``""`` when it ran fine.
+    with_null : bool, default: False
+        Adds ``null_mean``, ``null_p95`` and ``p_value`` (NaN: no null computed).
+    warning : str, default: ""
+        The model's caveats: its cells have scores, but ... (``""`` when none).
     """
     n_regions = len(regions)
     if not len(datasets) == len(species) == n_regions:
@@ -167,12 +194,16 @@ def new_scores(
         "layer_name": (REQUIRED_VARS["layer_name"], np.array([list(layer_names)], dtype=object).reshape(1, n_layers)),
         "relative_depth": (REQUIRED_VARS["relative_depth"], depth[None, :]),
         "error": (REQUIRED_VARS["error"], np.array([error], dtype=object)),
+        "warning": (OPTIONAL_VARS["warning"], np.array([warning], dtype=object)),
     }
     if with_ci:
         data_vars["ci_low"] = (OPTIONAL_VARS["ci_low"], np.full(shape, np.nan))
         data_vars["ci_high"] = (OPTIONAL_VARS["ci_high"], np.full(shape, np.nan))
     if with_zero_variance:
         data_vars["n_zero_variance"] = (OPTIONAL_VARS["n_zero_variance"], np.full(shape, np.nan))
+    if with_null:
+        for name in NULL_VARS:
+            data_vars[name] = (OPTIONAL_VARS[name], np.full(shape, np.nan))
     if with_svcca_ranks:
         for name in LAYER_REGION_VARS:
             data_vars[name] = (OPTIONAL_VARS[name], np.full(shape[:3], np.nan))
@@ -236,7 +267,8 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
     k_index = {k: i for i, k in enumerate(metrics)}
     shape = (len(models), n_layers, len(regions), len(metrics))
     out = {name: np.full(shape, np.nan) for name in ("score",) + (("ci_low", "ci_high") if with_ci else ())
-           + (("n_zero_variance",) if with_zero_variance else ())}
+           + (("n_zero_variance",) if with_zero_variance else ())
+           + tuple(v for v in NULL_VARS if any(v in p for p in parts))}
     if steps:
         out["score_per_step"] = np.full(shape + (len(steps),), np.nan)
     per_layer_region = {name: np.full(shape[:3], np.nan) for name in LAYER_REGION_VARS
@@ -247,6 +279,7 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
     layer_name = np.full((len(models), n_layers), "", dtype=object)
     depth = np.full((len(models), n_layers), np.nan)
     errors: list[list[str]] = [[] for _ in models]
+    cautions: list[list[str]] = [[] for _ in models]  # the models' warnings
     model_meta = {key: [None] * len(models) for key in _MODEL_COORDS}
     region_meta = {key: [None] * len(regions) for key in _REGION_COORDS}
 
@@ -281,6 +314,9 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
             message = str(part["error"].values[local])
             if message and message not in errors[i]:
                 errors[i].append(message)
+            caveat = str(part["warning"].values[local]) if "warning" in part else ""
+            if caveat and caveat not in cautions[i]:
+                cautions[i].append(caveat)
         for local, i in enumerate(ri):
             for key, default in _REGION_COORDS.items():
                 value = _scalar(part[key].values[local]) if key in part.coords else default
@@ -329,6 +365,7 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
         layer_name=(REQUIRED_VARS["layer_name"], layer_name),
         relative_depth=(REQUIRED_VARS["relative_depth"], depth),
         error=(REQUIRED_VARS["error"], np.array(["; ".join(e) for e in errors], dtype=object)),
+        warning=(OPTIONAL_VARS["warning"], np.array(["; ".join(c) for c in cautions], dtype=object)),
     )
     coords = {
         MODEL: models,
@@ -425,20 +462,23 @@ def to_frame(scores: xr.Dataset) -> pd.DataFrame:
     """Tidy table: one row per (model, layer, region, metric) that exists.
 
     Columns: model, family, weights, layer, layer_name, relative_depth, region, dataset,
-    species, metric, applicable, score, ceiling, ci_low, ci_high, n_zero_variance, error. Rows
+    species, metric, applicable, score, ceiling, ci_low, ci_high, n_zero_variance, null_mean,
+    null_p95, p_value, error (the model's cells without a score: why), warning (its caveats;
+    ``""`` for scores written before it existed). Rows
     past a model's last layer are left out; not-applicable rows are kept with NaN score. A model
     that failed on every dataset keeps one row per (region, metric), with an empty layer and its error.
     """
     validate_scores(scores)
-    cell_vars = ["score"] + [v for v in ("ci_low", "ci_high", "n_zero_variance") if v in scores]
+    cell_vars = ["score"] + [v for v in ("ci_low", "ci_high", "n_zero_variance") + NULL_VARS if v in scores]
     frame = scores[cell_vars].reset_coords(drop=True).to_dataframe().reset_index()
-    for column in ("ci_low", "ci_high", "n_zero_variance"):
+    for column in ("ci_low", "ci_high", "n_zero_variance") + NULL_VARS:
         if column not in frame:
             frame[column] = np.nan
     per_model = pd.DataFrame(
         {MODEL: scores[MODEL].values, "family": scores["family"].values,
          "weights": scores["weights"].values if "weights" in scores.coords else "",
-         "error": scores["error"].values}
+         "error": scores["error"].values,
+         "warning": scores["warning"].values if "warning" in scores else ""}
     )
     per_layer = scores[["layer_name", "relative_depth"]].reset_coords(drop=True).to_dataframe().reset_index()
     per_region = pd.DataFrame(
@@ -461,7 +501,7 @@ def to_frame(scores: xr.Dataset) -> pd.DataFrame:
         frame[LAYER] = frame[LAYER].astype("Int64").mask(frame["layer_name"] == "")
     columns = [MODEL, "family", "weights", LAYER, "layer_name", "relative_depth", REGION, DATASET,
                SPECIES, METRIC, "applicable", "score", "ceiling", "ci_low", "ci_high", "n_zero_variance",
-               "error"]
+               *NULL_VARS, "error", "warning"]
     return frame[columns].reset_index(drop=True)
 
 
@@ -471,8 +511,9 @@ def save_scores(scores: xr.Dataset, directory: str | os.PathLike) -> tuple[Path,
     directory = Path(directory)
     nc_path, csv_path = directory / SCORES_FILE, directory / SCORES_CSV
     encoded = scores.copy()
-    for var in ("layer_name", "error"):
-        encoded[var] = encoded[var].astype(str)
+    for var in ("layer_name", "error", "warning"):
+        if var in encoded:
+            encoded[var] = encoded[var].astype(str)
     with atomic_path(nc_path) as tmp:
         encoded.to_netcdf(tmp, engine="h5netcdf")
     with atomic_path(csv_path) as tmp:
@@ -493,6 +534,10 @@ def load_scores(path: str | os.PathLike) -> xr.Dataset:
         raise DataError(f"{path}: not a readable scores file ({type(exc).__name__}: {exc})") from exc
     for var in ("layer_name", "error"):
         scores[var] = scores[var].astype(object)
+    if "warning" in scores:
+        scores["warning"] = scores["warning"].astype(object)
+    elif "error" in scores:  # written before `warning` split it off `error`: no caveats recorded
+        scores["warning"] = (scores["error"].dims, np.full(scores["error"].shape, "", dtype=object))
     try:
         return validate_scores(scores, name=str(path))
     except ValidationError as exc:

@@ -44,7 +44,9 @@ def best_layer(scores: xr.Dataset, *, var: str = "score") -> xr.Dataset:
         ``layer_name`` (``""`` there), ``relative_depth`` (NaN there), ``n_layers_scored``
         (how many of the model's layers had a score, i.e. over how many the maximum was
         taken), ``n_layers`` (dims (model,): the model's layers) and, when ``scores`` has
-        bootstrap intervals, the best layer's ``ci_low`` and ``ci_high``.
+        bootstrap intervals, the best layer's ``ci_low`` and ``ci_high``; when it has
+        permutation nulls, the best layer's ``null_mean``, ``null_p95`` and ``p_value`` (that
+        cell's own: not corrected for choosing the best of several layers).
     """
     validate_scores(scores)
     values = scores[var].transpose(MODEL, LAYER, REGION, METRIC).values
@@ -68,7 +70,7 @@ def best_layer(scores: xr.Dataset, *, var: str = "score") -> xr.Dataset:
         "n_layers_scored": (dims, (~np.isnan(values) & exists[:, :, None, None]).sum(axis=1)),
         "n_layers": ((MODEL,), exists.sum(axis=1)),
     }
-    for bound in ("ci_low", "ci_high"):
+    for bound in ("ci_low", "ci_high", "null_mean", "null_p95", "p_value"):
         if bound in scores:
             values = scores[bound].transpose(MODEL, LAYER, REGION, METRIC).values
             taken = np.take_along_axis(values, layer.clip(0)[:, None], 1)[:, 0]
@@ -163,7 +165,8 @@ def family_means(scores: xr.Dataset, *, level: float = 0.95) -> xr.Dataset:
 def normalize_by_ceiling(scores: xr.Dataset) -> xr.Dataset:
     """Scores divided by the noise ceiling of their (region, metric); NaN where there is none.
 
-    ``score``, ``ci_low``, ``ci_high`` and ``score_per_step`` are divided; the raw ceiling stays
+    ``score``, ``ci_low``, ``ci_high``, ``score_per_step`` and the chance level (``null_mean``,
+    ``null_p95``) are divided; the raw ceiling stays
     in ``ceiling``, and ``attrs["normalized"]`` is set to ``"ceiling"``. All other statistics
     accept the result.
     """
@@ -177,7 +180,7 @@ def normalize_by_ceiling(scores: xr.Dataset) -> xr.Dataset:
             f"ceiling holds {int(bad.sum())} value(s) <= 0; a noise ceiling must be positive"
         )
     out = scores.copy()
-    for var in ("score", "ci_low", "ci_high", "score_per_step"):
+    for var in ("score", "ci_low", "ci_high", "score_per_step", "null_mean", "null_p95"):
         if var in out:
             out[var] = scores[var] / ceiling
     out.attrs["normalized"] = "ceiling"

@@ -21,7 +21,8 @@ The protocol applied in :func:`compute_unit` (see :class:`~workbench.analysis.Pr
    subsamples (:mod:`workbench.analysis.resampling`): rows and columns of the z-scored Gram
    statistics of all stimuli are taken, so nothing is extracted or z-scored again;
 5. with ``protocol.time_resolved``, spiking networks are also scored at each time step
-   (``score_per_step``, without intervals).
+   (``score_per_step``, without intervals); the per-step statistics come from the same
+   forward pass as the averaged ones (``extract_stats(per_step=True)``).
 
 Stimuli whose pattern has zero variance in a layer (e.g. a spiking layer that emits no spike
 for them) leave RSA undefined: by ``protocol.zero_variance_stimuli`` the cell is left NaN
@@ -29,9 +30,12 @@ for them) leave RSA undefined: by ``protocol.zero_variance_stimuli`` the cell is
 such stimuli goes into ``n_zero_variance`` either way (see
 :func:`workbench.analysis.scores.unscored_cells`); the other metrics use every stimulus.
 Any other layer that a metric cannot score (e.g. constant features) gets NaN there, and the reason
-goes into the model's ``error``. A unit that raises (the model cannot be built, its weights
-are missing, extraction fails) leaves its model's scores NaN on that dataset with the error
-message; the other units go on, and rerunning the sweep recomputes only the failed units.
+goes into the model's ``error`` (cells without a score); what leaves a score with a caveat goes
+into its ``warning``: cells with zero-variance stimuli (either policy), bootstrap intervals or
+permutation nulls that could not be computed, SVCCA sides reduced to their numerical rank, and
+per-step scores that could not be computed (e.g. a layer that is silent at the first time step).
+A unit that raises (the model cannot be built, its weights are missing, extraction fails) leaves
+its model's scores NaN on that dataset with the error message; the other units go on, and rerunning the sweep recomputes only the failed units.
 """
 
 from __future__ import annotations
@@ -176,6 +180,21 @@ class _Target:
     reduce_y: bool
     #: metrics that cannot apply to this region whatever the layer (see :func:`inapplicable_metrics`)
     inapplicable: frozenset = frozenset()
+    #: the responses' DerivedStats (ranks, bases, kernels), built once by :meth:`derived`
+    _derived: object = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def derived(self):
+        """The responses' :class:`~workbench.metrics.derived.DerivedStats`, built on first use.
+
+        Every layer scored against this region reuses it, so the neural side's RDM ranks,
+        truncated SVD and centred kernels are computed once per region, not once per layer.
+        Raises ValidationError (not cached) when the responses cannot be scored.
+        """
+        if self._derived is None:
+            from workbench.metrics.derived import DerivedStats
+
+            self._derived = DerivedStats.from_input(self.values, "Y")
+        return self._derived
 
     def take(self, indices: np.ndarray) -> "_Target":
         taken = take_rdm(self.values, indices) if self.kind == "rdm" else self.values[indices]
@@ -229,7 +248,7 @@ def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
                                                       metrics, zero_variance))
         return out
     try:
-        xd, yd = DerivedStats.from_input(x, "X"), DerivedStats.from_input(target.values, "Y")
+        xd, yd = DerivedStats.from_input(x, "X"), target.derived()
     except ValidationError as exc:
         if messages is not None:
             messages.append(str(exc))
@@ -237,6 +256,10 @@ def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
     svcca = [m for m in metrics if m == "svcca" and m not in target.inapplicable]
     rows = [m for m in metrics if m in ROW_CORRELATION_METRICS]
     others = [m for m in metrics if m != "svcca" and m not in rows]
+    if "rsa" in rows and len(metrics) > 1:  # RDM ranking overlaps with SVCCA's eigenpairs
+        from workbench.metrics.rsa import start_rdm_ranks
+
+        start_rdm_ranks(xd, yd)
     if svcca:
         attempt(svcca, lambda: _score_svcca(xd, yd, target, protocol, svcca_ranks))
     if rows:
@@ -320,6 +343,17 @@ def _bootstrap_interval(x, target: _Target, metrics, protocol: Protocol, full: n
                               level=protocol.ci_level)
 
 
+def _derived(x):
+    """``x`` (GramStats) wrapped as DerivedStats, whose cached algebra the null reuses; ``x``
+    itself when its statistics are invalid (:func:`score_region` then reports why)."""
+    from workbench.metrics.derived import DerivedStats
+
+    try:
+        return DerivedStats.from_input(x, "X")
+    except ValidationError:
+        return x
+
+
 def _prepare(stats, protocol: Protocol):
     return stats.zscored() if protocol.zscore else stats
 
@@ -370,14 +404,13 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
     time_steps = protocol.time_steps if model.is_spiking else None
     per_step = protocol.time_resolved and model.is_spiking
     logger.info("unit %s: %s on %s (%d stimuli)", unit.unit_id, model.name, dataset.name, len(dataset.stimuli))
+    # with per-step scores, the averaged and the per-step statistics come from one forward pass
     stats = extract_stats(model, dataset.stimuli, batch_size=protocol.batch_size, time_steps=time_steps,
                           time_reduce=protocol.time_reduce, cache=settings.activation_cache,
-                          device=settings.device)
+                          device=settings.device, per_step=per_step)
     step_stats = None
     if per_step:
-        step_stats = extract_stats(model, dataset.stimuli, batch_size=protocol.batch_size,
-                                   time_steps=time_steps, time_reduce=None, cache=settings.activation_cache,
-                                   device=settings.device)
+        stats, step_stats = stats
 
     stimulus_set = dataset.stimuli.fingerprint()
     part = new_scores(
@@ -396,6 +429,7 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
         with_ci=protocol.bootstrap > 0,
         with_zero_variance=True,
         with_svcca_ranks="svcca" in metrics,
+        with_null=protocol.permutations > 0,
     )
     for r, (region, target) in enumerate(zip(regions, targets)):
         for k, metric in enumerate(metrics):
@@ -404,40 +438,61 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
             part["ceiling"].values[r, k] = _ceiling(dataset, region, metric)
     part["ceiling_low"] = (("region", "metric"), _ceiling_lows(dataset, regions, metrics))
 
-    messages: list[str] = []
+    nulls = None
+    if protocol.permutations > 0:
+        from workbench.analysis.nulls import UnitNulls
+
+        nulls = UnitNulls(targets, metrics, protocol, len(model.layers))
+    messages: list[str] = []  # cells left without a score: the model's ``error``
+    cautions: list[str] = []  # cells with a score and a caveat: the model's ``warning``
     for i, layer in enumerate(tqdm(model.layers, desc=f"{model.name} on {dataset.name}", leave=False, disable=None)):
         try:
             x = _prepare(stats[layer], protocol)
         except ValidationError as exc:
             messages.append(f"layer {layer!r}: {exc}")
             continue
+        xd = _derived(x)  # shared by the regions' scores and their permutation nulls
         for r, target in enumerate(targets):
             layer_messages: list[str] = []
+            layer_cautions: list[str] = []
             counts = part["n_zero_variance"].values[0, i, r]  # a view: score_region fills it
             ranks = np.full(2, np.nan)
-            full = score_region(x, target, metrics, protocol, layer_messages, zero_variance=counts,
+            full = score_region(xd, target, metrics, protocol, layer_messages, zero_variance=counts,
                                 svcca_ranks=ranks)
             part["score"].values[0, i, r] = full
+            if nulls is not None:
+                layer_cautions += nulls.add(i, r, xd, full, counts)
             if "svcca_rank_x" in part:
                 part["svcca_rank_x"].values[0, i, r], part["svcca_rank_y"].values[0, i, r] = ranks
             if protocol.bootstrap > 0:
-                low, high = _bootstrap_interval(x, target, metrics, protocol, full, layer_messages)
+                low, high = _bootstrap_interval(x, target, metrics, protocol, full, layer_cautions)
                 part["ci_low"].values[0, i, r], part["ci_high"].values[0, i, r] = low, high
             messages += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_messages]
+            cautions += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_cautions]
         if per_step:
             for t, step in enumerate(_steps(step_stats[layer], time_steps, layer)):
                 try:
                     xt = _prepare(step, protocol)
-                except ValidationError as exc:
-                    messages.append(f"layer {layer!r}, time step {t}: {exc}")
+                except ValidationError as exc:  # e.g. a layer that is silent at the first steps
+                    cautions.append(f"layer {layer!r}, time step {t} (per-step score): {exc}")
                     continue
                 for r, target in enumerate(targets):
-                    part["score_per_step"].values[0, i, r, :, t] = score_region(xt, target, metrics, protocol)
+                    step_messages: list[str] = []
+                    part["score_per_step"].values[0, i, r, :, t] = score_region(xt, target, metrics, protocol,
+                                                                                step_messages)
+                    cautions += [f"layer {layer!r}, {regions[r]}, time step {t} (per-step score): {m}"
+                                 for m in step_messages]
+    if nulls is not None:
+        nulls.write(part)
     if messages:
         logger.warning("unit %s: %d cell(s) could not be scored: %s", unit.unit_id, len(messages), messages[0])
     if "svcca_rank_x" in part:
-        _warn_reduced_ranks(unit, part, targets, protocol)
+        cautions += _warn_reduced_ranks(unit, part, targets, protocol)
+    cautions += _zero_variance_cautions(part, protocol)
+    if cautions:
+        logger.info("unit %s: scored, with %d caveat(s): %s", unit.unit_id, len(cautions), cautions[0])
     part["error"].values[0] = _summarise(messages)
+    part["warning"].values[0] = _summarise(cautions)
     if settings.layers:  # a subset keeps each layer's depth in the whole model
         part["relative_depth"].values[0, :len(model.layers)] = [
             all_layers.index(layer) / max(len(all_layers) - 1, 1) for layer in model.layers]
@@ -482,8 +537,11 @@ def _with_layers(model, layers: Sequence[str]):
     return clone
 
 
-def _warn_reduced_ranks(unit: Unit, part: xr.Dataset, targets: list, protocol: Protocol) -> None:
-    """One warning per unit where SVCCA reduced a rank-deficient side to its numerical rank."""
+def _warn_reduced_ranks(unit: Unit, part: xr.Dataset, targets: list, protocol: Protocol) -> list[str]:
+    """One warning per unit where SVCCA reduced a rank-deficient side to its numerical rank.
+
+    Returns the caveat for the model's ``warning`` (empty when no side was reduced).
+    """
     k = protocol.svcca_n_components
     lines = []
     for r, target in enumerate(targets):
@@ -501,6 +559,34 @@ def _warn_reduced_ranks(unit: Unit, part: xr.Dataset, targets: list, protocol: P
         logger.warning("unit %s: SVCCA reduced a rank-deficient side (after centring) to its numerical "
                        "rank in %d cell(s), e.g. %s; the ranks used are in svcca_rank_x / svcca_rank_y",
                        unit.unit_id, len(lines), lines[0])
+        return [f"svcca: a rank-deficient side reduced to its numerical rank in {len(lines)} cell(s), "
+                f"e.g. {lines[0]} (svcca_rank_x / svcca_rank_y)"]
+    return []
+
+
+def _zero_variance_cautions(part: xr.Dataset, protocol: Protocol) -> list[str]:
+    """The model's caveat for cells with zero-variance stimuli (``n_zero_variance > 0``).
+
+    Under ``zero_variance_stimuli="unscored"`` such cells are left NaN by the protocol's choice
+    (not a failure: :func:`workbench.analysis.scores.unscored_cells` lists them); under
+    ``"exclude"`` they are scored on fewer stimuli.
+    """
+    if "n_zero_variance" not in part:
+        return []
+    counts = part["n_zero_variance"].values[0]  # (layer, region, metric)
+    cells = np.argwhere(np.nan_to_num(counts) > 0)
+    if not len(cells):
+        return []
+    i, r, k = cells[0]
+    example = (f"layer {part['layer_name'].values[0, i]!r}, {part['region'].values[r]}: "
+               f"{int(counts[i, r, k])} stimuli")
+    metric_names = sorted({str(part["metric"].values[k]) for _, _, k in cells})
+    if protocol.zero_variance_stimuli == "exclude":
+        what = "scored without the stimuli whose pattern has zero variance"
+    else:
+        what = ("left unscored: some stimuli have a zero-variance pattern (protocol "
+                f"zero_variance_stimuli={protocol.zero_variance_stimuli!r})")
+    return [f"{'/'.join(metric_names)}: {len(cells)} cell(s) {what}, e.g. {example}"]
 
 
 def _steps(stats, time_steps: int, layer: str) -> list:

@@ -38,6 +38,11 @@ def _list(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.name)
+    if manifest.loader == "allen_neuropixels":  # downloaded by allensdk when loaded: say what
+        from workbench.data.loaders.allen import download_plan
+
+        print(download_plan(manifest))
+        return 0
     paths = fetch(manifest, mirror=args.mirror, progress=True)
     for rel_path, path in paths.items():
         print(f"ok  {rel_path} -> {path}")

@@ -37,7 +37,8 @@ def _add_study_arguments(parser: argparse.ArgumentParser, *, required: bool = Tr
 
 def _add_protocol_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a Protocol field, e.g. --protocol bootstrap=100 (repeatable)")
+                        help="override a Protocol field, e.g. --protocol bootstrap=100, or permutations=0 to skip "
+                             "the chance level (repeatable)")
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:

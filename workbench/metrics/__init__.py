@@ -7,6 +7,7 @@ statistics of the features, so a layer never has to be held in memory: pass a
 
 from workbench.metrics.cka import cka
 from workbench.metrics.compare import DEFAULT_METRICS, CompareResult, MetricWarning, compare
+from workbench.metrics.permutation import null_summary, permutation_null, stimulus_permutations
 from workbench.metrics.preprocessing import zscore_features
 from workbench.metrics.registry import MetricInfo, get_metric, list_metrics
 from workbench.metrics.regression import tsvd_regression
@@ -27,8 +28,11 @@ __all__ = [
     "compare_rdms",
     "get_metric",
     "list_metrics",
+    "null_summary",
+    "permutation_null",
     "rdm",
     "rsa",
+    "stimulus_permutations",
     "svcca",
     "tsvd_regression",
     "zscore_features",

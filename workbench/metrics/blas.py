@@ -5,12 +5,19 @@ and factorisations (n x 40 matrices) that alternate between the two pools make t
 contend and run 5-50x slower than on one thread (../shared/notes/environment.md). The large
 operations (the Gram product, the n x n eigendecomposition) keep every thread; the small
 ones run inside :func:`single_threaded_blas`.
+
+Work without BLAS that releases the GIL (the sorts that rank RDMs) can run in two background
+threads (:func:`submit_background`) while the calling thread does the linear algebra; the
+large products then use one BLAS thread (:func:`large_product_threads`), as the cores are taken.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,3 +34,43 @@ def single_threaded_blas():
     """Limit every loaded BLAS library to one thread inside the block (about 25 us to enter)."""
     with _controller().limit(limits=1, user_api="blas"):
         yield
+
+
+# -- background threads for work that releases the GIL without BLAS (sorts) ------------------
+_lock = threading.Lock()
+_pending = {}  # process id -> tasks queued or running (a forked child starts at 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="workbench-metrics")
+
+
+def _finished(_future, pid: int) -> None:
+    with _lock:
+        _pending[pid] -= 1
+
+
+def submit_background(compute) -> Future:
+    """Run ``compute()`` in one of two background threads (one pool per process, also after a
+    fork); used by :meth:`workbench.metrics.derived.DerivedStats.start`."""
+    pid = os.getpid()
+    with _lock:
+        _pending[pid] = _pending.get(pid, 0) + 1
+    future = _pool(pid).submit(compute)
+    future.add_done_callback(functools.partial(_finished, pid=pid))
+    return future
+
+
+def background_busy() -> bool:
+    """Whether work submitted by :func:`submit_background` is still queued or running."""
+    return _pending.get(os.getpid(), 0) > 0
+
+
+def large_product_threads():
+    """Thread limit for a large product: every BLAS thread, or one while background work runs.
+
+    OpenBLAS threads wait for each other actively; on a machine whose cores are busy with
+    background sorts, a multi-threaded product would wait for a descheduled thread.
+    """
+    return single_threaded_blas() if background_busy() else contextlib.nullcontext()

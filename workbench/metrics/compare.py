@@ -105,6 +105,11 @@ def compare(
         "kernel": kernel,
         "debiased": debiased,
     }
+    if "rsa" in names and len(names) > 1:
+        # ranking the RDMs (sorts, no BLAS) overlaps with the eigenpairs of the other metrics
+        from workbench.metrics.rsa import start_rdm_ranks
+
+        start_rdm_ranks(x, y)
     scores = CompareResult()
     for info in infos:
         try:

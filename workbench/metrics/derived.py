@@ -14,11 +14,13 @@ so :func:`workbench.metrics.compare` pays for each of them once.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import numpy as np
 import scipy.linalg
 
 from workbench.errors import ValidationError
-from workbench.metrics.blas import single_threaded_blas
+from workbench.metrics.blas import single_threaded_blas, submit_background
 from workbench.metrics.eigen import top_eigenpairs
 from workbench.metrics.stats import GramStats
 from workbench.validation import check_array
@@ -32,6 +34,9 @@ FLOAT32_CHUNK = 65536
 # A row's variance counts as zero when it is below this fraction of its mean square: below
 # that, the variance computed from the Gram statistics is dominated by rounding.
 _ZERO_VARIANCE_RTOL = {"float32": 1e-6, "float64": 1e-12}
+
+
+_MISSING = object()
 
 
 def _check_gram_stats(stats: GramStats, name: str) -> None:
@@ -110,10 +115,33 @@ class DerivedStats:
         return self.stats.gram
 
     def cached(self, key, compute):
-        """Return ``compute()``, computed on the first call for ``key`` only."""
+        """Return ``compute()``, computed on the first call for ``key`` only.
+
+        If :meth:`start` began computing ``key`` in the background, waits for that result;
+        if the background computation raised, ``compute()`` runs here (and raises here).
+        """
+        value = self._cache.get(key, _MISSING)
+        if isinstance(value, Future):
+            try:
+                value = value.result()
+            except Exception:  # noqa: BLE001 - recomputed below, so the error is raised here
+                value = _MISSING
+                self._cache.pop(key, None)
+            else:
+                self._cache[key] = value
+        if value is _MISSING:
+            value = self._cache[key] = compute()
+        return value
+
+    def start(self, key, compute) -> None:
+        """Begin computing the value of ``key`` in a background thread, unless it is known.
+
+        :meth:`cached` for ``key`` then waits for it. For work that releases the GIL (numpy
+        sorts, element-wise passes over n x n arrays), so that it overlaps with the linear
+        algebra of the calling thread; ``compute`` must not call :meth:`cached` for ``key``.
+        """
         if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
+            self._cache[key] = submit_background(compute)
 
     # -- RSA ------------------------------------------------------------------------------
     def row_centred_gram(self) -> np.ndarray:

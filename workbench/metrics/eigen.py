@@ -17,7 +17,7 @@ import logging
 import numpy as np
 import scipy.linalg
 
-from workbench.metrics.blas import single_threaded_blas
+from workbench.metrics.blas import large_product_threads, single_threaded_blas
 from workbench.validation import check_choice
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,32 @@ def _orthonormalise_against(block: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return block
 
 
+def _steps_to_converge(history: list[tuple[int, float]], tol: float) -> int:
+    """Krylov steps until the next Rayleigh-Ritz check, from the residuals seen so far.
+
+    ``history`` holds ``(step, worst relative residual)`` of the checks done. Far from
+    convergence (above :data:`_PREDICT_BELOW`) or with fewer than two checks, check at the
+    next step (those checks are on small bases and cheap). Closer, the residuals fall
+    geometrically (faster as the basis grows): the rate between the last two checks gives
+    the steps needed, and the check is made one step before that estimate, so that it is
+    rarely made later than needed. The Rayleigh-Ritz step on the largest bases costs as
+    much as the Krylov products, so skipping the checks that cannot succeed saves time;
+    the result does not depend on it (every return is checked).
+    """
+    if len(history) < 2 or history[-1][1] > _PREDICT_BELOW:
+        return 1
+    (step0, res0), (step1, res1) = history[-2], history[-1]
+    if not 0 < res1 < res0:
+        return 1
+    rate = (res1 / res0) ** (1.0 / (step1 - step0))
+    needed = int(np.ceil(np.log(tol / res1) / np.log(rate)))
+    return max(1, needed - 1)
+
+
+#: Relative residual below which the next convergence check is predicted from the rate.
+_PREDICT_BELOW = 1e-4
+
+
 def _block_krylov(gram: np.ndarray, k: int, *, max_basis: int | None, seed: int):
     n = gram.shape[0]
     block_size = min(k + max(16, k // 2), n)
@@ -91,20 +117,30 @@ def _block_krylov(gram: np.ndarray, k: int, *, max_basis: int | None, seed: int)
     products = np.empty((n, max_basis))  # gram @ basis
     projected = np.empty((max_basis, max_basis))  # basis.T @ gram @ basis
     start = np.random.default_rng(seed).standard_normal((n, block_size))
-    block = gram @ start
-    used = 0
+    with large_product_threads():
+        block = gram @ start
+    used = step = 0
+    history: list[tuple[int, float]] = []  # (step, worst relative residual) of each check
+    check_at = 1
     while used + block_size <= max_basis:
         new = slice(used, used + block_size)
         with single_threaded_blas():
             block = _orthonormalise_against(block, basis[:, :used])
         basis[:, new] = block
-        products[:, new] = gram @ block  # the one large product per step, on every thread
+        with large_product_threads():  # the one large product per step, on every free thread
+            products[:, new] = gram @ block
         used += block_size
+        step += 1
         with single_threaded_blas():
-            b, gb = basis[:, :used], products[:, :used]
-            column = b.T @ products[:, new]
+            column = basis[:, :used].T @ products[:, new]
             projected[:used, new] = column
             projected[new, :used] = column.T
+        block = products[:, new]
+        last = used + block_size > max_basis
+        if step < check_at and not last:
+            continue
+        with single_threaded_blas():
+            b, gb = basis[:, :used], products[:, :used]
             small = (projected[:used, :used] + projected[:used, :used].T) / 2.0
             theta, s = scipy.linalg.eigh(small, subset_by_index=(used - k, used - 1), check_finite=False)
             theta, s = theta[::-1], s[:, ::-1]
@@ -112,7 +148,8 @@ def _block_krylov(gram: np.ndarray, k: int, *, max_basis: int | None, seed: int)
             residual = gb @ s - vectors * theta
             worst = float(np.sqrt(np.einsum("ij,ij->j", residual, residual)).max())
         if theta[0] <= 0 or worst <= RESIDUAL_RTOL * theta[0]:
-            logger.debug("block Krylov: top %d of %d in a basis of %d", k, n, used)
+            logger.debug("block Krylov: top %d of %d in a basis of %d (%d checks)", k, n, used, len(history) + 1)
             return theta.copy(), vectors
-        block = products[:, new]
+        history.append((step, worst / theta[0]))
+        check_at = step + _steps_to_converge(history, RESIDUAL_RTOL)
     return None

@@ -140,7 +140,16 @@ class GramStats:
         d = self.n_features
         r = self.row_sums
         out = GramStats(self.n_stimuli, dtype="float64")
-        out.gram = (self.gram - mean * (r[:, None] + r[None, :]) + mean**2 * d) / std**2
+        # (G - mean (r_i + r_j) + mean^2 d) / std^2, a block of rows at a time (no n x n
+        # temporaries; the same operations in the same order, so exactly symmetric)
+        shift, scale = mean**2 * d, std**2
+        for start in range(0, self.n_stimuli, 256):
+            rows = slice(start, start + 256)
+            block = np.add(r[rows, None], r[None, :], out=out.gram[rows])
+            block *= -mean
+            block += self.gram[rows]
+            block += shift
+            block /= scale
         out.row_sums = (r - mean * d) / std
         out.n_features = d
         out.dtype = self.dtype

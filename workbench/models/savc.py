@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import ValidationError
+from workbench.models._blocks import BasicBlock
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
 
@@ -148,24 +149,6 @@ def _stage(cin: int, cout: int, pool: bool) -> nn.Sequential:
     if pool:
         parts.append(nn.MaxPool2d(2))
     return nn.Sequential(*parts)
-
-
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs, BN, ReLU; 1x1 projection shortcut when the shape changes)."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
 def build_backbone(kind: str, widths: tuple[int, ...] = ()) -> tuple[nn.Sequential, int, tuple[str, ...]]:

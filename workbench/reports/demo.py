@@ -24,9 +24,10 @@ REPORT_NOTEBOOK = "report.ipynb"
 DEMO_MODELS = ("sew_resnet18", "resnet18", "deit_tiny")
 #: The two small real datasets (92 images with IT RDMs; 640 images with V4 responses).
 DEMO_DATASETS = ("kriegeskorte2008_92", "cowley2023_v4")
-#: The demo follows the study's protocol (SNNs at T=4, averaged over T). Per-time-step scores
-#: (``time_resolved``) would cost the SNN a second forward pass and are left out; run
-#: ``workbench demo --protocol time_resolved=true`` for them and their figure.
+#: The demo follows the study's protocol (SNNs at T=4, averaged over T) and also scores the SNN
+#: at every time step (its per-step figure): the per-step statistics come from the same forward
+#: pass (``extract_stats(per_step=True)``). ``--protocol time_resolved=false`` leaves them out.
+DEMO_PROTOCOL = {"time_resolved": True}
 
 
 def run_report(
@@ -109,8 +110,8 @@ def run_demo(
     Data come from the cache, or are fetched (through ``$WORKBENCH_DATA_MIRROR`` when set).
     With ``weights`` None or ``"random"`` the models are randomly initialised, which the
     report's first lines say; ``"imagenet"`` uses the published weights. ``protocol`` overrides
-    :class:`~workbench.analysis.Protocol`'s defaults field by field (e.g. ``{"time_steps": 2}``
-    for a faster run).
+    :data:`DEMO_PROTOCOL` and :class:`~workbench.analysis.Protocol`'s defaults field by field
+    (e.g. ``{"time_steps": 2}`` for a faster run).
 
     Returns
     -------
@@ -122,7 +123,7 @@ def run_demo(
         DEMO_DATASETS,
         out_dir,
         weights=weights,
-        protocol=dict(protocol or {}),
+        protocol={**DEMO_PROTOCOL, **dict(protocol or {})},
         executor=executor,
         force=force,
         **({"device": device} if device != "cpu" else {}),

@@ -153,7 +153,9 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     The x-axis is the layer's relative depth (0 = first recorded layer, 1 = last), so that
     models with different numbers of layers share an axis; lines are coloured by family, the
     best layer is marked with a dot, and bootstrap intervals (``ci_low``/``ci_high``) are
-    shaded when the Dataset has them. The dashed line is the region's noise ceiling (its
+    shaded when the Dataset has them. The chance level of each layer, its stimulus-permutation
+    null from ``null_mean`` to ``null_p95`` (:mod:`workbench.analysis.nulls`), is a hatched band
+    in the model's colour under its curve, with a legend entry. The dashed line is the region's noise ceiling (its
     upper bound), with a grey band down to its lower bound where the scores hold one
     (``ceiling_low``, e.g. leave-one-subject-out bounds); a panel without one says why. Layers that could not be scored
     (:func:`workbench.analysis.scores.unscored_mask`) get an ``x`` at the bottom of the panel,
@@ -185,7 +187,7 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     n_zero = scores["n_zero_variance"].sel({dims.METRIC: metric}) if "n_zero_variance" in scores else None
     best = best_layer(scores).sel({dims.METRIC: metric})
     styles = model_styles(scores)
-    drawn = {"ceiling": False, "unscored": False, "excluded": False, "ceiling band": False}
+    drawn = {"ceiling": False, "unscored": False, "excluded": False, "ceiling band": False, "null": False}
     with style.figure_style():
         fig, axes = _panel_grid(len(regions))
         for ax, region in zip(axes, regions):
@@ -212,6 +214,12 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
                         lo, hi = m["ci_low"].values[layers], m["ci_high"].values[layers]
                         if np.isfinite(lo).any():
                             ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+                    if "null_mean" in m and "null_p95" in m:  # chance: hatched, under the curve
+                        lo, hi = m["null_mean"].values[layers], m["null_p95"].values[layers]
+                        if np.isfinite(lo).any():
+                            drawn["null"] = True
+                            ax.fill_between(x, lo, hi, facecolor="none", edgecolor=color, hatch="////",
+                                            lw=0, alpha=0.45, zorder=0.5)
                     top = int(np.nanargmax(np.where(ok, y, -np.inf)))
                     ax.plot(depth[top], y[top], "o", color=color, ms=4)
                 missing = unscored.sel({dims.MODEL: model, dims.REGION: region}).values & np.isfinite(depth)
@@ -247,6 +255,9 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
                                   label="noise ceiling (= 1)" if normalized else "noise ceiling"))
         if drawn["ceiling band"]:
             handles.append(Patch(color="0.5", alpha=0.2, lw=0, label="noise ceiling, lower to upper bound"))
+        if drawn["null"]:
+            handles.append(Patch(facecolor="none", edgecolor="0.35", hatch="////", lw=0,
+                                 label=f"chance: stimulus-permutation null, mean to 95th pct.{_permutations_note(scores)}"))
         if drawn["unscored"]:
             handles.append(Line2D([], [], color="0.3", marker="x", ls="none", ms=6, mew=1.5,
                                   label="unscored layer (no score)"))
@@ -257,6 +268,14 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
         title = f"Layer-wise similarity: {style.metric_label(metric)}"
         fig.suptitle(title + (", divided by the noise ceiling" if normalized else ""))
     return fig
+
+
+def _permutations_note(scores: xr.Dataset) -> str:
+    """``" (100 permutations)"`` from the run's protocol, ``""`` when it does not say."""
+    try:
+        return f" ({int(json.loads(scores.attrs['protocol'])['permutations'])} permutations)"
+    except (KeyError, TypeError, ValueError):
+        return ""
 
 
 def _ceiling(region_scores: xr.Dataset) -> float:
@@ -700,7 +719,10 @@ _CAPTIONS = {
     "layer_curves": (
         "Layer-wise {label}: one panel per brain region, one line per model (coloured by family). "
         "x: the layer's relative depth in its model (0 = first analysis layer, 1 = last); y: {label}. "
-        "Dot: each model's best layer (argmax over its scored layers). Dashed line: the region's "
+        "Dot: each model's best layer (argmax over its scored layers). Hatched band: chance, the "
+        "mean to 95th percentile of the scores of the same layer with the neural side's stimuli "
+        "shuffled (stimulus-permutation null); a curve inside its band is not above chance. "
+        "Dashed line: the region's "
         "noise ceiling; a panel without one says why. x at the bottom: a layer the metric could "
         "not score (listed in the report); a legend entry 'best of k/L layers' says over how many "
         "layers the best was taken. Panels reading 'n/a (RDM-only data)': the dataset gives only "

@@ -141,6 +141,10 @@ def run_study(
     failed = {str(m): str(e) for m, e in zip(scores[dims.MODEL].values, scores["error"].values) if str(e)}
     for model, message in failed.items():
         logger.warning("model %s: %s", model, message)
+    if "warning" in scores:  # scored, with caveats (they are in scores.csv and the report)
+        for model, caveat in zip(scores[dims.MODEL].values, scores["warning"].values):
+            if str(caveat):
+                logger.info("model %s (warning): %s", model, caveat)
     if not np.isfinite(scores["score"].values).any():
         raise WorkbenchError(
             f"no model produced any score (scores saved in {out_dir}); errors: "
@@ -333,15 +337,19 @@ def run_summary(scores: xr.Dataset):
         One row per (model, region, metric) with a score: family, layer_name,
         relative_depth, score, ceiling (the region's noise ceiling, NaN where none),
         score / ceiling, and layers (``"k/L"``: the best was taken over the ``k`` of the
-        model's ``L`` layers that have a score).
+        model's ``L`` layers that have a score); with permutation nulls also
+        ``chance (null mean)`` and ``p (permutation)``, the best layer's chance level and
+        permutation p-value (that cell's: not corrected for picking the best layer).
     families : pandas.DataFrame
-        One row per (family, metric): mean, ci_low, ci_high, n_models.
+        One row per (family, metric): mean, ci_low, ci_high, n_models and ``interval`` (what
+        the interval is, or why there is none: a family of one model).
     """
     from workbench.analysis import best_layer, family_means
     from workbench.reports.figures import ci_level
 
     chosen = best_layer(scores)
-    table = chosen[["score", "layer_name", "relative_depth", "n_layers_scored"]]
+    nulls = [v for v in ("null_mean", "p_value") if v in chosen]
+    table = chosen[["score", "layer_name", "relative_depth", "n_layers_scored"] + nulls]
     best = table.to_dataframe().reset_index()
     ceilings = scores["ceiling"].to_dataframe().reset_index()[[dims.REGION, dims.METRIC, "ceiling"]]
     best = best.merge(ceilings, on=[dims.REGION, dims.METRIC], how="left")
@@ -349,17 +357,24 @@ def run_summary(scores: xr.Dataset):
     best = best[np.isfinite(best["score"])].copy()
     best["score / ceiling"] = best["score"] / best["ceiling"].where(best["ceiling"] > 0)
     best["layers"] = [f"{int(k)}/{totals[m]}" for m, k in zip(best[dims.MODEL], best["n_layers_scored"])]
+    if nulls:  # the chance level of the best layer's cell and its permutation p-value
+        best = best.rename(columns={"null_mean": "chance (null mean)", "p_value": "p (permutation)"})
     columns = [dims.MODEL, "family", dims.REGION, dims.METRIC, "layer_name", "relative_depth", "score",
-               "ceiling", "score / ceiling", "layers"]
+               "chance (null mean)", "p (permutation)", "ceiling", "score / ceiling", "layers"]
     best = best[[c for c in columns if c in best.columns]].reset_index(drop=True)
     families = family_means(scores, level=ci_level(scores)).to_dataframe().reset_index()
     families = families[families["n_models"] > 0].reset_index(drop=True)
+    families["interval"] = [
+        f"t-interval across {n} models" if n > 1 else
+        "none: one model (a t-interval across models needs at least 2)"
+        for n in families["n_models"]]
     return best, families
 
 
 def sweep_table(scores: xr.Dataset):
     """One row per model: family, weights, T (time steps; spiking models only, blank for the
-    others), layers, unscored cells and the model's error (``""`` when it ran fine).
+    others), layers, unscored cells, the model's error (why cells that apply have no score;
+    ``""`` when none) and warning (caveats of cells that have a score; ``""`` when none).
     """
     import pandas as pd
 
@@ -377,6 +392,7 @@ def sweep_table(scores: xr.Dataset):
         "layers": [int(n) for n in layers],
         "unscored cells": [int(n) for n in unscored],
         "error": [str(e) for e in scores["error"].values],
+        "warning": [str(w) for w in scores["warning"].values] if "warning" in scores else "",
     })
 
 

@@ -62,6 +62,9 @@ class TrainConfig:
         ``multistep``'s decay factor.
     warmup_epochs : int
     label_smoothing : float
+    grad_clip : float
+        Clip the gradients' global L2 norm to this value before every optimiser step (0: no
+        clipping).
     time_steps : int
         T of spiking networks (the image is repeated T times); ignored for other families.
     seed : int
@@ -96,6 +99,7 @@ class TrainConfig:
     gamma: float = 0.1
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
+    grad_clip: float = 0.0
     time_steps: int = 4
     seed: int = 0
     device: str = "cpu"
@@ -124,7 +128,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValidationError(f"config field {name!r} must be >= 1, found {getattr(self, name)}")
-        for name in ("warmup_epochs", "num_workers", "checkpoint_every", "limit_train", "limit_test"):
+        for name in ("warmup_epochs", "grad_clip", "num_workers", "checkpoint_every", "limit_train", "limit_test"):
             if getattr(self, name) < 0:
                 raise ValidationError(f"config field {name!r} must be >= 0, found {getattr(self, name)}")
         if self.log_every < 1 or self.time_steps < 1:

@@ -12,6 +12,12 @@ Determinism: the data order of epoch ``e`` is a permutation seeded with ``seed +
 the global RNG); augmentation and dropout draw from torch's global RNG, whose state every
 checkpoint stores; each epoch's DataLoader has its own seeded generator, so creating one
 mid-epoch on resume draws nothing from the global RNG.
+
+Other kinds of data (e.g. detection targets): a ``data.collate_fn`` attribute batches the
+items (both splits), batches are moved to the device recursively (tensors inside lists,
+tuples and dicts), and ``sampler_fn`` replaces the shuffled permutation with a method's own
+sampler (one process only; it must draw its order from its epoch, not the global RNG, so
+that a resumed epoch skips exactly the batches already trained).
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 from tqdm.auto import tqdm
 
+from workbench.errors import ValidationError
 from workbench.training.checkpoint import load_verified, save_verified
 from workbench.training.config import TrainConfig
 from workbench.training.distributed import GlobalBatchSampler
@@ -88,6 +95,56 @@ class FitResult:
 
 StepFn = Callable[[Network, nn.Module, torch.Tensor, torch.Tensor, TrainConfig], tuple[torch.Tensor, dict]]
 EvalFn = Callable[[Network, DataLoader, torch.device], dict[str, float]]
+SamplerFn = Callable[[Any], Sampler]
+
+
+def to_device(batch: Any, device: torch.device, *, non_blocking: bool = False) -> Any:
+    """``batch`` with every tensor moved to ``device``, recursing into lists, tuples and dicts."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, non_blocking=non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device, non_blocking=non_blocking) for v in batch)
+    return batch
+
+
+class EpochBatches:
+    """Batch sampler over a method's own sampler: epoch ``e`` = its order cut into batches.
+
+    ``set_epoch(e)`` is passed on to ``sampler``; an epoch has ``ceil(len(sampler) /
+    batch_size)`` batches (the last may be smaller; an order longer than ``len(sampler)`` is
+    cut there); ``start_batch`` skips batches already trained in this epoch (resume). The
+    sampler's order must be a function of its epoch (its own seeded generator).
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int):
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.batches_per_epoch = math.ceil(len(sampler) / self.batch_size)
+        if self.batches_per_epoch == 0:
+            raise ValidationError(f"the training sampler {type(sampler).__name__} yields no sample (len 0)")
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        batch, done = [], 0
+        for index in self.sampler:
+            batch.append(index)
+            if len(batch) == self.batch_size:
+                if done >= self.start_batch:
+                    yield batch
+                batch, done = [], done + 1
+                if done == self.batches_per_epoch:
+                    return
+        if batch and done >= self.start_batch:
+            yield batch
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch - self.start_batch
 
 
 def classification_step(network: Network, module: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -167,7 +224,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence[Callback] = (),
-        step_fn: StepFn | None = None, eval_fn: EvalFn | None = None) -> FitResult:
+        step_fn: StepFn | None = None, eval_fn: EvalFn | None = None,
+        sampler_fn: SamplerFn | None = None) -> FitResult:
     """Train ``network`` on ``data`` as ``config`` says, writing into ``run``.
 
     Parameters
@@ -179,13 +237,21 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
     network : Network
         Trained in place (its module is moved to the context's device).
     data : TrainingData
-        ``data.train`` and ``data.test`` datasets of (image (3, H, W), label) items.
+        ``data.train`` and ``data.test`` datasets of (image (3, H, W), label) items; an
+        optional ``data.collate_fn`` batches other items (both splits), e.g. detection
+        images and target dicts. Batches go to the device recursively (lists, tuples, dicts).
     callbacks : sequence of Callback
     step_fn : callable, default: :func:`classification_step`
         ``step_fn(network, module, images, labels, config) -> (loss, logs)``; ``module`` is
         the (possibly DDP-wrapped) network to call.
     eval_fn : callable, default: :func:`evaluate_classifier`
         ``eval_fn(network, loader, device) -> {name: value}`` on the test split.
+    sampler_fn : callable, optional
+        ``sampler_fn(train_set) -> Sampler`` replaces the shuffled permutation of every epoch
+        (e.g. re-sampling datasets); its ``set_epoch(epoch)`` is called when it has one and its
+        order must depend only on the epoch. An epoch is ``ceil(len(sampler) / batch_size)``
+        steps (the last batch may be smaller); a checkpoint mid-epoch resumes exactly. One
+        process only (refused under torchrun).
 
     Returns
     -------
@@ -212,8 +278,15 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
 
     train_set = limited(data.train, config.limit_train)
     test_set = limited(data.test, config.limit_test)
-    sampler = GlobalBatchSampler(train_set, global_batch=config.batch_size, rank=ctx.rank,
-                                 world_size=ctx.world_size, seed=config.seed)
+    collate_fn = getattr(data, "collate_fn", None)
+    if sampler_fn is None:
+        sampler = GlobalBatchSampler(train_set, global_batch=config.batch_size, rank=ctx.rank,
+                                     world_size=ctx.world_size, seed=config.seed)
+    elif ctx.enabled:
+        raise ValidationError(f"fit: a method's own training sampler (sampler_fn) runs in one process; found "
+                              f"{ctx.world_size} processes (torchrun): launch this method without torchrun")
+    else:
+        sampler = EpochBatches(sampler_fn(train_set), config.batch_size)
     steps_per_epoch = sampler.batches_per_epoch
     optimizer = make_optimizer(config, [p for p in network.module.parameters() if p.requires_grad])
     factor = lr_factor_fn(config, steps_per_epoch)
@@ -266,18 +339,25 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
         sampler.start_batch = state.step_in_epoch
         generator = torch.Generator()
         generator.manual_seed(config.seed * 100_003 + state.epoch)
-        loader = DataLoader(train_set, batch_size=sampler.local_batch, sampler=sampler,
-                            num_workers=config.num_workers, generator=generator,
-                            persistent_workers=False, pin_memory=device.type == "cuda")
+        if sampler_fn is None:
+            loader = DataLoader(train_set, batch_size=sampler.local_batch, sampler=sampler,
+                                num_workers=config.num_workers, generator=generator, collate_fn=collate_fn,
+                                persistent_workers=False, pin_memory=device.type == "cuda")
+        else:
+            loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
+                                generator=generator, collate_fn=collate_fn, persistent_workers=False,
+                                pin_memory=device.type == "cuda")
         network.module.train()
         for images, labels in loader:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images, labels = to_device(images, device, non_blocking=True), to_device(labels, device, non_blocking=True)
             for callback in callbacks:
                 callback.on_step_start(state, network)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss, logs = step_fn(network, module, images, labels, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(network.module.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
             state.step += 1
@@ -310,7 +390,7 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
         if ctx.is_main:
             with torch.random.fork_rng(devices=[]):
                 test_loader = DataLoader(test_set, batch_size=max(config.batch_size, 256), shuffle=False,
-                                         num_workers=config.num_workers)
+                                         num_workers=config.num_workers, collate_fn=collate_fn)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     evaluation = {f"test_{k}": v for k, v in eval_fn(network, test_loader, device).items()}
             run.log(state.step, state.epoch, "test", {k[5:]: v for k, v in evaluation.items()})

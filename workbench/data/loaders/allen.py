@@ -16,11 +16,23 @@ presentations in time order (about 50), NaN-padded; responses are their mean. Re
 six visual areas (VISp, VISl, VISrl, VISal, VISpm, VISam); units from several sessions are
 pooled per area and kept where their split-half reliability is at least 0.8, as in the
 reference study.
+
+Processing a session (reading its NWB file through allensdk and counting every unit's spikes
+in every presentation) is done once: the counts are cached in ``<data cache>/allen_processed``
+(:func:`cached_session_repeats`), keyed by the session id, the counting window, the unit filter
+handed to allensdk and the stimulus protocol, written atomically with a sha256 record and
+verified when read back, so a second load reads them instead of processing the session again.
+Reliability filtering and pooling run on every load (they are cheap and take their own options).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +48,7 @@ from workbench.data.registry import register_loader
 from workbench.data.stimuli import StimulusSet
 from workbench.dims import NEUROID, REGION
 from workbench.errors import DataError, WorkbenchError
+from workbench.storage import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +58,43 @@ STIMULUS_NAME = "natural_scenes"
 SESSION_TYPE = "brain_observatory_1.1"
 SPECIES = "mouse"
 INSTALL_HINT = (
-    "allensdk is needed to download Allen Neuropixels sessions but is not installed (its pins "
-    "clash with the workbench's). Install it without its pins: `pip install --no-deps "
-    "allensdk==2.16.2` and then its runtime dependencies: `pip install 'setuptools<81' "
-    "'statsmodels<0.15' 'pynwb<3' 'hdmf<4' aiohttp argschema boto3 cachetools future glymur "
-    "jinja2 ndx-events nest-asyncio psycopg2-binary pynrrd requests-toolbelt scikit-build "
-    "scikit-image seaborn semver simpleitk simplejson six sqlalchemy tables` (see "
-    "../shared/notes/environment.md)"
+    "allensdk is needed to read Allen Neuropixels sessions but is not installed. `make setup` "
+    "installs it; by hand, without its own pins (they clash with the workbench's): `pip install "
+    "--no-deps -r requirements-allensdk.txt` (allensdk==2.16.2), after `pip install -r "
+    "requirements.txt`, which pins its runtime dependencies (see ../shared/notes/environment.md)"
 )
+#: Environment variable naming an existing allensdk cache folder (the one holding its
+#: ``manifest.json``); the loader's ``cache_folder=`` option overrides it.
+ALLEN_CACHE_ENV = "WORKBENCH_ALLEN_CACHE"
+#: allensdk's default unit filter (``EcephysProjectCache.get_session_data``), written out so
+#: that it is part of the processed-session cache key.
+UNIT_FILTER = {"filter_by_validity": True, "amplitude_cutoff_maximum": 0.1,
+               "presence_ratio_minimum": 0.95, "isi_violations_maximum": 0.5}
+#: What :func:`session_repeats` computes; change ``version`` whenever that changes, so that
+#: sessions processed before are processed again.
+PROTOCOL = {"stimulus_name": STIMULUS_NAME, "n_scenes": N_SCENES, "blank_frame": -1,
+            "count": "spikes in [start_time, start_time + window_s)", "version": 1}
+PROCESSED_DIR = "allen_processed"
+
+
+def allen_cache_folder(folder=None) -> Path:
+    """The allensdk cache folder: ``folder``, else ``$WORKBENCH_ALLEN_CACHE``, else
+    ``<data cache>/allen_ecephys``."""
+    if folder is not None:
+        return Path(folder)
+    env = os.environ.get(ALLEN_CACHE_ENV)
+    return Path(env) if env else cache_dir() / "allen_ecephys"
 
 
 def open_cache(folder=None):
-    """allensdk's ``EcephysProjectCache`` in ``folder`` (default ``<data cache>/allen_ecephys``)."""
+    """allensdk's ``EcephysProjectCache`` in :func:`allen_cache_folder` ``(folder)``."""
     try:
-        from allensdk.brain_observatory.ecephys.ecephys_project_cache import EcephysProjectCache
+        with warnings.catch_warnings():  # allensdk 2.16.2 uses marshmallow APIs deprecated in 3.x
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from allensdk.brain_observatory.ecephys.ecephys_project_cache import EcephysProjectCache
     except ImportError as exc:
         raise WorkbenchError(INSTALL_HINT) from exc
-    folder = cache_dir() / "allen_ecephys" if folder is None else Path(folder)
+    folder = allen_cache_folder(folder)
     return EcephysProjectCache.from_warehouse(manifest=str(folder / "manifest.json"))
 
 
@@ -106,6 +139,8 @@ def session_repeats(session, *, areas=AREAS, window_s: float = 0.25) -> xr.DataA
         if unit_id not in spike_times:
             raise DataError(f"{where}: unit {unit_id} has no entry in spike_times")
         spikes = np.asarray(spike_times[unit_id], dtype=np.float64)
+        if spikes.size > 1 and (np.diff(spikes) < 0).any():
+            spikes = np.sort(spikes)
         n = np.searchsorted(spikes, starts + window_s) - np.searchsorted(spikes, starts)
         counts[frames, column, occurrence] = n
     return xr.DataArray(
@@ -113,6 +148,126 @@ def session_repeats(session, *, areas=AREAS, window_s: float = 0.25) -> xr.DataA
         coords={"neuroid_id": (NEUROID, [f"{session_id}_{u}" for u in units.index]),
                 REGION: (NEUROID, units["ecephys_structure_acronym"].astype(str).to_numpy())},
     )
+
+
+def processed_key(session_id: int, *, areas=AREAS, window_s: float = 0.25,
+                  unit_filter: dict | None = None) -> dict:
+    """What a processed session depends on: the cache key of :func:`cached_session_repeats`.
+
+    Returns
+    -------
+    dict
+        ``session_id`` (int), ``window_s`` (float, s), ``areas`` (list of str, in order),
+        ``unit_filter`` (the allensdk unit-quality filter, :data:`UNIT_FILTER` by default) and
+        ``protocol`` (:data:`PROTOCOL`: stimulus, scene count, counting rule, version).
+    """
+    try:
+        session_id = int(session_id)
+    except (TypeError, ValueError):
+        raise DataError(f"Allen session id {session_id!r}: expected an integer "
+                        "(e.g. 715093703)") from None
+    return {"session_id": session_id, "window_s": float(window_s), "areas": [str(a) for a in areas],
+            "unit_filter": dict(sorted((UNIT_FILTER if unit_filter is None else unit_filter).items())),
+            "protocol": PROTOCOL}
+
+
+def _key_digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def processed_path(key: dict) -> Path:
+    """Where the processed session of ``key`` lives: ``<data cache>/allen_processed/
+    session_<id>/<sha256 of the key, 16 hex>.npz``, with its record ``.json`` beside it."""
+    return (cache_dir() / PROCESSED_DIR / f"session_{key['session_id']}"
+            / f"{_key_digest(key)[:16]}.npz")
+
+
+def _read_processed(path: Path, key: dict) -> xr.DataArray | None:
+    """The cached counts of ``key``, or None (missing, or invalid: logged, then ignored)."""
+    record_path = path.with_suffix(".json")
+    if not path.is_file() or not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        data = path.read_bytes()
+        if record.get("key") != key:
+            raise DataError(f"its record {record_path.name} holds key {record.get('key')}, "
+                            f"expected {key}")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != record.get("sha256"):
+            raise DataError(f"sha256 {digest[:12]}..., its record {record_path.name} says "
+                            f"{str(record.get('sha256'))[:12]}...")
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            counts, neuroid_ids, regions = (arrays["counts"], arrays["neuroid_id"],
+                                            arrays["region"])
+    except (OSError, ValueError, KeyError) as exc:  # DataError and json errors are ValueErrors
+        log.warning("processed Allen session %s is not used and will be processed again: %s (%s)",
+                    key["session_id"], path, exc)
+        return None
+    return xr.DataArray(counts, dims=("stimulus", NEUROID, "repetition"),
+                        coords={"neuroid_id": (NEUROID, neuroid_ids.astype(str)),
+                                REGION: (NEUROID, regions.astype(str))})
+
+
+def _write_processed(path: Path, key: dict, repeats: xr.DataArray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, counts=repeats.values,
+             neuroid_id=np.asarray(repeats["neuroid_id"].values, dtype=str),
+             region=np.asarray(repeats[REGION].values, dtype=str))
+    data = buffer.getvalue()
+    record = {"key": key, "sha256": hashlib.sha256(data).hexdigest(),
+              "shape": list(repeats.shape)}
+    # the old record goes first and the new one last: a crash in between leaves counts
+    # without a record, which are never read
+    path.with_suffix(".json").unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(record, sort_keys=True, indent=1) + "\n")
+
+
+def cached_session_repeats(session_id, get_session, *, areas=AREAS, window_s: float = 0.25,
+                           unit_filter: dict | None = None) -> xr.DataArray:
+    """:func:`session_repeats` of one session, processed once and then read from the cache.
+
+    Parameters
+    ----------
+    session_id : int
+        The ``ecephys_session_id``.
+    get_session : callable
+        ``get_session()`` returns the session (an allensdk ``EcephysSession``); called only when
+        no valid cache entry exists for this key, i.e. on the first load.
+    areas, window_s
+        As in :func:`session_repeats`.
+    unit_filter : dict, optional
+        The unit filter that ``get_session`` applies (:data:`UNIT_FILTER` by default); part of
+        the key.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(stimulus=118, neuroid, repetition)`` spike counts, as :func:`session_repeats`.
+
+    Notes
+    -----
+    An entry is used only when its record holds the same key (:func:`processed_key`) and the
+    sha256 of its bytes; otherwise (truncated, modified, written by another version) a warning
+    is logged and the session is processed again and the entry rewritten.
+    """
+    key = processed_key(session_id, areas=areas, window_s=window_s, unit_filter=unit_filter)
+    path = processed_path(key)
+    cached = _read_processed(path, key)
+    if cached is not None:
+        log.info("Allen session %s: processed counts read from %s", key["session_id"], path)
+        return cached
+    session = get_session()
+    found = getattr(session, "ecephys_session_id", key["session_id"])
+    if int(found) != key["session_id"]:
+        raise DataError(f"Allen session {key['session_id']}: the session returned has "
+                        f"ecephys_session_id {found}")
+    repeats = session_repeats(session, areas=areas, window_s=window_s)
+    _write_processed(path, key, repeats)
+    return repeats
 
 
 def scene_stimuli(templates) -> StimulusSet:
@@ -123,13 +278,26 @@ def scene_stimuli(templates) -> StimulusSet:
 
 
 def dataset_from_sessions(manifest, sessions, templates, *, areas=AREAS, window_s: float = 0.25,
-                          reliability_threshold: float | None = 0.8,
-                          reliability_method: str = rel.DEFAULT_METHOD,
-                          reliability_splits: int = rel.DEFAULT_SPLITS,
-                          reliability_seed: int = rel.DEFAULT_SEED) -> NeuralDataset:
-    """Pool sessions' units per area into a :class:`NeuralDataset` (one region per area)."""
-    stimuli = scene_stimuli(templates)
+                          **options) -> NeuralDataset:
+    """Pool sessions' units per area into a :class:`NeuralDataset` (one region per area).
+
+    ``options`` are those of :func:`dataset_from_repeats`.
+    """
     parts = [session_repeats(s, areas=areas, window_s=window_s) for s in sessions]
+    return dataset_from_repeats(manifest, parts, templates, areas=areas, **options)
+
+
+def dataset_from_repeats(manifest, parts, templates, *, areas=AREAS,
+                         reliability_threshold: float | None = 0.8,
+                         reliability_method: str = rel.DEFAULT_METHOD,
+                         reliability_splits: int = rel.DEFAULT_SPLITS,
+                         reliability_seed: int = rel.DEFAULT_SEED) -> NeuralDataset:
+    """Pool processed sessions (:func:`session_repeats` arrays) into a :class:`NeuralDataset`.
+
+    Units are pooled per area, NaN-padded to the largest repetition count, and kept where
+    their split-half reliability reaches ``reliability_threshold`` (None keeps all).
+    """
+    stimuli = scene_stimuli(templates)
     depth = max(p.sizes["repetition"] for p in parts)
     parts = [p.pad(repetition=(0, depth - p.sizes["repetition"])) for p in parts]
     pooled = xr.concat(parts, dim=NEUROID)
@@ -156,27 +324,126 @@ def dataset_from_sessions(manifest, sessions, templates, *, areas=AREAS, window_
     return NeuralDataset(manifest, stimuli, regions)
 
 
+def _from_allensdk(get, what: str, folder: Path, manifest):
+    """``get()``, with a failure of allensdk (often: no network) turned into a DataError."""
+    try:
+        return get()
+    except WorkbenchError:
+        raise
+    except Exception as exc:  # allensdk raises many kinds (HTTP, OS, HDF5); the message says which
+        raise DataError(
+            f"{manifest.name}: allensdk could not provide {what} from its cache {folder} "
+            f"({type(exc).__name__}: {exc}); it downloads what the cache lacks, which needs the "
+            f"network. To use an existing allensdk cache folder, set {ALLEN_CACHE_ENV}=DIR or "
+            f"pass cache_folder=DIR; `workbench data fetch {manifest.name}` says what a load "
+            "downloads") from exc
+
+
 @register_loader("allen_neuropixels")
-def load_allen(manifest, files, *, session_ids=None, cache_folder=None, **options) -> NeuralDataset:
+def load_allen(manifest, files, *, session_ids=None, cache_folder=None, areas=AREAS,
+               window_s: float = 0.25, unit_filter: dict | None = None,
+               **options) -> NeuralDataset:
     """Download (through allensdk) and process Neuropixels sessions showing natural scenes.
 
     Parameters
     ----------
     session_ids : list of int, optional
-        Sessions to pool; default every ``brain_observatory_1.1`` session (tens of GB).
+        Sessions to pool; default every ``brain_observatory_1.1`` session (32 sessions, about
+        81 GB of NWB files; see ``workbench data fetch allen2019_neuropixels_natural_scenes``).
     cache_folder : path-like, optional
-        allensdk cache folder (default ``<data cache>/allen_ecephys``).
+        allensdk cache folder, the one holding its ``manifest.json`` (default
+        ``$WORKBENCH_ALLEN_CACHE``, else ``<data cache>/allen_ecephys``). An existing folder
+        is used as it is: sessions already in it are not downloaded again.
+    areas : sequence of str, default: the six visual areas
+    window_s : float, default: 0.25
+        Counting window after each scene's onset, in s.
+    unit_filter : dict, optional
+        Unit-quality filter handed to allensdk's ``get_session_data`` (default
+        :data:`UNIT_FILTER`, allensdk's own defaults).
     **options
-        ``areas``, ``window_s``, ``reliability_threshold`` (0.8) and the other reliability
-        options of :func:`dataset_from_sessions`.
+        ``reliability_threshold`` (0.8) and the other options of :func:`dataset_from_repeats`.
+
+    Notes
+    -----
+    Each session is processed once (:func:`cached_session_repeats`); later loads with the same
+    session, window, unit filter and areas read the cached counts and do not open its NWB file.
     """
     cache = open_cache(cache_folder)
+    folder = allen_cache_folder(cache_folder)
     if session_ids is None:
-        table = cache.get_session_table()
+        table = _from_allensdk(cache.get_session_table, "the session table", folder, manifest)
         session_ids = table.index[table["session_type"] == SESSION_TYPE].tolist()
         log.warning("loading all %d %s sessions; pass session_ids=[...] to load fewer",
                     len(session_ids), SESSION_TYPE)
-    sessions = [cache.get_session_data(int(s))
-                for s in tqdm(session_ids, desc="Allen sessions", unit="session")]
-    templates = [cache.get_natural_scene_template(i) for i in range(N_SCENES)]
-    return dataset_from_sessions(manifest, sessions, templates, **options)
+    unit_filter = UNIT_FILTER if unit_filter is None else dict(unit_filter)
+    parts = [cached_session_repeats(
+                 s, lambda s=s: _from_allensdk(lambda: cache.get_session_data(int(s), **unit_filter),
+                                               f"session {s}", folder, manifest),
+                 areas=areas, window_s=window_s, unit_filter=unit_filter)
+             for s in tqdm(session_ids, desc="Allen sessions", unit="session")]
+    templates = _from_allensdk(lambda: [cache.get_natural_scene_template(i) for i in range(N_SCENES)],
+                               "the natural-scene images", folder, manifest)
+    return dataset_from_repeats(manifest, parts, templates, areas=areas, **options)
+
+
+#: Sizes published with the dataset (allensdk's "Accessing Neuropixels Visual Coding Data"):
+#: the metadata tables, and one NWB file per session (spike times, stimulus tables; no LFP).
+METADATA_GB = 0.058
+SESSION_NWB_GB = (1.7, 3.3)
+ALL_SESSIONS_NWB_GB = 146.5  # all 58 sessions of both session types
+N_SESSIONS = {"brain_observatory_1.1": 32, "functional_connectivity": 26}
+SCENE_TEMPLATES_GB = N_SCENES * 918 * 1174 / 1e9  # 118 grayscale 918 x 1174 8-bit images
+
+
+def download_plan(manifest, *, cache_folder=None) -> str:
+    """What loading ``manifest`` (the Allen dataset) downloads, how large it is, and where.
+
+    Works offline: it reads nothing from the network, only looks into the allensdk cache
+    folder (:func:`allen_cache_folder`) and the processed-session cache.
+
+    Returns
+    -------
+    str
+        Several lines for ``workbench data fetch allen2019_neuropixels_natural_scenes``.
+    """
+    from importlib import metadata
+
+    folder = allen_cache_folder(cache_folder)
+    n_sessions = N_SESSIONS[SESSION_TYPE]
+    mean_gb = ALL_SESSIONS_NWB_GB / sum(N_SESSIONS.values())
+    low, high = SESSION_NWB_GB
+    lines = [
+        f"{manifest.name}: not downloaded by `workbench data fetch`; allensdk's "
+        "EcephysProjectCache downloads it from the Allen Institute the first time the dataset "
+        "is loaded (`workbench data info`, `workbench score`, `workbench.data.load`).",
+        f"What loading it downloads into {folder}, about "
+        f"{METADATA_GB + n_sessions * mean_gb + SCENE_TEMPLATES_GB:.0f} GB in all:",
+        f"  - the metadata tables (sessions, probes, channels, units .csv): {METADATA_GB * 1000:.0f} MB",
+        f"  - one NWB file per session (spike times, stimulus tables; {low}-{high} GB each): "
+        f"by default the {n_sessions} {SESSION_TYPE} sessions, the ones that show the "
+        f"{N_SCENES} natural scenes, about {n_sessions * mean_gb:.0f} GB",
+        f"  - the {N_SCENES} natural-scene images: {SCENE_TEMPLATES_GB * 1000:.0f} MB",
+        "  (the probes' LFP files, 707 GB, are not needed and not downloaded)",
+        f"To download less, load a few sessions: `workbench data info {manifest.name} -o "
+        f"session_ids=[715093703,719161530]` (about {2 * mean_gb:.0f} GB) or "
+        f"`workbench.data.load('{manifest.name}', session_ids=[...])`.",
+        f"To use an existing allensdk cache folder (the folder holding its manifest.json), set "
+        f"{ALLEN_CACHE_ENV}=DIR, or pass `-o cache_folder=DIR` (`load(..., cache_folder=DIR)`); "
+        "sessions already in it are not downloaded again.",
+    ]
+    if (folder / "manifest.json").is_file():
+        found = sorted(folder.glob("session_*/session_*.nwb"))
+        size = sum(p.stat().st_size for p in found) / 1e9
+        lines.append(f"Found an allensdk cache in {folder}: {len(found)} session NWB file(s), "
+                     f"{size:.1f} GB.")
+    else:
+        lines.append(f"No allensdk cache in {folder} yet (no manifest.json).")
+    processed = sorted((cache_dir() / PROCESSED_DIR).glob("session_*/*.json"))
+    if processed:
+        lines.append(f"Processed sessions cached in {cache_dir() / PROCESSED_DIR}: "
+                     f"{len(processed)} (read instead of the NWB files).")
+    try:
+        lines.append(f"allensdk {metadata.version('allensdk')} is installed.")
+    except metadata.PackageNotFoundError:
+        lines.append(INSTALL_HINT)
+    return "\n".join(lines)

@@ -38,7 +38,6 @@ quality): every file of one quality from this encoder holds the same tables (tes
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import typing
@@ -54,8 +53,9 @@ from workbench.errors import DataError, ValidationError
 from workbench.methods.qsam.data import JpegVersions, SelectVersions, encoded_files, from_pixels
 from workbench.methods.qsam.jpeg import decode, qac, quality_tables
 from workbench.storage import atomic_path
-from workbench.training import TrainConfig, TrainOutcome, build_network, fit
+from workbench.training import TrainConfig, TrainOutcome, build_network
 from workbench.training.loop import limited
+from workbench.training.phases import run_phase
 
 logger = logging.getLogger(__name__)
 
@@ -267,31 +267,6 @@ def _qname(quality) -> str:
 
 # --- phases ---------------------------------------------------------------------------------
 
-def _run_phase(run, name: str, config: QSAMConfig, network, data, *, step_fn, eval_fn) -> dict[str, float]:
-    """One :func:`fit` in ``DIR/phases/<name>``; skipped (weights loaded) when finished before."""
-    from workbench.training.checkpoint import load_verified
-    from workbench.training.rundir import RunDir
-
-    folder = Path(run.path) / "phases" / name
-    done, summary = folder / "model.pt", folder / "evaluation.json"
-    if done.is_file() and summary.is_file():
-        network.module.load_state_dict(load_verified(done, what="weights"))
-        logger.info("phase %s was finished before; weights loaded from %s", name, done)
-        return json.loads(summary.read_text())
-    sub = RunDir(folder, is_main=run.ctx.is_main)
-    sub.ctx, sub.method, sub.config = run.ctx, run.method, config
-    sub.resume = bool(run.resume and sub.checkpoint_file.is_file())
-    if run.ctx.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
-    logger.info("QSAM phase %s: %d epochs", name, config.epochs)
-    result = fit(config, sub, network, data, step_fn=step_fn, eval_fn=eval_fn)
-    if run.ctx.is_main:
-        sub.write_weights(network.module.state_dict(), done)
-        with atomic_path(summary) as tmp:
-            tmp.write_text(json.dumps(result.evaluation, indent=1))
-    return result.evaluation
-
-
 def _build(config: QSAMConfig, data, branches: int):
     return build_network(config.arch, time_steps=config.time_steps, seed=config.seed,
                          num_classes=data.num_classes, branches=branches, **config.arch_kwargs)
@@ -307,12 +282,12 @@ def _stage2_config(config: QSAMConfig) -> QSAMConfig:
 def _train_qsam(run, config, data, phase_data, meta_data, *, use_qac: bool, prefix: str):
     base = tuple(config.base_qualities)
     network = _build(config, data, len(base))
-    stage1 = _run_phase(run, f"{prefix}_stage1", config, network, phase_data,
+    stage1 = run_phase(run, f"{prefix}_stage1", config, network, phase_data,
                         step_fn=stage1_step(chunk_weights(config, base, use_qac=use_qac), single=False),
                         eval_fn=stage1_eval(base, single=False))
     for p in network.module.backbone.parameters():
         p.requires_grad_(False)
-    stage2 = _run_phase(run, f"{prefix}_stage2", _stage2_config(config), network, meta_data,
+    stage2 = run_phase(run, f"{prefix}_stage2", _stage2_config(config), network, meta_data,
                         step_fn=meta_step(config, use_qac=use_qac),
                         eval_fn=mixed_eval(base + tuple(config.meta_qualities)))
     for p in network.module.parameters():
@@ -352,12 +327,12 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
         networks["qsam_noqac"], phases["qsam_noqac"] = _train_qsam(run, config, data, phase_data, meta_data,
                                                                    use_qac=False, prefix="noqac")
         single = _build(config, data, 1)
-        phases["single_bn"] = _run_phase(run, "single_bn", config, single, phase_data,
+        phases["single_bn"] = run_phase(run, "single_bn", config, single, phase_data,
                                          step_fn=stage1_step(chunk_weights(config, base), single=True),
                                          eval_fn=stage1_eval(base, single=True))
         networks["single_bn"] = single
         uncompressed = _build(config, data, 1)
-        phases["uncompressed"] = _run_phase(run, "uncompressed", config, uncompressed, wrapped(
+        phases["uncompressed"] = run_phase(run, "uncompressed", config, uncompressed, wrapped(
             (None,), train_augmented=config.augment), step_fn=stage1_step(torch.ones(1), single=True),
             eval_fn=stage1_eval((None,), single=True))
         networks["uncompressed"] = uncompressed

@@ -1,0 +1,126 @@
+"""MADA / MADAv2 (issue 13) on this machine: the issue's claims over >= 3 seeds, mean and sd.
+
+Claims checked:
+
+1. On the tiny preset at a 5 % budget, multi-anchor selection (MADA) gives a higher target
+   mIoU than random selection and than single-centroid selection (paired over seeds: the mean
+   difference is > 0; the number of seeds where it is, and whether the mean is within two
+   standard errors of 0, are printed too).
+2. MADAv2's score gives a target mIoU at least MADA's (mean paired difference >= 0).
+3. ``workbench train mada --preset tiny --report`` takes <= 6 minutes on a 2-core machine, timed
+   as a subprocess for the first seed. The machine is shared by several agents, so the wall
+   time is printed with the load average at the start and with the CPU time the run used
+   (user + sys of the child processes): on a quiet machine the wall time of a one-thread run
+   is close to its CPU time.
+
+Every seed runs the tiny preset as is (``--seed`` only, which also seeds the generated
+domains); nothing is tuned to make MADA win.
+
+Usage::
+
+    python benchmarks/bench_mada.py                          # seeds 0 1 2
+    python benchmarks/bench_mada.py --seeds 0 1 2 3 4 --jobs 2 --out runs/bench_mada
+
+The timed first seed runs alone (with ``--report``); ``--jobs N`` then trains the other seeds
+N at once. Runs have one thread (``OMP_NUM_THREADS=1``). Finished run directories under
+``--out`` are read, not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TIME_LIMIT_S = 360.0
+MODELS = ("source_only", "self_training", "random", "centroid", "mada", "madav2")
+
+
+def run_seed(out: Path, seed: int, *, report: bool) -> dict:
+    """Train (or read) the tiny-preset run of ``seed``; return its timing record."""
+    run_dir = out / f"seed{seed}"
+    timing_file = out / f"seed{seed}.timing.json"
+    if (run_dir / "model_card.json").is_file() and timing_file.is_file():
+        return json.loads(timing_file.read_text())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.setdefault("WORKBENCH_DATA_MIRROR", "/work/shared/data")
+    cmd = [sys.executable, "-m", "workbench", "train", "mada", "--preset", "tiny", "--out", str(run_dir),
+           "--seed", str(seed), "--force"] + (["--report"] if report else [])
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"seed {seed} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    record = {"seed": seed, "wall_s": wall, "load_at_start": load, "report": report,
+              "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+    timing_file.write_text(json.dumps(record))
+    return record
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_mada_"))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"runs in {out}", flush=True)
+    timings = [run_seed(out, args.seeds[0], report=True)]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        timings += list(pool.map(lambda s: run_seed(out, s, report=False), args.seeds[1:]))
+
+    frames = []
+    for seed in args.seeds:
+        frame = pd.read_csv(out / f"seed{seed}" / "miou_summary.csv")
+        frames.append(frame.assign(seed=seed))
+    table = pd.concat(frames).pivot(index="seed", columns="model", values="miou")
+    table = table[[m for m in MODELS if m in table.columns]]
+    print("\nTarget-test mIoU per seed (tiny preset, 5 % budget):")
+    print(table.round(4).to_string())
+    stats = pd.DataFrame({"mean": table.mean(), "sd": table.std(ddof=1)})
+    print("\nmean and sd over seeds:")
+    print(stats.round(4).to_string())
+
+    def paired(a: str, b: str) -> tuple[float, float, int]:
+        diff = table[a] - table[b]
+        return float(diff.mean()), float(diff.std(ddof=1)), int((diff > 0).sum())
+
+    print("\nClaims:")
+    n = len(table)
+    ok = True
+    for a, b, strict in (("mada", "random", True), ("mada", "centroid", True), ("madav2", "mada", False)):
+        mean, sd, wins = paired(a, b)
+        held = mean > 0 if strict else mean >= 0
+        ok &= held
+        relation = ">" if strict else ">="
+        se = sd / np.sqrt(n)
+        noise = " (within noise: |mean| < 2 standard errors)" if abs(mean) < 2 * se else ""
+        print(f"  {a} {relation} {b}: paired difference {mean:+.4f} +- {sd:.4f} (sd), {a} higher on {wins}/{n} seeds "
+              f"-> {'HOLDS' if held else 'FAILS'}{noise}")
+    first = timings[0]
+    held = first["wall_s"] <= TIME_LIMIT_S
+    print(f"  train --preset tiny --report <= {TIME_LIMIT_S:.0f} s: wall {first['wall_s']:.0f} s, CPU {first['cpu_s']:.0f} s "
+          f"(one thread), load average at start {first['load_at_start']:.1f} -> "
+          f"{'HOLDS' if held else 'FAILS on this (loaded) machine; CPU time ' + ('within' if first['cpu_s'] <= TIME_LIMIT_S else 'over') + ' the limit'}")
+    for record in timings[1:]:  # with --jobs > 1 the children's CPU times overlap: wall time only
+        cpu = f", CPU {record['cpu_s']:.0f} s" if args.jobs == 1 else ""
+        print(f"  seed {record['seed']} (no report): wall {record['wall_s']:.0f} s{cpu}, load {record['load_at_start']:.1f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

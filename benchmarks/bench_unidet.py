@@ -1,0 +1,126 @@
+"""Large-UniDet's claims on the tiny preset (issue 15), mean and sd over seeds.
+
+For each seed, one ``workbench train unidet --preset tiny --seed S`` run trains the
+hierarchy-aware detector and the flat baseline (``snapshots/flat``: the same detector, data,
+sampler and seed over the same unified labels without the tree) on the three synthetic
+datasets, which the seed also draws. Only the first seed also trains the per-dataset detectors
+and the report (the preset as shipped), so that its time is the claim's command. Claims:
+
+1. The hierarchy-aware detector's leaf-level mAP on dataset B (its leaves) and its mAP on
+   dataset A (parents only) are each at least the flat baseline's (means over seeds; the paired
+   differences and win counts are printed too).
+2. ``workbench train unidet --preset tiny --report`` takes <= 8 minutes (seed 0, timed end to
+   end; only meaningful on a quiet machine).
+
+Also printed: the RSA of the head's per-leaf features with the label tree (not a claim).
+Nothing is tuned to make the hierarchy win; a failed claim is printed as FAIL.
+
+Usage::
+
+    python benchmarks/bench_unidet.py                     # seeds 0 1 2, in parallel processes
+    python benchmarks/bench_unidet.py --seeds 0 1 2 3 4 --out runs/bench_unidet --jobs 2
+
+Runs are kept under ``--out`` (default: a temporary folder) and reused when rerun with the same
+``--out`` (a finished run is read, not retrained; its time is then not re-measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+LIMIT_S = 480.0
+METRICS = ("mAP_A", "mAP_B", "mAP_C", "leaf_mAP_B", "leaf_mAP", "mAP_mean", "tree_rsa")
+
+
+def _run(seed: int, out: Path, full: bool, overrides: list[str] = ()) -> float:
+    run_dir = out / f"seed{seed}"
+    if (run_dir / "model_card.json").is_file() and (not full or (run_dir / "report.html").is_file()):
+        return float("nan")
+    cmd = [sys.executable, "-m", "workbench", "train", "unidet", "--preset", "tiny", "--seed", str(seed),
+           "--out", str(run_dir), "--force"] + (["--report"] if full else ["--set", "per_dataset_baselines=false"])
+    cmd += [arg for pair in overrides for arg in ("--set", pair)]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0 and (run_dir / "model_card.json").is_file():
+        print(f"warning: {' '.join(cmd)} exited {result.returncode} after training (the report?):\n"
+              f"{result.stderr[-2000:]}", file=sys.stderr)
+    elif result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def collect(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Per variant (hierarchy, flat): the card's evaluation and the tree RSA of its head features."""
+    from workbench.methods.unidet.analysis import tree_rsa
+
+    rows = {}
+    card = json.loads((run_dir / "model_card.json").read_text())
+    for variant, folder in (("hierarchy", run_dir), ("flat", run_dir / "snapshots" / "flat")):
+        ev = card["unidet"]["variants"][variant]["evaluation"]
+        rows[variant] = {**ev, "tree_rsa": tree_rsa(folder)["rsa"]}
+    return rows
+
+
+def _fmt(values) -> str:
+    values = np.asarray(values, dtype=float)
+    sd = values.std(ddof=1) if len(values) > 1 else float("nan")
+    return f"{values.mean():.3f} ± {sd:.3f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--jobs", type=int, default=3, help="training processes at once (1 thread each)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run (a sensitivity check, not the claims' preset)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="train the first seed like the others (no per-dataset baselines, no report, no timing)")
+    args = parser.parse_args(argv)
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_unidet_"))
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        times = dict(zip(args.seeds, pool.map(
+            lambda s: _run(s, out, full=(s == args.seeds[0] and not args.no_report), overrides=args.overrides),
+            args.seeds)))
+    results = {seed: collect(out / f"seed{seed}") for seed in args.seeds}
+    changed = f" with {', '.join(args.overrides)}" if args.overrides else ""
+    print(f"\nLarge-UniDet tiny preset (synthetic A parents / B leaves / C conflicting subset){changed}, "
+          f"seeds {args.seeds}, runs in {out}\n")
+    print("| variant | " + " | ".join(METRICS) + " |")
+    print("|---|" + "---|" * len(METRICS))
+    for variant in ("hierarchy", "flat"):
+        cells = [_fmt([results[s][variant][m] for s in args.seeds]) for m in METRICS]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+
+    def paired(metric):
+        d = [results[s]["hierarchy"][metric] - results[s]["flat"][metric] for s in args.seeds]
+        return float(np.mean(d)), f"{np.mean(d):+.3f} (wins or ties {sum(x >= 0 for x in d)}/{len(d)})"
+
+    print("\n| claim | hierarchy - flat | verdict |\n|---|---|---|")
+    for metric in ("leaf_mAP_B", "mAP_A"):
+        mean_diff, text = paired(metric)
+        print(f"| hierarchy {metric} >= flat | {text} | {'PASS' if mean_diff >= 0 else 'FAIL'} |")
+    t = times[args.seeds[0]]
+    if np.isnan(t) or args.no_report:
+        verdict = "not measured (reused run or --no-report)"
+    else:
+        verdict = "PASS" if t <= LIMIT_S else "FAIL"
+    print(f"| tiny --report <= {LIMIT_S:.0f} s | {t:.0f} s (seed {args.seeds[0]}, with per-dataset baselines and "
+          f"report, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}, {args.jobs} runs at once) | {verdict} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""MADA end to end on a micro config: run directory, baselines as snapshots, re-evaluation, scoring as a model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+#: 32 source / 20 target / 8 test scenes of 16 px, one warm-up epoch, 2 + 2 adaptation steps.
+MICRO = ["source_images=32", "target_images=20", "test_images=8", "image_size=[16]", "epochs=1", "batch_size=8",
+         "adapt_steps=2", "adapt2_steps=2", "adapt_batch_size=4", "num_anchors=3", "budget=0.1", "log_every=1",
+         "arch_kwargs={widths: [4, 4, 8], feature_dim: 4}", "selection=madav2", "mean_teacher=true"]
+
+
+@pytest.mark.slow
+def test_micro_run_trains_every_strategy_from_one_warmup_and_reevaluates(tmp_path):
+    from workbench.methods.mada import evaluate
+    from workbench.training import list_snapshots, read_card, train
+
+    out = tmp_path / "run"
+    with torch.random.fork_rng(devices=[]):
+        train("mada", out=out, preset="tiny", overrides=MICRO)
+    card = read_card(out)
+    assert card["method"] == "mada" and card["architecture"] == "seg_cnn" and card["family"] == "cnn"
+    assert card["mada"]["selection"] == "madav2" and card["mada"]["selected"] == 2 and card["mada"]["pool"] == 20
+    assert set(card["evaluation"]) == {"test_miou", "test_pixel_acc"}
+    # recomputed from the files alone: the same numbers, for the run and each snapshot
+    assert evaluate(out) == pytest.approx(card["evaluation"], abs=1e-12)
+    snapshots = {p.name: p for p in list_snapshots(out)}
+    assert set(snapshots) == {"source_only", "mada", "centroid", "random", "self_training"}
+    summary = pd.read_csv(out / "miou_summary.csv").set_index("model")
+    for name, path in snapshots.items():
+        assert evaluate(path)["test_miou"] == pytest.approx(summary.loc[name, "miou"], abs=1e-12)
+    assert summary.loc["madav2", "miou"] == pytest.approx(card["evaluation"]["test_miou"])
+    per_class = pd.read_csv(out / "miou.csv")
+    for name, rows in per_class.groupby("model"):
+        assert np.nanmean(rows.iou) == pytest.approx(summary.loc[name, "miou"])
+    selection = pd.read_csv(out / "selection.csv")
+    assert selection.groupby("strategy").size().to_dict() == {s: 2 for s in ("madav2", "mada", "centroid", "random")}
+    # stage 2 ran with the anchor loss and the mean teacher; the teacher is in the checkpoint
+    metrics = pd.read_csv(out / "phases" / "madav2_stage2" / "metrics.csv")
+    assert {"anchor", "ce_pseudo", "ce_active"} <= set(metrics.metric)
+    state = torch.load(out / "phases" / "madav2_stage2" / "checkpoints" / "last.pt", weights_only=False)
+    assert state["callbacks"][0]["teacher"] is not None and state["callbacks"][0]["bank"]["centers"].shape[0] == 3
+    # the run directory is a zoo model whose analysis layers are the encoder and decoder
+    import workbench.models
+
+    model = workbench.models.create(str(out))
+    assert list(model.layers) == ["layer1", "layer2", "layer3", "layer4", "decoder"]
+    assert json.loads((out / "model_card.json").read_text())["preprocessing"]["input_size"] == 16

@@ -1,0 +1,53 @@
+"""Segmentation metrics: confusion matrix with an ignore label, per-class IoU and mIoU.
+
+``confusion[t, p]`` counts the pixels of true class ``t`` predicted as ``p``; pixels whose
+label is the ignore label (255), or outside ``[0, C)``, are not counted. The IoU of class ``c``
+is ``TP / (TP + FP + FN)`` = ``cm[c, c] / (row_c + col_c - cm[c, c])``; a class absent from both
+the labels and the predictions has an undefined IoU (NaN) and is left out of the mean (the
+Cityscapes convention of the reference code's ``runningScore``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+IGNORE = 255
+
+
+def confusion_matrix(pred, target, num_classes: int, ignore_index: int = IGNORE) -> np.ndarray:
+    """``(C, C)`` int64 counts of (true, predicted) classes over the valid pixels.
+
+    Parameters
+    ----------
+    pred, target : array-like of ints, same shape (any, e.g. (N, H, W))
+        Predicted and true class per pixel.
+    """
+    pred = torch.as_tensor(pred).reshape(-1).long()
+    target = torch.as_tensor(target).reshape(-1).long()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred has {pred.numel()} pixels, target {target.numel()}; expected the same")
+    valid = (target != ignore_index) & (target >= 0) & (target < num_classes)
+    index = target[valid] * num_classes + pred[valid].clamp(0, num_classes - 1)
+    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy().astype(np.int64)
+
+
+def iou_per_class(confusion: np.ndarray) -> np.ndarray:
+    """``(C,)`` IoU of each class (NaN where the class is in neither labels nor predictions)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def mean_iou(confusion: np.ndarray) -> float:
+    """Mean IoU over the classes whose IoU is defined."""
+    iou = iou_per_class(confusion)
+    return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+
+def pixel_accuracy(confusion: np.ndarray) -> float:
+    """Fraction of valid pixels predicted correctly."""
+    confusion = np.asarray(confusion)
+    return float(np.trace(confusion) / max(confusion.sum(), 1))

@@ -1,0 +1,554 @@
+"""Train MADA / MADAv2 and their baselines on the shared loop; evaluate target mIoU.
+
+Timeline of a run (each phase is one :func:`workbench.training.fit` in ``DIR/phases/<name>/``
+with its own ``metrics.csv`` and checkpoint; a finished phase keeps ``model.pt`` and
+``evaluation.json``, so ``--resume`` skips it):
+
+1. ``source``: the warm-up, cross-entropy on the labelled source domain (``epochs``,
+   ``batch_size``, ``lr``...). Its weights are the ``source_only`` baseline.
+2. Descriptors of the warm-up model (:mod:`.anchors`): source images with their ground truth,
+   target training images with the model's predictions. Source anchors: k-means with
+   ``num_anchors`` clusters; target anchors (MADAv2): k-means on the target descriptors.
+3. Selection, each strategy at the same budget (``budget`` of the target pool, at least one
+   image): ``mada`` (distance to the nearest source anchor), ``madav2`` (+ distance to the
+   nearest target anchor), ``centroid`` (MADA's score with one source anchor) and ``random``.
+   The strategy ``selection`` names gives the run's model; with ``baselines`` every other one
+   is trained too, from the same warm-up, and kept as a snapshot, with ``source_only`` and
+   (``self_training``) plain self-training without active labels.
+4. ``<strategy>_stage1`` (``adapt_steps`` steps): CE on a source batch + CE on a batch of the
+   selected target images (``adapt_batch_size`` images per stream, ``adapt_lr``).
+5. ``<strategy>_stage2`` (``adapt2_steps`` steps, ``stage2``): target anchors re-clustered from
+   the stage-1 model's descriptors of the target pool; loss = CE source + CE selected + CE on
+   pseudo-labels of unselected target images (the argmax of the model, or of its mean teacher
+   with ``mean_teacher``, pixels under ``pseudo_threshold`` confidence ignored) +
+   ``anchor_weight`` x the anchor loss (harmonic mean over the target anchors of the masked
+   MSE of each target descriptor), the nearest anchor of each descriptor updated by EMA
+   (``anchor_momentum``). The reference code computes pseudo-labels and descriptors from the
+   same forward pass of the student; the mean teacher (EMA of the student, ``teacher_momentum``)
+   is MADAv2's stage-2 refinement, as an option.
+6. mIoU on the target test set (confusion matrix, ignore label 255) of every network:
+   ``miou.csv`` (per class), ``miou_summary.csv`` (per model) and ``selection.csv`` (each
+   strategy's selected images, their scores and, for generated scenes, their target condition).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from workbench.errors import DataError, ValidationError
+from workbench.methods.mada.anchors import (
+    AnchorBank,
+    anchor_loss,
+    class_descriptors,
+    fit_anchors,
+    select_top,
+    selection_scores,
+)
+from workbench.methods.mada.data import IGNORE, load_domains
+from workbench.methods.mada.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from workbench.storage import atomic_path
+from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
+from workbench.training.phases import run_phase
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("mada", "madav2", "centroid", "random")
+MIOU_FILE, SUMMARY_FILE, SELECTION_FILE = "miou.csv", "miou_summary.csv", "selection.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class MADAConfig(TrainConfig):
+    """Shared fields (the source warm-up's schedule) plus MADA's.
+
+    Parameters
+    ----------
+    dataset : {"scenes", "gta5_cityscapes", "synthia_cityscapes"}
+    source_root, target_root : str
+        GTA5 / SYNTHIA-RAND-CITYSCAPES folder and Cityscapes folder (real datasets).
+    num_classes : int
+        19 or 16 (SYNTHIA protocol) for real datasets; the scenes have 6.
+    image_size : tuple of int
+        ``(S,)`` side of generated scenes; ``(H, W)`` the real images are resized to.
+    data_seed : int
+        Seed of the generated domains (-1: the run's ``seed``).
+    source_images, target_images, test_images : int
+        Sizes of the generated source set, target pool and target test set.
+    selection : {"mada", "madav2", "centroid", "random"}
+        The strategy of the run's model.
+    baselines : bool
+        Also train every other strategy, keep ``source_only`` (and ``self_training``) as snapshots.
+    self_training : bool
+        With ``baselines``: plain self-training (source CE + pseudo-label CE, no active labels).
+    budget : float
+        Fraction of the target pool to label.
+    num_anchors : int
+        K of the k-means anchors (source and target).
+    min_pixels : int
+        Pixels (at feature resolution) for a class to count as present in a descriptor.
+    adapt_steps, adapt2_steps : int
+        Steps of stage 1 and stage 2.
+    adapt_batch_size : int
+        Images per stream (source, selected target, unselected target) in each adaptation step.
+    adapt_lr : float
+    stage2 : bool
+    anchor_weight : float
+        Factor of the anchor loss (the reference code's ``cls_feature_weight``: 0.7).
+    anchor_momentum : float
+        EMA momentum of the target anchors (0.999).
+    pseudo_threshold : float
+        Pseudo-labels with a lower softmax confidence are ignored (0: every pixel, the reference).
+    mean_teacher : bool
+        Pseudo-labels from an EMA teacher of the student (MADAv2's stage 2).
+    teacher_momentum : float
+    """
+
+    arch: str = "seg_cnn"
+    dataset: str = "scenes"
+    source_root: str = ""
+    target_root: str = ""
+    num_classes: int = 19
+    image_size: tuple[int, ...] = (48,)
+    data_seed: int = -1
+    source_images: int = 240
+    target_images: int = 200
+    test_images: int = 100
+    selection: str = "mada"
+    baselines: bool = True
+    self_training: bool = True
+    budget: float = 0.05
+    num_anchors: int = 10
+    min_pixels: int = 1
+    adapt_steps: int = 60
+    adapt2_steps: int = 60
+    adapt_batch_size: int = 8
+    adapt_lr: float = 0.02
+    stage2: bool = True
+    anchor_weight: float = 0.7
+    anchor_momentum: float = 0.999
+    pseudo_threshold: float = 0.0
+    mean_teacher: bool = False
+    teacher_momentum: float = 0.99
+
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        **TrainConfig.CHOICES, "selection": STRATEGIES,
+        "dataset": ("scenes", "gta5_cityscapes", "synthia_cityscapes")}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.budget <= 1:
+            raise ValidationError(f"config field 'budget' is {self.budget}; expected a fraction in (0, 1]")
+        for name in ("num_anchors", "adapt_steps", "adapt_batch_size", "source_images", "target_images",
+                     "test_images", "min_pixels"):
+            if getattr(self, name) < 1:
+                raise ValidationError(f"config field {name!r} must be >= 1, found {getattr(self, name)}")
+        if self.adapt2_steps < 0:
+            raise ValidationError(f"config field 'adapt2_steps' must be >= 0, found {self.adapt2_steps}")
+        for name in ("anchor_momentum", "teacher_momentum", "pseudo_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValidationError(f"config field {name!r} is {getattr(self, name)}; expected a value in [0, 1]")
+        if len(self.image_size) not in (1, 2) or min(self.image_size) < 8 or any(s % 8 for s in self.image_size):
+            raise ValidationError(f"config field 'image_size' is {list(self.image_size)}; expected [S] or [H, W], "
+                                  "multiples of 8")
+        if self.dataset != "scenes" and self.num_classes not in (16, 19):
+            raise ValidationError(f"config field 'num_classes' is {self.num_classes}; expected 19 or 16")
+        if "num_classes" in self.arch_kwargs:
+            raise ValidationError("arch_kwargs must not set 'num_classes': it comes from the data")
+
+    @property
+    def scene_seed(self) -> int:
+        return self.seed if self.data_seed < 0 else self.data_seed
+
+
+# --- datasets of the adaptation phases -----------------------------------------------------------
+
+class Streams(Dataset):
+    """Item ``i``: (images (S, 3, H, W), labels (S, H, W)) with item ``i % len`` of each stream.
+
+    ``unlabelled`` streams get labels of 255 everywhere (pseudo-labels are made in the step).
+    """
+
+    def __init__(self, streams: list[Dataset], length: int, unlabelled: tuple[bool, ...]):
+        if any(len(s) == 0 for s in streams):
+            raise ValidationError("an adaptation stream is empty (no selected or no unselected target image)")
+        self.streams, self.length, self.unlabelled = streams, int(length), unlabelled
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        images, labels = [], []
+        for stream, hidden in zip(self.streams, self.unlabelled):
+            image, label = stream[index % len(stream)]
+            images.append(image)
+            labels.append(torch.full_like(label, IGNORE) if hidden else label)
+        return torch.stack(images), torch.stack(labels)
+
+
+class _Subset(Dataset):
+    def __init__(self, dataset: Dataset, indices):
+        self.dataset, self.indices = dataset, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.dataset[self.indices[index]]
+
+
+@dataclasses.dataclass
+class PhaseData:
+    """What :func:`fit` reads of a data object."""
+
+    train: Dataset
+    test: Dataset
+
+
+# --- steps, evaluation, callbacks ---------------------------------------------------------------
+
+def _seg_net(network):
+    return network.module
+
+
+def source_step(network, module, images, labels, config):
+    """Cross-entropy (ignore 255) on a source batch (N, 3, H, W) / (N, H, W)."""
+    logits = module(images).float()
+    loss = F.cross_entropy(logits, labels, ignore_index=IGNORE)
+    valid = labels != IGNORE
+    acc = ((logits.argmax(1) == labels) & valid).sum() / valid.sum().clamp(min=1)
+    return loss, {"loss": loss.detach(), "acc": acc.detach()}
+
+
+def stage1_step(network, module, images, labels, config):
+    """CE on the source chunk + CE on the selected-target chunk of (N, 2, 3, H, W) batches."""
+    n = images.shape[0]
+    x = images.transpose(0, 1).reshape(2 * n, *images.shape[2:])
+    y = labels.transpose(0, 1).reshape(2 * n, *labels.shape[2:])
+    logits = module(x).float()
+    ce_source = F.cross_entropy(logits[:n], y[:n], ignore_index=IGNORE)
+    ce_active = F.cross_entropy(logits[n:], y[n:], ignore_index=IGNORE)
+    loss = ce_source + ce_active
+    acc = ((logits[n:].argmax(1) == y[n:]) & (y[n:] != IGNORE)).sum() / (y[n:] != IGNORE).sum().clamp(min=1)
+    return loss, {"loss": loss.detach(), "ce_source": ce_source.detach(), "ce_active": ce_active.detach(),
+                  "acc": acc.detach()}
+
+
+class AdaptationState(Callback):
+    """Stage 2's state: the EMA target anchors and the optional mean teacher (checkpointed)."""
+
+    def __init__(self, network, bank: AnchorBank | None, *, teacher: bool, momentum: float):
+        self.bank = bank
+        self.momentum = float(momentum)
+        self.teacher = None
+        if teacher:
+            self.teacher = copy.deepcopy(_seg_net(network)).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+
+    @torch.no_grad()
+    def on_step_end(self, state, network, logs) -> None:
+        if self.teacher is None:
+            return
+        student = dict(_seg_net(network).named_parameters())
+        for name, p in self.teacher.named_parameters():
+            p.mul_(self.momentum).add_(student[name].detach(), alpha=1 - self.momentum)
+        student_buffers = dict(_seg_net(network).named_buffers())
+        for name, b in self.teacher.named_buffers():
+            b.copy_(student_buffers[name])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bank": self.bank.state_dict() if self.bank else None,
+                "teacher": self.teacher.state_dict() if self.teacher is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.bank is not None and state.get("bank") is not None:
+            self.bank.load_state_dict(state["bank"])
+        if self.teacher is not None and state.get("teacher") is not None:
+            self.teacher.load_state_dict(state["teacher"])
+
+
+def pseudo_labels(logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Argmax of logits (N, C, H, W); pixels with softmax confidence below ``threshold`` -> 255."""
+    prob = logits.detach().float().softmax(1)
+    conf, label = prob.max(1)
+    return torch.where(conf >= threshold, label, torch.full_like(label, IGNORE))
+
+
+def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
+    """``step_fn`` of stage 2 on (N, S, 3, H, W) batches: streams source, [selected,] unselected target."""
+
+    def step(network, module, images, labels, config):
+        n, s = images.shape[:2]
+        x = images.transpose(0, 1).reshape(s * n, *images.shape[2:])
+        y = labels.transpose(0, 1).reshape(s * n, *labels.shape[2:])
+        features, low = _seg_net(network).forward_features(x)
+        logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False).float()
+        ce_source = F.cross_entropy(logits[:n], y[:n], ignore_index=IGNORE)
+        ce_active = F.cross_entropy(logits[n:2 * n], y[n:2 * n], ignore_index=IGNORE) if active else logits.sum() * 0
+        t = slice((s - 1) * n, s * n)
+        if state.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = state.teacher(x[t]).float()
+        else:
+            teacher_logits = logits[t]
+        target_pseudo = pseudo_labels(teacher_logits, config.pseudo_threshold)
+        ce_pseudo = F.cross_entropy(logits[t], target_pseudo, ignore_index=IGNORE)
+        loss = ce_source + ce_active + ce_pseudo
+        shown = slice(n, 2 * n) if active else slice(0, n)  # pixel accuracy on the labelled target (or source) chunk
+        valid = y[shown] != IGNORE
+        acc = ((logits[shown].argmax(1) == y[shown]) & valid).sum() / valid.sum().clamp(min=1)
+        logs = {"ce_source": ce_source.detach(), "ce_active": ce_active.detach(), "ce_pseudo": ce_pseudo.detach(),
+                "acc": acc.detach()}
+        if state.bank is not None and config.anchor_weight > 0:
+            desc, present = class_descriptors(features[t].float(), low[t].detach().argmax(1), num_classes,
+                                              min_pixels=config.min_pixels)
+            bank = state.bank
+            l_anchor = anchor_loss(desc, present, bank.centers.to(desc.device), bank.present.to(desc.device))
+            bank.update(desc, present)
+            loss = loss + config.anchor_weight * l_anchor
+            logs["anchor"] = l_anchor.detach()
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    return step
+
+
+@torch.no_grad()
+def confusion_of(module: torch.nn.Module, dataset: Dataset, num_classes: int, *, batch_size: int = 64,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """(C, C) confusion matrix of a segmentation module on a dataset (eval mode)."""
+    was = module.training
+    module.eval()
+    total = np.zeros((num_classes, num_classes), np.int64)
+    try:
+        for images, labels in DataLoader(dataset, batch_size=batch_size):
+            pred = module(images.to(device)).argmax(1).cpu()
+            total += confusion_matrix(pred, labels, num_classes)
+    finally:
+        module.train(was)
+    return total
+
+
+def miou_eval(num_classes: int):
+    """``eval_fn`` of every phase: target-test mIoU and pixel accuracy."""
+
+    @torch.no_grad()
+    def evaluate(network, loader, device):
+        was = network.module.training
+        network.module.eval()
+        total = np.zeros((num_classes, num_classes), np.int64)
+        try:
+            for images, labels in loader:
+                total += confusion_matrix(network.module(images.to(device)).argmax(1).cpu(), labels, num_classes)
+        finally:
+            network.module.train(was)
+        return {"miou": mean_iou(total), "pixel_acc": pixel_accuracy(total)}
+
+    return evaluate
+
+
+@torch.no_grad()
+def dataset_descriptors(module, dataset: Dataset, num_classes: int, *, use_labels: bool, min_pixels: int = 1,
+                        batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors (N, C, D) and masks (N, C) of a dataset: ground truth or the module's predictions."""
+    was = module.training
+    module.eval()
+    out, masks = [], []
+    try:
+        for images, labels in DataLoader(dataset, batch_size=batch_size):
+            features, low = module.forward_features(images)
+            desc, present = class_descriptors(features.float(), labels if use_labels else low.argmax(1),
+                                              num_classes, min_pixels=min_pixels)
+            out.append(desc.numpy())
+            masks.append(present.numpy())
+    finally:
+        module.train(was)
+    return np.concatenate(out), np.concatenate(masks)
+
+
+# --- phases -----------------------------------------------------------------------------------
+
+def _adapt_config(config: MADAConfig, steps: int) -> MADAConfig:
+    return dataclasses.replace(config, epochs=1, batch_size=config.adapt_batch_size, lr=config.adapt_lr,
+                               warmup_epochs=0, limit_train=0, log_every=min(config.log_every, max(1, steps)))
+
+
+def _build(config: MADAConfig, num_classes: int):
+    return build_network(config.arch, seed=config.seed, num_classes=num_classes, **config.arch_kwargs)
+
+
+def adapt(run, config: MADAConfig, domains, warm_state: dict, name: str, selected: np.ndarray, *,
+          active: bool = True):
+    """Stages 1 and 2 from the warm-up weights with the target images ``selected`` labelled.
+
+    Returns the adapted network and ``{"stage1": evaluation, "stage2": evaluation}``.
+    """
+    network = _build(config, domains.num_classes)
+    network.module.load_state_dict(warm_state)
+    selected = np.asarray(selected, dtype=np.int64)
+    rest = np.setdiff1d(np.arange(len(domains.target_train)), selected)
+    chosen = _Subset(domains.target_train, selected)
+    unselected = _Subset(domains.target_train, rest)
+    evaluation = {}
+    eval_fn = miou_eval(domains.num_classes)
+    if active:
+        cfg1 = _adapt_config(config, config.adapt_steps)
+        data1 = PhaseData(Streams([domains.train, chosen], config.adapt_steps * cfg1.batch_size, (False, False)),
+                          domains.test)
+        evaluation["stage1"] = run_phase(run, f"{name}_stage1", cfg1, network, data1, step_fn=stage1_step,
+                                          eval_fn=eval_fn)
+    if config.stage2 and config.adapt2_steps > 0:
+        bank = None
+        if config.anchor_weight > 0:
+            desc, present = dataset_descriptors(network.module, domains.target_train, domains.num_classes,
+                                                use_labels=False, min_pixels=config.min_pixels)
+            bank = AnchorBank(fit_anchors(desc, present, config.num_anchors, seed=config.seed),
+                              config.anchor_momentum)
+        state = AdaptationState(network, bank, teacher=config.mean_teacher, momentum=config.teacher_momentum)
+        cfg2 = _adapt_config(config, config.adapt2_steps)
+        streams = [domains.train, chosen, unselected] if active else [domains.train, unselected]
+        data2 = PhaseData(Streams(streams, config.adapt2_steps * cfg2.batch_size,
+                                  (False,) * (len(streams) - 1) + (True,)), domains.test)
+        evaluation["stage2"] = run_phase(run, f"{name}_stage2", cfg2, network, data2, callbacks=[state],
+                                          step_fn=stage2_step(state, domains.num_classes, active=active),
+                                          eval_fn=eval_fn)
+    network.module.eval()
+    return network, evaluation
+
+
+def select_all(config: MADAConfig, module, domains, strategies) -> tuple[dict[str, np.ndarray], pd.DataFrame, dict]:
+    """Selected target indices of each strategy, the selection table and the anchors used."""
+    src_desc, src_present = dataset_descriptors(module, domains.source_plain, domains.num_classes, use_labels=True,
+                                                min_pixels=config.min_pixels)
+    tgt_desc, tgt_present = dataset_descriptors(module, domains.target_train, domains.num_classes,
+                                                use_labels=False, min_pixels=config.min_pixels)
+    anchors = {"source": fit_anchors(src_desc, src_present, config.num_anchors, seed=config.seed),
+               "centroid": fit_anchors(src_desc, src_present, 1, seed=config.seed),
+               "target": fit_anchors(tgt_desc, tgt_present, config.num_anchors, seed=config.seed)}
+    selected, rows = {}, []
+    for strategy in strategies:
+        scores = selection_scores(strategy, tgt_desc, tgt_present,
+                                  source_anchors=anchors["centroid" if strategy == "centroid" else "source"],
+                                  target_anchors=anchors["target"], seed=config.seed)
+        selected[strategy] = select_top(scores, config.budget)
+        for i in selected[strategy]:
+            rows.append((strategy, int(i), float(scores[i]), int(domains.target_conditions[i])))
+    table = pd.DataFrame(rows, columns=["strategy", "index", "score", "condition"])
+    return selected, table, {"anchors": anchors, "source": (src_desc, src_present), "target": (tgt_desc, tgt_present)}
+
+
+def miou_table(networks: dict[str, Any], dataset, num_classes: int, classes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class IoU (model, class, iou) and per-model (model, miou, pixel_acc) on ``dataset``."""
+    rows, summary = [], []
+    for name, network in networks.items():
+        confusion = confusion_of(network.module, dataset, num_classes)
+        for cls, value in zip(classes, iou_per_class(confusion)):
+            rows.append((name, cls, float(value)))
+        summary.append((name, mean_iou(confusion), pixel_accuracy(confusion)))
+    return (pd.DataFrame(rows, columns=["model", "class", "iou"]),
+            pd.DataFrame(summary, columns=["model", "miou", "pixel_acc"]))
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def train(config: MADAConfig, run) -> TrainOutcome:
+    domains = load_domains(config)
+    network = _build(config, domains.num_classes)
+    if not hasattr(network.module, "forward_features"):
+        raise ValidationError(f"architecture {config.arch!r} has no forward_features(x) -> (features, logits); "
+                              "MADA needs a segmentation network of workbench.models.segmentation")
+    eval_fn = miou_eval(domains.num_classes)
+    source_eval = run_phase(run, "source", config, network, PhaseData(domains.train, domains.test),
+                             step_fn=source_step, eval_fn=eval_fn)
+    warm_state = {k: v.detach().clone() for k, v in network.module.state_dict().items()}
+    strategies = [config.selection] + ([s for s in STRATEGIES if s != config.selection] if config.baselines else [])
+    selected, selection, _ = select_all(config, network.module, domains, strategies)
+    networks, phases = {"source_only": network}, {"source_only": {"source": source_eval}}
+    for strategy in strategies:
+        networks[strategy], phases[strategy] = adapt(run, config, domains, warm_state, strategy, selected[strategy])
+    if config.baselines and config.self_training and config.stage2 and config.adapt2_steps > 0:
+        networks["self_training"], phases["self_training"] = adapt(run, config, domains, warm_state, "self_training",
+                                                                   np.zeros(0, np.int64), active=False)
+    per_class, summary = miou_table(networks, domains.test, domains.num_classes, domains.classes)
+    if run.ctx.is_main:
+        _write_csv(per_class, Path(run.path) / MIOU_FILE)
+        _write_csv(summary, Path(run.path) / SUMMARY_FILE)
+        _write_csv(selection, Path(run.path) / SELECTION_FILE)
+    values = {row.model: {"test_miou": float(row.miou), "test_pixel_acc": float(row.pixel_acc)}
+              for row in summary.itertuples()}
+    for name, net in networks.items():
+        if name != config.selection:
+            run.write_snapshot(name, net, net.module.state_dict(), domains, {
+                "mada_role": "baseline", "evaluation": values[name], "phases": phases.get(name, {})})
+    main = networks[config.selection]
+    run.rows = _merge_rows(run, "source")
+    run.log(_last_step(run), config.epochs, "test", {f"{k}_miou": v["test_miou"] for k, v in values.items()})
+    run.flush_metrics()
+    extra = {"mada": {
+        "selection": config.selection, "budget": config.budget,
+        "selected": int(len(selected[config.selection])), "pool": int(len(domains.target_train)),
+        "miou": {k: v["test_miou"] for k, v in values.items()}, "classes": list(domains.classes),
+        "phases": phases[config.selection]}}
+    wall = sum(_phase_wall(run, p.name) for p in (Path(run.path) / "phases").iterdir()) \
+        if (Path(run.path) / "phases").is_dir() else 0.0
+    return TrainOutcome(main, main.module.state_dict(), domains, values[config.selection], extra=extra,
+                        wall_time_s=wall)
+
+
+def _merge_rows(run, phase: str) -> list[tuple]:
+    path = Path(run.path) / "phases" / phase / "metrics.csv"
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    return [(int(a), int(b), str(c), str(d), float(e)) for a, b, c, d, e in frame.itertuples(index=False)]
+
+
+def _last_step(run) -> int:
+    return max((r[0] for r in run.rows), default=0)
+
+
+def _phase_wall(run, name: str) -> float:
+    from workbench.training.checkpoint import load_verified
+
+    path = Path(run.path) / "phases" / name / "checkpoints" / "last.pt"
+    try:
+        return float(load_verified(path)["elapsed_s"])
+    except (DataError, OSError, KeyError):
+        return 0.0
+
+
+def load_run_config(run_dir: str | os.PathLike, card: dict) -> MADAConfig:
+    """The :class:`MADAConfig` of a run (or of the run a snapshot belongs to)."""
+    from workbench.training.config import build_config
+    from workbench.training.evaluation import run_config
+
+    return build_config(MADAConfig, run_config(run_dir, card), where=str(run_dir))
+
+
+def evaluate(run_dir: str | os.PathLike) -> dict[str, float]:
+    """Target-test mIoU and pixel accuracy of a finished run (or snapshot), from its files."""
+    from workbench.training.evaluation import load_run_network
+
+    card, network = load_run_network(run_dir)
+    config = load_run_config(run_dir, card)
+    domains = load_domains(config)
+    if domains.fingerprint != card["data"]["fingerprint"]:
+        raise DataError(f"the domains rebuilt from {Path(run_dir)}'s config (fingerprint "
+                        f"{domains.fingerprint[:12]}...) differ from those its card records "
+                        f"({card['data']['fingerprint'][:12]}...)")
+    confusion = confusion_of(network.module, domains.test, domains.num_classes)
+    return {"test_miou": mean_iou(confusion), "test_pixel_acc": pixel_accuracy(confusion)}

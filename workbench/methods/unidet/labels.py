@@ -1,0 +1,323 @@
+"""The unified label space: per-dataset labels mapped onto one tree of unified labels.
+
+A *mapping file* (YAML or CSV) says which unified label each dataset label becomes and which
+unified label is the parent of which. As in the reference label-space files of Large-UniDet,
+parent-only nodes (nothing maps to them directly) carry a ``_super`` suffix by convention
+(``square_super``); they must be declared.
+
+YAML::
+
+    datasets:                     # dataset -> {dataset label: unified label}
+      A: {square: square_super, disc: disc_super}
+      B: {solid square: square_solid, striped square: square_striped}
+    nodes: [square_super, disc_super]   # unified labels nothing maps to directly (optional)
+    parents:                      # unified label -> its parent (roots are not listed)
+      square_solid: square_super
+      square_striped: square_super
+
+CSV (header ``kind,dataset,label,target``)::
+
+    kind,dataset,label,target
+    map,A,square,square_super       # dataset A's label "square" -> unified "square_super"
+    node,,disc_super,               # a declared parent-only node
+    parent,,square_solid,square_super
+
+Duplicates are merged: two datasets mapping onto the same unified label share its class. Bad
+input raises :class:`~workbench.errors.ValidationError` naming the file, the label and the
+problem: a dataset label mapped twice, a unified label given two parents, a parent that does
+not exist, a cycle, a dataset label with no mapping, a mapping of a label the dataset does not
+have, an unknown dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from workbench.errors import ValidationError
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """A unified label tree and each dataset's labels in it.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The ``C`` unified labels, parents before their children (ordered by depth, then by
+        first appearance in the mapping file).
+    parent : tuple of int
+        Index of each label's parent, -1 for a root.
+    datasets : tuple of str
+        Dataset names, in mapping-file order.
+    dataset_labels : dict of str to tuple of str
+        Each dataset's own labels (its local label ``i`` is ``dataset_labels[d][i]``).
+    to_unified : dict of str to tuple of int
+        Unified index of each local label of each dataset.
+    source : str
+        The mapping file it was read from ("" when built in memory).
+    """
+
+    names: tuple[str, ...]
+    parent: tuple[int, ...]
+    datasets: tuple[str, ...]
+    dataset_labels: dict
+    to_unified: dict
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ValidationError(f"unified label {name!r} is not in the label space "
+                                  f"{self.source or '(in memory)'}; expected one of {list(self.names)}") from None
+
+    def ancestors(self) -> np.ndarray:
+        """Boolean (C, C): ``[i, j]`` is True when ``j`` is a proper ancestor of ``i``."""
+        c = self.num_classes
+        out = np.zeros((c, c), dtype=bool)
+        for i in range(c):
+            j = self.parent[i]
+            while j >= 0:
+                out[i, j] = True
+                j = self.parent[j]
+        return out
+
+    def descendants(self) -> np.ndarray:
+        """Boolean (C, C): ``[i, j]`` is True when ``j`` is a proper descendant of ``i``."""
+        return self.ancestors().T.copy()
+
+    def depth(self) -> np.ndarray:
+        """Depth (C,) of each label (0 for a root)."""
+        return self.ancestors().sum(1)
+
+    def leaves(self) -> np.ndarray:
+        """Boolean (C,): labels without children."""
+        has_child = np.zeros(self.num_classes, dtype=bool)
+        for p in self.parent:
+            if p >= 0:
+                has_child[p] = True
+        return ~has_child
+
+    def assignable(self, dataset: str) -> np.ndarray:
+        """Boolean (C,): the unified labels ``dataset`` can ever assign (its labels and their ancestors)."""
+        self._check_dataset(dataset)
+        out = np.zeros(self.num_classes, dtype=bool)
+        anc = self.ancestors()
+        for u in self.to_unified[dataset]:
+            out[u] = True
+            out |= anc[u]
+        return out
+
+    def tree_distance(self) -> np.ndarray:
+        """Path length (C, C) in the tree (edges between two labels; labels of different roots: depth_i + depth_j + 2)."""
+        anc = self.ancestors()
+        depth = anc.sum(1)
+        c = self.num_classes
+        out = np.zeros((c, c))
+        for i in range(c):
+            for j in range(c):
+                common = [k for k in range(c) if (anc[i, k] or k == i) and (anc[j, k] or k == j)]
+                if common:
+                    lca = max(depth[k] for k in common)
+                    out[i, j] = depth[i] + depth[j] - 2 * lca
+                else:
+                    out[i, j] = depth[i] + depth[j] + 2
+        return out
+
+    def flat(self) -> "LabelSpace":
+        """The same labels without the tree (every label a root): the flat baseline's space."""
+        return LabelSpace(self.names, (-1,) * self.num_classes, self.datasets, self.dataset_labels,
+                          self.to_unified, self.source)
+
+    def path(self, index: int) -> list[str]:
+        """Names from label ``index`` up to its root (most specific first)."""
+        out = []
+        while index >= 0:
+            out.append(self.names[index])
+            index = self.parent[index]
+        return out
+
+    def _check_dataset(self, dataset: str) -> None:
+        if dataset not in self.to_unified:
+            raise ValidationError(f"dataset {dataset!r} is not in the label space {self.source or '(in memory)'}; "
+                                  f"expected one of {list(self.datasets)}")
+
+    def to_dict(self) -> dict:
+        """A YAML mapping-file payload of this space (round-trips through :func:`read_label_space`)."""
+        return {
+            "datasets": {d: dict(zip(self.dataset_labels[d], (self.names[u] for u in self.to_unified[d])))
+                         for d in self.datasets},
+            "nodes": [n for i, n in enumerate(self.names)
+                      if not any(i in set(m) for m in self.to_unified.values())],
+            "parents": {self.names[i]: self.names[p] for i, p in enumerate(self.parent) if p >= 0},
+        }
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that keeps duplicate mapping keys as ``(key, value)`` pairs for checking."""
+
+
+def _pairs(loader, node):
+    return [(loader.construct_object(k, deep=True), loader.construct_object(v, deep=True)) for k, v in node.value]
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _pairs)
+
+
+def _read_entries(path: Path) -> tuple[list, list, list]:
+    """``(maps, nodes, parents)``: lists of (dataset, label, unified), (node,), (child, parent) in file order."""
+    maps, nodes, parents = [], [], []
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            top = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or []
+        except yaml.YAMLError as exc:
+            raise ValidationError(f"mapping file {path} is not valid YAML: {exc}") from None
+        if not isinstance(top, list):
+            raise ValidationError(f"mapping file {path} must hold a mapping with 'datasets', 'nodes', 'parents'")
+        sections = {}
+        for key, value in top:
+            if key not in ("datasets", "nodes", "parents"):
+                raise ValidationError(f"mapping file {path}: unknown section {key!r}; expected 'datasets', 'nodes', 'parents'")
+            if key in sections:
+                raise ValidationError(f"mapping file {path}: section {key!r} appears twice")
+            sections[key] = value
+        for dataset, labels in sections.get("datasets") or []:
+            if not isinstance(labels, list):
+                raise ValidationError(f"mapping file {path}: dataset {dataset!r} must map labels to unified labels")
+            maps += [(str(dataset), str(label), str(target)) for label, target in labels]
+        raw_nodes = sections.get("nodes") or []
+        if not isinstance(raw_nodes, list) or any(isinstance(n, tuple) for n in raw_nodes):
+            raise ValidationError(f"mapping file {path}: 'nodes' must be a list of unified labels")
+        nodes = [str(n) for n in raw_nodes]
+        parents = [(str(c), str(p)) for c, p in (sections.get("parents") or [])]
+    elif path.suffix.lower() == ".csv":
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            expected = ["kind", "dataset", "label", "target"]
+            if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != expected:
+                raise ValidationError(f"mapping file {path} has the header {reader.fieldnames}; expected {expected}")
+            for line, row in enumerate(reader, start=2):
+                kind = (row["kind"] or "").strip()
+                dataset, label, target = ((row[k] or "").strip() for k in ("dataset", "label", "target"))
+                if kind == "map":
+                    maps.append((dataset, label, target))
+                elif kind == "node":
+                    nodes.append(label)
+                elif kind == "parent":
+                    parents.append((label, target))
+                else:
+                    raise ValidationError(f"mapping file {path} line {line}: kind {kind!r}; expected 'map', 'node' or 'parent'")
+    else:
+        raise ValidationError(f"mapping file {path} must end in .yaml, .yml or .csv")
+    return maps, nodes, parents
+
+
+def read_label_space(path: str | os.PathLike, dataset_labels: dict[str, list[str]]) -> LabelSpace:
+    """Build the unified label space from a mapping file and each dataset's label list.
+
+    Parameters
+    ----------
+    path : path
+        The mapping file (``.yaml``/``.yml`` or ``.csv``; format in the module docstring).
+    dataset_labels : dict of str to list of str
+        Each dataset's own labels, in its local order.
+
+    Raises
+    ------
+    ValidationError
+        Naming the file, the label and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"mapping file {path} does not exist")
+    maps, nodes, parents = _read_entries(path)
+    return build_label_space(maps, nodes, parents, dataset_labels, source=str(path))
+
+
+def build_label_space(maps, nodes, parents, dataset_labels: dict[str, list[str]], *, source: str = "") -> LabelSpace:
+    """:func:`read_label_space` from entries: ``maps`` (dataset, label, unified), ``nodes``, ``parents`` (child, parent)."""
+    where = f"mapping file {source}" if source else "label mapping"
+    mapped: dict[tuple[str, str], str] = {}
+    order: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in order:
+            order.append(name)
+
+    for dataset, label, target in maps:
+        if dataset not in dataset_labels:
+            raise ValidationError(f"{where}: dataset {dataset!r} (label {label!r}) is unknown; "
+                                  f"expected one of {sorted(dataset_labels)}")
+        if label not in dataset_labels[dataset]:
+            raise ValidationError(f"{where}: label {label!r} of dataset {dataset!r} is not one of the dataset's labels")
+        if not target:
+            raise ValidationError(f"{where}: label {label!r} of dataset {dataset!r} is mapped to an empty unified label")
+        if (dataset, label) in mapped:
+            raise ValidationError(f"{where}: label {label!r} of dataset {dataset!r} is mapped twice "
+                                  f"(to {mapped[(dataset, label)]!r} and to {target!r})")
+        mapped[(dataset, label)] = target
+        add(target)
+    for node in nodes:
+        add(node)
+    parent_of: dict[str, str] = {}
+    for child, parent in parents:
+        if child in parent_of:
+            raise ValidationError(f"{where}: unified label {child!r} is given a parent twice "
+                                  f"({parent_of[child]!r} and {parent!r})")
+        for name, role in ((child, "child"), (parent, "parent")):
+            if name not in order:
+                raise ValidationError(f"{where}: the {role} {name!r} of the edge {child!r} -> {parent!r} does not exist "
+                                      "(neither a mapping target nor a declared node)")
+        if child == parent:
+            raise ValidationError(f"{where}: unified label {child!r} is its own parent (a cycle)")
+        parent_of[child] = parent
+    for child in parent_of:  # cycle check: walk up from every label
+        seen = [child]
+        node = parent_of[child]
+        while node in parent_of:
+            if node in seen:
+                cycle = seen[seen.index(node):] + [node]
+                raise ValidationError(f"{where}: the parents of {child!r} form a cycle: {' -> '.join(cycle)}")
+            seen.append(node)
+            node = parent_of[node]
+    for dataset, labels in dataset_labels.items():
+        for label in labels:
+            if (dataset, label) not in mapped:
+                raise ValidationError(f"{where}: label {label!r} of dataset {dataset!r} has no mapping")
+
+    def depth(name: str) -> int:
+        d = 0
+        while name in parent_of:
+            name, d = parent_of[name], d + 1
+        return d
+
+    names = tuple(sorted(order, key=lambda n: (depth(n), order.index(n))))
+    index = {n: i for i, n in enumerate(names)}
+    parent = tuple(index[parent_of[n]] if n in parent_of else -1 for n in names)
+    datasets = tuple(dataset_labels)
+    return LabelSpace(
+        names=names, parent=parent, datasets=datasets,
+        dataset_labels={d: tuple(dataset_labels[d]) for d in datasets},
+        to_unified={d: tuple(index[mapped[(d, lab)]] for lab in dataset_labels[d]) for d in datasets},
+        source=source,
+    )
+
+
+def write_label_space(space: LabelSpace, path: str | os.PathLike) -> Path:
+    """Write ``space`` as a YAML mapping file (atomically)."""
+    from workbench.storage import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(space.to_dict(), sort_keys=False, allow_unicode=True))
+    return path

@@ -1,0 +1,447 @@
+"""Stimulus-permutation nulls of the metrics, computed from the statistics already held.
+
+The null distribution of a score is what the metric gives when the neural side's stimulus
+order is shuffled: ``metric(X, Y[pi])`` for ``P`` random permutations ``pi`` of the stimuli.
+Nothing is extracted again and no metric is recomputed from scratch; each null reuses what
+the observed score has already computed:
+
+- **CKA** (every kernel): centring commutes with permuting the stimuli, so the permuted
+  centred kernel of ``Y`` is ``Lc[pi][:, pi]`` and only the cross term
+  ``<Kc, Lc[pi][:, pi]>`` changes (the self terms do not).
+- **RSA**: ranking commutes with permuting, so the permuted RDM's centred ranks are the
+  ranks of ``Y``'s RDM at ``[pi][:, pi]``; only their inner product with the layer's ranks
+  changes (Spearman's rho of two fixed, centred rank vectors).
+
+  Both are *quadratic forms* ``sum_ij A_ij B_{pi(i) pi(j)}`` of a layer-side matrix ``A`` and
+  a neural-side matrix ``B``. :class:`PermutedQuadraticForms` evaluates them for many layers
+  at once: each permuted ``B`` is built once (two row gathers and a transpose, no slow
+  column gather) and multiplied against every buffered layer in one matrix product.
+- **SVCCA**: the orthonormal basis of the centred, reduced model side ``Qx`` is fixed; a
+  basis of the permuted neural side is the permuted basis ``Qy[pi]``, so each null score is
+  the mean singular value of a small ``Qx^T Qy[pi]`` (k x k_y), batched.
+- **TSVD regression**: the leave-one-out ridge operator of the model's components (the hat
+  matrix, its leverages) is fixed; only the targets ``Y[pi]`` change, so each permutation
+  costs two thin products ``design (solved Y[pi])``, batched.
+
+The same permutations (:func:`stimulus_permutations`, seeded) are used for every layer, so
+nulls of different layers (and models) of one region are comparable.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import scipy.linalg
+
+from workbench.errors import ValidationError
+from workbench.metrics.blas import single_threaded_blas
+from workbench.metrics.derived import DerivedStats, prepare_pair
+
+#: Bytes of permuted neural-side matrices built at once by :class:`PermutedQuadraticForms`.
+CHUNK_BYTES = 32 * 2**20
+#: Bytes of buffered layer-side matrices before :class:`PermutedQuadraticForms` evaluates them.
+BUFFER_BYTES = 128 * 2**20
+#: Permutations of the neural side gathered at once by the SVCCA and regression nulls.
+_BATCH_BYTES = 16 * 2**20
+
+
+def stimulus_permutations(n_stimuli: int, n_permutations: int, seed: int = 0) -> np.ndarray:
+    """``n_permutations`` random permutations of ``range(n_stimuli)``, reproducible by ``seed``.
+
+    Returns
+    -------
+    ndarray of shape (n_permutations, n_stimuli), int64
+        Row ``p`` is one permutation ``pi``: the null pairs stimulus ``i`` of the model with
+        stimulus ``pi[i]`` of the neural side. The same ``(n_stimuli, n_permutations, seed)``
+        always gives the same rows.
+    """
+    n, p = int(n_stimuli), int(n_permutations)
+    if n < 2:
+        raise ValidationError(f"n_stimuli must be >= 2 to permute, found {n_stimuli}")
+    if p < 1:
+        raise ValidationError(f"n_permutations must be >= 1, found {n_permutations}")
+    rng = np.random.default_rng(int(seed))
+    return rng.permuted(np.tile(np.arange(n, dtype=np.int64), (p, 1)), axis=1)
+
+
+def null_summary(null: np.ndarray, observed: float) -> tuple[float, float, float]:
+    """Mean, 95th percentile and permutation p-value of a null distribution.
+
+    Parameters
+    ----------
+    null : ndarray of shape (P,)
+        Null scores; NaN entries (a permutation the metric could not score) are left out.
+    observed : float
+        The score with the stimuli in their true order.
+
+    Returns
+    -------
+    (null_mean, null_p95, p_value) : tuple of float
+        ``p_value = (1 + #{null >= observed}) / (1 + P)`` over the finite null scores: the
+        one-sided test that the observed score is above chance, never 0 (at best
+        ``1 / (1 + P)``). All NaN when ``observed`` is NaN or no null score is finite.
+    """
+    null = np.asarray(null, dtype=np.float64)
+    null = null[np.isfinite(null)]
+    if null.size == 0 or not np.isfinite(observed):
+        return np.nan, np.nan, np.nan
+    p_value = (1.0 + np.count_nonzero(null >= observed)) / (1.0 + null.size)
+    return float(null.mean()), float(np.percentile(null, 95)), float(p_value)
+
+
+# ---------------------------------------------------------------------------- CKA and RSA
+def rank_matrix(ranks: np.ndarray, n_stimuli: int) -> np.ndarray:
+    """Symmetric (n x n) matrix holding ``ranks`` (the upper triangle, row by row) twice, zero diagonal."""
+    out = np.zeros((n_stimuli, n_stimuli))
+    out[np.triu_indices(n_stimuli, k=1)] = ranks
+    out += out.T
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _upper_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    iu, ju = np.triu_indices(n, k=1)
+    iu.setflags(write=False)
+    ju.setflags(write=False)
+    return iu, ju
+
+
+class PermutedQuadraticForms:
+    """``q[l, p] = sum_ij A_l[i, j] B[pi_p(i), pi_p(j)]`` for many layers ``l`` and permutations ``p``.
+
+    One or more neural-side matrices ``B`` (symmetric n x n, by name) are fixed; layer-side
+    matrices ``A_l`` (symmetric) are buffered with :meth:`add`, as their upper triangle (and
+    diagonal), and evaluated together. Each permutation's upper triangle of ``B[pi][:, pi]`` is
+    one gather through the flat indices ``pi_i * n + pi_j`` (built once per permutation and
+    shared by every ``B``; faster, measured, than copying the rows ``B[pi]`` first), and is
+    multiplied against all buffered layers in one matrix product: per layer, one
+    ``(n (n - 1) / 2) x P`` product rather than ``P`` gathers.
+
+    Parameters
+    ----------
+    bs : dict of str to ndarray of shape (n, n)
+        Symmetric neural-side matrices, by name (e.g. ``{"rsa": ..., "cka": ...}``).
+    perms : ndarray of shape (P, n), int
+    capacity : int, optional
+        Layers buffered per name before an evaluation; default as many as fit in
+        :data:`BUFFER_BYTES` (at least 1).
+    """
+
+    def __init__(self, bs: dict, perms: np.ndarray, capacity: int | None = None):
+        self.perms = np.asarray(perms)
+        self.bs = {name: np.ascontiguousarray(b, dtype=np.float64) for name, b in bs.items()}
+        n = self.perms.shape[1] if self.perms.ndim == 2 else -1
+        for name, b in self.bs.items():
+            if b.shape != (n, n):
+                raise ValidationError(
+                    f"B ({name}) must be n x n and perms P x n with the same n; found B {b.shape}, "
+                    f"perms {self.perms.shape}"
+                )
+        self.n = n
+        size = n * (n - 1) // 2
+        fit = max(1, BUFFER_BYTES // (8 * max(size, 1)))
+        self.capacity = fit if capacity is None else max(1, min(int(capacity), fit))
+        self._upper = {name: None for name in self.bs}
+        self._diag = {name: None for name in self.bs}
+        self._keys: dict = {name: [] for name in self.bs}
+        self.results: dict = {}
+
+    def add(self, key, name: str, upper: np.ndarray, diag: np.ndarray | None = None) -> None:
+        """Buffer one layer's ``A``: its upper triangle (row by row, ``n (n - 1) / 2`` values)
+        and diagonal (None: zero); evaluates the buffers first when that of ``name`` is full."""
+        if self._upper[name] is None:
+            self._upper[name] = np.empty((self.capacity, self.n * (self.n - 1) // 2))
+            self._diag[name] = np.empty((self.capacity, self.n))
+        if len(self._keys[name]) == self.capacity:  # full: evaluate it (with the others) first
+            self.flush()
+        row = len(self._keys[name])
+        self._upper[name][row] = upper
+        self._diag[name][row] = 0.0 if diag is None else diag
+        self._keys[name].append(key)
+
+    def flush(self) -> None:
+        """Evaluate every buffered layer against every permutation into :attr:`results`."""
+        names = [name for name in self.bs if self._keys[name]]
+        if not names:
+            return
+        n = self.n
+        iu, ju = _upper_indices(n)
+        values = {name: np.empty((len(self._keys[name]), self.perms.shape[0])) for name in names}
+        chunk = max(1, min(self.perms.shape[0], CHUNK_BYTES // (8 * max(iu.size, 1))))
+        flat = {name: self.bs[name].ravel() for name in names}
+        diagonal = {name: np.diag(self.bs[name]).copy() for name in names}
+        gathered = np.empty((chunk, iu.size))
+        with single_threaded_blas():
+            for start in range(0, self.perms.shape[0], chunk):
+                perms = self.perms[start:start + chunk]
+                c = perms.shape[0]
+                index = perms[:, iu]  # flat indices of (pi_i, pi_j), i < j: one build for every B
+                index *= n
+                index += perms[:, ju]
+                for name in names:
+                    count = len(self._keys[name])
+                    np.take(flat[name], index, out=gathered[:c], mode="clip")  # "raise" buffers out
+                    forms = self._upper[name][:count] @ gathered[:c].T
+                    forms *= 2.0  # both triangles
+                    forms += self._diag[name][:count] @ diagonal[name][perms].T
+                    values[name][:, start:start + c] = forms
+        for name in names:
+            for key, row in zip(self._keys[name], values[name]):
+                self.results[(key, name)] = row
+            self._keys[name] = []
+
+    def pop(self, key, name: str) -> np.ndarray:
+        """The P forms of layer ``key`` for ``name`` (evaluating the buffers first if needed)."""
+        if (key, name) not in self.results:
+            self.flush()
+        return self.results.pop((key, name))
+
+
+def permuted_quadratic_forms(a: np.ndarray, b: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """``sum_ij A[i, j] B[pi(i), pi(j)]`` for each permutation; ``A`` and ``B`` symmetric (n x n).
+
+    Returns an ndarray of shape (P,).
+    """
+    forms = PermutedQuadraticForms({"b": b}, perms, capacity=1)
+    iu, ju = _upper_indices(a.shape[0])
+    forms.add(0, "b", a[iu, ju], np.diag(a))
+    return forms.pop(0, "b")
+
+
+def cka_parts(side: DerivedStats, kernel: str = "linear", debiased: bool = False) -> tuple[np.ndarray, float]:
+    """The centred kernel CKA uses for one side (cached on ``side``) and its Frobenius norm."""
+    from workbench.metrics.cka import _centred_kernel, _frobenius_dot
+
+    kc = _centred_kernel(side, kernel, debiased)
+    return kc, float(np.sqrt(_frobenius_dot(kc, kc)))
+
+
+def rsa_parts(side: DerivedStats) -> tuple[np.ndarray, float]:
+    """The symmetric matrix of RSA's centred RDM ranks for one side and the ranks' norm."""
+    from workbench.metrics.rsa import centred_rdm_ranks
+
+    ranks = centred_rdm_ranks(side)
+    return rank_matrix(ranks, side.n_stimuli), float(np.sqrt(np.dot(ranks, ranks)))
+
+
+# ---------------------------------------------------------------------------- SVCCA
+def permuted_blocks(z: np.ndarray, perms: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """``z[pi]`` for every permutation, side by side: ``[(start, stop, W)]``.
+
+    ``W`` has shape ``(n, (stop - start) * m)``: columns ``j*m .. (j+1)*m`` are ``z[perms[start + j]]``,
+    so that one matrix product serves a whole batch of permutations.
+    """
+    n, m = z.shape
+    batch = max(1, _BATCH_BYTES // (8 * n * m))
+    out = []
+    for start in range(0, perms.shape[0], batch):
+        stop = min(start + batch, perms.shape[0])
+        block = z[perms[start:stop]]  # (c, n, m)
+        out.append((start, stop, np.ascontiguousarray(block.transpose(1, 0, 2)).reshape(n, -1)))
+    return out
+
+
+def svcca_null(basis_x: np.ndarray, basis_y: np.ndarray, perms: np.ndarray, blocks=None) -> np.ndarray:
+    """SVCCA of the fixed model-side basis against the permuted neural-side basis.
+
+    Parameters
+    ----------
+    basis_x, basis_y : ndarray of shape (n, k_x) and (n, k_y)
+        Orthonormal bases of the centred reduced sets (what :func:`workbench.metrics.svcca`
+        computes); a basis of the permuted neural side is ``basis_y[pi]``.
+    perms : ndarray of shape (P, n), int
+    blocks : list, optional
+        :func:`permuted_blocks` of ``basis_y`` (reused across layers); built when not given.
+
+    Returns
+    -------
+    ndarray of shape (P,)
+        The mean canonical correlation under each permutation.
+    """
+    kx, ky = basis_x.shape[1], basis_y.shape[1]
+    out = np.empty(perms.shape[0])
+    with single_threaded_blas():
+        for start, stop, w in (permuted_blocks(basis_y, perms) if blocks is None else blocks):
+            cross = (basis_x.T @ w).reshape(kx, stop - start, ky).transpose(1, 0, 2)  # (c, k_x, k_y)
+            correlations = np.linalg.svd(cross, compute_uv=False)
+            out[start:stop] = np.clip(correlations, 0.0, 1.0).mean(axis=1)
+    return out
+
+
+def _basis(components: np.ndarray, what: str) -> np.ndarray:
+    from workbench.metrics.svcca import RankDeficiencyWarning, _centred_basis
+
+    with warnings.catch_warnings(), single_threaded_blas():
+        warnings.simplefilter("ignore", RankDeficiencyWarning)
+        return _centred_basis(components, what)
+
+
+def svcca_basis_y(y: DerivedStats, n_components: int = 40, reduce_y: bool = True) -> np.ndarray:
+    """The centred orthonormal basis of the neural side that SVCCA compares, as it builds it."""
+    if reduce_y and y.n_features > n_components:
+        return _basis(y.tsvd_components(n_components), f"the {n_components} TSVD components of Y")
+    return _basis(y.require_array("svcca without reduction of Y").astype(np.float64), "Y")
+
+
+def svcca_bases(x: DerivedStats, y: DerivedStats, n_components: int = 40, reduce_y: bool = True,
+                basis_y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The centred orthonormal bases SVCCA compares (model side, neural side), as it builds them.
+
+    ``basis_y`` (:func:`svcca_basis_y`), when given, is used instead of building it again.
+    """
+    k = x.check_n_components(n_components)
+    basis_x = _basis(x.tsvd_components(k), f"the {k} TSVD components of X")
+    if basis_y is None:
+        basis_y = svcca_basis_y(y, k, reduce_y)
+    if basis_x.shape[1] + basis_y.shape[1] > x.n_stimuli - 1:
+        raise ValidationError(
+            f"svcca: {basis_x.shape[1]} + {basis_y.shape[1]} canonical variables do not fit in "
+            f"the {x.n_stimuli - 1} dimensions left by {x.n_stimuli} centred stimuli"
+        )
+    return basis_x, basis_y
+
+
+# ---------------------------------------------------------------------------- TSVD regression
+def tsvd_regression_null(components: np.ndarray, targets: np.ndarray, alpha: float,
+                         perms: np.ndarray, blocks=None) -> np.ndarray:
+    """TSVD regression of the fixed model components against permuted targets.
+
+    The leave-one-out ridge operator of ``components`` (with an unpenalised intercept) is
+    factored once; each permutation's held-out predictions are
+    ``y - (y - D S D^T y) / (1 - h)`` for ``y = targets[pi]``. The targets are centred first:
+    with an unpenalised intercept, shifting a column shifts its predictions alike, and
+    Pearson's r ignores both shifts.
+
+    Parameters
+    ----------
+    components : ndarray of shape (n, k)
+        The model's TSVD components.
+    targets : ndarray of shape (n, m)
+        The neural responses (unpermuted).
+    alpha : float
+    perms : ndarray of shape (P, n), int
+    blocks : list, optional
+        :func:`permuted_blocks` of the centred targets (reused across layers).
+
+    Returns
+    -------
+    ndarray of shape (P,)
+        Mean over neuroids of the Pearson r between held-out predictions and permuted data;
+        NaN for a permutation whose predictions have a constant column.
+    """
+    n, m = targets.shape
+    targets = np.asarray(targets, dtype=np.float64)
+    centred = targets - targets.mean(axis=0)
+    y_norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
+    with single_threaded_blas():
+        design = np.hstack([np.ones((n, 1)), components.astype(np.float64, copy=False)])
+        normal = design.T @ design
+        normal[np.diag_indices_from(normal)] += np.r_[0.0, np.full(components.shape[1], alpha)]
+        try:
+            factor = scipy.linalg.cho_factor(normal, check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            raise ValidationError(f"the ridge normal equations are singular (alpha={alpha})") from exc
+        solved = scipy.linalg.cho_solve(factor, design.T, check_finite=False)  # (k+1) x n
+        leverage = np.einsum("ij,ji->i", design, solved)
+        one_minus = (1.0 - leverage)[:, None]
+        if np.any(one_minus <= 1e-10):
+            raise ValidationError("a stimulus has leverage 1 in the ridge fit; leaving it out is undefined")
+        out = np.empty(perms.shape[0])
+        for start, stop, y in (permuted_blocks(centred, perms) if blocks is None else blocks):
+            predictions = design @ (solved @ y)  # fitted, (n, c * m)
+            predictions -= y
+            predictions /= one_minus
+            predictions += y  # y - (y - fitted) / (1 - h)
+            # y is centred (a permutation keeps it so): the predictions' mean drops out of
+            # their dot product with y, and comes off their squared norm
+            dots = np.einsum("ij,ij->j", predictions, y)
+            sums = predictions.sum(axis=0)
+            squares = np.einsum("ij,ij->j", predictions, predictions)
+            p_norms = np.sqrt(np.maximum(squares - sums * sums / n, 0.0))
+            scale = np.tile(y_norms, stop - start)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = dots / (p_norms * scale)
+            r[p_norms <= 1e-12 * np.sqrt(squares)] = np.nan  # constant predictions: undefined
+            out[start:stop] = r.reshape(stop - start, m).mean(axis=1)
+    return out
+
+
+# ---------------------------------------------------------------------------- one pair
+_METRIC_PARAMETERS = {
+    "svcca": ("n_components", "reduce_y"),
+    "tsvd_regression": ("n_components", "alpha"),
+    "rsa": (),
+    "cka": ("kernel", "debiased"),
+}
+
+
+def permutation_null(
+    X,
+    Y,
+    metric: str,
+    n_permutations: int = 100,
+    *,
+    seed: int = 0,
+    perms: np.ndarray | None = None,
+    n_components: int = 40,
+    reduce_y: bool = True,
+    alpha: float = 1.0,
+    kernel: str = "linear",
+    debiased: bool = False,
+) -> np.ndarray:
+    """The stimulus-permutation null of one metric on one pair: ``metric(X, Y[pi])`` for each ``pi``.
+
+    Computed from the statistics of ``X`` and ``Y`` (see the module's notes), equal to a loop
+    that permutes the rows of ``Y`` and calls the metric, to rounding.
+
+    Parameters
+    ----------
+    X, Y : as for :func:`workbench.metrics.compare` (arrays, GramStats or DerivedStats)
+    metric : {"svcca", "tsvd_regression", "rsa", "cka"}
+    n_permutations : int, default: 100
+        Ignored when ``perms`` is given.
+    seed : int, default: 0
+        Seed of :func:`stimulus_permutations`.
+    perms : ndarray of shape (P, n), optional
+        The permutations to use (e.g. shared across layers).
+    n_components, reduce_y, alpha, kernel, debiased
+        The metric's parameters, as in :func:`workbench.metrics.compare`.
+
+    Returns
+    -------
+    ndarray of shape (P,)
+        Null scores, one per permutation, in the order of ``perms``.
+
+    Raises
+    ------
+    ValidationError
+        The metric cannot score the pair itself (the reason), or an unknown metric.
+    """
+    from workbench.metrics.registry import get_metric
+
+    get_metric(metric)
+    x, y = prepare_pair(X, Y)
+    if perms is None:
+        perms = stimulus_permutations(x.n_stimuli, n_permutations, seed)
+    perms = np.asarray(perms)
+    if perms.ndim != 2 or perms.shape[1] != x.n_stimuli:
+        raise ValidationError(f"perms must have shape (P, {x.n_stimuli}), found {perms.shape}")
+    if metric == "svcca":
+        return svcca_null(*svcca_bases(x, y, n_components, reduce_y), perms)
+    if metric == "tsvd_regression":
+        from workbench.metrics.regression import _centred_columns, _check_alpha
+
+        k = x.check_n_components(n_components)
+        targets = y.require_array("tsvd_regression").astype(np.float64)
+        _centred_columns(targets, "Y")
+        return tsvd_regression_null(x.tsvd_components(k), targets, _check_alpha(alpha), perms)
+    if metric == "rsa":
+        (a, norm_a), (b, norm_b) = rsa_parts(x), rsa_parts(y)
+        return permuted_quadratic_forms(a, b, perms) / (2.0 * norm_a * norm_b)
+    from workbench.metrics.cka import cka_from_stats
+
+    cka_from_stats(x, y, kernel=kernel, debiased=debiased)  # validates both kernels
+    (a, norm_a), (b, norm_b) = cka_parts(x, kernel, debiased), cka_parts(y, kernel, debiased)
+    return permuted_quadratic_forms(a, b, perms) / (norm_a * norm_b)

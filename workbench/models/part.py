@@ -1,0 +1,476 @@
+"""PART's network: a ResNet, a global relational transformer and part transformers behind key-padding masks.
+
+Zhao, Li, Chen & Tian, *Part-Guided Relational Transformers for Fine-Grained Visual
+Recognition*, IEEE TIP 30, 2021 (arXiv 2212.13685); reference code iCVTEAM/PART
+(``model/make_model.py``, ``model/backbones/Attention.py``, ``model/trans_utils``,
+``processor/processor.py``), read, not copied.
+
+Network (:class:`PARTNet`)
+--------------------------
+- **Backbone**: a ResNet of basic blocks, ``stem`` then ``layer1``..``layer4`` (strides 1, 2,
+  2, 1: the last stage keeps its resolution, the reference's ``LAST_STRIDE = 1``), sized for
+  32 px images on a CPU (``backbone="small"``, widths 16/32/64/128 by default, 8 x 8 maps),
+  or torchvision's ResNet-50 with the last stride set to 1 (``backbone="resnet50"``, 2048
+  channels, the paper preset). The last stage's output (after its ReLU, non-negative) gives
+  the *channel maps* of part discovery.
+- **Tokens**: ``proj``, a 1 x 1 conv + BN + ReLU from the last stage's channels to the
+  transformer width ``dim`` (the reference feeds its 512-wide features to 512-wide
+  transformers, ``d_model=512``; the paper preset uses ``dim=512``).
+- **Global transformer** (``global_transformer``): ``depth=3`` encoder blocks with ``heads=4``
+  over the ``h * w`` spatial tokens (the reference's ``transformer_g``: ``nhead=4``,
+  ``num_encoder_layers=3``), learned position embeddings (DETR's: a row and a column table of
+  ``dim / 2`` each, 50 entries, uniform init; ``position_encoding.py``, mode ``learned``),
+  added to queries and keys only; pre-norm blocks with GELU, a feed-forward width of
+  ``4 * dim`` (2048 for 512) and dropout 0.1, and a final LayerNorm (``build_transformer``:
+  ``normalize_before=True``, ``activation="gelu"``).
+- **Part transformers** (``part_transformers.<p>``): one per part, ``part_depth=1`` block
+  with ``part_heads=1`` (``transformer_p1..p4``), each with its own position embedding,
+  attending only to the positions of its part's mask (``key_padding_mask`` = outside the
+  mask).
+- **Heads**: per branch, pooling -> BN "neck" (bias frozen at 0, the reference's BNNeck) ->
+  linear classifier without bias (init N(0, 0.001^2)). The global branch averages over all
+  tokens; a part branch averages over the tokens *inside* its mask. (The reference
+  average-pools every position of a part transformer's output, whose outside positions still
+  carry their own features through the residual path; pooling inside the mask is what makes
+  the part branch see its part only, as the issue asks.)
+
+:meth:`PARTNet.forward` computes the **global branch only** (the inference of the paper and
+reference ``test_multi``): the part modules are never called, so a network built with
+``parts=0`` (no part modules at all: the architecture a run saves) gives the same logits.
+``forward(images, part_taus=...)`` is the training forward (global and part logits, the parts
+discovered with the given thresholds).
+
+Part discovery (:func:`discover_parts`)
+---------------------------------------
+1. Channel weights ``w_c = sqrt(mean_xy A_c) + 1e-12``, normalised to sum 1 over channels
+   (``Attention.py``, ``ATT.NMS_crop``: ``part_weights``); the ``top_channels=64`` channels
+   of largest weight, in decreasing order, are the candidates (``NUM_PART_STACK = 64``).
+2. For each candidate in turn, its map normalised by its maximum is thresholded at ``tau``
+   (``~ U(0.4, 0.6)`` drawn per candidate in training, ``0.5`` at test; the reference draws
+   ``random.uniform(0.4, 0.6)`` and compares with ``max * threshold``); the box of the
+   *largest 4-connected region* (``scipy.ndimage.label``) is the candidate's box (the paper's
+   rule; the reference takes the bounding box of every position over the threshold).
+3. Greedy NMS in candidate order: a box whose IoU with a kept box exceeds ``nms_iou=0.6``
+   (``THRE_IOU = 0.6``) is dropped; the first ``parts=4`` kept boxes are the parts
+   (``NUM_SELECT_PART = 4``). When fewer survive, the best-ranked unused candidates fill the
+   remaining slots (the reference falls back to the top channels without NMS).
+4. A part's mask is the positions where its channel map exceeds the map's mean over the
+   image (the reference's ``part < part.mean()`` key-padding mask, there with the mean over
+   the whole batch); an all-equal map keeps every position.
+
+Deviations: no zeroed 2-position border before thresholding (the reference's, on 28 x 28 maps,
+would blank half of an 8 x 8 map), no padding of thin boxes, and the boxes only describe the
+parts (the reference uses the crops for visualisation only; its part branches, like these, see
+the masked features). Boxes are half-open ``(x1, y1, x2, y2)`` in map cells: cell ``(y, x)``
+is inside when ``x1 <= x < x2`` and ``y1 <= y < y2``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.errors import ValidationError
+from workbench.models._blocks import BasicBlock
+from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from workbench.models.registry import Architecture, register_model
+
+#: Reference values (``config/default.py``, ``Attention.py``): candidates, parts, NMS IoU.
+TOP_CHANNELS = 64
+NUM_PARTS = 4
+NMS_IOU = 0.6
+TAU_RANGE = (0.4, 0.6)
+TAU_TEST = 0.5
+
+
+# --- part discovery -------------------------------------------------------------------------
+@dataclass
+class PartSelection:
+    """Parts discovered in a batch.
+
+    Attributes
+    ----------
+    channels : torch.Tensor, shape (N, P), long
+        Channel of the last stage behind each part.
+    boxes : torch.Tensor, shape (N, P, 4), float
+        Half-open boxes ``(x1, y1, x2, y2)`` in map cells.
+    masks : torch.Tensor, shape (N, P, h, w), bool
+        Positions a part transformer attends to (its map above the map's mean).
+    """
+
+    channels: torch.Tensor
+    boxes: torch.Tensor
+    masks: torch.Tensor
+
+
+def channel_weights(maps: torch.Tensor) -> torch.Tensor:
+    """Channel weights ``sqrt(mean_xy A) + 1e-12``, normalised over channels: (N, C) of maps (N, C, h, w).
+
+    Negative means (not produced by a ReLU stage) are clipped at 0 before the square root.
+    """
+    w = torch.sqrt(maps.float().mean((2, 3)).clamp_min(0.0)) + 1e-12
+    return w / w.sum(1, keepdim=True)
+
+
+def largest_region_box(channel_map: np.ndarray, tau: float) -> tuple[int, int, int, int] | None:
+    """Box of the largest 4-connected region of ``map / max(map) >= tau``; ``None`` when max <= 0.
+
+    Parameters
+    ----------
+    channel_map : ndarray, shape (h, w)
+    tau : float
+        Threshold on the max-normalised map.
+
+    Returns
+    -------
+    tuple of int or None
+        Half-open ``(x1, y1, x2, y2)`` in cells; ties between equally large regions go to the
+        one met first in raster order.
+    """
+    from scipy import ndimage
+
+    peak = float(channel_map.max())
+    if not peak > 0:
+        return None
+    labels, count = ndimage.label(channel_map / peak >= tau)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    ys, xs = np.nonzero(labels == int(np.argmax(sizes)))
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def box_iou(a, b) -> float:
+    """IoU of two half-open boxes ``(x1, y1, x2, y2)`` (plain Python: called in the per-image loop).
+
+    Equal to ``torchvision.ops.box_iou`` on the same boxes (``tests/methods/test_part_model.py``).
+    """
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(iw, 0) * max(ih, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def part_masks(maps: torch.Tensor) -> torch.Tensor:
+    """Masks (..., h, w) bool: positions of each map (..., h, w) above its own mean (all, if none)."""
+    mean = maps.mean((-2, -1), keepdim=True)
+    masks = maps > mean
+    empty = ~masks.flatten(-2).any(-1)
+    return masks | empty[..., None, None]
+
+
+def discover_parts(maps: torch.Tensor, taus: torch.Tensor | float, *, parts: int = NUM_PARTS,
+                   top_channels: int = TOP_CHANNELS, nms_iou: float = NMS_IOU) -> PartSelection:
+    """Discover ``parts`` parts per image from last-stage channel maps (see the module docstring).
+
+    Parameters
+    ----------
+    maps : torch.Tensor, shape (N, C, h, w)
+        Non-negative channel maps (detached inside).
+    taus : torch.Tensor of shape (N, K) or float
+        Threshold of the k-th ranked candidate of each image (``K >= min(top_channels, C)``),
+        or one threshold for all.
+    parts : int
+    top_channels : int
+        Candidates: the channels of largest weight (all of them when ``C`` is smaller).
+    nms_iou : float
+        A candidate box overlapping a kept one with IoU above this is dropped.
+
+    Returns
+    -------
+    PartSelection
+    """
+    maps = maps.detach().float()
+    n, c, h, w = maps.shape
+    if parts < 1 or parts > c:
+        raise ValidationError(f"parts must be in [1, {c}] (the channels of the maps), found {parts}")
+    k = min(int(top_channels), c)
+    if k < parts:
+        raise ValidationError(f"top_channels ({top_channels}) must be >= parts ({parts})")
+    order = torch.topk(channel_weights(maps), k, dim=1).indices.cpu().numpy()
+    if isinstance(taus, (int, float)):
+        tau_array = np.full((n, k), float(taus))
+    else:
+        tau_array = taus.detach().cpu().double().numpy()
+        if tau_array.shape[0] != n or tau_array.shape[1] < k:
+            raise ValidationError(f"taus must have shape ({n}, >= {k}), found {tuple(taus.shape)}")
+    cpu_maps = maps.cpu().numpy()
+    channels = np.zeros((n, parts), dtype=np.int64)
+    boxes = np.zeros((n, parts, 4), dtype=np.float32)
+    for i in range(n):
+        kept: list[int] = []
+        kept_boxes: list[tuple] = []
+        found: dict[int, tuple] = {}
+        for rank in range(k):
+            ch = int(order[i, rank])
+            box = largest_region_box(cpu_maps[i, ch], float(tau_array[i, rank]))
+            if box is None:
+                continue
+            found[ch] = box
+            if all(box_iou(box, other) <= nms_iou for other in kept_boxes):
+                kept.append(ch)
+                kept_boxes.append(box)
+                if len(kept) == parts:
+                    break
+        for rank in range(k):  # fewer than `parts` survived: best-ranked unused candidates
+            if len(kept) == parts:
+                break
+            ch = int(order[i, rank])
+            if ch not in kept:
+                kept.append(ch)
+                kept_boxes.append(found.get(ch, (0, 0, w, h)))
+        channels[i] = kept
+        boxes[i] = np.asarray(kept_boxes, dtype=np.float32)
+    index = torch.from_numpy(channels).to(maps.device)
+    chosen = torch.gather(maps, 1, index[:, :, None, None].expand(n, parts, h, w))
+    return PartSelection(index, torch.from_numpy(boxes), part_masks(chosen))
+
+
+# --- modules --------------------------------------------------------------------------------
+class LearnedPosition(nn.Module):
+    """DETR's learned position embedding: ``[col_embed(x), row_embed(y)]``, ``dim / 2`` each.
+
+    ``forward(h, w)`` returns (h * w, dim), row-major like the flattened tokens.
+    """
+
+    def __init__(self, dim: int, max_size: int = 50):
+        super().__init__()
+        if dim % 2:
+            raise ValidationError(f"the transformer width must be even (row and column halves), found {dim}")
+        self.row_embed = nn.Embedding(max_size, dim // 2)
+        self.col_embed = nn.Embedding(max_size, dim // 2)
+        nn.init.uniform_(self.row_embed.weight)
+        nn.init.uniform_(self.col_embed.weight)
+
+    def forward(self, h: int, w: int) -> torch.Tensor:
+        if h > self.row_embed.num_embeddings or w > self.col_embed.num_embeddings:
+            raise ValidationError(f"feature map {h} x {w} exceeds the position tables "
+                                  f"({self.row_embed.num_embeddings} entries)")
+        dev = self.row_embed.weight.device
+        cols = self.col_embed(torch.arange(w, device=dev))  # (w, d/2)
+        rows = self.row_embed(torch.arange(h, device=dev))  # (h, d/2)
+        pos = torch.cat([cols[None, :, :].expand(h, w, -1), rows[:, None, :].expand(h, w, -1)], dim=-1)
+        return pos.reshape(h * w, -1)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer encoder block; positions added to queries and keys only.
+
+    ``forward(x, pos, key_padding_mask)``: ``x`` (N, L, d), ``pos`` (L, d), mask (N, L) bool,
+    True = a key not attended to. Returns (N, L, d).
+    """
+
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.linear1 = nn.Linear(dim, ffn)
+        self.linear2 = nn.Linear(ffn, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm1(x)
+        qk = h + pos
+        attended = self.attn(qk, qk, h, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        x = x + self.dropout1(attended)
+        h = self.norm2(x)
+        return x + self.dropout2(self.linear2(self.dropout(F.gelu(self.linear1(h)))))
+
+
+class RelationalTransformer(nn.Module):
+    """Position embedding, ``depth`` :class:`EncoderBlock` s and a final LayerNorm over spatial tokens."""
+
+    def __init__(self, dim: int, heads: int, depth: int, ffn: int, dropout: float, max_size: int = 50):
+        super().__init__()
+        self.pos = LearnedPosition(dim, max_size)
+        self.blocks = nn.ModuleList([EncoderBlock(dim, heads, ffn, dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        for block in self.blocks:  # the reference's Transformer._reset_parameters
+            for p in block.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+
+    def forward(self, tokens: torch.Tensor, h: int, w: int,
+                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (N, h * w, d) -> (N, h * w, d); ``key_padding_mask`` (N, h * w), True = ignored key."""
+        pos = self.pos(h, w).to(tokens.dtype)
+        x = tokens
+        for block in self.blocks:
+            x = block(x, pos, key_padding_mask)
+        return self.norm(x)
+
+
+class BNNeck(nn.BatchNorm1d):
+    """BatchNorm1d whose bias is fixed at 0 (not trained), the reference's ``bottleneck``."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim)
+        self.bias.requires_grad_(False)
+
+
+def _head(dim: int, num_classes: int) -> nn.Linear:
+    head = nn.Linear(dim, num_classes, bias=False)
+    nn.init.normal_(head.weight, std=0.001)
+    return head
+
+
+def build_backbone(kind: str, widths: tuple[int, ...] = (), blocks: int = 1,
+                   pretrained_backbone: bool = False) -> tuple[nn.Sequential, int]:
+    """``(backbone, channels)``: modules ``stem, layer1..layer4`` mapping (N, 3, H, W) to (N, C, h, w)."""
+    if kind == "small":
+        w = tuple(widths) or (16, 32, 64, 128)
+        if len(w) != 4 or min(w) < 1:
+            raise ValidationError(f"backbone 'small' takes 4 positive widths, found {w}")
+        parts = OrderedDict(stem=nn.Sequential(nn.Conv2d(3, w[0], 3, padding=1, bias=False), nn.BatchNorm2d(w[0]),
+                                               nn.ReLU(inplace=True)))
+        cin = w[0]
+        for i, (width, stride) in enumerate(zip(w, (1, 2, 2, 1)), 1):
+            parts[f"layer{i}"] = nn.Sequential(*[BasicBlock(cin if j == 0 else width, width, stride if j == 0 else 1)
+                                                 for j in range(blocks)])
+            cin = width
+        return nn.Sequential(parts), w[3]
+    if kind == "resnet50":
+        from torchvision.models import ResNet50_Weights, resnet50
+
+        net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V1 if pretrained_backbone else None)
+        first = net.layer4[0]  # last stride 1 (the reference's LAST_STRIDE = 1), no dilation
+        first.conv2.stride = (1, 1)
+        first.downsample[0].stride = (1, 1)
+        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        parts = OrderedDict(stem=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4)
+        return nn.Sequential(parts), 2048
+    raise ValidationError(f"backbone {kind!r} is unknown; expected 'small' or 'resnet50'")
+
+
+class PARTNet(nn.Module):
+    """Backbone + global transformer (+ ``parts`` part transformers); see the module docstring.
+
+    Parameters
+    ----------
+    num_classes : int
+    parts : int, default: 4
+        Part branches (0: the global-only network a run saves).
+    backbone : {"small", "resnet50"}
+    widths : tuple of 4 int
+        Stage widths of the small backbone.
+    blocks : int
+        Basic blocks per stage of the small backbone.
+    dim, heads, depth : int
+        Width, heads and blocks of the global transformer.
+    part_heads, part_depth : int
+        Heads and blocks of each part transformer.
+    dropout : float
+    top_channels : int
+        Candidate channels of part discovery.
+    nms_iou : float
+    pretrained_backbone : bool
+        ResNet-50 only: start from torchvision's ImageNet weights (downloaded).
+    """
+
+    def __init__(self, num_classes: int = 10, parts: int = NUM_PARTS, backbone: str = "small",
+                 widths: tuple[int, ...] = (), blocks: int = 1, dim: int = 64, heads: int = 4, depth: int = 3,
+                 part_heads: int = 1, part_depth: int = 1, dropout: float = 0.1, top_channels: int = TOP_CHANNELS,
+                 nms_iou: float = NMS_IOU, pretrained_backbone: bool = False):
+        super().__init__()
+        if parts < 0:
+            raise ValidationError(f"parts must be >= 0, found {parts}")
+        if dim % heads or dim % part_heads:
+            raise ValidationError(f"dim ({dim}) must be divisible by heads ({heads}) and part_heads ({part_heads})")
+        self.parts, self.top_channels, self.nms_iou = int(parts), int(top_channels), float(nms_iou)
+        body, channels = build_backbone(backbone, tuple(widths), blocks, pretrained_backbone)
+        self.stem, self.layer1, self.layer2, self.layer3, self.layer4 = body.children()
+        self.channels, self.dim = channels, int(dim)
+        self.proj = nn.Sequential(nn.Conv2d(channels, dim, 1, bias=True), nn.BatchNorm2d(dim), nn.ReLU(inplace=True))
+        self.global_transformer = RelationalTransformer(dim, heads, depth, 4 * dim, dropout)
+        self.neck = BNNeck(dim)
+        self.classifier = _head(dim, num_classes)
+        if self.parts:
+            self.part_transformers = nn.ModuleList(
+                [RelationalTransformer(dim, part_heads, part_depth, 4 * dim, dropout) for _ in range(self.parts)])
+            self.part_necks = nn.ModuleList([BNNeck(dim) for _ in range(self.parts)])
+            self.part_classifiers = nn.ModuleList([_head(dim, num_classes) for _ in range(self.parts)])
+
+    def backbone_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Last-stage channel maps (N, C, h, w) of images (N, 3, H, W)."""
+        x = self.stem(images)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+        return x
+
+    def tokens(self, maps: torch.Tensor) -> torch.Tensor:
+        """Spatial tokens (N, h * w, dim) of channel maps (row-major positions)."""
+        return self.proj(maps).flatten(2).transpose(1, 2)
+
+    def global_logits(self, maps: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = maps.shape
+        feats = self.global_transformer(self.tokens(maps), h, w)
+        return self.classifier(self.neck(feats.mean(1)))
+
+    def forward(self, images: torch.Tensor, part_taus: torch.Tensor | float | None = None):
+        """Global-branch logits (N, classes); with ``part_taus``, ``(global, parts (N, P, classes), PartSelection)``."""
+        maps = self.backbone_maps(images)
+        if part_taus is None:
+            return self.global_logits(maps)
+        if not self.parts:
+            raise ValidationError("this network has no part branches (parts=0); it runs global-only")
+        _, _, h, w = maps.shape
+        tokens = self.tokens(maps)
+        global_out = self.classifier(self.neck(self.global_transformer(tokens, h, w).mean(1)))
+        selection = discover_parts(maps, part_taus, parts=self.parts, top_channels=self.top_channels,
+                                   nms_iou=self.nms_iou)
+        part_out = [self.part_classifiers[p](self.part_necks[p](
+            self.part_embedding(p, tokens, selection.masks[:, p], h, w))) for p in range(self.parts)]
+        return global_out, torch.stack(part_out, 1), selection
+
+    def part_embedding(self, p: int, tokens: torch.Tensor, mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Part ``p``'s embedding (N, dim): its transformer over ``tokens`` (N, h * w, dim) with keys
+        restricted to ``mask`` (N, h, w) bool, averaged over the positions inside the mask."""
+        inside = mask.flatten(1)
+        feats = self.part_transformers[p](tokens, h, w, key_padding_mask=~inside)
+        weights = inside.to(feats.dtype)[:, :, None]
+        return (feats * weights).sum(1) / weights.sum(1)
+
+    def discover(self, images: torch.Tensor, tau: float = TAU_TEST, parts: int | None = None) -> PartSelection:
+        """Parts of images at threshold ``tau`` (the backbone only: works with ``parts=0`` too)."""
+        return discover_parts(self.backbone_maps(images), tau, parts=parts or self.parts or NUM_PARTS,
+                              top_channels=self.top_channels, nms_iou=self.nms_iou)
+
+
+def global_state_dict(state: dict) -> dict:
+    """The entries of a PART state dict that the global-only network (``parts=0``) has."""
+    prefixes = ("part_transformers.", "part_necks.", "part_classifiers.")
+    return {k: v for k, v in state.items() if not k.startswith(prefixes)}
+
+
+@register_model("part_net", family="cnn")
+def part_net(pretrained: bool = False, num_classes: int = 10, parts: int = 0, backbone: str = "small",
+             widths: tuple = (), blocks: int = 1, dim: int = 64, heads: int = 4, depth: int = 3, part_heads: int = 1,
+             part_depth: int = 1, dropout: float = 0.1, top_channels: int = TOP_CHANNELS, nms_iou: float = NMS_IOU,
+             pretrained_backbone: bool = False) -> Architecture:
+    """PART network: ResNet + global relational transformer (+ part transformers); train with `workbench train part`."""
+    if pretrained:
+        from workbench.errors import WeightsUnavailableError
+
+        raise WeightsUnavailableError("part_net has no published weights; train it (`workbench train part`)")
+    net = PARTNet(num_classes, parts=parts, backbone=backbone, widths=tuple(widths), blocks=blocks, dim=dim,
+                  heads=heads, depth=depth, part_heads=part_heads, part_depth=part_depth, dropout=dropout,
+                  top_channels=top_channels, nms_iou=nms_iou, pretrained_backbone=pretrained_backbone)
+    if backbone == "resnet50":
+        preprocessing = Preprocessing(input_size=448, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    else:
+        preprocessing = Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    layers = ("layer1", "layer2", "layer3", "layer4") + tuple(
+        f"global_transformer.blocks.{i}" for i in range(depth)) + ("neck",)
+    return Architecture(net, layers, preprocessing)
+
+
+__all__ = ["PARTNet", "PartSelection", "channel_weights", "discover_parts", "global_state_dict",
+           "largest_region_box", "part_masks", "part_net"]

@@ -1,0 +1,60 @@
+"""Multi-phase methods: each phase one :func:`~workbench.training.fit` in ``DIR/phases/<name>/``.
+
+A method whose run is several trainings in a row (QSAM's two stages, MADA's warm-up and
+adaptation stages) runs each through :func:`run_phase`. A phase folder is a run directory
+of its own (``metrics.csv``, verified checkpoints); a finished phase keeps its weights in
+``phases/<name>/model.pt`` and its evaluation in ``phases/<name>/evaluation.json``, so
+``--resume`` loads the phases already done and resumes the unfinished one mid-way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from workbench.storage import atomic_path
+from workbench.training.checkpoint import load_verified
+from workbench.training.loop import fit
+from workbench.training.rundir import RunDir
+
+logger = logging.getLogger(__name__)
+
+
+def run_phase(run, name: str, config, network, data, *, step_fn=None, eval_fn=None,
+              callbacks=()) -> dict[str, float]:
+    """Train ``network`` in place for one phase; return the phase's last evaluation.
+
+    Parameters
+    ----------
+    run : RunDir
+        The method's run; the phase lives in ``run.path / "phases" / name``.
+    name : str
+        The phase's folder name.
+    config, network, data, step_fn, eval_fn, callbacks
+        As for :func:`~workbench.training.fit`.
+
+    Returns
+    -------
+    dict of str to float
+        ``{"test_" + metric: value}``, read from ``evaluation.json`` when the phase was
+        finished before (its weights are then loaded into ``network`` and nothing is trained).
+    """
+    folder = Path(run.path) / "phases" / name
+    done, summary = folder / "model.pt", folder / "evaluation.json"
+    if done.is_file() and summary.is_file():
+        network.module.load_state_dict(load_verified(done, what="weights"))
+        logger.info("phase %s was finished before; weights loaded from %s", name, done)
+        return json.loads(summary.read_text())
+    sub = RunDir(folder, is_main=run.ctx.is_main)
+    sub.ctx, sub.method, sub.config = run.ctx, run.method, config
+    sub.resume = bool(run.resume and sub.checkpoint_file.is_file())
+    if run.ctx.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+    logger.info("phase %s: %d epoch(s)", name, config.epochs)
+    result = fit(config, sub, network, data, step_fn=step_fn, eval_fn=eval_fn, callbacks=callbacks)
+    if run.ctx.is_main:
+        sub.write_weights(network.module.state_dict(), done)
+        with atomic_path(summary) as tmp:
+            tmp.write_text(json.dumps(result.evaluation, indent=1))
+    return result.evaluation
