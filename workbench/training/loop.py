@@ -261,6 +261,9 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
     step_fn = step_fn or classification_step
     eval_fn = eval_fn or evaluate_classifier
     ctx = run.ctx
+    if sampler_fn is not None and ctx.enabled:
+        raise ValidationError(f"fit: a method's own training sampler (sampler_fn) runs in one process; found "
+                              f"{ctx.world_size} processes (torchrun): launch this method without torchrun")
     device = ctx.device
     start_time = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -282,9 +285,6 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
     if sampler_fn is None:
         sampler = GlobalBatchSampler(train_set, global_batch=config.batch_size, rank=ctx.rank,
                                      world_size=ctx.world_size, seed=config.seed)
-    elif ctx.enabled:
-        raise ValidationError(f"fit: a method's own training sampler (sampler_fn) runs in one process; found "
-                              f"{ctx.world_size} processes (torchrun): launch this method without torchrun")
     else:
         sampler = EpochBatches(sampler_fn(train_set), config.batch_size)
     steps_per_epoch = sampler.batches_per_epoch
