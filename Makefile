@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Real neural data for the demo and tests, when a local mirror lies beside the clone.
 export WORKBENCH_DATA_MIRROR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abspath ../shared/data),)
 
-.PHONY: setup test test-fast demo lab bench clean
+.PHONY: setup test test-fast test-demo demo lab bench clean
 
 setup: $(STAMP)
 
@@ -22,14 +22,18 @@ $(STAMP): requirements.txt requirements-allensdk.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-# The suite runs on both cores (pytest-xdist); TEST_WORKERS=0 runs it in one process.
+# The suite runs on both cores (pytest-xdist); TEST_WORKERS=0 runs it in one process. The
+# demo's end-to-end test (the whole `make demo`, about 10 minutes) runs apart: `make test-demo`.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15 -m "not demo"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not demo"
+
+test-demo: $(STAMP)
+	$(BIN)/python -m pytest -m demo
 
 demo: $(STAMP)
 	$(BIN)/workbench demo

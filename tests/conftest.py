@@ -2,8 +2,9 @@
 
 ``make test`` runs the suite on two pytest-xdist workers (``--dist worksteal``); starting
 the longest tests first lets the two workers finish together instead of one worker
-starting the demo (minutes) when the other has nothing left to do. The order is a
-deterministic function of the collected items, as xdist requires of every worker.
+starting a long test when the other has nothing left to do. (The demo's own test, marked
+``demo``, runs apart with ``make test-demo``; a plain ``pytest`` starts it first.) The order
+is a deterministic function of the collected items, as xdist requires of every worker.
 """
 
 

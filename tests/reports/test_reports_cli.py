@@ -78,7 +78,8 @@ def test_failing_report_exits_non_zero_naming_the_cell(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # the whole demo, beside the other xdist worker
+@pytest.mark.demo  # `make test-demo`, in CI after `make test`
+@pytest.mark.timeout(1800)
 @pytest.mark.skipif(not (MIRROR / "SHA256SUMS").is_file(), reason="needs the local data mirror ../shared/data")
 def test_demo_writes_report_figures_and_scores(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA_MIRROR", str(MIRROR))

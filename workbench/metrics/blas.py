@@ -74,3 +74,34 @@ def large_product_threads():
     background sorts, a multi-threaded product would wait for a descheduled thread.
     """
     return single_threaded_blas() if background_busy() else contextlib.nullcontext()
+
+
+# -- the permutation nulls: independent batches on every core --------------------------------
+@functools.lru_cache(maxsize=None)
+def _batch_pool(pid: int, workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="workbench-batches")
+
+
+def batch_workers() -> int:
+    """Threads :func:`map_batches` uses: the cores this process may run on (at most 8)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def map_batches(compute, batches) -> list:
+    """``[compute(b) for b in batches]``, the batches spread over :func:`batch_workers` threads.
+
+    For numpy work that releases the GIL (gathers, products, batched SVDs) on independent
+    batches: every BLAS library is limited to one thread for the duration (set here, in the
+    calling thread, once), so that the threads do not oversubscribe the cores. Results keep
+    the order of ``batches``; the first exception raised by a batch is raised here.
+    """
+    batches = list(batches)
+    workers = min(batch_workers(), len(batches))
+    with single_threaded_blas():
+        if workers <= 1:
+            return [compute(batch) for batch in batches]
+        return list(_batch_pool(os.getpid(), workers).map(compute, batches))

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 
 from workbench.errors import ValidationError
-from workbench.metrics.blas import single_threaded_blas
+from workbench.metrics.blas import batch_workers, map_batches, single_threaded_blas
 from workbench.metrics.derived import DerivedStats, prepare_pair
 
 #: Bytes of permuted neural-side matrices built at once by :class:`PermutedQuadraticForms`.
@@ -98,6 +98,17 @@ def rank_matrix(ranks: np.ndarray, n_stimuli: int) -> np.ndarray:
     out[np.triu_indices(n_stimuli, k=1)] = ranks
     out += out.T
     return out
+
+
+def even_batches(total: int, largest: int) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` covering ``range(total)`` in batches of at most ``largest``, as even as
+    possible and as many as a multiple of :func:`~workbench.metrics.blas.batch_workers` (so that
+    every thread of :func:`~workbench.metrics.blas.map_batches` gets the same work)."""
+    workers = batch_workers()
+    count = -(-total // max(1, int(largest)))
+    count = min(total, -(-count // workers) * workers)
+    size = -(-total // max(1, count))
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,31 +173,36 @@ class PermutedQuadraticForms:
         self._keys[name].append(key)
 
     def flush(self) -> None:
-        """Evaluate every buffered layer against every permutation into :attr:`results`."""
+        """Evaluate every buffered layer against every permutation into :attr:`results`.
+
+        The permutations are split into batches that run on every core
+        (:func:`~workbench.metrics.blas.map_batches`), each with its own gather buffer.
+        """
         names = [name for name in self.bs if self._keys[name]]
         if not names:
             return
         n = self.n
         iu, ju = _upper_indices(n)
         values = {name: np.empty((len(self._keys[name]), self.perms.shape[0])) for name in names}
-        chunk = max(1, min(self.perms.shape[0], CHUNK_BYTES // (8 * max(iu.size, 1))))
         flat = {name: self.bs[name].ravel() for name in names}
         diagonal = {name: np.diag(self.bs[name]).copy() for name in names}
-        gathered = np.empty((chunk, iu.size))
-        with single_threaded_blas():
-            for start in range(0, self.perms.shape[0], chunk):
-                perms = self.perms[start:start + chunk]
-                c = perms.shape[0]
-                index = perms[:, iu]  # flat indices of (pi_i, pi_j), i < j: one build for every B
-                index *= n
-                index += perms[:, ju]
-                for name in names:
-                    count = len(self._keys[name])
-                    np.take(flat[name], index, out=gathered[:c], mode="clip")  # "raise" buffers out
-                    forms = self._upper[name][:count] @ gathered[:c].T
-                    forms *= 2.0  # both triangles
-                    forms += self._diag[name][:count] @ diagonal[name][perms].T
-                    values[name][:, start:start + c] = forms
+
+        def evaluate(batch):
+            start, stop = batch
+            perms = self.perms[start:stop]
+            index = perms[:, iu]  # flat indices of (pi_i, pi_j), i < j: one build for every B
+            index *= n
+            index += perms[:, ju]
+            gathered = np.empty(index.shape)
+            for name in names:
+                count = len(self._keys[name])
+                np.take(flat[name], index, out=gathered, mode="clip")  # "raise" buffers out
+                forms = self._upper[name][:count] @ gathered.T
+                forms *= 2.0  # both triangles
+                forms += self._diag[name][:count] @ diagonal[name][perms].T
+                values[name][:, start:stop] = forms
+
+        map_batches(evaluate, even_batches(self.perms.shape[0], CHUNK_BYTES // (8 * max(iu.size, 1))))
         for name in names:
             for key, row in zip(self._keys[name], values[name]):
                 self.results[(key, name)] = row
@@ -234,10 +250,8 @@ def permuted_blocks(z: np.ndarray, perms: np.ndarray) -> list[tuple[int, int, np
     so that one matrix product serves a whole batch of permutations.
     """
     n, m = z.shape
-    batch = max(1, _BATCH_BYTES // (8 * n * m))
     out = []
-    for start in range(0, perms.shape[0], batch):
-        stop = min(start + batch, perms.shape[0])
+    for start, stop in even_batches(perms.shape[0], _BATCH_BYTES // (8 * n * m)):
         block = z[perms[start:stop]]  # (c, n, m)
         out.append((start, stop, np.ascontiguousarray(block.transpose(1, 0, 2)).reshape(n, -1)))
     return out
@@ -262,11 +276,14 @@ def svcca_null(basis_x: np.ndarray, basis_y: np.ndarray, perms: np.ndarray, bloc
     """
     kx, ky = basis_x.shape[1], basis_y.shape[1]
     out = np.empty(perms.shape[0])
-    with single_threaded_blas():
-        for start, stop, w in (permuted_blocks(basis_y, perms) if blocks is None else blocks):
-            cross = (basis_x.T @ w).reshape(kx, stop - start, ky).transpose(1, 0, 2)  # (c, k_x, k_y)
-            correlations = np.linalg.svd(cross, compute_uv=False)
-            out[start:stop] = np.clip(correlations, 0.0, 1.0).mean(axis=1)
+
+    def evaluate(block):
+        start, stop, w = block
+        cross = (basis_x.T @ w).reshape(kx, stop - start, ky).transpose(1, 0, 2)  # (c, k_x, k_y)
+        correlations = np.linalg.svd(cross, compute_uv=False)
+        out[start:stop] = np.clip(correlations, 0.0, 1.0).mean(axis=1)
+
+    map_batches(evaluate, permuted_blocks(basis_y, perms) if blocks is None else blocks)
     return out
 
 
@@ -348,23 +365,27 @@ def tsvd_regression_null(components: np.ndarray, targets: np.ndarray, alpha: flo
         one_minus = (1.0 - leverage)[:, None]
         if np.any(one_minus <= 1e-10):
             raise ValidationError("a stimulus has leverage 1 in the ridge fit; leaving it out is undefined")
-        out = np.empty(perms.shape[0])
-        for start, stop, y in (permuted_blocks(centred, perms) if blocks is None else blocks):
-            predictions = design @ (solved @ y)  # fitted, (n, c * m)
-            predictions -= y
-            predictions /= one_minus
-            predictions += y  # y - (y - fitted) / (1 - h)
-            # y is centred (a permutation keeps it so): the predictions' mean drops out of
-            # their dot product with y, and comes off their squared norm
-            dots = np.einsum("ij,ij->j", predictions, y)
-            sums = predictions.sum(axis=0)
-            squares = np.einsum("ij,ij->j", predictions, predictions)
-            p_norms = np.sqrt(np.maximum(squares - sums * sums / n, 0.0))
-            scale = np.tile(y_norms, stop - start)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = dots / (p_norms * scale)
-            r[p_norms <= 1e-12 * np.sqrt(squares)] = np.nan  # constant predictions: undefined
-            out[start:stop] = r.reshape(stop - start, m).mean(axis=1)
+    out = np.empty(perms.shape[0])
+
+    def evaluate(block):
+        start, stop, y = block
+        predictions = design @ (solved @ y)  # fitted, (n, c * m)
+        predictions -= y
+        predictions /= one_minus
+        predictions += y  # y - (y - fitted) / (1 - h)
+        # y is centred (a permutation keeps it so): the predictions' mean drops out of
+        # their dot product with y, and comes off their squared norm
+        dots = np.einsum("ij,ij->j", predictions, y)
+        sums = predictions.sum(axis=0)
+        squares = np.einsum("ij,ij->j", predictions, predictions)
+        p_norms = np.sqrt(np.maximum(squares - sums * sums / n, 0.0))
+        scale = np.tile(y_norms, stop - start)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = dots / (p_norms * scale)
+        r[p_norms <= 1e-12 * np.sqrt(squares)] = np.nan  # constant predictions: undefined
+        out[start:stop] = r.reshape(stop - start, m).mean(axis=1)
+
+    map_batches(evaluate, permuted_blocks(centred, perms) if blocks is None else blocks)
     return out
 
 
