@@ -47,38 +47,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from seeded_runs import add_seed_options, map_seeds, mean_sd, output_folder, run_tiny
 
 LIMIT_S = 300.0
-
-
-def _run(seed: int, out: Path, report: bool, overrides: list[str] = ()) -> tuple[float, float]:
-    """``(wall s, CPU s of the child)`` of one run (NaN when reused)."""
-    run_dir = out / f"seed{seed}"
-    if (run_dir / "model_card.json").is_file() and (not report or (run_dir / "report.html").is_file()):
-        return float("nan"), float("nan")
-    cmd = [sys.executable, "-m", "workbench", "train", "part", "--preset", "tiny", "--seed", str(seed),
-           "--set", f"data_seed={seed}", "--out", str(run_dir), "--force"] + (["--report"] if report else [])
-    cmd += [arg for pair in overrides for arg in ("--set", pair)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    env.setdefault("WORKBENCH_DATA_MIRROR", "/work/shared/data")
-    start = time.perf_counter()
-    log = out / f"seed{seed}.log"
-    with open(log, "w") as sink:
-        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)  # reaped here: rusage of this child alone
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{log.read_text()[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime
 
 
 def collect(run_dir: Path) -> dict[str, float]:
@@ -93,27 +67,14 @@ def collect(run_dir: Path) -> dict[str, float]:
             "box_area_part": part["hit_rate"]["mean_box_area"], "train_s": card["wall_time_s"]}
 
 
-def _fmt(values) -> str:
-    values = np.asarray(values, dtype=float)
-    sd = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return f"{values.mean():.3f} ± {sd:.3f}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--jobs", type=int, default=3, help="training processes at once (1 thread each)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every run (a sensitivity check, not the claims' preset)")
-    parser.add_argument("--no-report", action="store_true", help="do not run (and time) the report of the first seed")
+    add_seed_options(parser, no_report_help="do not run (and time) the report of the first seed")
     args = parser.parse_args(argv)
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench_part_"))
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        times = dict(zip(args.seeds, pool.map(
-            lambda s: _run(s, out, report=(s == args.seeds[0] and not args.no_report), overrides=args.overrides),
-            args.seeds)))
+    out = output_folder(args.out, "bench_part_")
+    times = map_seeds(lambda s: run_tiny(
+        "part", s, out, report=(s == args.seeds[0] and not args.no_report), extra=["--set", f"data_seed={s}"],
+        overrides=args.overrides), args.seeds, args.jobs)
     results = {seed: collect(out / f"seed{seed}") for seed in args.seeds}
     changed = f" with {', '.join(args.overrides)}" if args.overrides else ""
     print(f"\nPART tiny preset (fg_motifs, data_seed = seed){changed}, seeds {args.seeds}, runs in {out}\n")
@@ -123,7 +84,7 @@ def main(argv=None) -> int:
     for s in args.seeds:
         print(f"| {s} | " + " | ".join(f"{results[s][k]:.3f}" if k != "train_s" else f"{results[s][k]:.0f}"
                                        for k in keys) + " |")
-    print("| mean ± sd | " + " | ".join(_fmt([results[s][k] for s in args.seeds]) for k in keys) + " |")
+    print("| mean ± sd | " + " | ".join(mean_sd([results[s][k] for s in args.seeds]) for k in keys) + " |")
 
     def diffs(a, b):
         return [results[s][a] - results[s][b] for s in args.seeds]

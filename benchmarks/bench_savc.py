@@ -30,32 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from seeded_runs import add_seed_options, map_seeds, mean_sd, output_folder, run_tiny
 
 VARIANTS = ("savc", "ce", "scl")
 LIMIT_S = 300.0
-
-
-def _run(seed: int, out: Path, report: bool, overrides: list[str] = ()) -> float:
-    run_dir = out / f"seed{seed}"
-    if (run_dir / "model_card.json").is_file() and (not report or (run_dir / "report.html").is_file()):
-        return float("nan")
-    cmd = [sys.executable, "-m", "workbench", "train", "savc", "--preset", "tiny", "--seed", str(seed),
-           "--out", str(run_dir), "--force"] + (["--report"] if report else [])
-    cmd += [arg for pair in overrides for arg in ("--set", pair)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    start = time.perf_counter()
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - start
 
 
 def _variant_dirs(run_dir: Path) -> dict[str, Path]:
@@ -76,27 +57,14 @@ def collect(run_dir: Path) -> dict[str, dict[str, float]]:
     return rows
 
 
-def _fmt(values) -> str:
-    values = np.asarray(values, dtype=float)
-    sd = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return f"{values.mean():.3f} ± {sd:.3f}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--jobs", type=int, default=3, help="training processes at once (1 thread each)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every run (a sensitivity check, not the claims' preset)")
-    parser.add_argument("--no-report", action="store_true", help="do not run (and time) the report of the first seed")
+    add_seed_options(parser, no_report_help="do not run (and time) the report of the first seed")
     args = parser.parse_args(argv)
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench_savc_"))
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        times = dict(zip(args.seeds, pool.map(
-            lambda s: _run(s, out, report=(s == args.seeds[0] and not args.no_report), overrides=args.overrides),
-            args.seeds)))
+    out = output_folder(args.out, "bench_savc_")
+    times = map_seeds(lambda s: run_tiny(
+        "savc", s, out, report=(s == args.seeds[0] and not args.no_report), overrides=args.overrides)[0],
+        args.seeds, args.jobs)
     results = {seed: collect(out / f"seed{seed}") for seed in args.seeds}
     metrics = ("acc_last", "acc_novel", "acc_base", "rsa_base_base", "rsa_novel_novel", "rsa_base_novel")
     changed = f" with {', '.join(args.overrides)}" if args.overrides else ""
@@ -104,7 +72,7 @@ def main(argv=None) -> int:
     print("| variant | " + " | ".join(metrics) + " |")
     print("|---|" + "---|" * len(metrics))
     for variant in VARIANTS:
-        cells = [_fmt([results[s][variant][m] for s in args.seeds]) for m in metrics]
+        cells = [mean_sd([results[s][variant][m] for s in args.seeds]) for m in metrics]
         print(f"| {variant} | " + " | ".join(cells) + " |")
 
     def mean(variant, metric):

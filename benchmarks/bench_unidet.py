@@ -45,35 +45,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from seeded_runs import add_seed_options, map_seeds, mean_sd, output_folder, run_tiny
 
 LIMIT_S = 480.0
 METRICS = ("mAP_A", "mAP_B", "mAP_C", "leaf_mAP_B", "leaf_mAP", "mAP_mean", "tree_rsa")
-
-
-def _run(seed: int, out: Path, full: bool, overrides: list[str] = ()) -> float:
-    run_dir = out / f"seed{seed}"
-    if (run_dir / "model_card.json").is_file() and (not full or (run_dir / "report.html").is_file()):
-        return float("nan")
-    cmd = [sys.executable, "-m", "workbench", "train", "unidet", "--preset", "tiny", "--seed", str(seed),
-           "--out", str(run_dir), "--force"] + (["--report"] if full else ["--set", "per_dataset_baselines=false"])
-    cmd += [arg for pair in overrides for arg in ("--set", pair)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    start = time.perf_counter()
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if result.returncode != 0 and (run_dir / "model_card.json").is_file():
-        print(f"warning: {' '.join(cmd)} exited {result.returncode} after training (the report?):\n"
-              f"{result.stderr[-2000:]}", file=sys.stderr)
-    elif result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - start
 
 
 def collect(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -88,28 +66,17 @@ def collect(run_dir: Path) -> dict[str, dict[str, float]]:
     return rows
 
 
-def _fmt(values) -> str:
-    values = np.asarray(values, dtype=float)
-    sd = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return f"{values.mean():.3f} ± {sd:.3f}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--jobs", type=int, default=3, help="training processes at once (1 thread each)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every run (a sensitivity check, not the claims' preset)")
-    parser.add_argument("--no-report", action="store_true",
-                        help="train the first seed like the others (no per-dataset baselines, no report, no timing)")
+    add_seed_options(parser, no_report_help="train the first seed like the others (no per-dataset baselines, no report, no timing)")
     args = parser.parse_args(argv)
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench_unidet_"))
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        times = dict(zip(args.seeds, pool.map(
-            lambda s: _run(s, out, full=(s == args.seeds[0] and not args.no_report), overrides=args.overrides),
-            args.seeds)))
+    out = output_folder(args.out, "bench_unidet_")
+    def run_one(seed: int) -> float:  # the first seed as shipped (per-dataset baselines, report)
+        full = seed == args.seeds[0] and not args.no_report
+        return run_tiny("unidet", seed, out, report=full, overrides=args.overrides, report_may_fail=True,
+                        extra=[] if full else ["--set", "per_dataset_baselines=false"])[0]
+
+    times = map_seeds(run_one, args.seeds, args.jobs)
     results = {seed: collect(out / f"seed{seed}") for seed in args.seeds}
     changed = f" with {', '.join(args.overrides)}" if args.overrides else ""
     print(f"\nLarge-UniDet tiny preset (synthetic A parents / B leaves / C conflicting subset){changed}, "
@@ -117,7 +84,7 @@ def main(argv=None) -> int:
     print("| variant | " + " | ".join(METRICS) + " |")
     print("|---|" + "---|" * len(METRICS))
     for variant in ("hierarchy", "flat"):
-        cells = [_fmt([results[s][variant][m] for s in args.seeds]) for m in METRICS]
+        cells = [mean_sd([results[s][variant][m] for s in args.seeds]) for m in METRICS]
         print(f"| {variant} | " + " | ".join(cells) + " |")
 
     def paired(metric):
