@@ -62,6 +62,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seeded_runs import MIRROR
+
 TIME_LIMIT_S = 360.0
 MODELS = ("source_only", "self_training", "random", "centroid", "mada", "madav2")
 
@@ -73,7 +75,8 @@ def run_seed(out: Path, seed: int, *, report: bool) -> dict:
     if (run_dir / "model_card.json").is_file() and timing_file.is_file():
         return json.loads(timing_file.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.setdefault("WORKBENCH_DATA_MIRROR", "/work/shared/data")
+    if (MIRROR / "SHA256SUMS").is_file():
+        env.setdefault("WORKBENCH_DATA_MIRROR", str(MIRROR))
     cmd = [sys.executable, "-m", "workbench", "train", "mada", "--preset", "tiny", "--out", str(run_dir),
            "--seed", str(seed), "--force"] + (["--report"] if report else [])
     load = os.getloadavg()[0]

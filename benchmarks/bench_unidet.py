@@ -48,6 +48,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from seeded_runs import add_seed_options, map_seeds, mean_sd, output_folder, run_tiny
 
 LIMIT_S = 480.0
