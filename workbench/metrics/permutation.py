@@ -175,8 +175,9 @@ class PermutedQuadraticForms:
     def flush(self) -> None:
         """Evaluate every buffered layer against every permutation into :attr:`results`.
 
-        The permutations are split into batches that run on every core
-        (:func:`~workbench.metrics.blas.map_batches`), each with its own gather buffer.
+        The permutations are split into one batch per core
+        (:func:`~workbench.metrics.blas.map_batches`), each evaluated in chunks of at most
+        :data:`CHUNK_BYTES` of gathered values, in buffers of its own.
         """
         names = [name for name in self.bs if self._keys[name]]
         if not names:
@@ -187,22 +188,31 @@ class PermutedQuadraticForms:
         flat = {name: self.bs[name].ravel() for name in names}
         diagonal = {name: np.diag(self.bs[name]).copy() for name in names}
 
-        def evaluate(batch):
-            start, stop = batch
-            perms = self.perms[start:stop]
-            index = perms[:, iu]  # flat indices of (pi_i, pi_j), i < j: one build for every B
-            index *= n
-            index += perms[:, ju]
-            gathered = np.empty(index.shape)
-            for name in names:
-                count = len(self._keys[name])
-                np.take(flat[name], index, out=gathered, mode="clip")  # "raise" buffers out
-                forms = self._upper[name][:count] @ gathered.T
-                forms *= 2.0  # both triangles
-                forms += self._diag[name][:count] @ diagonal[name][perms].T
-                values[name][:, start:stop] = forms
+        chunk = max(1, min(self.perms.shape[0], CHUNK_BYTES // (8 * max(iu.size, 1))))
 
-        map_batches(evaluate, even_batches(self.perms.shape[0], CHUNK_BYTES // (8 * max(iu.size, 1))))
+        def evaluate(batch):
+            # buffers made once per thread and reused: fresh pages for every chunk cost as
+            # much as the gathers (measured)
+            index = np.empty((chunk, iu.size), dtype=np.intp)
+            column = np.empty_like(index)
+            gathered = np.empty((chunk, iu.size))
+            for start in range(batch[0], batch[1], chunk):
+                perms = self.perms[start:min(start + chunk, batch[1])]
+                c = perms.shape[0]
+                # flat indices of (pi_i, pi_j), i < j: one build for every B
+                np.take(perms, iu, axis=1, out=index[:c])
+                index[:c] *= n
+                np.take(perms, ju, axis=1, out=column[:c])
+                index[:c] += column[:c]
+                for name in names:
+                    count = len(self._keys[name])
+                    np.take(flat[name], index[:c], out=gathered[:c], mode="clip")  # "raise" buffers out
+                    forms = self._upper[name][:count] @ gathered[:c].T
+                    forms *= 2.0  # both triangles
+                    forms += self._diag[name][:count] @ diagonal[name][perms].T
+                    values[name][:, start:start + c] = forms
+
+        map_batches(evaluate, even_batches(self.perms.shape[0], self.perms.shape[0]))
         for name in names:
             for key, row in zip(self._keys[name], values[name]):
                 self.results[(key, name)] = row
