@@ -43,8 +43,9 @@ from workbench.metrics.derived import DerivedStats, prepare_pair
 CHUNK_BYTES = 32 * 2**20
 #: Bytes of buffered layer-side matrices before :class:`PermutedQuadraticForms` evaluates them.
 BUFFER_BYTES = 128 * 2**20
-#: Permutations of the neural side gathered at once by the SVCCA and regression nulls.
-_BATCH_BYTES = 16 * 2**20
+#: Bytes of permuted neural side per batch of the SVCCA and regression nulls (the regression's
+#: element-wise passes over its batch run fastest when it stays small: 4 MB, measured).
+_BATCH_BYTES = 4 * 2**20
 
 
 def stimulus_permutations(n_stimuli: int, n_permutations: int, seed: int = 0) -> np.ndarray:
