@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,3 +57,23 @@ def hooked(module: nn.Module, layers: Iterable[str],
     finally:
         for handle in handles:
             handle.remove()
+
+
+@torch.no_grad()
+def layer_outputs(module: nn.Module, layers: Iterable[str], *inputs, **kwargs) -> dict[str, np.ndarray]:
+    """Flattened outputs ``{layer: (N, features)}``, float64, of ``module(*inputs, **kwargs)``.
+
+    One forward pass in eval mode (the module's training mode is restored after); for the
+    small analyses of the methods' notebooks. Streamed statistics of large sets are
+    :func:`workbench.activations.extract_stats`.
+    """
+    outputs: dict[str, np.ndarray] = {}
+    was = module.training
+    module.eval()
+    try:
+        with hooked(module, layers, lambda layer, out: outputs.__setitem__(
+                layer, out.detach().flatten(1).double().numpy())):
+            module(*inputs, **kwargs)
+    finally:
+        module.train(was)
+    return outputs

@@ -33,7 +33,6 @@ import functools
 import warnings
 
 import numpy as np
-import scipy.linalg
 
 from workbench.errors import ValidationError
 from workbench.metrics.blas import batch_workers, map_batches, single_threaded_blas
@@ -363,19 +362,11 @@ def tsvd_regression_null(components: np.ndarray, targets: np.ndarray, alpha: flo
     targets = np.asarray(targets, dtype=np.float64)
     centred = targets - targets.mean(axis=0)
     y_norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
+    from workbench.metrics.regression import loo_ridge_operator
+
     with single_threaded_blas():
-        design = np.hstack([np.ones((n, 1)), components.astype(np.float64, copy=False)])
-        normal = design.T @ design
-        normal[np.diag_indices_from(normal)] += np.r_[0.0, np.full(components.shape[1], alpha)]
-        try:
-            factor = scipy.linalg.cho_factor(normal, check_finite=False)
-        except np.linalg.LinAlgError as exc:
-            raise ValidationError(f"the ridge normal equations are singular (alpha={alpha})") from exc
-        solved = scipy.linalg.cho_solve(factor, design.T, check_finite=False)  # (k+1) x n
-        leverage = np.einsum("ij,ji->i", design, solved)
-        one_minus = (1.0 - leverage)[:, None]
-        if np.any(one_minus <= 1e-10):
-            raise ValidationError("a stimulus has leverage 1 in the ridge fit; leaving it out is undefined")
+        design, solved, one_minus = loo_ridge_operator(components, alpha)
+    one_minus = one_minus[:, None]
     out = np.empty(perms.shape[0])
 
     def evaluate(block):

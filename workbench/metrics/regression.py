@@ -58,6 +58,49 @@ def _check_alpha(alpha) -> float:
     return value
 
 
+def loo_ridge_operator(z: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of leave-one-out ridge regression with an unpenalised intercept.
+
+    Parameters
+    ----------
+    z : ndarray of shape (n_stimuli, n_predictors)
+        Predictors.
+    alpha : float
+        Penalty on the predictors' coefficients (not on the intercept).
+
+    Returns
+    -------
+    design : ndarray of shape (n_stimuli, n_predictors + 1)
+        ``[1, z]``.
+    solved : ndarray of shape (n_predictors + 1, n_stimuli)
+        ``(design^T design + alpha I')^-1 design^T``: the fitted values of targets ``y`` are
+        ``design @ (solved @ y)``.
+    one_minus_leverage : ndarray of shape (n_stimuli,)
+        ``1 - h_i``; the held-out prediction of stimulus ``i`` is ``y_i - (y_i - fitted_i) / (1 - h_i)``.
+    """
+    n = z.shape[0]
+    design = np.hstack([np.ones((n, 1)), z.astype(np.float64, copy=False)])
+    normal = design.T @ design
+    normal[np.diag_indices_from(normal)] += np.r_[0.0, np.full(z.shape[1], alpha)]
+    try:
+        factor = scipy.linalg.cho_factor(normal, check_finite=False)
+    except np.linalg.LinAlgError as exc:
+        raise ValidationError(
+            f"the ridge normal equations are singular (alpha={alpha}, {z.shape[1]} predictors "
+            f"of rank < {z.shape[1]}); use alpha > 0"
+        ) from exc
+    solved = scipy.linalg.cho_solve(factor, design.T, check_finite=False)  # (p+1) x n
+    leverage = np.einsum("ij,ji->i", design, solved)
+    one_minus = 1.0 - leverage
+    if np.any(one_minus <= 1e-10):
+        bad = int(np.argmin(one_minus))
+        raise ValidationError(
+            f"stimulus {bad} has leverage {leverage[bad]:.6g} in the ridge fit, so leaving it "
+            "out is undefined; expected leverage < 1 (use alpha > 0)"
+        )
+    return design, solved, one_minus
+
+
 def loo_ridge_predictions(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """Leave-one-out predictions of ridge regression with an unpenalised intercept.
 
@@ -75,27 +118,8 @@ def loo_ridge_predictions(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndar
     ndarray of shape (n_stimuli, n_targets), float64
         Row ``i`` is the prediction for stimulus ``i`` from the fit on all other stimuli.
     """
-    n = z.shape[0]
-    design = np.hstack([np.ones((n, 1)), z.astype(np.float64, copy=False)])
-    normal = design.T @ design
-    normal[np.diag_indices_from(normal)] += np.r_[0.0, np.full(z.shape[1], alpha)]
-    try:
-        factor = scipy.linalg.cho_factor(normal, check_finite=False)
-    except np.linalg.LinAlgError as exc:
-        raise ValidationError(
-            f"the ridge normal equations are singular (alpha={alpha}, {z.shape[1]} predictors "
-            f"of rank < {z.shape[1]}); use alpha > 0"
-        ) from exc
-    solved = scipy.linalg.cho_solve(factor, design.T, check_finite=False)  # (p+1) x n
-    leverage = np.einsum("ij,ji->i", design, solved)
+    design, solved, one_minus = loo_ridge_operator(z, alpha)
     fitted = design @ (solved @ y)
-    one_minus = 1.0 - leverage
-    if np.any(one_minus <= 1e-10):
-        bad = int(np.argmin(one_minus))
-        raise ValidationError(
-            f"stimulus {bad} has leverage {leverage[bad]:.6g} in the ridge fit, so leaving it "
-            "out is undefined; expected leverage < 1 (use alpha > 0)"
-        )
     return y - (y - fitted) / one_minus[:, None]
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 from pathlib import Path
 
+from workbench.errors import DataError
 from workbench.storage import atomic_path
 from workbench.training.checkpoint import load_verified
 from workbench.training.loop import fit
@@ -58,3 +59,21 @@ def run_phase(run, name: str, config, network, data, *, step_fn=None, eval_fn=No
         with atomic_path(summary) as tmp:
             tmp.write_text(json.dumps(result.evaluation, indent=1))
     return result.evaluation
+
+
+def phase_wall_time(run, names=None) -> float:
+    """Seconds of training recorded by the phases' last checkpoints (``elapsed_s``), summed.
+
+    ``names``: the phases to count; default every folder under ``run.path / "phases"``. A
+    phase without a readable checkpoint counts 0 s.
+    """
+    phases = Path(run.path) / "phases"
+    if names is None:
+        names = sorted(p.name for p in phases.iterdir()) if phases.is_dir() else []
+    total = 0.0
+    for name in names:
+        try:
+            total += float(load_verified(phases / name / "checkpoints" / "last.pt")["elapsed_s"])
+        except (DataError, OSError, KeyError):
+            continue
+    return total

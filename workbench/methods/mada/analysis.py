@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.activations.hooks import layer_outputs
 from workbench.methods.mada.train import MIOU_FILE, SELECTION_FILE, SUMMARY_FILE
 
 
@@ -42,23 +43,6 @@ def read_results(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame
     run_dir = Path(run_dir)
     return (pd.read_csv(run_dir / SUMMARY_FILE), pd.read_csv(run_dir / MIOU_FILE),
             pd.read_csv(run_dir / SELECTION_FILE))
-
-
-@torch.no_grad()
-def layer_activations(module: torch.nn.Module, layers, images: torch.Tensor) -> dict[str, np.ndarray]:
-    """Flattened outputs ``{layer: (N, features)}`` of ``module(images)`` (eval mode)."""
-    found = dict(module.named_modules())
-    outputs, handles = {}, []
-    for name in layers:
-        handles.append(found[name].register_forward_hook(
-            lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach().flatten(1).double().numpy())))
-    try:
-        module.eval()
-        module(images)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: outputs[name] for name in layers}
 
 
 def paired_scenes(config, n_images: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -83,7 +67,8 @@ def domain_shift_cka(run_dir: str | os.PathLike, *, n_images: int = 100, models=
         ``model, depth, layer, cka`` for every network of the run (or those named in ``models``).
     """
     from workbench.metrics.cka import cka
-    from workbench.methods.mada.train import load_run_config
+    from workbench.activations.hooks import layer_outputs
+from workbench.methods.mada.train import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)
@@ -96,8 +81,8 @@ def domain_shift_cka(run_dir: str | os.PathLike, *, n_images: int = 100, models=
     for name, (_, network) in run_models(run_dir).items():
         if models is not None and name not in models:
             continue
-        a = layer_activations(network.module, network.layers, source)
-        b = layer_activations(network.module, network.layers, target)
+        a = layer_outputs(network.module, network.layers, source)
+        b = layer_outputs(network.module, network.layers, target)
         for depth, layer in enumerate(network.layers):
             rows.append((name, depth, layer, float(cka(a[layer], b[layer]))))
     return pd.DataFrame(rows, columns=["model", "depth", "layer", "cka"])
@@ -118,7 +103,8 @@ def descriptor_embedding(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
 
     from workbench.methods.mada.anchors import fill_absent
     from workbench.methods.mada.data import load_domains
-    from workbench.methods.mada.train import load_run_config, select_all
+    from workbench.activations.hooks import layer_outputs
+from workbench.methods.mada.train import load_run_config, select_all
     from workbench.training import read_card
 
     card = read_card(run_dir)
@@ -155,7 +141,8 @@ def example_predictions(run_dir: str | os.PathLike, *, n_images: int = 4, models
     The first ``n_images`` target test images; ``models`` plus the run's own model.
     """
     from workbench.methods.mada.data import load_domains
-    from workbench.methods.mada.train import load_run_config
+    from workbench.activations.hooks import layer_outputs
+from workbench.methods.mada.train import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)
@@ -188,7 +175,8 @@ def miou_by_condition(run_dir: str | os.PathLike) -> pd.DataFrame:
     """
     from workbench.methods.mada.data import TARGET_CONDITIONS, generate_scenes
     from workbench.methods.mada.metrics import confusion_matrix, mean_iou
-    from workbench.methods.mada.train import load_run_config
+    from workbench.activations.hooks import layer_outputs
+from workbench.methods.mada.train import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)

@@ -60,7 +60,7 @@ from workbench.methods.mada.data import IGNORE, load_domains
 from workbench.methods.mada.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from workbench.storage import atomic_path
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
-from workbench.training.phases import run_phase
+from workbench.training.phases import phase_wall_time, run_phase
 
 logger = logging.getLogger(__name__)
 
@@ -503,8 +503,7 @@ def train(config: MADAConfig, run) -> TrainOutcome:
         "selected": int(len(selected[config.selection])), "pool": int(len(domains.target_train)),
         "miou": {k: v["test_miou"] for k, v in values.items()}, "classes": list(domains.classes),
         "phases": phases[config.selection]}}
-    wall = sum(_phase_wall(run, p.name) for p in (Path(run.path) / "phases").iterdir()) \
-        if (Path(run.path) / "phases").is_dir() else 0.0
+    wall = phase_wall_time(run)
     return TrainOutcome(main, main.module.state_dict(), domains, values[config.selection], extra=extra,
                         wall_time_s=wall)
 
@@ -519,16 +518,6 @@ def _merge_rows(run, phase: str) -> list[tuple]:
 
 def _last_step(run) -> int:
     return max((r[0] for r in run.rows), default=0)
-
-
-def _phase_wall(run, name: str) -> float:
-    from workbench.training.checkpoint import load_verified
-
-    path = Path(run.path) / "phases" / name / "checkpoints" / "last.pt"
-    try:
-        return float(load_verified(path)["elapsed_s"])
-    except (DataError, OSError, KeyError):
-        return 0.0
 
 
 def load_run_config(run_dir: str | os.PathLike, card: dict) -> MADAConfig:

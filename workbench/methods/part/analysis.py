@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.activations.hooks import hooked
 from workbench.errors import ValidationError
 
 
@@ -92,26 +93,19 @@ def _pooled(output: torch.Tensor) -> torch.Tensor:
 def layer_embeddings(module, layers: Sequence[str], dataset, *, limit: int | None = None,
                      batch_size: int = 256) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Pooled activations ``{layer: (N, features)}`` of the first ``limit`` items, and their labels."""
-    found = dict(module.named_modules())
-    absent = [name for name in layers if name not in found]
-    if absent:
-        raise ValidationError(f"layers {absent} are not modules of the network")
     n = len(dataset) if not limit else min(int(limit), len(dataset))
     outputs: dict[str, list] = {name: [] for name in layers}
-    handles = [found[name].register_forward_hook(
-        lambda _m, _i, out, name=name: outputs[name].append(_pooled(out).double().numpy())) for name in layers]
     labels = []
     was = module.training
     module.eval()
     try:
-        for start in range(0, n, batch_size):
-            items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-            module(torch.stack([x for x, _ in items]))
-            labels.extend(int(y) for _, y in items)
+        with hooked(module, layers, lambda name, out: outputs[name].append(_pooled(out).double().numpy())):
+            for start in range(0, n, batch_size):
+                items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+                module(torch.stack([x for x, _ in items]))
+                labels.extend(int(y) for _, y in items)
     finally:
         module.train(was)
-        for handle in handles:
-            handle.remove()
     return {name: np.concatenate(v) for name, v in outputs.items()}, np.asarray(labels)
 
 

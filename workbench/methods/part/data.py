@@ -45,6 +45,7 @@ import torch
 from torch.utils.data import Dataset
 
 from workbench.data.training import TrainingData
+from workbench.data.training.files import ImageFiles
 from workbench.errors import DataError, ValidationError
 from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
@@ -172,28 +173,6 @@ def load_motif_task(seed: int = 0, *, augment: bool = False, **sizes) -> Trainin
 
 
 # --- the benchmarks ---------------------------------------------------------------------------
-class ImageFiles(Dataset):
-    """Images read from ``paths`` (RGB) and transformed; item ``(tensor (3, H, W), label)``.
-
-    ``boxes`` (N, 4): the annotated object box ``(x1, y1, x2, y2)`` in original pixels (NaN if none).
-    """
-
-    def __init__(self, paths, targets, boxes, transform):
-        self.paths = [str(p) for p in paths]
-        self.targets = [int(t) for t in targets]
-        self.boxes = np.asarray(boxes, dtype=np.float64).reshape(len(self.paths), 4)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as image:
-            return self.transform(image.convert("RGB")), self.targets[i]
-
-
 def reference_transforms(augment: bool, size: int = 448, resize: int = 512):
     """``(train, test)`` transforms of the reference code (see the module docstring)."""
     from torchvision.transforms import v2
@@ -278,7 +257,7 @@ def load_cub200(root, *, augment: bool = True) -> TrainingData:
     for flag in ("1", "0"):
         ids = [i for i in sorted(images) if split[i] == flag]
         sets[flag] = ImageFiles([base / "images" / images[i] for i in ids], [labels[i] - 1 for i in ids],
-                                [boxes.get(i, (np.nan,) * 4) for i in ids], train_tf if flag == "1" else test_tf)
+                                train_tf if flag == "1" else test_tf, boxes=[boxes.get(i, (np.nan,) * 4) for i in ids])
     return _data("cub200", sets["1"], sets["0"], names, _hash_files(*files.values()),
                  f"CUB-200-2011 ({root}): {len(names)} classes, {len(sets['1'])} train / {len(sets['0'])} test images")
 
@@ -325,8 +304,8 @@ def load_stanford_cars(root, *, augment: bool = True) -> TrainingData:
     train_tf, test_tf = reference_transforms(augment)
 
     def make(rows, folder, tf):
-        return ImageFiles([root / folder / r["fname"] for r in rows], [r["class"] - 1 for r in rows],
-                          [r["box"] for r in rows], tf)
+        return ImageFiles([root / folder / r["fname"] for r in rows], [r["class"] - 1 for r in rows], tf,
+                          boxes=[r["box"] for r in rows])
 
     train_set, test_set = make(train_rows, "cars_train", train_tf), make(test_rows, "cars_test", test_tf)
     return _data("stanford_cars", train_set, test_set, names, _hash_files(train_file, test_file, meta_file),
@@ -356,8 +335,8 @@ def load_fgvc_aircraft(root, *, augment: bool = True) -> TrainingData:
         if unknown:
             raise DataError(f"{path}: variant(s) {unknown[:5]} are not in {variants_file}")
         sets[split] = ImageFiles([data_dir / "images" / f"{i}.jpg" for i, _ in rows],
-                                 [index[v.strip()] for _, v in rows],
-                                 [boxes.get(i, (np.nan,) * 4) for i, _ in rows], tf)
+                                 [index[v.strip()] for _, v in rows], tf,
+                                 boxes=[boxes.get(i, (np.nan,) * 4) for i, _ in rows])
     return _data("fgvc_aircraft", sets["trainval"], sets["test"], names, _hash_files(*files),
                  f"FGVC-Aircraft ({root}): {len(names)} variants, {len(sets['trainval'])} trainval / "
                  f"{len(sets['test'])} test images")

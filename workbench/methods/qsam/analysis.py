@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from workbench.activations.hooks import layer_outputs
 from workbench.methods.qsam.data import encoded_files
 
 
@@ -29,23 +29,6 @@ def run_models(run_dir: str | os.PathLike) -> dict[str, tuple[dict, object]]:
     for snapshot in list_snapshots(run_dir):
         models[snapshot.name] = load_run_network(snapshot)
     return models
-
-
-@torch.no_grad()
-def layer_activations(module: torch.nn.Module, layers, images: torch.Tensor, tables: torch.Tensor) -> dict[str, np.ndarray]:
-    """Flattened outputs ``{layer: (N, features)}`` of ``module(images, tables=tables)``."""
-    found = dict(module.named_modules())
-    outputs, handles = {}, []
-    for name in layers:
-        handles.append(found[name].register_forward_hook(
-            lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach().flatten(1).double().numpy())))
-    try:
-        module.eval()
-        module(images, tables=tables)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: outputs[name] for name in layers}
 
 
 def quality_shift_cka(run_dir: str | os.PathLike, qualities=(90, 10), *, n_images: int = 200) -> pd.DataFrame:
@@ -77,7 +60,8 @@ def quality_shift_cka(run_dir: str | os.PathLike, qualities=(90, 10), *, n_image
     loaded = {q: load_files(encoded_files(test, q, mean, std), mean, std)[:2] for q in qualities}
     rows = []
     for name, (_, network) in models.items():
-        acts = {q: layer_activations(network.module, network.layers, *loaded[q]) for q in qualities}
+        acts = {q: layer_outputs(network.module, network.layers, loaded[q][0], tables=loaded[q][1])
+                for q in qualities}
         for depth, layer in enumerate(network.layers):
             rows.append((name, layer, depth, cka(acts[qualities[0]][layer], acts[qualities[1]][layer])))
     return pd.DataFrame(rows, columns=["model", "layer", "depth", "cka"])

@@ -49,13 +49,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from workbench.errors import DataError, ValidationError
+from workbench.errors import ValidationError
 from workbench.methods.qsam.data import JpegVersions, SelectVersions, encoded_files, from_pixels
 from workbench.methods.qsam.jpeg import decode, qac, quality_tables
 from workbench.storage import atomic_path
 from workbench.training import TrainConfig, TrainOutcome, build_network
 from workbench.training.loop import limited
-from workbench.training.phases import run_phase
+from workbench.training.phases import phase_wall_time, run_phase
 
 logger = logging.getLogger(__name__)
 
@@ -359,7 +359,7 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
                       "qac": {str(q): qac_of_quality(q) for q in base + held},
                       "baselines": {k: v for k, v in summaries.items() if k != "qsam"},
                       "phases": phases["qsam"]}}
-    wall = sum(_phase_wall(run, p) for p in _phase_names(config))
+    wall = phase_wall_time(run, _phase_names(config))
     return TrainOutcome(network, network.module.state_dict(), data, qsam_eval, extra=extra, wall_time_s=wall)
 
 
@@ -368,16 +368,6 @@ def _phase_names(config: QSAMConfig) -> list[str]:
     if config.baselines:
         names += ["noqac_stage1", "noqac_stage2", "single_bn", "uncompressed"]
     return names
-
-
-def _phase_wall(run, name: str) -> float:
-    from workbench.training.checkpoint import load_verified
-
-    path = Path(run.path) / "phases" / name / "checkpoints" / "last.pt"
-    try:
-        return float(load_verified(path)["elapsed_s"])
-    except (DataError, OSError, KeyError):
-        return 0.0
 
 
 def _merge_stage1_metrics(run) -> int:

@@ -29,31 +29,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
+from workbench.data.training.files import ImageFiles
 from workbench.errors import DataError
-from workbench.models.preprocessing import Preprocessing
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class ImageFiles(Dataset):
-    """Images read from ``paths`` (RGB), transformed; item ``(tensor (3, H, W), label)``."""
-
-    def __init__(self, paths: list[str], targets: list[int], transform):
-        self.paths = list(paths)
-        self.targets = list(targets)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as image:
-            return self.transform(image.convert("RGB")), self.targets[i]
+from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 
 def _transforms(size: int, resize: int, augment: bool):
