@@ -45,6 +45,23 @@ def test_null_from_statistics_equals_a_loop_that_permutes_y(noise, case):
         np.testing.assert_allclose(again, from_stats, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_batched_nulls_equal_the_loop_whatever_the_batches_and_threads(noise, monkeypatch, workers):
+    """Small batches, several chunks per batch and batch counts split for 1 or 3 threads change nothing."""
+    from workbench.metrics import permutation
+
+    monkeypatch.setattr(permutation, "batch_workers", lambda: workers)
+    monkeypatch.setattr(permutation, "CHUNK_BYTES", 2 * 8 * (40 * 39 // 2))  # 2 permutations a chunk
+    monkeypatch.setattr(permutation, "_BATCH_BYTES", 2 * 8 * 40 * 9)  # 2 permutations a batch
+    x, y = noise
+    perms = stimulus_permutations(len(x), 15, seed=4)
+    for case in ("svcca", "tsvd_regression", "rsa", "cka"):
+        direct_metric, parameters = CASES[case]
+        direct = np.array([direct_metric(x, y[perm]) for perm in perms])
+        np.testing.assert_allclose(permutation_null(x, y, case, perms=perms, **parameters), direct,
+                                   rtol=0, atol=1e-9, err_msg=case)
+
+
 def test_quadratic_forms_of_many_layers_in_small_buffers_equal_the_direct_sums():
     rng = np.random.default_rng(0)
     n = 11
