@@ -107,7 +107,7 @@ def test_cub200_loader_and_path_split_files(tmp_path):
     with pytest.raises(DataError, match="Cowbird_0006.jpg.*is not in the training split"):
         fscil.read_split(split_dir, data.train.targets, data.train.paths)
     (cub / "train_test_split.txt").write_text("1 1\n2 0\n3 1\n4 0\n5 1\n")
-    with pytest.raises(DataError, match=r"image id\(s\) \[6\] have no split or class line"):
+    with pytest.raises(DataError, match=r"train_test_split.txt lacks image id\(s\) \[6\]"):
         load_cub200(root)
 
 

@@ -13,10 +13,8 @@ the part hit rate (:mod:`.analysis`).
 The benchmarks, in their official layouts (``root`` is the folder holding the extracted
 archive):
 
-- ``cub200``: ``CUB_200_2011/images.txt`` ("<id> <path>"), ``image_class_labels.txt`` ("<id>
-  <class 1..200>"), ``train_test_split.txt`` ("<id> <1 train / 0 test>"),
-  ``bounding_boxes.txt`` ("<id> <x> <y> <width> <height>", float pixels), ``classes.txt``
-  (optional, "<class> <name>"), images under ``CUB_200_2011/images/``. 5,994 / 5,794 images.
+- ``cub200``: ``CUB_200_2011/`` as :mod:`workbench.data.training.cub200` reads it (shared with
+  SAVC), with the object boxes. 5,994 / 5,794 images.
 - ``stanford_cars``: the devkit's ``devkit/cars_train_annos.mat`` and
   ``devkit/cars_test_annos_withlabels.mat`` (struct array ``annotations`` with ``bbox_x1,
   bbox_y1, bbox_x2, bbox_y2, class (1..196), fname``), ``devkit/cars_meta.mat``
@@ -45,6 +43,8 @@ import torch
 from torch.utils.data import Dataset
 
 from workbench.data.training import TrainingData
+from workbench.data.training.annotations import hash_files, parse_int, read_fields
+from workbench.data.training.cub200 import read_cub200
 from workbench.data.training.files import ImageFiles
 from workbench.errors import DataError, ValidationError
 from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
@@ -190,77 +190,23 @@ def reference_transforms(augment: bool, size: int = 448, resize: int = 512):
     return train, test
 
 
-def _lines(path: Path, what: str, fields: int, *, maxsplit: int | None = None) -> list[list[str]]:
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; expected the {what} file")
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(maxsplit=fields - 1 if maxsplit is None else maxsplit)
-        if len(parts) != fields:
-            raise DataError(f"{path} line {lineno}: {line!r}; expected {fields} fields ({what})")
-        rows.append(parts)
-    return rows
-
-
-def _hash_files(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        if path is not None and path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def _data(name, train_set, test_set, classes, fingerprint, description) -> TrainingData:
     return TrainingData(name=name, train=train_set, test=test_set, num_classes=len(classes), classes=tuple(classes),
                         preprocessing=Preprocessing(input_size=448, mean=IMAGENET_MEAN, std=IMAGENET_STD),
                         fingerprint=fingerprint, description=description)
 
 
-def _int(value: str, path: Path, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise DataError(f"{path}: {what} {value!r} is not an integer") from None
-
-
 def load_cub200(root, *, augment: bool = True) -> TrainingData:
-    """CUB-200-2011 in its official layout (``root/CUB_200_2011/...``; see the module docstring)."""
-    base = Path(root) / "CUB_200_2011"
-    files = {k: base / f for k, f in (("images", "images.txt"), ("labels", "image_class_labels.txt"),
-                                      ("split", "train_test_split.txt"), ("boxes", "bounding_boxes.txt"))}
-    images = {_int(i, files["images"], "image id"): p for i, p in _lines(files["images"], "CUB-200-2011 images.txt "
-                                                                          "('<id> <path>')", 2)}
-    labels = {_int(i, files["labels"], "image id"): _int(c, files["labels"], "class")
-              for i, c in _lines(files["labels"], "CUB-200-2011 image_class_labels.txt ('<id> <class>')", 2)}
-    split = {_int(i, files["split"], "image id"): s.strip()
-             for i, s in _lines(files["split"], "CUB-200-2011 train_test_split.txt ('<id> <0|1>')", 2)}
-    boxes = {}
-    if files["boxes"].is_file():
-        for i, *xywh in _lines(files["boxes"], "CUB-200-2011 bounding_boxes.txt ('<id> <x> <y> <w> <h>')", 5):
-            x, y, w, h = (float(v) for v in xywh)
-            boxes[int(i)] = (x, y, x + w, y + h)
-    for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", split)):
-        missing = sorted(set(images) - set(table))
-        if missing:
-            raise DataError(f"{base / name} lacks image id(s) {missing[:5]} listed in {files['images']}")
-    bad = sorted({v for v in split.values()} - {"0", "1"})
-    if bad:
-        raise DataError(f"{files['split']}: split values {bad}; expected 1 (train) or 0 (test)")
-    names = [str(c) for c in range(1, max(labels.values()) + 1)]
-    classes_file = base / "classes.txt"
-    if classes_file.is_file():
-        names = [n for _, n in _lines(classes_file, "CUB-200-2011 classes.txt ('<class> <name>')", 2)]
+    """CUB-200-2011 in its official layout (:func:`workbench.data.training.cub200.read_cub200`),
+    with the reference's transforms and the object boxes."""
+    cub = read_cub200(root)
     train_tf, test_tf = reference_transforms(augment)
-    sets = {}
-    for flag in ("1", "0"):
-        ids = [i for i in sorted(images) if split[i] == flag]
-        sets[flag] = ImageFiles([base / "images" / images[i] for i in ids], [labels[i] - 1 for i in ids],
-                                train_tf if flag == "1" else test_tf, boxes=[boxes.get(i, (np.nan,) * 4) for i in ids])
-    return _data("cub200", sets["1"], sets["0"], names, _hash_files(*files.values()),
-                 f"CUB-200-2011 ({root}): {len(names)} classes, {len(sets['1'])} train / {len(sets['0'])} test images")
-
+    (train_paths, train_targets, train_boxes), (test_paths, test_targets, test_boxes) = (
+        cub.splits["train"], cub.splits["test"])
+    train_set = ImageFiles(train_paths, train_targets, train_tf, boxes=train_boxes)
+    test_set = ImageFiles(test_paths, test_targets, test_tf, boxes=test_boxes)
+    return _data("cub200", train_set, test_set, cub.classes, cub.fingerprint,
+                 f"CUB-200-2011 ({root}): {len(cub.classes)} classes, {len(train_set)} train / {len(test_set)} test images")
 
 def _mat_annotations(path: Path) -> list[dict]:
     from scipy.io import loadmat
@@ -308,7 +254,7 @@ def load_stanford_cars(root, *, augment: bool = True) -> TrainingData:
                           boxes=[r["box"] for r in rows])
 
     train_set, test_set = make(train_rows, "cars_train", train_tf), make(test_rows, "cars_test", test_tf)
-    return _data("stanford_cars", train_set, test_set, names, _hash_files(train_file, test_file, meta_file),
+    return _data("stanford_cars", train_set, test_set, names, hash_files(train_file, test_file, meta_file),
                  f"Stanford Cars ({root}): {len(names)} classes, {len(train_set)} train / {len(test_set)} test images")
 
 
@@ -323,21 +269,21 @@ def load_fgvc_aircraft(root, *, augment: bool = True) -> TrainingData:
     boxes = {}
     box_file = data_dir / "images_box.txt"
     if box_file.is_file():
-        for i, *xyxy in _lines(box_file, "FGVC-Aircraft images_box.txt ('<id> xmin ymin xmax ymax')", 5):
+        for i, *xyxy in read_fields(box_file, "FGVC-Aircraft images_box.txt ('<id> xmin ymin xmax ymax')", 5):
             boxes[i] = tuple(float(v) for v in xyxy)
     train_tf, test_tf = reference_transforms(augment)
     sets, files = {}, [variants_file, box_file]
     for split, tf in (("trainval", train_tf), ("test", test_tf)):
         path = data_dir / f"images_variant_{split}.txt"
         files.append(path)
-        rows = _lines(path, f"FGVC-Aircraft images_variant_{split}.txt ('<image id> <variant>')", 2, maxsplit=1)
+        rows = read_fields(path, f"FGVC-Aircraft images_variant_{split}.txt ('<image id> <variant>')", 2, maxsplit=1)
         unknown = sorted({v.strip() for _, v in rows} - set(index))
         if unknown:
             raise DataError(f"{path}: variant(s) {unknown[:5]} are not in {variants_file}")
         sets[split] = ImageFiles([data_dir / "images" / f"{i}.jpg" for i, _ in rows],
                                  [index[v.strip()] for _, v in rows], tf,
                                  boxes=[boxes.get(i, (np.nan,) * 4) for i, _ in rows])
-    return _data("fgvc_aircraft", sets["trainval"], sets["test"], names, _hash_files(*files),
+    return _data("fgvc_aircraft", sets["trainval"], sets["test"], names, hash_files(*files),
                  f"FGVC-Aircraft ({root}): {len(names)} variants, {len(sets['trainval'])} trainval / "
                  f"{len(sets['test'])} test images")
 

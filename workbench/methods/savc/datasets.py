@@ -45,55 +45,22 @@ def _transforms(size: int, resize: int, augment: bool):
     return train, test
 
 
-def _read_pairs(path: Path, what: str) -> dict[int, str]:
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; expected the CUB-200-2011 {what} file (lines '<id> <value>')")
-    out = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2 or not parts[0].isdigit():
-            raise DataError(f"{path} line {lineno}: {line!r}; expected '<id> <value>'")
-        if int(parts[0]) in out:
-            raise DataError(f"{path} line {lineno}: id {parts[0]} appears twice")
-        out[int(parts[0])] = parts[1].strip()
-    return out
-
-
 def load_cub200(root: str | os.PathLike | None, *, augment: bool = True):
-    """CUB-200-2011 (5,994 train / 5,794 test images, 200 classes) as a ``TrainingData``."""
+    """CUB-200-2011 (5,994 train / 5,794 test images, 200 classes) as a ``TrainingData``, read by
+    :func:`workbench.data.training.cub200.read_cub200`."""
     from workbench.data.training.base import TrainingData
+    from workbench.data.training.cub200 import read_cub200
 
-    if root is None:
-        raise DataError("dataset 'cub200' needs data_root: the folder holding CUB_200_2011/")
-    folder = Path(root) / "CUB_200_2011"
-    files = [folder / "images.txt", folder / "train_test_split.txt", folder / "image_class_labels.txt"]
-    images = _read_pairs(files[0], "image list")
-    is_train = _read_pairs(files[1], "train/test split")
-    labels = _read_pairs(files[2], "class label")
-    missing = sorted(set(images) - set(is_train) | set(images) - set(labels))
-    if missing:
-        raise DataError(f"{folder}: image id(s) {missing[:5]} have no split or class line")
-    split = {True: ([], []), False: ([], [])}
-    for i in sorted(images):
-        if is_train[i] not in ("0", "1"):
-            raise DataError(f"{files[1]}: id {i} has split {is_train[i]!r}; expected 1 (train) or 0 (test)")
-        paths, targets = split[is_train[i] == "1"]
-        paths.append(str(folder / "images" / images[i]))
-        targets.append(int(labels[i]) - 1)
+    cub = read_cub200(root)
+    (train_paths, train_targets, _), (test_paths, test_targets, _) = cub.splits["train"], cub.splits["test"]
     train_tf, test_tf = _transforms(224, 256, augment)
-    digest = hashlib.sha256(b"cub200/v1")
-    for f in files:
-        digest.update(f.read_bytes())
-    classes = tuple(str(c) for c in range(max(split[True][1] + split[False][1]) + 1))
     return TrainingData(
-        name="cub200", train=ImageFiles(*split[True], train_tf), test=ImageFiles(*split[False], test_tf),
-        num_classes=len(classes), classes=classes,
+        name="cub200", train=ImageFiles(train_paths, train_targets, train_tf),
+        test=ImageFiles(test_paths, test_targets, test_tf),
+        num_classes=len(cub.classes), classes=cub.classes,
         preprocessing=Preprocessing(input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        fingerprint=digest.hexdigest(),
-        description=f"CUB-200-2011 from {folder}: train {len(split[True][0]):,} / test {len(split[False][0]):,}")
-
+        fingerprint=cub.fingerprint,
+        description=f"CUB-200-2011 from {cub.folder}: train {len(train_paths):,} / test {len(test_paths):,}")
 
 def _read_csv(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
