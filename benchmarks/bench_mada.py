@@ -49,48 +49,17 @@ from ``dusk`` (25 % of the pool; seeds 0-4, ``selection.csv``) and at most 2 fro
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from seeded_runs import MIRROR
+from seeded_runs import map_seeds, run_tiny
 
 TIME_LIMIT_S = 360.0
 MODELS = ("source_only", "self_training", "random", "centroid", "mada", "madav2")
-
-
-def run_seed(out: Path, seed: int, *, report: bool) -> dict:
-    """Train (or read) the tiny-preset run of ``seed``; return its timing record."""
-    run_dir = out / f"seed{seed}"
-    timing_file = out / f"seed{seed}.timing.json"
-    if (run_dir / "model_card.json").is_file() and timing_file.is_file():
-        return json.loads(timing_file.read_text())
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    if (MIRROR / "SHA256SUMS").is_file():
-        env.setdefault("WORKBENCH_DATA_MIRROR", str(MIRROR))
-    cmd = [sys.executable, "-m", "workbench", "train", "mada", "--preset", "tiny", "--out", str(run_dir),
-           "--seed", str(seed), "--force"] + (["--report"] if report else [])
-    load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise SystemExit(f"seed {seed} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    record = {"seed": seed, "wall_s": wall, "load_at_start": load, "report": report,
-              "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
-    timing_file.write_text(json.dumps(record))
-    return record
 
 
 def main(argv=None) -> int:
@@ -102,9 +71,8 @@ def main(argv=None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_mada_"))
     out.mkdir(parents=True, exist_ok=True)
     print(f"runs in {out}", flush=True)
-    timings = [run_seed(out, args.seeds[0], report=True)]
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        timings += list(pool.map(lambda s: run_seed(out, s, report=False), args.seeds[1:]))
+    timings = [run_tiny("mada", args.seeds[0], out, report=True)]
+    timings += list(map_seeds(lambda s: run_tiny("mada", s, out, report=False), args.seeds[1:], max(1, args.jobs)).values())
 
     frames = []
     for seed in args.seeds:
@@ -139,9 +107,9 @@ def main(argv=None) -> int:
     print(f"  train --preset tiny --report <= {TIME_LIMIT_S:.0f} s: wall {first['wall_s']:.0f} s, CPU {first['cpu_s']:.0f} s "
           f"(one thread), load average at start {first['load_at_start']:.1f} -> "
           f"{'HOLDS' if held else 'FAILS on this (loaded) machine; CPU time ' + ('within' if first['cpu_s'] <= TIME_LIMIT_S else 'over') + ' the limit'}")
-    for record in timings[1:]:  # with --jobs > 1 the children's CPU times overlap: wall time only
-        cpu = f", CPU {record['cpu_s']:.0f} s" if args.jobs == 1 else ""
-        print(f"  seed {record['seed']} (no report): wall {record['wall_s']:.0f} s{cpu}, load {record['load_at_start']:.1f}")
+    for record in timings[1:]:
+        print(f"  seed {record['seed']} (no report): wall {record['wall_s']:.0f} s, CPU {record['cpu_s']:.0f} s, "
+              f"load {record['load_at_start']:.1f}")
     return 0 if ok else 1
 
 

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     ok = np.mean(diffs("hit_part", "chance_part")) > 0
     print(f"| PART's parts cover the motif more often than chance | hit - chance {paired('hit_part', 'chance_part')}"
           f" | {'PASS' if ok else 'FAIL'} |")
-    wall, cpu = times[args.seeds[0]]
+    wall, cpu = times[args.seeds[0]]["wall_s"], times[args.seeds[0]]["cpu_s"]
     if np.isnan(wall) or args.no_report:
         verdict = "not measured (reused run or --no-report)"
     else:

@@ -30,48 +30,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from seeded_runs import map_seeds, run_tiny
+
 REFERENCE_QAC = {95: .2338, 90: .1146, 80: .0565, 70: .0379, 60: .0283, 50: .0227, 40: .0180,
                  30: .0136, 20: .0091, 10: .0057}
 TIME_LIMIT_S = 300.0
-
-
-def run_seed(out: Path, seed: int, *, report: bool, single_thread: bool) -> dict:
-    """Train (or read) the tiny-preset run of ``seed``; return its timing record."""
-    run_dir = out / f"seed{seed}"
-    timing_file = out / f"seed{seed}.timing.json"
-    if (run_dir / "model_card.json").is_file() and timing_file.is_file():
-        return json.loads(timing_file.read_text())
-    env = dict(os.environ)
-    if single_thread:
-        env["OMP_NUM_THREADS"] = "1"
-        env["MKL_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "workbench", "train", "qsam", "--preset", "tiny", "--out", str(run_dir),
-           "--seed", str(seed), "--force"] + (["--report"] if report else [])
-    load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    record = {"seed": seed, "wall_s": wall, "cpu_s": cpu, "report": report, "load_at_start": load,
-              "single_thread": single_thread}
-    timing_file.write_text(json.dumps(record))
-    return record
 
 
 def qac_claim() -> dict:
@@ -112,10 +81,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     first, rest = args.seeds[0], args.seeds[1:]
-    timings = [run_seed(out, first, report=True, single_thread=args.threads == "one")]
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        timings += list(pool.map(lambda s: run_seed(out, s, report=False,
-                                                     single_thread=args.jobs > 1 or args.threads == "one"), rest))
+    timings = [run_tiny("qsam", first, out, report=True, threads=1 if args.threads == "one" else None)]
+    rest_threads = 1 if args.jobs > 1 or args.threads == "one" else None
+    timings += list(map_seeds(lambda s: run_tiny("qsam", s, out, report=False, threads=rest_threads), rest,
+                              max(1, args.jobs)).values())
 
     rows = [{"seed": s, **seed_summary(out / f"seed{s}")} for s in args.seeds]
     frame = pd.DataFrame(rows)
@@ -143,7 +112,7 @@ def main(argv=None) -> int:
           f"{int((frame.w80_nearest > 0.5).sum())}/{len(frame)} seeds) | {'yes' if frame.w80_nearest.mean() > 0.5 else 'NO'} |")
     t = timings[0]
     print(f"| `workbench train qsam --preset tiny --report` <= {TIME_LIMIT_S:.0f} s | {t['wall_s']:.0f} s "
-          f"(seed {t['seed']}, {'1 thread' if t['single_thread'] else 'default threads'}; CPU time {t['cpu_s']:.0f} s; load average {t['load_at_start']:.1f} at start) | "
+          f"(seed {t['seed']}, {'1 thread' if args.threads == 'one' else 'default threads'}; CPU time {t['cpu_s']:.0f} s; load average {t['load_at_start']:.1f} at start) | "
           f"{'yes' if t['wall_s'] <= TIME_LIMIT_S else 'NO'} |")
     print("\nmixing weights at QF 80 per seed:")
     for row in rows:

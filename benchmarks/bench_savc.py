@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = output_folder(args.out, "bench_savc_")
     times = map_seeds(lambda s: run_tiny(
-        "savc", s, out, report=(s == args.seeds[0] and not args.no_report), overrides=args.overrides)[0],
+        "savc", s, out, report=(s == args.seeds[0] and not args.no_report), overrides=args.overrides),
         args.seeds, args.jobs)
     results = {seed: collect(out / f"seed{seed}") for seed in args.seeds}
     metrics = ("acc_last", "acc_novel", "acc_base", "rsa_base_base", "rsa_novel_novel", "rsa_base_novel")
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
               f"{paired('savc', 'scl', metric)} | {'PASS' if ok else 'FAIL'} |")
     ok = mean("savc", "rsa_base_novel") > mean("ce", "rsa_base_novel")
     print(f"| SAVC base-novel RSA > CE | {paired('savc', 'ce', 'rsa_base_novel')} | {'PASS' if ok else 'FAIL'} |")
-    t = times[args.seeds[0]]
+    t = times[args.seeds[0]]["wall_s"]
     if np.isnan(t) or args.no_report:
         verdict = "not measured (reused run or --no-report)"
     else:

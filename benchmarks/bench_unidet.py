@@ -72,10 +72,10 @@ def main(argv=None) -> int:
     add_seed_options(parser, no_report_help="train the first seed like the others (no per-dataset baselines, no report, no timing)")
     args = parser.parse_args(argv)
     out = output_folder(args.out, "bench_unidet_")
-    def run_one(seed: int) -> float:  # the first seed as shipped (per-dataset baselines, report)
+    def run_one(seed: int) -> dict:  # the first seed as shipped (per-dataset baselines, report)
         full = seed == args.seeds[0] and not args.no_report
         return run_tiny("unidet", seed, out, report=full, overrides=args.overrides, report_may_fail=True,
-                        extra=[] if full else ["--set", "per_dataset_baselines=false"])[0]
+                        extra=[] if full else ["--set", "per_dataset_baselines=false"])
 
     times = map_seeds(run_one, args.seeds, args.jobs)
     results = {seed: collect(out / f"seed{seed}") for seed in args.seeds}
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     for metric in ("leaf_mAP_B", "mAP_A"):
         mean_diff, text = paired(metric)
         print(f"| hierarchy {metric} >= flat | {text} | {'PASS' if mean_diff >= 0 else 'FAIL'} |")
-    t = times[args.seeds[0]]
+    t = times[args.seeds[0]]["wall_s"]
     if np.isnan(t) or args.no_report:
         verdict = "not measured (reused run or --no-report)"
     else:

@@ -1,13 +1,15 @@
 """What the methods' claim benchmarks share: their seed options, tiny-preset runs in parallel
 processes (one thread each), and the mean ± sd they print.
 
-Used by ``bench_part.py``, ``bench_savc.py`` and ``bench_unidet.py`` (run as scripts from
+Used by ``bench_dst.py`` (the mirror), ``bench_mada.py``, ``bench_part.py``, ``bench_qsam.py``,
+``bench_savc.py`` and ``bench_unidet.py`` (run as scripts from
 ``benchmarks/``, or through ``bench_methods.py``, which puts this folder on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -40,26 +42,36 @@ def output_folder(out: Path | None, prefix: str) -> Path:
 
 
 def run_tiny(method: str, seed: int, out: Path, *, report: bool, extra: list[str] = (),
-             overrides: list[str] = (), report_may_fail: bool = False) -> tuple[float, float]:
-    """``(wall s, CPU s)`` of ``workbench train METHOD --preset tiny --seed SEED`` into ``out/seedSEED``.
+             overrides: list[str] = (), report_may_fail: bool = False, threads: int | None = 1) -> dict:
+    """Timing record of ``workbench train METHOD --preset tiny --seed SEED`` into ``out/seedSEED``.
 
     ``report`` adds ``--report``; ``extra`` are more arguments, ``overrides`` ``--set`` pairs.
-    A finished run (its card, and its report when ``report``) is reused: ``(nan, nan)``. The
-    run has one thread (``OMP_NUM_THREADS`` unless set), reads the neural data of its report
-    from ``$WORKBENCH_DATA_MIRROR`` (default :data:`MIRROR` when it exists) and writes its
-    output to ``out/seedSEED.log``. A failing run raises with the command and the log's tail; with
+    The record ``{"seed", "report", "wall_s", "cpu_s", "load_at_start"}`` (CPU seconds of this
+    child alone, ``os.wait4``) is kept in ``out/seedSEED.timing.json``. A finished run (its
+    card, and its report when ``report``) is reused: its kept record, or NaN times when there
+    is none. The run gets ``threads`` threads (``OMP_NUM_THREADS``, unless set already; None:
+    the environment as it is), reads the neural data of its report from
+    ``$WORKBENCH_DATA_MIRROR`` (default :data:`MIRROR` when it exists) and writes its output
+    to ``out/seedSEED.log``. A failing run raises with the command and the log's tail; with
     ``report_may_fail``, a run that failed after writing its card only prints a warning.
     """
-    run_dir = out / f"seed{seed}"
+    run_dir, timing_file = out / f"seed{seed}", out / f"seed{seed}.timing.json"
     if (run_dir / "model_card.json").is_file() and (not report or (run_dir / "report.html").is_file()):
-        return float("nan"), float("nan")
+        if timing_file.is_file():
+            return json.loads(timing_file.read_text())
+        return {"seed": seed, "report": report, "wall_s": float("nan"), "cpu_s": float("nan"),
+                "load_at_start": float("nan")}
     cmd = [sys.executable, "-m", "workbench", "train", method, "--preset", "tiny", "--seed", str(seed),
            "--out", str(run_dir), "--force", *extra] + (["--report"] if report else [])
     cmd += [arg for pair in overrides for arg in ("--set", pair)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = dict(os.environ)
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(threads))
     if (MIRROR / "SHA256SUMS").is_file():
         env.setdefault("WORKBENCH_DATA_MIRROR", str(MIRROR))
     log = out / f"seed{seed}.log"
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     with open(log, "w") as sink:
         proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -71,7 +83,10 @@ def run_tiny(method: str, seed: int, out: Path, *, report: bool, extra: list[str
         if not (report_may_fail and (run_dir / "model_card.json").is_file()):
             raise RuntimeError(message)
         print(f"warning (after training; the report?): {message}", file=sys.stderr)
-    return wall, usage.ru_utime + usage.ru_stime
+    record = {"seed": seed, "report": report, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+              "load_at_start": load}
+    timing_file.write_text(json.dumps(record))
+    return record
 
 
 def map_seeds(run_one, seeds: list[int], jobs: int) -> dict:
