@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from workbench.activations.hooks import layer_outputs
+from workbench.errors import ValidationError
 from workbench.methods.mada.train import MIOU_FILE, SELECTION_FILE, SUMMARY_FILE
 
 
@@ -74,7 +75,7 @@ from workbench.methods.mada.train import load_run_config
     card = read_card(run_dir)
     config = load_run_config(run_dir, card)
     if config.dataset != "scenes":
-        raise ValueError("domain_shift_cka draws paired renderings of generated scenes; "
+        raise ValidationError("domain_shift_cka draws paired renderings of generated scenes; "
                          f"the run's dataset is {config.dataset!r}")
     source, target, _ = paired_scenes(config, n_images)
     rows = []
@@ -182,7 +183,7 @@ from workbench.methods.mada.train import load_run_config
     card = read_card(run_dir)
     config = load_run_config(run_dir, card)
     if config.dataset != "scenes":
-        raise ValueError(f"miou_by_condition needs generated scenes; the run's dataset is {config.dataset!r}")
+        raise ValidationError(f"miou_by_condition needs generated scenes; the run's dataset is {config.dataset!r}")
     images, labels, conditions = generate_scenes(config.scene_seed, "target_test", config.test_images,
                                                  int(config.image_size[0]))
     x = torch.from_numpy((images - 0.5) / 0.5)

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from workbench.errors import ValidationError
+from workbench.methods.mada.metrics import IGNORE
+
 
 
 def downsample_labels(labels: torch.Tensor, size) -> torch.Tensor:
@@ -150,7 +152,7 @@ def selection_scores(strategy: str, target_desc, target_present, *, source_ancho
     if strategy == "madav2":
         return (min_distance(target_desc, target_present, source_anchors)
                 + min_distance(target_desc, target_present, target_anchors))
-    raise ValueError(f"selection strategy {strategy!r}; expected 'mada', 'madav2', 'random' or 'centroid'")
+    raise ValidationError(f"selection strategy {strategy!r}; expected 'mada', 'madav2', 'random' or 'centroid'")
 
 
 def budget_count(pool: int, budget: float) -> int:

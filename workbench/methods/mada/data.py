@@ -49,9 +49,9 @@ import torch
 from torch.utils.data import Dataset
 
 from workbench.errors import DataError, ValidationError
+from workbench.methods.mada.metrics import IGNORE
 from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
-IGNORE = 255
 SCENE_CLASSES = ("background", "ground", "stripes", "box", "disc", "triangle")
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign",

@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from workbench.errors import ValidationError
+
+#: The ignore label of every label map (the Cityscapes convention); the one definition.
 IGNORE = 255
 
 
@@ -26,7 +29,7 @@ def confusion_matrix(pred, target, num_classes: int, ignore_index: int = IGNORE)
     pred = torch.as_tensor(pred).reshape(-1).long()
     target = torch.as_tensor(target).reshape(-1).long()
     if pred.shape != target.shape:
-        raise ValueError(f"pred has {pred.numel()} pixels, target {target.numel()}; expected the same")
+        raise ValidationError(f"pred has {pred.numel()} pixels, target {target.numel()}; expected the same")
     valid = (target != ignore_index) & (target >= 0) & (target < num_classes)
     index = target[valid] * num_classes + pred[valid].clamp(0, num_classes - 1)
     return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy().astype(np.int64)

@@ -56,8 +56,8 @@ from workbench.methods.mada.anchors import (
     select_top,
     selection_scores,
 )
-from workbench.methods.mada.data import IGNORE, load_domains
-from workbench.methods.mada.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from workbench.methods.mada.data import load_domains
+from workbench.methods.mada.metrics import IGNORE, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from workbench.storage import atomic_path
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
 from workbench.training.phases import phase_wall_time, run_phase

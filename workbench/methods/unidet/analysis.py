@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from workbench.errors import ValidationError
+
 
 def variant_dirs(run_dir: str | os.PathLike) -> dict[str, Path]:
     """``{variant: run directory}``: the main run and every snapshot (flat, only_<dataset>)."""
@@ -50,7 +52,7 @@ def leaf_features(run_dir: str | os.PathLike, *, max_images: int | None = None) 
     boxes = [t["boxes"] for _, t in items]
     leaves = [t["leaf"] for _, t in items]
     if any((lf < 0).any() for lf in leaves):
-        raise ValueError("leaf_features needs the true leaf of every box (synthetic data)")
+        raise ValidationError("leaf_features needs the true leaf of every box (synthetic data)")
     from workbench.methods.unidet.data import LEAVES
 
     feats, counts = class_features(detector, images, boxes, leaves, len(LEAVES))
