@@ -339,14 +339,10 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
         sampler.start_batch = state.step_in_epoch
         generator = torch.Generator()
         generator.manual_seed(config.seed * 100_003 + state.epoch)
-        if sampler_fn is None:
-            loader = DataLoader(train_set, batch_size=sampler.local_batch, sampler=sampler,
-                                num_workers=config.num_workers, generator=generator, collate_fn=collate_fn,
-                                persistent_workers=False, pin_memory=device.type == "cuda")
-        else:
-            loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
-                                generator=generator, collate_fn=collate_fn, persistent_workers=False,
-                                pin_memory=device.type == "cuda")
+        batching = ({"batch_size": sampler.local_batch, "sampler": sampler} if sampler_fn is None
+                    else {"batch_sampler": sampler})  # EpochBatches yields whole batches
+        loader = DataLoader(train_set, **batching, num_workers=config.num_workers, generator=generator,
+                            collate_fn=collate_fn, persistent_workers=False, pin_memory=device.type == "cuda")
         network.module.train()
         for images, labels in loader:
             images, labels = to_device(images, device, non_blocking=True), to_device(labels, device, non_blocking=True)
