@@ -47,11 +47,11 @@ def test_null_from_statistics_equals_a_loop_that_permutes_y(noise, case):
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_batched_nulls_equal_the_loop_whatever_the_batches_and_threads(noise, monkeypatch, workers):
-    """Small batches, several chunks per batch and batch counts split for 1 or 3 threads change nothing."""
+    """Small batches, many tiles of the upper triangle and batch counts split for 1 or 3 threads change nothing."""
     from workbench.metrics import permutation
 
     monkeypatch.setattr(permutation, "batch_workers", lambda: workers)
-    monkeypatch.setattr(permutation, "CHUNK_BYTES", 2 * 8 * (40 * 39 // 2))  # 2 permutations a chunk
+    monkeypatch.setattr(permutation, "TILE_BYTES", 8)  # tiles of at most n pairs: rows of the triangle
     monkeypatch.setattr(permutation, "_BATCH_BYTES", 2 * 8 * 40 * 9)  # 2 permutations a batch
     x, y = noise
     perms = stimulus_permutations(len(x), 15, seed=4)
