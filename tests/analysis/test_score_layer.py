@@ -71,6 +71,13 @@ def test_score_layer_equals_the_sweep_cell_and_compare_defaults_do_not(cell_mode
         assert list(values) == ["svcca", "tsvd_regression", "rsa", "cka"]
         for metric, value in values.items():
             assert value == pytest.approx(float(cell.sel(metric=metric)), rel=1e-5, abs=1e-7), metric
+        # and its chance level is the sweep cell's (the same permutations, the same statistics)
+        for name in ("null_mean", "null_p95", "p_value"):
+            expected = scores[name].sel(model=cell_model, layer=model.layers.index(layer), region=f"{dataset.name}/V4")
+            for metric in values:
+                assert getattr(values, name)[metric] == pytest.approx(float(expected.sel(metric=metric)),
+                                                                      rel=1e-5, abs=1e-7), (name, metric)
+        assert all(null.shape == (protocol.permutations,) for null in values.null.values())
     # explicit Y and a dataset name give the same numbers
     explicit = score_layer(stats, dataset.responses("V4").values, dataset=dataset.name, protocol=protocol)
     assert explicit == pytest.approx(score_layer(stats, dataset=dataset, region="V4", protocol=protocol))
@@ -86,5 +93,15 @@ def test_score_layer_on_an_rdm_region_scores_rsa_only(cell_model):
     stats = extract_stats(model, dataset.stimuli, ["6"], cache=False)["6"]
     values = score_layer(stats, dataset=dataset, region="IT", protocol=PROTOCOL)
     assert np.isnan([values["svcca"], values["tsvd_regression"], values["cka"]]).all()
-    expected = float(scores["score"].sel(model=cell_model, layer=4, region=f"{dataset.name}/IT", metric="rsa"))
-    assert values["rsa"] == pytest.approx(expected, rel=1e-6)
+    assert list(values.null) == ["rsa"] and np.isnan(values.p_value["cka"])
+    cell = scores.sel(model=cell_model, layer=4, region=f"{dataset.name}/IT", metric="rsa")
+    assert values["rsa"] == pytest.approx(float(cell["score"]), rel=1e-6)
+    assert values.p_value["rsa"] == pytest.approx(float(cell["p_value"]))
+
+
+def test_score_layer_without_permutations_has_no_null(cell_model):
+    dataset = _dataset()
+    stats = extract_stats(create(cell_model, seed=0), dataset.stimuli, ["3"], cache=False)["3"]
+    values = score_layer(stats, dataset=dataset, region="V4", protocol=PROTOCOL.replace(permutations=0))
+    assert values.null == {} and np.isnan(list(values.p_value.values())).all()
+    assert values == score_layer(stats, dataset=dataset, region="V4", protocol=PROTOCOL)  # the scores themselves

@@ -140,3 +140,12 @@ def test_quickstart_scores_one_layer_and_plots_its_rdm(tiny_dataset, isolated_ca
     assert set(values) == {"svcca", "tsvd_regression", "rsa", "cka"}, shown
     for metric, value in values.items():
         assert float(value) == pytest.approx(float(cell.sel(metric=metric)), rel=1e-6), metric
+    # and its chance level, a table of score, null_mean, null_p95 and p_value by metric, the sweep's
+    chance = next(o["data"]["text/plain"] for c in nb.cells if "scores.p_value" in c.source
+                  for o in c.outputs if "text/plain" in o.get("data", {}))
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in chance.splitlines()[1:]}
+    assert set(rows) == set(values), chance
+    for metric, (_, null_mean, _, p_value) in rows.items():
+        expected = scores.sel(model="cornet_z", layer=0, region="tiny_v1/V1", metric=metric)
+        assert p_value == pytest.approx(float(expected["p_value"]), abs=1e-6), metric
+        assert null_mean == pytest.approx(float(expected["null_mean"]), abs=1e-6), metric

@@ -12,7 +12,7 @@
 """
 
 from workbench.analysis.protocol import Protocol
-from workbench.analysis.layer import score_layer
+from workbench.analysis.layer import LayerScores, score_layer
 from workbench.analysis.nulls import chance_corrected
 from workbench.analysis.resampling import resample, subsample_indices, subsample_interval, take_rdm, take_stimuli
 from workbench.analysis.scores import (
@@ -40,6 +40,7 @@ from workbench.analysis.statistics import (
 from workbench.analysis.sweeps import SWEEP_METRICS, SweepSettings, compute_unit, sweep
 
 __all__ = [
+    "LayerScores",
     "Protocol",
     "SWEEP_METRICS",
     "SweepSettings",

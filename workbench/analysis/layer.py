@@ -7,7 +7,9 @@ then calls the very function the sweep calls for each cell
 (:func:`workbench.analysis.sweeps.score_region`). So the README snippet, the quickstart
 notebook and ``workbench score`` give one number for one cell.
 :func:`workbench.metrics.compare` stays the protocol-free building block (its ``reduce_y``
-defaults to True, as in :func:`~workbench.metrics.svcca`).
+defaults to True, as in :func:`~workbench.metrics.svcca`). Its scores carry their chance
+level: the cell's stimulus-permutation null, computed as the sweep computes it
+(:mod:`workbench.analysis.nulls`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,28 @@ from workbench.analysis.protocol import Protocol
 from workbench.errors import ValidationError
 
 logger = logging.getLogger(__name__)
+
+
+class LayerScores(dict):
+    """Scores of one cell by metric (a dict of str to float), with each score's chance level.
+
+    Attributes
+    ----------
+    null : dict of str to ndarray of shape (P,)
+        The stimulus-permutation null of each metric with a score (``Protocol.permutations``
+        seeded permutations of the neural side's stimuli); empty when ``permutations`` is 0.
+    null_mean, null_p95, p_value : dict of str to float
+        Their summaries, as the sweep stores them in ``scores.nc``
+        (:func:`workbench.metrics.permutation.null_summary`); NaN for a metric without a null.
+    """
+
+    def __init__(self, scores: dict, null: dict | None = None):
+        from workbench.metrics.permutation import null_summary
+
+        super().__init__(scores)
+        self.null = dict(null or {})
+        summaries = {m: null_summary(self.null[m], v) if m in self.null else (np.nan,) * 3 for m, v in scores.items()}
+        self.null_mean, self.null_p95, self.p_value = ({m: s[i] for m, s in summaries.items()} for i in range(3))
 
 
 def score_layer(
@@ -56,19 +80,24 @@ def score_layer(
 
     Returns
     -------
-    dict of str to float
+    LayerScores (a dict of str to float)
         One score per metric, in order; NaN where the metric does not apply (an RDM-only
         region, or SVCCA's canonical variables not fitting the stimuli) or the cell cannot be
-        scored (the reason is logged as a warning).
+        scored (the reason is logged as a warning). Its ``null``, ``null_mean``, ``null_p95``
+        and ``p_value`` are the cell's chance level, equal to the sweep's for that cell.
 
     Examples
     --------
     >>> ds = workbench.data.load("cowley2023_v4")  # doctest: +SKIP
     >>> stats = workbench.activations.extract_stats(model, ds.stimuli)  # doctest: +SKIP
-    >>> score_layer(stats["features.4"], dataset=ds, region="V4")  # doctest: +SKIP
+    >>> scores = score_layer(stats["features.4"], dataset=ds, region="V4")  # doctest: +SKIP
+    >>> scores  # doctest: +SKIP
     {'svcca': 0.3679, 'tsvd_regression': ..., 'rsa': ..., 'cka': ...}
+    >>> scores.p_value["svcca"], scores.null_mean["svcca"]  # doctest: +SKIP
+    (0.0099, 0.21...)
     """
-    from workbench.analysis.sweeps import SWEEP_METRICS, _prepare, _Target, inapplicable_metrics, score_region
+    from workbench.analysis.nulls import null_for_layer
+    from workbench.analysis.sweeps import SWEEP_METRICS, _derived, _prepare, _Target, inapplicable_metrics, score_region
     from workbench.metrics import GramStats, list_metrics
 
     protocol = Protocol() if protocol is None else protocol
@@ -114,7 +143,12 @@ def score_layer(
         for why in reasons.values():
             logger.warning("%s", why)
     messages: list[str] = []
-    values = score_region(_prepare(stats, protocol), target, metrics, protocol, messages)
+    xd = _derived(_prepare(stats, protocol))  # shared by the scores and their nulls, as in a sweep
+    counts = np.full(len(metrics), np.nan)
+    values = score_region(xd, target, metrics, protocol, messages, zero_variance=counts)
     for message in messages:
         logger.warning("score_layer: %s", message)
-    return {metric: float(value) for metric, value in zip(metrics, values)}
+    null = {}
+    if protocol.permutations > 0 and np.isfinite(values).any():
+        null = null_for_layer(xd, target, metrics, protocol, values, counts)
+    return LayerScores({metric: float(value) for metric, value in zip(metrics, values)}, null)
