@@ -5,8 +5,11 @@ import pytest
 
 from workbench.errors import ValidationError
 from workbench.metrics import GramStats, cka, rsa, svcca, tsvd_regression
+from workbench.metrics.derived import DerivedStats
 from workbench.metrics.permutation import (
     PermutedQuadraticForms,
+    PermutedRegressions,
+    PermutedSVCCA,
     null_summary,
     permutation_null,
     stimulus_permutations,
@@ -82,6 +85,32 @@ def test_quadratic_forms_of_many_layers_in_small_buffers_equal_the_direct_sums()
         hollow = a - np.diag(np.diag(a))
         expected = [np.sum(hollow * c[np.ix_(perm, perm)]) for perm in perms]
         np.testing.assert_allclose(forms.pop(key, "c"), expected, rtol=1e-12)
+
+
+def test_svcca_and_regression_nulls_of_many_layers_in_small_buffers_equal_the_loop(noise, monkeypatch):
+    """Layers of different widths, buffered together and evaluated in several flushes, each get
+    the null of a direct loop that permutes Y and calls the metric."""
+    from workbench.metrics import permutation
+
+    x, y = noise
+    rng = np.random.default_rng(7)
+    layers = [x[:, :20], rng.normal(size=(40, 30)), x[:, 50:] @ rng.normal(size=(40, 5))]  # 20, 30, 5 features
+    perms = stimulus_permutations(len(x), 9, seed=3)
+    monkeypatch.setattr(permutation, "BUFFER_BYTES", 2 * 8 * 3 * 7 * 40)  # about two layers a flush
+    yd = DerivedStats.from_input(y, "Y")
+    svccas = PermutedSVCCA(permutation.svcca_basis_y(yd, 4), perms)
+    regressions = PermutedRegressions(y, perms)
+    for key, layer in enumerate(layers):
+        xd = DerivedStats.from_input(layer, "X")
+        k = min(4, layer.shape[1])
+        svccas.add(key, permutation.svcca_bases(xd, yd, k, basis_y=svccas.side)[0])
+        regressions.add(key, xd.tsvd_components(k), 0.5)
+    for key, layer in enumerate(layers):
+        k = min(4, layer.shape[1])
+        direct = [svcca(layer, y[perm], n_components=k) for perm in perms]
+        np.testing.assert_allclose(svccas.pop(key), direct, rtol=0, atol=1e-9, err_msg=f"svcca {key}")
+        direct = [tsvd_regression(layer, y[perm], n_components=k, alpha=0.5) for perm in perms]
+        np.testing.assert_allclose(regressions.pop(key), direct, rtol=0, atol=1e-9, err_msg=f"regression {key}")
 
 
 def test_permutations_are_seeded_and_are_permutations():

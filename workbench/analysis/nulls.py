@@ -5,8 +5,9 @@ stimulus order are scored with the cell's metric, under the same protocol as the
 itself. The permutations are seeded by ``Protocol.seed`` and depend only on the number of
 stimuli, so every layer and every model of a region meets the same ones and their nulls are
 comparable. Nothing is extracted again: the nulls come from the statistics the score has
-already computed (:mod:`workbench.metrics.permutation`), and CKA's and RSA's nulls of all
-layers of a model are evaluated together (one matrix product per batch of permutations).
+already computed (:mod:`workbench.metrics.permutation`), and the nulls of all layers of a
+model are evaluated together, metric by metric (one matrix product per batch of
+permutations for all layers), when the model's last layer is scored.
 
 Stored per cell (:mod:`workbench.analysis.scores`): ``null_mean``, ``null_p95`` (the 95th
 percentile) and ``p_value = (1 + #{null >= score}) / (1 + P)`` (one-sided: is the score
@@ -38,16 +39,15 @@ import xarray as xr
 from workbench.errors import ValidationError
 from workbench.metrics.permutation import (
     PermutedQuadraticForms,
+    PermutedRegressions,
+    PermutedSVCCA,
     cka_parts,
     null_summary,
-    permuted_blocks,
     rank_matrix,
     rsa_parts,
     stimulus_permutations,
     svcca_bases,
     svcca_basis_y,
-    svcca_null,
-    tsvd_regression_null,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,6 @@ logger = logging.getLogger(__name__)
 #: Metrics whose chance level is a positive bias that :func:`chance_corrected` removes.
 CHANCE_CORRECTED_METRICS = ("svcca", "cka")
 _QUADRATIC = ("rsa", "cka")
-#: Largest permuted neural side (SVCCA's basis, the regression's targets) kept for all layers.
-SIDE_BYTES = 64 * 2**20
 
 
 def _rdm_ranks(xd, rdm_values: np.ndarray | None = None) -> np.ndarray:
@@ -105,7 +103,7 @@ class RegionNull:
         self._forms = None
         self._bs: dict = {}
         self._norms: dict = {}
-        self._sides: dict = {}
+        self._products: dict = {}  # "svcca", "tsvd_regression" -> PermutedSVCCA, PermutedRegressions
         self.yd = None
         if target.kind == "responses":
             try:  # the region's statistics, shared with its scores where the target keeps them
@@ -173,27 +171,18 @@ class RegionNull:
             self._scales[(layer, metric)] = norm_x * norm_y * (2.0 if metric == "rsa" else 1.0)
             forms.add(layer, metric, upper, diag)
         elif metric == "svcca":
-            if "svcca" not in self._sides:  # the neural side's basis, permuted, once per region
+            if "svcca" not in self._products:  # the neural side's basis, once per region
                 basis_y = svcca_basis_y(self.yd, protocol.svcca_n_components, self.target.reduce_y)
-                self._sides["svcca"] = (basis_y, self._blocks(basis_y))
-            basis_y, blocks = self._sides["svcca"]
-            bases = svcca_bases(xd, self.yd, protocol.svcca_n_components, basis_y=basis_y)
-            self.nulls[(layer, metric)] = svcca_null(*bases, self.perms, blocks=blocks)
+                self._products["svcca"] = PermutedSVCCA(basis_y, self.perms)
+            nulls = self._products["svcca"]
+            basis_x, _ = svcca_bases(xd, self.yd, protocol.svcca_n_components, basis_y=nulls.side)
+            nulls.add(layer, basis_x)
         elif metric == "tsvd_regression":
             k = xd.check_n_components(protocol.tsvd_n_components)
-            targets = self.yd.require_array("tsvd_regression").astype(np.float64, copy=False)
-            if "tsvd_regression" not in self._sides:  # the centred targets, permuted, once
-                self._sides["tsvd_regression"] = self._blocks(targets - targets.mean(axis=0))
-            self.nulls[(layer, metric)] = tsvd_regression_null(
-                xd.tsvd_components(k), targets, protocol.alpha, self.perms,
-                blocks=self._sides["tsvd_regression"])
-
-    def _blocks(self, z: np.ndarray):
-        """:func:`permuted_blocks` of ``z``, kept for every layer when they fit in
-        :data:`SIDE_BYTES`; else None (each layer builds them again)."""
-        if 8 * z.size * self.perms.shape[0] > SIDE_BYTES:
-            return None
-        return permuted_blocks(z, self.perms)
+            if "tsvd_regression" not in self._products:
+                targets = self.yd.require_array("tsvd_regression")
+                self._products["tsvd_regression"] = PermutedRegressions(targets, self.perms)
+            self._products["tsvd_regression"].add(layer, xd.tsvd_components(k), protocol.alpha)
 
     def _excluded_rsa(self, xd) -> np.ndarray:
         """RSA's null on the stimuli left after excluding the zero-variance ones (as the score is)."""
@@ -217,6 +206,10 @@ class RegionNull:
 
     def finish(self) -> dict:
         """Every null computed, by (layer, metric): (P,) arrays."""
+        for metric, nulls in self._products.items():
+            nulls.flush()
+            for layer in list(nulls.results):
+                self.nulls[(layer, metric)] = nulls.pop(layer)
         if self._forms is not None:
             self._forms.flush()
             for layer, metric in list(self._forms.results):

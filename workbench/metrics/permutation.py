@@ -39,12 +39,12 @@ from workbench.metrics.blas import batch_workers, map_batches, single_threaded_b
 from workbench.metrics.derived import DerivedStats, prepare_pair
 
 #: Bytes of permuted neural-side values gathered at once by :class:`PermutedQuadraticForms`
-#: (a tile that stays in a core's cache; 512 KB, measured).
-TILE_BYTES = 2048 * 2**10
-#: Bytes of buffered layer-side matrices before :class:`PermutedQuadraticForms` evaluates them.
+#: (a tile that stays in the caches; 2 MB, measured).
+TILE_BYTES = 2 * 2**20
+#: Bytes of buffered layer-side matrices before :class:`PermutedQuadraticForms`,
+#: :class:`PermutedSVCCA` or :class:`PermutedRegressions` evaluates them.
 BUFFER_BYTES = 128 * 2**20
-#: Bytes of permuted neural side per batch of the SVCCA and regression nulls (the regression's
-#: element-wise passes over its batch run fastest when it stays small: 4 MB, measured).
+#: Bytes of permuted neural side per batch of the SVCCA and regression nulls (4 MB, measured).
 _BATCH_BYTES = 4 * 2**20
 
 
@@ -272,49 +272,219 @@ def rsa_parts(side: DerivedStats) -> tuple[np.ndarray, float]:
     return rank_matrix(ranks, side.n_stimuli), float(np.sqrt(np.dot(ranks, ranks)))
 
 
-# ---------------------------------------------------------------------------- SVCCA
-def permuted_blocks(z: np.ndarray, perms: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-    """``z[pi]`` for every permutation, side by side: ``[(start, stop, W)]``.
+# ---------------------------------------------------------------------------- SVCCA, TSVD regression
+def permuted_block(z: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """``z[pi]`` for each permutation ``pi`` in ``perms`` (c of them), side by side.
 
-    ``W`` has shape ``(n, (stop - start) * m)``: columns ``j*m .. (j+1)*m`` are ``z[perms[start + j]]``,
-    so that one matrix product serves a whole batch of permutations.
+    Returns an ndarray of shape ``(n, c * m)``: columns ``j*m .. (j+1)*m`` are
+    ``z[perms[j]]``, so that one matrix product serves a whole batch of permutations.
     """
     n, m = z.shape
-    out = []
-    for start, stop in even_batches(perms.shape[0], _BATCH_BYTES // (8 * n * m)):
-        block = z[perms[start:stop]]  # (c, n, m)
-        out.append((start, stop, np.ascontiguousarray(block.transpose(1, 0, 2)).reshape(n, -1)))
-    return out
+    return np.ascontiguousarray(z[perms].transpose(1, 0, 2)).reshape(n, -1)
 
 
-def svcca_null(basis_x: np.ndarray, basis_y: np.ndarray, perms: np.ndarray, blocks=None) -> np.ndarray:
-    """SVCCA of the fixed model-side basis against the permuted neural-side basis.
+class _PermutedProducts:
+    """Layer-side matrices ``A_l`` (n x a_l, buffered with :meth:`add`) times one permuted
+    neural-side matrix ``Z[pi]`` (n x m), for many layers and permutations at once.
+
+    Each batch of permutations builds ``Z[pi]`` once (:func:`permuted_block`, at most
+    :data:`_BATCH_BYTES`) and multiplies it with the rows of every buffered layer in one
+    product, so that the block is read once for all layers while it is in the cache and the
+    product is large enough to run at full speed. Subclasses turn each layer's
+    ``A_l^T Z[pi]`` into its null scores (:meth:`_scores`).
+    """
+
+    def __init__(self, side: np.ndarray, perms: np.ndarray):
+        self.side = np.ascontiguousarray(side, dtype=np.float64)
+        self.perms = np.asarray(perms)
+        if self.perms.ndim != 2 or self.perms.shape[1] != self.side.shape[0]:
+            raise ValidationError(f"perms must have shape (P, {self.side.shape[0]}), found {self.perms.shape}")
+        self._rows: list = []  # per layer: (key, A_l^T, what _scores needs)
+        self._buffered = 0
+        self.results: dict = {}
+
+    def _add(self, key, rows: np.ndarray, extra) -> None:
+        if self._buffered + rows.nbytes > BUFFER_BYTES:
+            self.flush()
+        self._rows.append((key, rows, extra))
+        self._buffered += rows.nbytes
+
+    def flush(self) -> None:
+        """Evaluate every buffered layer against every permutation into :attr:`results`."""
+        if not self._rows:
+            return
+        stacked = np.vstack([rows for _, rows, _ in self._rows])
+        bounds = np.cumsum([0] + [rows.shape[0] for _, rows, _ in self._rows])
+        n, m = self.side.shape
+        out = np.empty((len(self._rows), self.perms.shape[0]))
+
+        def evaluate(batch):
+            start, stop = batch
+            products = stacked @ permuted_block(self.side, self.perms[start:stop])  # (sum a_l, c * m)
+            for layer, (_, _, extra) in enumerate(self._rows):
+                out[layer, start:stop] = self._scores(products[bounds[layer]:bounds[layer + 1]], extra, start, stop)
+
+        map_batches(evaluate, even_batches(self.perms.shape[0], _BATCH_BYTES // (8 * n * m)))
+        for (key, _, _), row in zip(self._rows, out):
+            self.results[key] = row
+        self._rows, self._buffered = [], 0
+
+    def pop(self, key) -> np.ndarray:
+        """The P null scores of layer ``key`` (evaluating the buffers first if needed)."""
+        if key not in self.results:
+            self.flush()
+        return self.results.pop(key)
+
+    def _scores(self, products: np.ndarray, extra, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class PermutedSVCCA(_PermutedProducts):
+    """SVCCA of fixed model-side bases against the permuted neural-side basis, for many layers.
+
+    A basis of the permuted neural side is the permuted basis ``Qy[pi]``, so each null score
+    is the mean singular value of the small ``Qx^T Qy[pi]`` (k_x x k_y).
+
+    Parameters
+    ----------
+    basis_y : ndarray of shape (n, k_y)
+        Orthonormal basis of the centred, reduced neural side (:func:`svcca_basis_y`).
+    perms : ndarray of shape (P, n), int
+    """
+
+    def add(self, key, basis_x: np.ndarray) -> None:
+        """Buffer one layer's orthonormal model-side basis (n x k_x, :func:`svcca_bases`)."""
+        self._add(key, np.ascontiguousarray(basis_x.T), None)
+
+    def _scores(self, products, extra, start, stop):
+        kx, ky = products.shape[0], self.side.shape[1]
+        cross = products.reshape(kx, stop - start, ky).transpose(1, 0, 2)  # (c, k_x, k_y)
+        return np.clip(np.linalg.svd(cross, compute_uv=False), 0.0, 1.0).mean(axis=1)
+
+
+class PermutedRegressions(_PermutedProducts):
+    """TSVD regression of fixed model components against permuted targets, for many layers.
+
+    Per layer, the leave-one-out ridge operator of its components (with an unpenalised
+    intercept) is factored once: the design ``Z = [1, components]``, ``F = S Z^T y`` (the
+    fitted values are ``Z F``) and ``d = 1 / (1 - h)`` from the leverages ``h``. The held-out
+    predictions of targets ``y`` are ``p = (1 - d) y + d Z F``, so the three sums Pearson's r
+    needs are
+
+    - ``p . y = sum((1 - d) y^2) + (Z^T (d y)) . F``,
+    - ``sum(p) = sum((1 - d) y) + (Z^T d) . F``,
+    - ``p . p = sum((1 - d)^2 y^2) + 2 (Z^T ((1 - d) d y)) . F + F . (Z^T D^2 Z) F``:
+
+    the layer's ``3 (k + 1)`` rows ``[S Z^T; (d Z)^T; ((1 - d) d Z)^T]`` times each batch of
+    permuted targets, and weighted sums of ``y`` and ``y^2`` that are the permuted weights
+    times the unpermuted targets (``sum_i w_i y[pi(i)] = sum_l w[pi^-1(l)] y[l]``); no n-row
+    array of predictions is formed. The targets are centred first: with an unpenalised
+    intercept, shifting a column shifts its predictions alike, and Pearson's r ignores both.
+
+    Parameters
+    ----------
+    targets : ndarray of shape (n, m)
+        The neural responses (unpermuted).
+    perms : ndarray of shape (P, n), int
+    """
+
+    def __init__(self, targets: np.ndarray, perms: np.ndarray):
+        targets = np.asarray(targets, dtype=np.float64)
+        super().__init__(targets - targets.mean(axis=0), perms)
+        self.squares = self.side * self.side
+        self.y_norms = np.sqrt(self.squares.sum(axis=0))
+        self.inverse = np.empty_like(self.perms)
+        n = self.side.shape[0]
+        np.put_along_axis(self.inverse, self.perms, np.arange(n), axis=1)  # inverse[p, perms[p, i]] = i
+
+    def add(self, key, components: np.ndarray, alpha: float) -> None:
+        """Buffer one layer's TSVD components (n x k) with ridge penalty ``alpha``."""
+        from workbench.metrics.regression import loo_ridge_operator
+
+        with single_threaded_blas():
+            design, solved, one_minus = loo_ridge_operator(components, alpha)
+            d = 1.0 / one_minus
+            rows = np.vstack([solved, (design * d[:, None]).T, (design * ((1.0 - d) * d)[:, None]).T])
+            curvature = (design * (d * d)[:, None]).T @ design  # Z^T D^2 Z, (q, q)
+        extra = (design, solved, d, np.stack([1.0 - d, (1.0 - d) ** 2]), design.T @ d, curvature)
+        self._add(key, np.ascontiguousarray(rows), extra)
+
+    def _scores(self, products, extra, start, stop):
+        design, solved, d, weights, through, curvature = extra
+        n, m = self.side.shape
+        c, q = stop - start, design.shape[1]
+        once, twice = (w[self.inverse[start:stop]] for w in weights)  # (c, n) each
+        f, g_d, g_cross = products[:q], products[q:2 * q], products[2 * q:]
+        dots = (once @ self.squares).ravel() + np.einsum("ij,ij->j", g_d, f)
+        sums = (once @ self.side).ravel() + through @ f
+        norms2 = ((twice @ self.squares).ravel() + 2.0 * np.einsum("ij,ij->j", g_cross, f)
+                  + np.einsum("ij,ij->j", curvature @ f, f))
+        p_norms = np.sqrt(np.maximum(norms2 - sums * sums / n, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = dots / (p_norms * np.tile(self.y_norms, c))
+        # these sums lose the spread of nearly constant predictions to rounding: such columns
+        # are computed from their predictions (NaN where these are constant)
+        suspect = np.flatnonzero(~(p_norms > 1e-6 * np.sqrt(np.abs(norms2))))
+        if suspect.size:
+            block = permuted_block(self.side, self.perms[start:stop])
+            for column in suspect:
+                r[column] = _held_out_r(block[:, column], design, solved, d)
+        return r.reshape(c, m).mean(axis=1)
+
+
+def _held_out_r(y: np.ndarray, design: np.ndarray, solved: np.ndarray, d: np.ndarray) -> float:
+    """Pearson r of one centred target with its held-out predictions; NaN when they are constant."""
+    predictions = y + (design @ (solved @ y) - y) * d
+    squares = predictions @ predictions
+    predictions -= predictions.mean()
+    p_norm = np.sqrt(predictions @ predictions)
+    if p_norm <= 1e-12 * np.sqrt(squares):
+        return np.nan
+    return float(predictions @ y / (p_norm * np.sqrt(y @ y)))
+
+
+def svcca_null(basis_x: np.ndarray, basis_y: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """SVCCA of one model-side basis against the permuted neural-side basis (:class:`PermutedSVCCA`).
 
     Parameters
     ----------
     basis_x, basis_y : ndarray of shape (n, k_x) and (n, k_y)
         Orthonormal bases of the centred reduced sets (what :func:`workbench.metrics.svcca`
-        computes); a basis of the permuted neural side is ``basis_y[pi]``.
+        computes).
     perms : ndarray of shape (P, n), int
-    blocks : list, optional
-        :func:`permuted_blocks` of ``basis_y`` (reused across layers); built when not given.
 
     Returns
     -------
     ndarray of shape (P,)
         The mean canonical correlation under each permutation.
     """
-    kx, ky = basis_x.shape[1], basis_y.shape[1]
-    out = np.empty(perms.shape[0])
+    nulls = PermutedSVCCA(basis_y, perms)
+    nulls.add(0, basis_x)
+    return nulls.pop(0)
 
-    def evaluate(block):
-        start, stop, w = block
-        cross = (basis_x.T @ w).reshape(kx, stop - start, ky).transpose(1, 0, 2)  # (c, k_x, k_y)
-        correlations = np.linalg.svd(cross, compute_uv=False)
-        out[start:stop] = np.clip(correlations, 0.0, 1.0).mean(axis=1)
 
-    map_batches(evaluate, permuted_blocks(basis_y, perms) if blocks is None else blocks)
-    return out
+def tsvd_regression_null(components: np.ndarray, targets: np.ndarray, alpha: float,
+                         perms: np.ndarray) -> np.ndarray:
+    """TSVD regression of one layer's components against permuted targets (:class:`PermutedRegressions`).
+
+    Parameters
+    ----------
+    components : ndarray of shape (n, k)
+        The model's TSVD components.
+    targets : ndarray of shape (n, m)
+        The neural responses (unpermuted).
+    alpha : float
+    perms : ndarray of shape (P, n), int
+
+    Returns
+    -------
+    ndarray of shape (P,)
+        Mean over neuroids of the Pearson r between held-out predictions and permuted data;
+        NaN for a permutation whose predictions have a constant column.
+    """
+    nulls = PermutedRegressions(targets, perms)
+    nulls.add(0, components, alpha)
+    return nulls.pop(0)
 
 
 def _basis(components: np.ndarray, what: str) -> np.ndarray:
@@ -348,67 +518,6 @@ def svcca_bases(x: DerivedStats, y: DerivedStats, n_components: int = 40, reduce
             f"the {x.n_stimuli - 1} dimensions left by {x.n_stimuli} centred stimuli"
         )
     return basis_x, basis_y
-
-
-# ---------------------------------------------------------------------------- TSVD regression
-def tsvd_regression_null(components: np.ndarray, targets: np.ndarray, alpha: float,
-                         perms: np.ndarray, blocks=None) -> np.ndarray:
-    """TSVD regression of the fixed model components against permuted targets.
-
-    The leave-one-out ridge operator of ``components`` (with an unpenalised intercept) is
-    factored once; each permutation's held-out predictions are
-    ``y - (y - D S D^T y) / (1 - h)`` for ``y = targets[pi]``. The targets are centred first:
-    with an unpenalised intercept, shifting a column shifts its predictions alike, and
-    Pearson's r ignores both shifts.
-
-    Parameters
-    ----------
-    components : ndarray of shape (n, k)
-        The model's TSVD components.
-    targets : ndarray of shape (n, m)
-        The neural responses (unpermuted).
-    alpha : float
-    perms : ndarray of shape (P, n), int
-    blocks : list, optional
-        :func:`permuted_blocks` of the centred targets (reused across layers).
-
-    Returns
-    -------
-    ndarray of shape (P,)
-        Mean over neuroids of the Pearson r between held-out predictions and permuted data;
-        NaN for a permutation whose predictions have a constant column.
-    """
-    n, m = targets.shape
-    targets = np.asarray(targets, dtype=np.float64)
-    centred = targets - targets.mean(axis=0)
-    y_norms = np.sqrt(np.einsum("ij,ij->j", centred, centred))
-    from workbench.metrics.regression import loo_ridge_operator
-
-    with single_threaded_blas():
-        design, solved, one_minus = loo_ridge_operator(components, alpha)
-    one_minus = one_minus[:, None]
-    out = np.empty(perms.shape[0])
-
-    def evaluate(block):
-        start, stop, y = block
-        predictions = design @ (solved @ y)  # fitted, (n, c * m)
-        predictions -= y
-        predictions /= one_minus
-        predictions += y  # y - (y - fitted) / (1 - h)
-        # y is centred (a permutation keeps it so): the predictions' mean drops out of
-        # their dot product with y, and comes off their squared norm
-        dots = np.einsum("ij,ij->j", predictions, y)
-        sums = predictions.sum(axis=0)
-        squares = np.einsum("ij,ij->j", predictions, predictions)
-        p_norms = np.sqrt(np.maximum(squares - sums * sums / n, 0.0))
-        scale = np.tile(y_norms, stop - start)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = dots / (p_norms * scale)
-        r[p_norms <= 1e-12 * np.sqrt(squares)] = np.nan  # constant predictions: undefined
-        out[start:stop] = r.reshape(stop - start, m).mean(axis=1)
-
-    map_batches(evaluate, permuted_blocks(centred, perms) if blocks is None else blocks)
-    return out
 
 
 # ---------------------------------------------------------------------------- one pair
