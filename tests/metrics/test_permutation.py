@@ -6,6 +6,7 @@ import pytest
 from workbench.errors import ValidationError
 from workbench.metrics import GramStats, cka, rsa, svcca, tsvd_regression
 from workbench.metrics.derived import DerivedStats
+from workbench.metrics.regression import tsvd_loo_operator
 from workbench.metrics.permutation import (
     PermutedQuadraticForms,
     PermutedRegressions,
@@ -104,7 +105,7 @@ def test_svcca_and_regression_nulls_of_many_layers_in_small_buffers_equal_the_lo
         xd = DerivedStats.from_input(layer, "X")
         k = min(4, layer.shape[1])
         svccas.add(key, permutation.svcca_bases(xd, yd, k, basis_y=svccas.side)[0])
-        regressions.add(key, xd.tsvd_components(k), 0.5)
+        regressions.add(key, tsvd_loo_operator(xd, k, 0.5))
     for key, layer in enumerate(layers):
         k = min(4, layer.shape[1])
         direct = [svcca(layer, y[perm], n_components=k) for perm in perms]

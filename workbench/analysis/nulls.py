@@ -37,6 +37,7 @@ import numpy as np
 import xarray as xr
 
 from workbench.errors import ValidationError
+from workbench.metrics.regression import tsvd_loo_operator
 from workbench.metrics.permutation import (
     PermutedQuadraticForms,
     PermutedRegressions,
@@ -67,13 +68,11 @@ def _rdm_ranks(xd, rdm_values: np.ndarray | None = None) -> np.ndarray:
 
 def _layer_side(xd, metric: str, kind: str):
     """(upper triangle, diagonal or None, norm) of the layer-side matrix of CKA or RSA."""
-    from workbench.metrics.permutation import _upper_indices
-    from workbench.metrics.rsa import centred_rdm_ranks
+    from workbench.metrics.rsa import centred_rdm_ranks, upper_triangle
 
     if metric == "cka":
         kc, norm = cka_parts(xd)
-        iu, ju = _upper_indices(kc.shape[0])
-        return kc[iu, ju], np.diag(kc), norm
+        return upper_triangle(kc), np.diag(kc), norm
     ranks = _rdm_ranks(xd) if kind == "rdm" else centred_rdm_ranks(xd)
     return ranks, None, float(np.sqrt(np.dot(ranks, ranks)))
 
@@ -182,7 +181,7 @@ class RegionNull:
             if "tsvd_regression" not in self._products:
                 targets = self.yd.require_array("tsvd_regression")
                 self._products["tsvd_regression"] = PermutedRegressions(targets, self.perms)
-            self._products["tsvd_regression"].add(layer, xd.tsvd_components(k), protocol.alpha)
+            self._products["tsvd_regression"].add(layer, tsvd_loo_operator(xd, k, protocol.alpha))
 
     def _excluded_rsa(self, xd) -> np.ndarray:
         """RSA's null on the stimuli left after excluding the zero-variance ones (as the score is)."""

@@ -397,12 +397,11 @@ class PermutedRegressions(_PermutedProducts):
         n = self.side.shape[0]
         np.put_along_axis(self.inverse, self.perms, np.arange(n), axis=1)  # inverse[p, perms[p, i]] = i
 
-    def add(self, key, components: np.ndarray, alpha: float) -> None:
-        """Buffer one layer's TSVD components (n x k) with ridge penalty ``alpha``."""
-        from workbench.metrics.regression import loo_ridge_operator
-
+    def add(self, key, operator: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Buffer one layer's leave-one-out ridge operator ``(design, solved, 1 - leverage)``
+        of its TSVD components (:func:`workbench.metrics.regression.loo_ridge_operator`)."""
+        design, solved, one_minus = operator
         with single_threaded_blas():
-            design, solved, one_minus = loo_ridge_operator(components, alpha)
             d = 1.0 / one_minus
             rows = np.vstack([solved, (design * d[:, None]).T, (design * ((1.0 - d) * d)[:, None]).T])
             curvature = (design * (d * d)[:, None]).T @ design  # Z^T D^2 Z, (q, q)
@@ -482,24 +481,26 @@ def tsvd_regression_null(components: np.ndarray, targets: np.ndarray, alpha: flo
         Mean over neuroids of the Pearson r between held-out predictions and permuted data;
         NaN for a permutation whose predictions have a constant column.
     """
+    from workbench.metrics.regression import loo_ridge_operator
+
     nulls = PermutedRegressions(targets, perms)
-    nulls.add(0, components, alpha)
+    with single_threaded_blas():
+        nulls.add(0, loo_ridge_operator(components, alpha))
     return nulls.pop(0)
 
 
-def _basis(components: np.ndarray, what: str) -> np.ndarray:
-    from workbench.metrics.svcca import RankDeficiencyWarning, _centred_basis
+def _basis(side: DerivedStats, k: int | None) -> np.ndarray:
+    """:func:`workbench.metrics.svcca.centred_basis` (cached: the score has usually built it), quietly."""
+    from workbench.metrics.svcca import RankDeficiencyWarning, centred_basis
 
     with warnings.catch_warnings(), single_threaded_blas():
         warnings.simplefilter("ignore", RankDeficiencyWarning)
-        return _centred_basis(components, what)
+        return centred_basis(side, k)
 
 
 def svcca_basis_y(y: DerivedStats, n_components: int = 40, reduce_y: bool = True) -> np.ndarray:
     """The centred orthonormal basis of the neural side that SVCCA compares, as it builds it."""
-    if reduce_y and y.n_features > n_components:
-        return _basis(y.tsvd_components(n_components), f"the {n_components} TSVD components of Y")
-    return _basis(y.require_array("svcca without reduction of Y").astype(np.float64), "Y")
+    return _basis(y, n_components if reduce_y and y.n_features > n_components else None)
 
 
 def svcca_bases(x: DerivedStats, y: DerivedStats, n_components: int = 40, reduce_y: bool = True,
@@ -509,7 +510,7 @@ def svcca_bases(x: DerivedStats, y: DerivedStats, n_components: int = 40, reduce
     ``basis_y`` (:func:`svcca_basis_y`), when given, is used instead of building it again.
     """
     k = x.check_n_components(n_components)
-    basis_x = _basis(x.tsvd_components(k), f"the {k} TSVD components of X")
+    basis_x = _basis(x, k)
     if basis_y is None:
         basis_y = svcca_basis_y(y, k, reduce_y)
     if basis_x.shape[1] + basis_y.shape[1] > x.n_stimuli - 1:

@@ -101,26 +101,14 @@ def loo_ridge_operator(z: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndar
     return design, solved, one_minus
 
 
-def loo_ridge_predictions(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Leave-one-out predictions of ridge regression with an unpenalised intercept.
+def tsvd_loo_operator(side: DerivedStats, k: int, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`loo_ridge_operator` of the ``k`` TSVD components of ``side``, cached on ``side``
+    (shared by the score and its permutation null)."""
+    def compute():
+        with single_threaded_blas():
+            return loo_ridge_operator(side.tsvd_components(k), alpha)
 
-    Parameters
-    ----------
-    z : ndarray of shape (n_stimuli, n_predictors)
-        Predictors.
-    y : ndarray of shape (n_stimuli, n_targets)
-        Targets, each column fitted separately.
-    alpha : float
-        Penalty on the predictors' coefficients (not on the intercept).
-
-    Returns
-    -------
-    ndarray of shape (n_stimuli, n_targets), float64
-        Row ``i`` is the prediction for stimulus ``i`` from the fit on all other stimuli.
-    """
-    design, solved, one_minus = loo_ridge_operator(z, alpha)
-    fitted = design @ (solved @ y)
-    return y - (y - fitted) / one_minus[:, None]
+    return side.cached(("loo_ridge_operator", k, float(alpha)), compute)
 
 
 def _centred_columns(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -153,8 +141,8 @@ def tsvd_regression_from_stats(
     alpha = _check_alpha(alpha)
     targets = y.require_array("tsvd_regression").astype(np.float64, copy=False)
     _centred_columns(targets, "Y")  # a constant column of Y fails before any fitting
-    components = x.tsvd_components(k)
+    design, solved, one_minus = tsvd_loo_operator(x, k, alpha)
     with single_threaded_blas():
-        predictions = loo_ridge_predictions(components, targets, alpha)
+        predictions = targets - (targets - design @ (solved @ targets)) / one_minus[:, None]
         r = columnwise_pearson(predictions, targets, names=("held-out predictions", "Y"))
     return float(r.mean())

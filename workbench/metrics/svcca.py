@@ -106,33 +106,42 @@ def svcca_from_stats(x: DerivedStats, y: DerivedStats, n_components: int = 40,
                      reduce_y: bool = True) -> SvccaScore:
     """:func:`svcca` on prepared statistics (used by :func:`workbench.metrics.compare`)."""
     k = x.check_n_components(n_components)
-    components_x = x.tsvd_components(k)
-    if reduce_y and y.n_features > k:
-        components_y, what_y = y.tsvd_components(k), f"the {k} TSVD components of Y"
-    else:
-        components_y = y.require_array("svcca without reduction of Y").astype(np.float64)
-        what_y = f"Y ({components_y.shape[1]} columns)"
+    reduced = reduce_y and y.n_features > k
     with single_threaded_blas():
-        return _svcca_of_components(components_x, components_y, f"the {k} TSVD components of X", what_y)
-
-
-def _svcca_of_components(components_x: np.ndarray, components_y: np.ndarray, what_x: str,
-                         what_y: str) -> SvccaScore:
-    n_stimuli = components_x.shape[0]
-    basis_x = _centred_basis(components_x, what_x)
-    basis_y = _centred_basis(components_y, what_y)
+        basis_x = centred_basis(x, k)
+        basis_y = centred_basis(y, k if reduced else None)
     kx, ky = basis_x.shape[1], basis_y.shape[1]
-    if kx + ky > n_stimuli - 1:
-        ranks = "" if (kx, ky) == (components_x.shape[1], components_y.shape[1]) else " (ranks)"
+    columns_y = k if reduced else y.n_features
+    if kx + ky > x.n_stimuli - 1:
+        ranks = "" if (kx, ky) == (k, columns_y) else " (ranks)"
         raise ValidationError(
-            f"svcca: {kx} + {ky} canonical variables{ranks} do not fit in the {n_stimuli - 1} "
-            f"dimensions left by {n_stimuli} centred stimuli, so some canonical correlations "
+            f"svcca: {kx} + {ky} canonical variables{ranks} do not fit in the {x.n_stimuli - 1} "
+            f"dimensions left by {x.n_stimuli} centred stimuli, so some canonical correlations "
             "would be 1 whatever the data; expected k_x + k_y <= n_stimuli - 1 (lower "
             "n_components or use more stimuli)"
         )
-    correlations = scipy.linalg.svd(basis_x.T @ basis_y, compute_uv=False, check_finite=False)
+    with single_threaded_blas():
+        correlations = scipy.linalg.svd(basis_x.T @ basis_y, compute_uv=False, check_finite=False)
     return SvccaScore(np.clip(correlations, 0.0, 1.0).mean(), rank_x=kx, rank_y=ky,
-                      n_columns_x=components_x.shape[1], n_columns_y=components_y.shape[1])
+                      n_columns_x=k, n_columns_y=columns_y)
+
+
+def centred_basis(side: DerivedStats, k: int | None) -> np.ndarray:
+    """The orthonormal basis SVCCA compares for one side, cached on ``side``.
+
+    Of the side's ``k`` TSVD components, or (``k`` None) of its columns themselves (the
+    array is needed), each column centred; shape (n_stimuli, rank), the rank numerical
+    (:func:`_centred_basis`, which warns when it is below the number of columns).
+    """
+    def compute():
+        if k is None:
+            z, what = side.require_array("svcca without reduction of Y").astype(np.float64), \
+                f"{side.name} ({side.n_features} columns)"
+        else:
+            z, what = side.tsvd_components(k), f"the {k} TSVD components of {side.name}"
+        return _centred_basis(z, what)
+
+    return side.cached(("svcca_basis", k), compute)
 
 
 def numerical_rank(diag_r: np.ndarray, shape: tuple[int, int]) -> int:
