@@ -114,6 +114,18 @@ def test_svcca_and_regression_nulls_of_many_layers_in_small_buffers_equal_the_lo
         np.testing.assert_allclose(regressions.pop(key), direct, rtol=0, atol=1e-9, err_msg=f"regression {key}")
 
 
+def test_regression_null_scored_from_the_predictions_themselves_is_the_same(noise, monkeypatch):
+    """The path for nearly constant predictions (every column sent through it) gives the loop's values."""
+    from workbench.metrics import permutation
+
+    monkeypatch.setattr(permutation, "_SPREAD_RTOL", np.inf)
+    x, y = noise
+    perms = stimulus_permutations(len(x), 6, seed=8)
+    direct = [tsvd_regression(x, y[perm], n_components=6, alpha=0.5) for perm in perms]
+    np.testing.assert_allclose(permutation_null(x, y, "tsvd_regression", perms=perms, n_components=6, alpha=0.5),
+                               direct, rtol=0, atol=1e-9)
+
+
 def test_permutations_are_seeded_and_are_permutations():
     perms = stimulus_permutations(30, 12, seed=5)
     assert perms.shape == (12, 30)

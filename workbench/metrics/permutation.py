@@ -18,10 +18,14 @@ the observed score has already computed:
   multiplied against every buffered layer in one matrix product per tile.
 - **SVCCA**: the orthonormal basis of the centred, reduced model side ``Qx`` is fixed; a
   basis of the permuted neural side is the permuted basis ``Qy[pi]``, so each null score is
-  the mean singular value of a small ``Qx^T Qy[pi]`` (k x k_y), batched.
+  the mean singular value of a small ``Qx^T Qy[pi]`` (k x k_y) (:class:`PermutedSVCCA`).
 - **TSVD regression**: the leave-one-out ridge operator of the model's components (the hat
-  matrix, its leverages) is fixed; only the targets ``Y[pi]`` change, so each permutation
-  costs two thin products ``design (solved Y[pi])``, batched.
+  matrix, its leverages) is fixed; only the targets ``Y[pi]`` change, and the sums that
+  Pearson's r needs are ``3 (k + 1)`` fixed rows times ``Y[pi]`` (:class:`PermutedRegressions`).
+
+  Both are products of layer-side rows with a permuted neural side: each batch of
+  permutations builds ``Y[pi]`` once and multiplies it with the rows of every buffered layer
+  in one product.
 
 The same permutations (:func:`stimulus_permutations`, seeded) are used for every layer, so
 nulls of different layers (and models) of one region are comparable.
@@ -46,6 +50,9 @@ TILE_BYTES = 2 * 2**20
 BUFFER_BYTES = 128 * 2**20
 #: Bytes of permuted neural side per batch of the SVCCA and regression nulls (4 MB, measured).
 _BATCH_BYTES = 4 * 2**20
+#: Held-out predictions whose spread is below this fraction of their norm are scored from the
+#: predictions themselves (:class:`PermutedRegressions`): the sums lose such a spread to rounding.
+_SPREAD_RTOL = 1e-6
 
 
 def stimulus_permutations(n_stimuli: int, n_permutations: int, seed: int = 0) -> np.ndarray:
@@ -423,7 +430,7 @@ class PermutedRegressions(_PermutedProducts):
             r = dots / (p_norms * np.tile(self.y_norms, c))
         # these sums lose the spread of nearly constant predictions to rounding: such columns
         # are computed from their predictions (NaN where these are constant)
-        suspect = np.flatnonzero(~(p_norms > 1e-6 * np.sqrt(np.abs(norms2))))
+        suspect = np.flatnonzero(~(p_norms > _SPREAD_RTOL * np.sqrt(np.abs(norms2))))
         if suspect.size:
             block = permuted_block(self.side, self.perms[start:stop])
             for column in suspect:
