@@ -295,9 +295,9 @@ class _PermutedProducts:
     neural-side matrix ``Z[pi]`` (n x m), for many layers and permutations at once.
 
     Each batch of permutations builds ``Z[pi]`` once (:func:`permuted_block`, at most
-    :data:`_BATCH_BYTES`) and multiplies it with the rows of every buffered layer in one
-    product, so that the block is read once for all layers while it is in the cache and the
-    product is large enough to run at full speed. Subclasses turn each layer's
+    :data:`_BATCH_BYTES`, and at most 8 times that of products) and multiplies it with the
+    rows of every buffered layer in one product, so that the block is read once for all
+    layers while it is in the cache and the product is large enough to run at full speed. Subclasses turn each layer's
     ``A_l^T Z[pi]`` into its null scores (:meth:`_scores`).
     """
 
@@ -331,7 +331,9 @@ class _PermutedProducts:
             for layer, (_, _, extra) in enumerate(self._rows):
                 out[layer, start:stop] = self._scores(products[bounds[layer]:bounds[layer + 1]], extra, start, stop)
 
-        map_batches(evaluate, even_batches(self.perms.shape[0], _BATCH_BYTES // (8 * n * m)))
+        # at most _BATCH_BYTES of permuted side and _BATCH_BYTES * 8 of products per batch
+        largest = min(_BATCH_BYTES // (8 * n * m), 8 * _BATCH_BYTES // (8 * stacked.shape[0] * m))
+        map_batches(evaluate, even_batches(self.perms.shape[0], largest))
         for (key, _, _), row in zip(self._rows, out):
             self.results[key] = row
         self._rows, self._buffered = [], 0
