@@ -33,43 +33,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from seeded_runs import MIRROR
+from seeded_runs import map_seeds, output_folder, run_tiny
 
 #: Limit of claim 3, seconds.
 REPORT_LIMIT_S = 300.0
-
-
-def _train(out_dir: Path, seed: int, *, report: bool = False, threads: int | None = None,
-           overrides: tuple[str, ...] = ()) -> float:
-    """``workbench train dst --preset tiny --seed SEED --out OUT_DIR`` in a subprocess; its wall time (s)."""
-    if (out_dir / "model_card.json").is_file() and (not report or (out_dir / "report.html").is_file()):
-        return float("nan")
-    env = dict(os.environ)
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
-    if (MIRROR / "SHA256SUMS").is_file():
-        env.setdefault("WORKBENCH_DATA_MIRROR", str(MIRROR))
-    command = [sys.executable, "-m", "workbench", "train", "dst", "--preset", "tiny", "--seed", str(seed),
-               "--out", str(out_dir), "--force"]
-    for pair in overrides:
-        command += ["--set", pair]
-    if report:
-        command.append("--report")
-    start = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - start
 
 
 def seed_row(run_dir: Path, seed: int) -> tuple[dict, pd.Series]:
@@ -103,17 +75,14 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override of the tiny preset (for trying the benchmark quickly; not for claims)")
     args = parser.parse_args(argv)
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_dst_"))
+    out = output_folder(Path(args.out) if args.out else None, "bench_dst_")
     overrides = tuple(args.overrides)
     timing = None
-    if args.time_report:
-        load = os.getloadavg()[0]
-        wall = _train(out / "report_seed0", 0, report=True, overrides=overrides)
-        timing = (wall, load)
+    if args.time_report:  # alone, on every thread, in its own folder (out/report/seed0)
+        timing = run_tiny("dst", 0, out / "report", report=True, overrides=overrides, threads=None)
     threads = 1 if args.jobs > 1 else None
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        walls = list(pool.map(lambda s: _train(out / f"seed{s}", s, threads=threads, overrides=overrides),
-                              args.seeds))
+    map_seeds(lambda s: run_tiny("dst", s, out, report=False, overrides=overrides, threads=threads),
+              args.seeds, max(1, args.jobs))
     rows, ratios = [], []
     for seed in args.seeds:
         row, ratio = seed_row(out / f"seed{seed}", seed)
@@ -139,7 +108,7 @@ def main(argv=None) -> int:
     print(f"claim 2 (early blocks {early} get larger gradients under DST): {verdict}: mean ratio over them "
           f"{early_mean:.3f}; per block {per_block}")
     if timing is not None:
-        wall, load = timing
+        wall, load = timing["wall_s"], timing["load_at_start"]
         if np.isnan(wall):
             print("\nclaim 3: the timed run existed already; rerun with a new --out to time it")
         else:

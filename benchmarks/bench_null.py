@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from seeded_runs import use_data_mirror
 
 
 @contextlib.contextmanager
@@ -159,9 +159,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic-only", action="store_true")
     args = parser.parse_args(argv)
-    mirror = REPO.parent / "shared" / "data"
-    if "WORKBENCH_DATA_MIRROR" not in os.environ and (mirror / "SHA256SUMS").exists():
-        os.environ["WORKBENCH_DATA_MIRROR"] = str(mirror)
+    use_data_mirror()
 
     print(f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; "
           f"load average {os.getloadavg()[0]:.1f}")

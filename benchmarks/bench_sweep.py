@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-REPO = Path(__file__).resolve().parents[1]
+from seeded_runs import use_data_mirror
+
 DEFAULT_MODELS = ["alexnet", "cornet_z", "sew_resnet8", "resnet18"]
 
 
@@ -109,9 +110,7 @@ def main(argv=None) -> None:
         per_layer_ratios(repeats=args.repeats)
         return
 
-    mirror = REPO.parent / "shared" / "data"
-    if "WORKBENCH_DATA_MIRROR" not in os.environ and (mirror / "SHA256SUMS").exists():
-        os.environ["WORKBENCH_DATA_MIRROR"] = str(mirror)
+    use_data_mirror()
 
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         tmp = Path(tmp)

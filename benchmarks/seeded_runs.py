@@ -1,9 +1,11 @@
 """What the methods' claim benchmarks share: their seed options, tiny-preset runs in parallel
-processes (one thread each), and the mean ± sd they print.
+processes (one thread each), and the mean ± sd they print; and, for every benchmark that
+reads neural data, the offline mirror beside the clone (:func:`use_data_mirror`).
 
-Used by ``bench_dst.py`` (the mirror), ``bench_mada.py``, ``bench_part.py``, ``bench_qsam.py``,
-``bench_savc.py`` and ``bench_unidet.py`` (run as scripts from
-``benchmarks/``, or through ``bench_methods.py``, which puts this folder on ``sys.path``).
+Used by ``bench_dst.py``, ``bench_mada.py``, ``bench_part.py``, ``bench_qsam.py``,
+``bench_savc.py`` and ``bench_unidet.py``, and for the mirror by ``bench_null.py`` and
+``bench_sweep.py`` (run as scripts from ``benchmarks/``, or through ``bench_methods.py``,
+which puts this folder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ import numpy as np
 
 #: The shared data beside the clone, the offline mirror of the reports' neural datasets.
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def use_data_mirror(env=os.environ):
+    """Point ``$WORKBENCH_DATA_MIRROR`` of ``env`` (default: this process) at :data:`MIRROR`
+    when it holds the data and the variable is not set already; returns ``env``."""
+    if (MIRROR / "SHA256SUMS").is_file():
+        env.setdefault("WORKBENCH_DATA_MIRROR", str(MIRROR))
+    return env
 
 
 def add_seed_options(parser: argparse.ArgumentParser, *, no_report_help: str) -> None:
@@ -64,12 +74,10 @@ def run_tiny(method: str, seed: int, out: Path, *, report: bool, extra: list[str
     cmd = [sys.executable, "-m", "workbench", "train", method, "--preset", "tiny", "--seed", str(seed),
            "--out", str(run_dir), "--force", *extra] + (["--report"] if report else [])
     cmd += [arg for pair in overrides for arg in ("--set", pair)]
-    env = dict(os.environ)
+    env = use_data_mirror(dict(os.environ))
     if threads is not None:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(name, str(threads))
-    if (MIRROR / "SHA256SUMS").is_file():
-        env.setdefault("WORKBENCH_DATA_MIRROR", str(MIRROR))
     log = out / f"seed{seed}.log"
     load = os.getloadavg()[0]
     start = time.perf_counter()

@@ -53,6 +53,12 @@ def test_run_directory_holds_qsam_its_baselines_and_the_tables(qsam_run):
     assert roles[90] == "base" and roles[80] == "held_out" and roles[0] == "unseen"
     metrics = pd.read_csv(qsam_run / "metrics.csv")
     assert {"loss", "acc", "qf_acc"} <= set(metrics.metric)
+    # the run's training time is its phases' own, each kept beside the phase's evaluation
+    phases = sorted((qsam_run / "phases").iterdir())
+    walls = [json.loads((p / "wall_time.json").read_text())["wall_time_s"] for p in phases]
+    assert [p.name for p in phases] == sorted(["qsam_stage1", "qsam_stage2", "noqac_stage1", "noqac_stage2",
+                                               "single_bn", "uncompressed"]) and min(walls) > 0
+    assert card["wall_time_s"] == pytest.approx(sum(walls), abs=1e-3)  # the card keeps milliseconds
 
 
 @pytest.mark.slow

@@ -104,7 +104,7 @@ def test_svcca_and_regression_nulls_of_many_layers_in_small_buffers_equal_the_lo
     for key, layer in enumerate(layers):
         xd = DerivedStats.from_input(layer, "X")
         k = min(4, layer.shape[1])
-        svccas.add(key, permutation.svcca_bases(xd, yd, k, basis_y=svccas.side)[0])
+        svccas.add(key, permutation.svcca_basis(xd, k))
         regressions.add(key, tsvd_loo_operator(xd, k, 0.5))
     for key, layer in enumerate(layers):
         k = min(4, layer.shape[1])
@@ -209,5 +209,9 @@ def test_a_pair_the_metric_cannot_score_raises_its_reason():
         permutation_null(x, y, "tsvd_regression", 5, n_components=3)
     with pytest.raises(ValidationError, match="perms must have shape"):
         permutation_null(x, y, "rsa", perms=np.zeros((3, 5), int))
+    with pytest.raises(ValidationError, match=r"8 \+ 4 canonical variables do not fit .*lower n_components or use more stimuli"):
+        permutation_null(x, rng.normal(size=(12, 4)), "svcca", 5, n_components=8, reduce_y=False)
+    with pytest.raises(ValidationError, match="alpha must be a finite number >= 0"):
+        permutation_null(x, rng.normal(size=(12, 4)), "tsvd_regression", 5, n_components=3, alpha=-1)
     with pytest.raises(ValidationError, match="unknown metric"):
         permutation_null(x, y, "psnr", 5)

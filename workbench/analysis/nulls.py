@@ -37,7 +37,6 @@ import numpy as np
 import xarray as xr
 
 from workbench.errors import ValidationError
-from workbench.metrics.regression import tsvd_loo_operator
 from workbench.metrics.permutation import (
     PermutedQuadraticForms,
     PermutedRegressions,
@@ -47,9 +46,10 @@ from workbench.metrics.permutation import (
     rank_matrix,
     rsa_parts,
     stimulus_permutations,
-    svcca_bases,
+    svcca_basis,
     svcca_basis_y,
 )
+from workbench.metrics.regression import tsvd_loo_operator
 
 logger = logging.getLogger(__name__)
 
@@ -173,9 +173,7 @@ class RegionNull:
             if "svcca" not in self._products:  # the neural side's basis, once per region
                 basis_y = svcca_basis_y(self.yd, protocol.svcca_n_components, self.target.reduce_y)
                 self._products["svcca"] = PermutedSVCCA(basis_y, self.perms)
-            nulls = self._products["svcca"]
-            basis_x, _ = svcca_bases(xd, self.yd, protocol.svcca_n_components, basis_y=nulls.side)
-            nulls.add(layer, basis_x)
+            self._products["svcca"].add(layer, svcca_basis(xd, xd.check_n_components(protocol.svcca_n_components)))
         elif metric == "tsvd_regression":
             k = xd.check_n_components(protocol.tsvd_n_components)
             if "tsvd_regression" not in self._products:

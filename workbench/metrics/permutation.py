@@ -33,7 +33,6 @@ nulls of different layers (and models) of one region are comparable.
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -117,14 +116,6 @@ def even_batches(total: int, largest: int) -> list[tuple[int, int]]:
     count = min(total, -(-count // workers) * workers)
     size = -(-total // max(1, count))
     return [(start, min(start + size, total)) for start in range(0, total, size)]
-
-
-@functools.lru_cache(maxsize=4)
-def _upper_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
-    iu, ju = np.triu_indices(n, k=1)
-    iu.setflags(write=False)
-    ju.setflags(write=False)
-    return iu, ju
 
 
 def _row_tiles(n: int, largest: int) -> list[tuple[int, int, int, int]]:
@@ -213,13 +204,13 @@ class PermutedQuadraticForms:
         diagonal = {name: np.diag(self.bs[name]).copy() for name in names}
 
         tiles = _row_tiles(n, max(n, TILE_BYTES // (8 * -(-n_perms // batch_workers()))))
+        largest = max(fill for _, _, _, fill in tiles)
 
         def evaluate(batch):
             start, stop = batch
             perms = self.perms[start:stop]
             scaled = perms * n
             c = stop - start
-            largest = max(fill for _, _, _, fill in tiles)
             index_buffer = np.empty(c * largest, dtype=np.intp)
             gathered_buffer = np.empty(c * largest)
             forms = {name: np.zeros((counts[name], c)) for name in names}
@@ -257,9 +248,10 @@ def permuted_quadratic_forms(a: np.ndarray, b: np.ndarray, perms: np.ndarray) ->
 
     Returns an ndarray of shape (P,).
     """
+    from workbench.metrics.rsa import upper_triangle
+
     forms = PermutedQuadraticForms({"b": b}, perms, capacity=1)
-    iu, ju = _upper_indices(a.shape[0])
-    forms.add(0, "b", a[iu, ju], np.diag(a))
+    forms.add(0, "b", upper_triangle(a), np.diag(a))
     return forms.pop(0, "b")
 
 
@@ -362,7 +354,7 @@ class PermutedSVCCA(_PermutedProducts):
     """
 
     def add(self, key, basis_x: np.ndarray) -> None:
-        """Buffer one layer's orthonormal model-side basis (n x k_x, :func:`svcca_bases`)."""
+        """Buffer one layer's orthonormal model-side basis (n x k_x, :func:`svcca_basis`)."""
         self._add(key, np.ascontiguousarray(basis_x.T), None)
 
     def _scores(self, products, extra, start, stop):
@@ -414,13 +406,13 @@ class PermutedRegressions(_PermutedProducts):
             d = 1.0 / one_minus
             rows = np.vstack([solved, (design * d[:, None]).T, (design * ((1.0 - d) * d)[:, None]).T])
             curvature = (design * (d * d)[:, None]).T @ design  # Z^T D^2 Z, (q, q)
-        extra = (design, solved, d, np.stack([1.0 - d, (1.0 - d) ** 2]), design.T @ d, curvature)
+        extra = (operator, np.stack([1.0 - d, (1.0 - d) ** 2]), design.T @ d, curvature)
         self._add(key, np.ascontiguousarray(rows), extra)
 
     def _scores(self, products, extra, start, stop):
-        design, solved, d, weights, through, curvature = extra
+        operator, weights, through, curvature = extra
         n, m = self.side.shape
-        c, q = stop - start, design.shape[1]
+        c, q = stop - start, through.size
         once, twice = (w[self.inverse[start:stop]] for w in weights)  # (c, n) each
         f, g_d, g_cross = products[:q], products[q:2 * q], products[2 * q:]
         dots = (once @ self.squares).ravel() + np.einsum("ij,ij->j", g_d, f)
@@ -436,13 +428,15 @@ class PermutedRegressions(_PermutedProducts):
         if suspect.size:
             block = permuted_block(self.side, self.perms[start:stop])
             for column in suspect:
-                r[column] = _held_out_r(block[:, column], design, solved, d)
+                r[column] = _held_out_r(block[:, column], operator)
         return r.reshape(c, m).mean(axis=1)
 
 
-def _held_out_r(y: np.ndarray, design: np.ndarray, solved: np.ndarray, d: np.ndarray) -> float:
+def _held_out_r(y: np.ndarray, operator) -> float:
     """Pearson r of one centred target with its held-out predictions; NaN when they are constant."""
-    predictions = y + (design @ (solved @ y) - y) * d
+    from workbench.metrics.regression import loo_ridge_predictions
+
+    predictions = loo_ridge_predictions(operator, y)
     squares = predictions @ predictions
     predictions -= predictions.mean()
     p_norm = np.sqrt(predictions @ predictions)
@@ -451,55 +445,9 @@ def _held_out_r(y: np.ndarray, design: np.ndarray, solved: np.ndarray, d: np.nda
     return float(predictions @ y / (p_norm * np.sqrt(y @ y)))
 
 
-def svcca_null(basis_x: np.ndarray, basis_y: np.ndarray, perms: np.ndarray) -> np.ndarray:
-    """SVCCA of one model-side basis against the permuted neural-side basis (:class:`PermutedSVCCA`).
-
-    Parameters
-    ----------
-    basis_x, basis_y : ndarray of shape (n, k_x) and (n, k_y)
-        Orthonormal bases of the centred reduced sets (what :func:`workbench.metrics.svcca`
-        computes).
-    perms : ndarray of shape (P, n), int
-
-    Returns
-    -------
-    ndarray of shape (P,)
-        The mean canonical correlation under each permutation.
-    """
-    nulls = PermutedSVCCA(basis_y, perms)
-    nulls.add(0, basis_x)
-    return nulls.pop(0)
-
-
-def tsvd_regression_null(components: np.ndarray, targets: np.ndarray, alpha: float,
-                         perms: np.ndarray) -> np.ndarray:
-    """TSVD regression of one layer's components against permuted targets (:class:`PermutedRegressions`).
-
-    Parameters
-    ----------
-    components : ndarray of shape (n, k)
-        The model's TSVD components.
-    targets : ndarray of shape (n, m)
-        The neural responses (unpermuted).
-    alpha : float
-    perms : ndarray of shape (P, n), int
-
-    Returns
-    -------
-    ndarray of shape (P,)
-        Mean over neuroids of the Pearson r between held-out predictions and permuted data;
-        NaN for a permutation whose predictions have a constant column.
-    """
-    from workbench.metrics.regression import loo_ridge_operator
-
-    nulls = PermutedRegressions(targets, perms)
-    with single_threaded_blas():
-        nulls.add(0, loo_ridge_operator(components, alpha))
-    return nulls.pop(0)
-
-
-def _basis(side: DerivedStats, k: int | None) -> np.ndarray:
-    """:func:`workbench.metrics.svcca.centred_basis` (cached: the score has usually built it), quietly."""
+def svcca_basis(side: DerivedStats, k: int | None) -> np.ndarray:
+    """:func:`workbench.metrics.svcca.centred_basis` without its rank warning (the score has
+    given it, and has usually built and cached the basis too)."""
     from workbench.metrics.svcca import RankDeficiencyWarning, centred_basis
 
     with warnings.catch_warnings(), single_threaded_blas():
@@ -509,36 +457,10 @@ def _basis(side: DerivedStats, k: int | None) -> np.ndarray:
 
 def svcca_basis_y(y: DerivedStats, n_components: int = 40, reduce_y: bool = True) -> np.ndarray:
     """The centred orthonormal basis of the neural side that SVCCA compares, as it builds it."""
-    return _basis(y, n_components if reduce_y and y.n_features > n_components else None)
-
-
-def svcca_bases(x: DerivedStats, y: DerivedStats, n_components: int = 40, reduce_y: bool = True,
-                basis_y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The centred orthonormal bases SVCCA compares (model side, neural side), as it builds them.
-
-    ``basis_y`` (:func:`svcca_basis_y`), when given, is used instead of building it again.
-    """
-    k = x.check_n_components(n_components)
-    basis_x = _basis(x, k)
-    if basis_y is None:
-        basis_y = svcca_basis_y(y, k, reduce_y)
-    if basis_x.shape[1] + basis_y.shape[1] > x.n_stimuli - 1:
-        raise ValidationError(
-            f"svcca: {basis_x.shape[1]} + {basis_y.shape[1]} canonical variables do not fit in "
-            f"the {x.n_stimuli - 1} dimensions left by {x.n_stimuli} centred stimuli"
-        )
-    return basis_x, basis_y
+    return svcca_basis(y, n_components if reduce_y and y.n_features > n_components else None)
 
 
 # ---------------------------------------------------------------------------- one pair
-_METRIC_PARAMETERS = {
-    "svcca": ("n_components", "reduce_y"),
-    "tsvd_regression": ("n_components", "alpha"),
-    "rsa": (),
-    "cka": ("kernel", "debiased"),
-}
-
-
 def permutation_null(
     X,
     Y,
@@ -581,29 +503,30 @@ def permutation_null(
     ValidationError
         The metric cannot score the pair itself (the reason), or an unknown metric.
     """
-    from workbench.metrics.registry import get_metric
+    from workbench.metrics.compare import compare
+    from workbench.metrics.regression import tsvd_loo_operator
 
-    get_metric(metric)
     x, y = prepare_pair(X, Y)
+    parameters = {"n_components": n_components, "reduce_y": reduce_y, "alpha": alpha, "kernel": kernel,
+                  "debiased": debiased}
+    # the pair itself first: an unknown metric or a pair it cannot score raises its reason
+    compare(x, y, [metric], errors="raise", **parameters)
     if perms is None:
         perms = stimulus_permutations(x.n_stimuli, n_permutations, seed)
     perms = np.asarray(perms)
     if perms.ndim != 2 or perms.shape[1] != x.n_stimuli:
         raise ValidationError(f"perms must have shape (P, {x.n_stimuli}), found {perms.shape}")
-    if metric == "svcca":
-        return svcca_null(*svcca_bases(x, y, n_components, reduce_y), perms)
-    if metric == "tsvd_regression":
-        from workbench.metrics.regression import _centred_columns, _check_alpha
-
+    if metric in ("svcca", "tsvd_regression"):
         k = x.check_n_components(n_components)
-        targets = y.require_array("tsvd_regression").astype(np.float64)
-        _centred_columns(targets, "Y")
-        return tsvd_regression_null(x.tsvd_components(k), targets, _check_alpha(alpha), perms)
+        if metric == "svcca":
+            nulls = PermutedSVCCA(svcca_basis_y(y, k, reduce_y), perms)
+            nulls.add(0, svcca_basis(x, k))
+        else:
+            nulls = PermutedRegressions(y.require_array("tsvd_regression"), perms)
+            nulls.add(0, tsvd_loo_operator(x, k, alpha))
+        return nulls.pop(0)
     if metric == "rsa":
         (a, norm_a), (b, norm_b) = rsa_parts(x), rsa_parts(y)
         return permuted_quadratic_forms(a, b, perms) / (2.0 * norm_a * norm_b)
-    from workbench.metrics.cka import cka_from_stats
-
-    cka_from_stats(x, y, kernel=kernel, debiased=debiased)  # validates both kernels
     (a, norm_a), (b, norm_b) = cka_parts(x, kernel, debiased), cka_parts(y, kernel, debiased)
     return permuted_quadratic_forms(a, b, perms) / (norm_a * norm_b)

@@ -111,6 +111,15 @@ def tsvd_loo_operator(side: DerivedStats, k: int, alpha: float) -> tuple[np.ndar
     return side.cached(("loo_ridge_operator", k, float(alpha)), compute)
 
 
+def loo_ridge_predictions(operator: tuple[np.ndarray, np.ndarray, np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Held-out predictions of targets ``y`` (n x m, or n) from a :func:`loo_ridge_operator`:
+    ``y - (y - fitted) / (1 - h)``, row ``i`` predicted from the fit on all other stimuli."""
+    design, solved, one_minus = operator
+    if y.ndim == 2:
+        one_minus = one_minus[:, None]
+    return y - (y - design @ (solved @ y)) / one_minus
+
+
 def _centred_columns(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Columns of ``a`` minus their means, and their norms; a constant column raises, named."""
     centred = a - a.mean(axis=0)
@@ -141,8 +150,8 @@ def tsvd_regression_from_stats(
     alpha = _check_alpha(alpha)
     targets = y.require_array("tsvd_regression").astype(np.float64, copy=False)
     _centred_columns(targets, "Y")  # a constant column of Y fails before any fitting
-    design, solved, one_minus = tsvd_loo_operator(x, k, alpha)
+    operator = tsvd_loo_operator(x, k, alpha)
     with single_threaded_blas():
-        predictions = targets - (targets - design @ (solved @ targets)) / one_minus[:, None]
+        predictions = loo_ridge_predictions(operator, targets)
         r = columnwise_pearson(predictions, targets, names=("held-out predictions", "Y"))
     return float(r.mean())

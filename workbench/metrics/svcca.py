@@ -107,20 +107,19 @@ def svcca_from_stats(x: DerivedStats, y: DerivedStats, n_components: int = 40,
     """:func:`svcca` on prepared statistics (used by :func:`workbench.metrics.compare`)."""
     k = x.check_n_components(n_components)
     reduced = reduce_y and y.n_features > k
+    columns_y = k if reduced else y.n_features
     with single_threaded_blas():
         basis_x = centred_basis(x, k)
         basis_y = centred_basis(y, k if reduced else None)
-    kx, ky = basis_x.shape[1], basis_y.shape[1]
-    columns_y = k if reduced else y.n_features
-    if kx + ky > x.n_stimuli - 1:
-        ranks = "" if (kx, ky) == (k, columns_y) else " (ranks)"
-        raise ValidationError(
-            f"svcca: {kx} + {ky} canonical variables{ranks} do not fit in the {x.n_stimuli - 1} "
-            f"dimensions left by {x.n_stimuli} centred stimuli, so some canonical correlations "
-            "would be 1 whatever the data; expected k_x + k_y <= n_stimuli - 1 (lower "
-            "n_components or use more stimuli)"
-        )
-    with single_threaded_blas():
+        kx, ky = basis_x.shape[1], basis_y.shape[1]
+        if kx + ky > x.n_stimuli - 1:
+            ranks = "" if (kx, ky) == (k, columns_y) else " (ranks)"
+            raise ValidationError(
+                f"svcca: {kx} + {ky} canonical variables{ranks} do not fit in the {x.n_stimuli - 1} "
+                f"dimensions left by {x.n_stimuli} centred stimuli, so some canonical correlations "
+                "would be 1 whatever the data; expected k_x + k_y <= n_stimuli - 1 (lower "
+                "n_components or use more stimuli)"
+            )
         correlations = scipy.linalg.svd(basis_x.T @ basis_y, compute_uv=False, check_finite=False)
     return SvccaScore(np.clip(correlations, 0.0, 1.0).mean(), rank_x=kx, rank_y=ky,
                       n_columns_x=k, n_columns_y=columns_y)

@@ -3,8 +3,9 @@
 A method whose run is several trainings in a row (QSAM's two stages, MADA's warm-up and
 adaptation stages) runs each through :func:`run_phase`. A phase folder is a run directory
 of its own (``metrics.csv``, verified checkpoints); a finished phase keeps its weights in
-``phases/<name>/model.pt`` and its evaluation in ``phases/<name>/evaluation.json``, so
-``--resume`` loads the phases already done and resumes the unfinished one mid-way.
+``phases/<name>/model.pt``, its evaluation in ``phases/<name>/evaluation.json`` and its
+training time in ``phases/<name>/wall_time.json``, so ``--resume`` loads the phases already
+done and resumes the unfinished one mid-way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from workbench.training.loop import fit
 from workbench.training.rundir import RunDir
 
 logger = logging.getLogger(__name__)
+
+#: A finished phase's training time, seconds (read by :func:`phase_wall_time`).
+_WALL_TIME = "wall_time.json"
 
 
 def run_phase(run, name: str, config, network, data, *, step_fn=None, eval_fn=None,
@@ -56,22 +60,31 @@ def run_phase(run, name: str, config, network, data, *, step_fn=None, eval_fn=No
     result = fit(config, sub, network, data, step_fn=step_fn, eval_fn=eval_fn, callbacks=callbacks)
     if run.ctx.is_main:
         sub.write_weights(network.module.state_dict(), done)
-        with atomic_path(summary) as tmp:
+        with atomic_path(folder / _WALL_TIME) as tmp:
+            tmp.write_text(json.dumps({"wall_time_s": result.wall_time_s}))
+        with atomic_path(summary) as tmp:  # last: it marks the phase as finished
             tmp.write_text(json.dumps(result.evaluation, indent=1))
     return result.evaluation
 
 
 def phase_wall_time(run, names=None) -> float:
-    """Seconds of training recorded by the phases' last checkpoints (``elapsed_s``), summed.
+    """Seconds of training of the run's phases, summed.
 
     ``names``: the phases to count; default every folder under ``run.path / "phases"``. A
-    phase without a readable checkpoint counts 0 s.
+    finished phase's time is read from its ``wall_time.json``; an unfinished one's (or one
+    finished before that file was kept) from its last checkpoint's ``elapsed_s``; a phase
+    with neither counts 0 s.
     """
     phases = Path(run.path) / "phases"
     if names is None:
         names = sorted(p.name for p in phases.iterdir()) if phases.is_dir() else []
     total = 0.0
     for name in names:
+        try:
+            total += float(json.loads((phases / name / _WALL_TIME).read_text())["wall_time_s"])
+            continue
+        except (OSError, ValueError, KeyError):
+            pass
         try:
             total += float(load_verified(phases / name / "checkpoints" / "last.pt")["elapsed_s"])
         except (DataError, OSError, KeyError):

@@ -67,16 +67,15 @@ def domain_shift_cka(run_dir: str | os.PathLike, *, n_images: int = 100, models=
     DataFrame
         ``model, depth, layer, cka`` for every network of the run (or those named in ``models``).
     """
+    from workbench.methods.mada.train import load_run_config
     from workbench.metrics.cka import cka
-    from workbench.activations.hooks import layer_outputs
-from workbench.methods.mada.train import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)
     config = load_run_config(run_dir, card)
     if config.dataset != "scenes":
         raise ValidationError("domain_shift_cka draws paired renderings of generated scenes; "
-                         f"the run's dataset is {config.dataset!r}")
+                              f"the run's dataset is {config.dataset!r}")
     source, target, _ = paired_scenes(config, n_images)
     rows = []
     for name, (_, network) in run_models(run_dir).items():
@@ -104,8 +103,7 @@ def descriptor_embedding(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
 
     from workbench.methods.mada.anchors import fill_absent
     from workbench.methods.mada.data import load_domains
-    from workbench.activations.hooks import layer_outputs
-from workbench.methods.mada.train import load_run_config, select_all
+    from workbench.methods.mada.train import load_run_config, select_all
     from workbench.training import read_card
 
     card = read_card(run_dir)
@@ -142,8 +140,7 @@ def example_predictions(run_dir: str | os.PathLike, *, n_images: int = 4, models
     The first ``n_images`` target test images; ``models`` plus the run's own model.
     """
     from workbench.methods.mada.data import load_domains
-    from workbench.activations.hooks import layer_outputs
-from workbench.methods.mada.train import load_run_config
+    from workbench.methods.mada.train import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)
@@ -176,8 +173,7 @@ def miou_by_condition(run_dir: str | os.PathLike) -> pd.DataFrame:
     """
     from workbench.methods.mada.data import TARGET_CONDITIONS, generate_scenes
     from workbench.methods.mada.metrics import confusion_matrix, mean_iou
-    from workbench.activations.hooks import layer_outputs
-from workbench.methods.mada.train import load_run_config
+    from workbench.methods.mada.train import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)

@@ -30,7 +30,6 @@ from workbench.errors import ValidationError
 from workbench.methods.mada.metrics import IGNORE
 
 
-
 def downsample_labels(labels: torch.Tensor, size) -> torch.Tensor:
     """Nearest-neighbour resize of label maps (N, H, W) to ``size`` = (h, w)."""
     return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()

@@ -208,6 +208,7 @@ def load_cub200(root, *, augment: bool = True) -> TrainingData:
     return _data("cub200", train_set, test_set, cub.classes, cub.fingerprint,
                  f"CUB-200-2011 ({root}): {len(cub.classes)} classes, {len(train_set)} train / {len(test_set)} test images")
 
+
 def _mat_annotations(path: Path) -> list[dict]:
     from scipy.io import loadmat
 

@@ -62,6 +62,7 @@ def load_cub200(root: str | os.PathLike | None, *, augment: bool = True):
         fingerprint=cub.fingerprint,
         description=f"CUB-200-2011 from {cub.folder}: train {len(train_paths):,} / test {len(test_paths):,}")
 
+
 def _read_csv(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise DataError(f"{path} does not exist; expected the miniImageNet split file (header, then "
