@@ -2,8 +2,14 @@
 
 - the block Krylov solver that skips the Rayleigh-Ritz checks that cannot succeed yet, against
   ``numpy.linalg.eigh``;
-- ``average_ranks`` by a lexicographic sort of (value, position) pairs, against
-  ``scipy.stats.rankdata``;
+- ``average_ranks`` by one sort of (key, position) pairs packed into integers, against
+  ``scipy.stats.rankdata``, with values that share a key (equal or 1 ulp apart) and ranges
+  too wide for the keys;
+- the upper triangle of the row correlations computed a block at a time, against the full
+  matrix;
+- linear CKA pairing the layer's uncentred Gram with the centred neural kernel, against the
+  centred computation, including features with an offset too large for that shortcut;
+- a GramStats that takes its first chunk as it is, against accumulated chunks;
 - RDM ranks computed in a background thread (``DerivedStats.start``), against the same ranks
   computed in the calling thread, errors included;
 - the responses' statistics prepared once per region in a sweep (``_Target.derived``).
@@ -65,16 +71,82 @@ def test_steps_to_converge_follows_the_geometric_rate():
     assert _steps_to_converge([(2, 1e-6), (3, 1e-6)], 1e-12) == 1
 
 
-@pytest.mark.parametrize("case", ["distinct", "ties", "signed zeros", "constant"])
+def _one_ulp_apart(rng):
+    base = rng.normal(size=3000)
+    return rng.permutation(np.concatenate([base, np.nextafter(base, np.inf), np.nextafter(base, -np.inf), base]))
+
+
+@pytest.mark.parametrize("case", ["distinct", "ties", "signed zeros", "constant", "one", "two", "one ulp apart",
+                                  "widest range", "subnormal", "many positions"])
 def test_average_ranks_equals_scipy_rankdata(case):
     rng = np.random.default_rng(6)
     values = {
-        "distinct": rng.normal(size=20_000),
-        "ties": np.round(rng.normal(size=20_000), 2),
-        "signed zeros": np.array([0.0, -0.0, 1.0, -1.0, 0.0, -0.0, 2.0]),
-        "constant": np.full(50, 0.3),
-    }[case]
+        "distinct": lambda: rng.normal(size=20_000),
+        "ties": lambda: np.round(rng.normal(size=20_000), 2),
+        "signed zeros": lambda: np.array([0.0, -0.0, 1.0, -1.0, 0.0, -0.0, 2.0]),
+        "constant": lambda: np.full(50, 0.3),
+        "one": lambda: np.array([4.0]),
+        "two": lambda: np.array([2.0, -1.0]),
+        "one ulp apart": lambda: _one_ulp_apart(rng),  # equal keys: ordered by value
+        "widest range": lambda: np.array([1e308, -1e308, 0.0, 1e308, 5.0]),  # range overflows
+        "subnormal": lambda: np.array([5e-324, 0.0, -5e-324, 1e-320, 5e-324]),
+        # 2**21 positions leave 43 bits of key: near ties then share keys more often
+        "many positions": lambda: np.round(rng.normal(size=2**21), 12),
+    }[case]()
     np.testing.assert_array_equal(average_ranks(values), scipy.stats.rankdata(values, method="average"))
+
+
+def test_upper_row_correlations_equal_the_full_matrix_and_raise_alike():
+    from workbench.metrics.rsa import upper_triangle
+
+    x = np.random.default_rng(12).normal(size=(700, 40)) + 3.0
+    side = DerivedStats.from_input(x)
+    np.testing.assert_array_equal(side.upper_row_correlations(block=64), upper_triangle(side.row_correlations()))
+    np.testing.assert_allclose(side.upper_row_correlations(), np.corrcoef(x)[np.triu_indices(700, 1)], atol=1e-12)
+    x[600] = -1.0
+    flat = DerivedStats.from_input(x)
+    with pytest.raises(ValidationError, match=r"stimulus \(row\) 600 has zero variance"):
+        flat.upper_row_correlations()
+
+
+def _direct_linear_cka(x, y):
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    return np.linalg.norm(xc.T @ yc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+
+
+@pytest.mark.parametrize("offset", [0.0, 100.0])
+def test_linear_cka_pairs_the_uncentred_gram_unless_its_offset_is_too_large(offset):
+    from workbench.metrics import cka
+    from workbench.metrics.cka import pairing_kernel
+
+    rng = np.random.default_rng(13)
+    latent = rng.normal(size=(80, 4))
+    x = latent @ rng.normal(size=(4, 300)) + rng.normal(size=(80, 300)) + offset
+    y = latent @ rng.normal(size=(4, 20)) + rng.normal(size=(80, 20))
+    side = DerivedStats.from_input(x)
+    matrix, centred_squared = pairing_kernel(side)
+    # the shortcut is taken for ordinary features and refused for a large common offset
+    assert (matrix is side.gram) == (offset == 0.0)
+    np.testing.assert_allclose(centred_squared, np.linalg.norm(side.centred_gram()) ** 2, rtol=1e-10)
+    assert cka(side, y) == pytest.approx(_direct_linear_cka(x, y), rel=1e-9)
+    assert cka(y, x) == pytest.approx(cka(x, y), rel=1e-9)
+
+
+def test_gram_stats_take_the_first_chunk_as_it_is():
+    from workbench.metrics import GramStats
+
+    x = np.random.default_rng(14).normal(size=(50, 70)).astype(np.float32)
+    whole = GramStats.from_array(x)
+    chunked = GramStats.from_array(x, chunk_features=30)
+    assert whole.gram.dtype == np.float64 and whole.gram.flags.c_contiguous
+    direct = x.astype(np.float64) @ x.T.astype(np.float64)
+    atol = 1e-5 * np.abs(direct).max()  # float32 products
+    np.testing.assert_allclose(whole.gram, direct, atol=atol)
+    np.testing.assert_allclose(chunked.gram, direct, atol=atol)
+    np.testing.assert_allclose(chunked.row_sums, x.sum(axis=1, dtype=np.float64), rtol=1e-12)
+    before = chunked.gram.copy()
+    chunked.update(x[:, :5])
+    np.testing.assert_allclose(chunked.gram - before, x[:, :5].astype(np.float64) @ x[:, :5].T, atol=atol)
 
 
 def test_rdm_ranks_started_in_the_background_equal_the_direct_ranks():

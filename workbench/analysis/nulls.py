@@ -71,8 +71,8 @@ def _layer_side(xd, metric: str, kind: str):
     from workbench.metrics.rsa import centred_rdm_ranks, upper_triangle
 
     if metric == "cka":
-        kc, norm = cka_parts(xd)
-        return upper_triangle(kc), np.diag(kc), norm
+        kx, norm = cka_parts(xd, pairing=True)
+        return upper_triangle(kx), np.diag(kx), norm
     ranks = _rdm_ranks(xd) if kind == "rdm" else centred_rdm_ranks(xd)
     return ranks, None, float(np.sqrt(np.dot(ranks, ranks)))
 

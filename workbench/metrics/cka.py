@@ -52,9 +52,8 @@ def cka_from_stats(x: DerivedStats, y: DerivedStats, kernel: str = "linear", deb
         raise ValidationError(
             f"debiased CKA needs at least 4 stimuli, found {x.n_stimuli}; use debiased=False"
         )
-    kc = _centred_kernel(x, kernel, debiased)
-    lc = _centred_kernel(y, kernel, debiased)
-    hsic_kk, hsic_ll = _frobenius_dot(kc, kc), _frobenius_dot(lc, lc)
+    kx, hsic_kk = pairing_kernel(x, kernel, debiased)
+    lc, hsic_ll = centred_kernel(y, kernel, debiased)
     for side, value in ((x, hsic_kk), (y, hsic_ll)):
         if not value > _rounding_floor(side, kernel):
             raise ValidationError(
@@ -62,38 +61,76 @@ def cka_from_stats(x: DerivedStats, y: DerivedStats, kernel: str = "linear", deb
                 f"with itself is {value:.3g}, zero up to rounding; a positive value is expected "
                 "(the responses do not vary across stimuli)"
             )
-    return float(_frobenius_dot(kc, lc) / np.sqrt(hsic_kk * hsic_ll))
+    return float(_frobenius_dot(kx, lc) / np.sqrt(hsic_kk * hsic_ll))
 
 
 # Relative size of the centred linear kernel below which it is rounding noise of the Gram.
 _CENTRED_RTOL = {"float32": 1e-5, "float64": 1e-11}
+# pairing_kernel pairs the uncentred Gram while its centred part holds at least this fraction
+# of its squared norm, so that the norm's cancellation costs at most ~1e-10 relative.
+_UNCENTRED_PAIRING_MIN = 1e-6
 
 
 def _rounding_floor(side: DerivedStats, kernel: str) -> float:
     """Squared Frobenius norm below which a centred kernel is rounding noise (linear kernel)."""
     if kernel != "linear":
         return 0.0  # the RBF kernel is in [0, 1]; identical stimuli are caught by rbf_kernel
-    gram_norm = side.cached("gram_norm", lambda: float(np.linalg.norm(side.gram)))
-    return (_CENTRED_RTOL[side.stats.dtype] * gram_norm) ** 2
+    return _CENTRED_RTOL[side.stats.dtype] ** 2 * _gram_moments(side)[0]
 
 
 def _frobenius_dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a.ravel(), b.ravel()))
 
 
-def _centred_kernel(side: DerivedStats, kernel: str, debiased: bool) -> np.ndarray:
-    key = ("cka_kernel", kernel, debiased)
+def _gram_moments(side: DerivedStats) -> tuple[float, float]:
+    """``(||G||_F^2, ||H G H||_F^2)`` of the Gram matrix, from one pass over it (cached).
+
+    ``||HGH||^2 = ||G||^2 - (2/n) ||G 1||^2 + (1^T G 1)^2 / n^2`` for a symmetric ``G``.
+    """
+
+    def compute():
+        gram = side.gram
+        squared = _frobenius_dot(gram, gram)
+        row_sums = gram.sum(axis=1)
+        n = side.n_stimuli
+        return squared, squared - 2.0 / n * float(row_sums @ row_sums) + float(row_sums.sum()) ** 2 / n**2
+
+    return side.cached("gram_moments", compute)
+
+
+def centred_kernel(side: DerivedStats, kernel: str = "linear", debiased: bool = False) -> tuple[np.ndarray, float]:
+    """The centred kernel of one side (n x n) and its squared Frobenius norm, cached on ``side``.
+
+    Double-centred (``H K H``), or for ``debiased`` the centring of :func:`unbiased_centre`;
+    the squared norm is the side's (scaled) HSIC with itself.
+    """
 
     def compute():
         if kernel == "linear":
-            if not debiased:
-                return side.centred_gram()
-            gram = side.gram
+            gram = side.centred_gram() if not debiased else unbiased_centre(side.gram)
         else:
             gram = rbf_kernel(side)
-        return unbiased_centre(gram) if debiased else double_centre(gram)
+            gram = unbiased_centre(gram) if debiased else double_centre(gram)
+        return gram, _frobenius_dot(gram, gram)
 
-    return side.cached(key, compute)
+    return side.cached(("cka_kernel", kernel, debiased), compute)
+
+
+def pairing_kernel(side: DerivedStats, kernel: str = "linear", debiased: bool = False) -> tuple[np.ndarray, float]:
+    """A matrix ``M`` whose Frobenius product with the other side's :func:`centred_kernel` is the
+    HSIC, and the squared norm of this side's centred kernel; cached on ``side``.
+
+    For the biased linear kernel ``M`` is the Gram matrix itself: ``<G, H L H> = <H G H, H L H>``
+    because ``H`` is a projection, so the layer's kernel needs no centring (a pass over n x n
+    values less), and its centred norm comes from :func:`_gram_moments`. Where the Gram's
+    centred part is too small a fraction of it for that norm to be accurate (features with a
+    large common offset), and for the other kernels, ``M`` is :func:`centred_kernel`.
+    """
+    if kernel == "linear" and not debiased:
+        squared, centred_squared = _gram_moments(side)
+        if centred_squared > _UNCENTRED_PAIRING_MIN * squared:
+            return side.gram, centred_squared
+    return centred_kernel(side, kernel, debiased)
 
 
 def rbf_kernel(side: DerivedStats) -> np.ndarray:

@@ -162,8 +162,35 @@ class DerivedStats:
             A row with zero variance, whose correlation is undefined; the message names it.
         """
         corr = self.row_centred_gram()
-        var = np.diag(corr).copy()
-        flat = self._flat_rows(var)
+        scale = 1.0 / np.sqrt(self._checked_variances(np.diag(corr).copy()))
+        _scale_rows_by_outer(corr, scale, np.multiply)
+        np.fill_diagonal(corr, 1.0)
+        return corr
+
+    def upper_row_correlations(self, block: int = 256) -> np.ndarray:
+        """The entries of :meth:`row_correlations` above the diagonal, row by row.
+
+        Shape ``(n (n - 1) / 2,)``; equal to ``rsa.upper_triangle(self.row_correlations())``
+        bit for bit (the same operations in the same order), computed a block of rows at a
+        time without the n x n intermediates. Raises as :meth:`row_correlations` does.
+        """
+        n, gram = self.n_stimuli, self.gram
+        r = self.stats.row_sums / np.sqrt(self.n_features)
+        scale = 1.0 / np.sqrt(self._checked_variances(np.diag(gram) - r * r))
+        out = np.empty(n * (n - 1) // 2)
+        filled = 0
+        for start in range(0, n, block):
+            rows = slice(start, start + block)
+            values = gram[rows] - np.outer(r[rows], r)
+            values *= np.outer(scale[rows], scale)
+            for i, row in enumerate(values, start + 1):  # row start + k keeps columns > its index
+                out[filled:filled + n - i] = row[i:]
+                filled += n - i
+        return out
+
+    def _checked_variances(self, variances: np.ndarray) -> np.ndarray:
+        """The rows' variances times n_features; raises if a row has (numerically) none."""
+        flat = self._flat_rows(variances)
         if self.n_features < 2 or flat.any():
             bad = np.flatnonzero(flat)
             raise ValidationError(
@@ -172,9 +199,7 @@ class DerivedStats:
                 " such row(s)); its correlation with other stimuli is undefined. Expected "
                 "every row to vary across at least 2 features"
             )
-        _scale_rows_by_outer(corr, 1.0 / np.sqrt(var), np.multiply)
-        np.fill_diagonal(corr, 1.0)
-        return corr
+        return variances
 
     def _flat_rows(self, row_variances: np.ndarray) -> np.ndarray:
         rtol = _ZERO_VARIANCE_RTOL[self.stats.dtype]

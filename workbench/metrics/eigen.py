@@ -143,7 +143,9 @@ def _block_krylov(gram: np.ndarray, k: int, *, max_basis: int | None, seed: int)
             b, gb = basis[:, :used], products[:, :used]
             small = (projected[:used, :used] + projected[:used, :used].T) / 2.0
             theta, s = scipy.linalg.eigh(small, subset_by_index=(used - k, used - 1), check_finite=False)
-            theta, s = theta[::-1], s[:, ::-1]
+            # reversed into a contiguous array: a negative stride would keep the products below
+            # out of BLAS (numpy's own loop, 10x slower)
+            theta, s = theta[::-1].copy(), np.ascontiguousarray(s[:, ::-1])
             vectors = b @ s
             residual = gb @ s - vectors * theta
             worst = float(np.sqrt(np.einsum("ij,ij->j", residual, residual)).max())

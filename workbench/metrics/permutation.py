@@ -255,12 +255,19 @@ def permuted_quadratic_forms(a: np.ndarray, b: np.ndarray, perms: np.ndarray) ->
     return forms.pop(0, "b")
 
 
-def cka_parts(side: DerivedStats, kernel: str = "linear", debiased: bool = False) -> tuple[np.ndarray, float]:
-    """The centred kernel CKA uses for one side (cached on ``side``) and its Frobenius norm."""
-    from workbench.metrics.cka import _centred_kernel, _frobenius_dot
+def cka_parts(side: DerivedStats, kernel: str = "linear", debiased: bool = False, *,
+              pairing: bool = False) -> tuple[np.ndarray, float]:
+    """One side's matrix of CKA's Frobenius products (cached on ``side``) and its centred norm.
 
-    kc = _centred_kernel(side, kernel, debiased)
-    return kc, float(np.sqrt(_frobenius_dot(kc, kc)))
+    The centred kernel (:func:`workbench.metrics.cka.centred_kernel`), or with ``pairing`` the
+    matrix that pairs with the other side's centred kernel
+    (:func:`workbench.metrics.cka.pairing_kernel`; the layer's uncentred Gram for linear CKA).
+    A permutation keeps a kernel centred, so the permuted forms pair the same way.
+    """
+    from workbench.metrics.cka import centred_kernel, pairing_kernel
+
+    matrix, squared = (pairing_kernel if pairing else centred_kernel)(side, kernel, debiased)
+    return matrix, float(np.sqrt(squared))
 
 
 def rsa_parts(side: DerivedStats) -> tuple[np.ndarray, float]:
@@ -528,5 +535,5 @@ def permutation_null(
     if metric == "rsa":
         (a, norm_a), (b, norm_b) = rsa_parts(x), rsa_parts(y)
         return permuted_quadratic_forms(a, b, perms) / (2.0 * norm_a * norm_b)
-    (a, norm_a), (b, norm_b) = cka_parts(x, kernel, debiased), cka_parts(y, kernel, debiased)
+    (a, norm_a), (b, norm_b) = cka_parts(x, kernel, debiased, pairing=True), cka_parts(y, kernel, debiased)
     return permuted_quadratic_forms(a, b, perms) / (norm_a * norm_b)

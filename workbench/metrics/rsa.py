@@ -67,32 +67,65 @@ def _check_rdm(matrix, name: str) -> np.ndarray:
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks 1..N of a 1-D array, ties sharing their average rank.
 
-    Equal to ``scipy.stats.rankdata(values, method="average")``, about twice as fast: the
-    values and their positions are sorted together as complex numbers (numpy sorts those
-    lexicographically, by value and then by position), a direct sort of 16-byte items that is
-    faster than the indirect ``argsort`` and leaves the sorted values in place for the tie
-    check (an ``argsort`` needs a second, random-access pass to read them).
+    Equal to ``scipy.stats.rankdata(values, method="average")`` for finite values, and faster
+    (about 1.5x at 5 million values): each value is mapped to an integer key by an affine map and rounding down (both
+    monotone, so the keys are in the order of the values), and the key and the value's
+    position are packed into one uint64 (key in the high bits), so that one direct sort of
+    8-byte integers orders the values and carries their positions along (an ``argsort`` is
+    an indirect, slower sort). With 2**41 keys for 5 million values, two values share a key
+    only if they are equal or nearly so; those few runs are then ordered by their values
+    exactly, and equal values get their average rank.
     """
     values = np.asarray(values, dtype=np.float64).ravel()
-    pairs = np.empty(values.size, dtype=np.complex128)
-    pairs.real = values
-    pairs.imag = np.arange(values.size, dtype=np.float64)  # exact below 2**53 positions
-    pairs.sort()
-    ordered = pairs.real
-    first_of_run = np.empty(values.size, dtype=bool)
-    first_of_run[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first_of_run[1:])
-    order = pairs.imag.astype(np.intp)
-    del pairs, ordered
-    ranks = np.empty(values.size, dtype=np.float64)
-    if first_of_run.all():  # no ties, the usual case for correlations: ranks are positions
-        ranks[order] = np.arange(1.0, values.size + 1.0)
+    n = values.size
+    ranks = np.empty(n, dtype=np.float64)
+    if n == 0:
         return ranks
-    starts = np.flatnonzero(first_of_run)
-    del first_of_run
-    counts = np.diff(np.append(starts, values.size))
-    ranks[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
+    position_bits = max(1, (n - 1).bit_length())
+    # keys below 2**52 are exact in float64, so the rounding of the affine map moves the
+    # largest key by less than the margin of 4 that keeps it below 2**key_bits
+    key_bits = min(64 - position_bits, 52)
+    low, high = values.min(), values.max()
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scale = (2.0**key_bits - 4.0) / (high - low)
+    packed = np.empty(n, dtype=np.uint64)
+    if key_bits >= 8 and np.isfinite(scale) and scale > 0:
+        keys = values - low
+        keys *= scale
+        np.copyto(packed, keys, casting="unsafe")  # truncation: the floor of keys >= 0
+        del keys
+        packed <<= np.uint64(position_bits)
+    else:  # constant, non-finite or extreme values: one run, ordered exactly below
+        packed[:] = 0
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64((1 << position_bits) - 1)).astype(np.intp)
+    packed >>= np.uint64(position_bits)  # the keys, in order
+    shared_key = packed[1:] == packed[:-1]
+    del packed
+    ranks[order] = np.arange(1.0, n + 1.0)
+    if shared_key.any():
+        _order_and_average_shared_keys(values, order, shared_key, ranks)
     return ranks
+
+
+def _order_and_average_shared_keys(values, order, shared_key, ranks) -> None:
+    """Within runs of equal keys (``shared_key[i]``: sorted items i and i + 1 share theirs),
+    order the items by value and give equal values their average rank, in ``ranks``."""
+    in_run = np.zeros(order.size, dtype=bool)
+    in_run[1:] = shared_key
+    in_run[:-1] |= shared_key
+    where = np.flatnonzero(in_run)  # sorted positions of the items in a run
+    run = np.cumsum(np.concatenate(([True], ~shared_key)))[where]
+    members = order[where]
+    member_values = values[members]
+    by_value = np.lexsort((member_values, run))  # stable: equal values keep position order
+    members, member_values = members[by_value], member_values[by_value]
+    starts_group = np.ones(where.size, dtype=bool)  # a new group of equal values
+    starts_group[1:] = (run[1:] != run[:-1]) | (member_values[1:] != member_values[:-1])
+    first = np.flatnonzero(starts_group)
+    counts = np.diff(np.append(first, where.size))
+    ranks[members] = np.repeat(where[first] + (counts + 1) / 2.0, counts)
 
 
 def _ranks(values: np.ndarray, name: str) -> np.ndarray:
@@ -130,7 +163,7 @@ def spearman_upper(rdm_a: np.ndarray, rdm_b: np.ndarray, names=("rdm_a", "rdm_b"
 
 
 def _compute_rdm_ranks(side: DerivedStats) -> np.ndarray:
-    return _ranks(upper_triangle(side.row_correlations()), f"rdm({side.name})")
+    return _ranks(side.upper_row_correlations(), f"rdm({side.name})")
 
 
 def centred_rdm_ranks(side: DerivedStats) -> np.ndarray:
