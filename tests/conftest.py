@@ -16,3 +16,51 @@ def _priority(item) -> tuple[int, int]:
 
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=_priority)  # stable: the file order is kept within each group
+
+
+# -- method reports ----------------------------------------------------------------------------
+import json  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _reads_neural_data(notebook: Path) -> bool:
+    """Whether a method notebook's parameters name neural datasets (which come from the mirror)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    parameters = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    return "dataset" in "".join(parameters["source"])
+
+
+@pytest.fixture
+def check_run_report():
+    """``check(run_dir)``: ``workbench train --report``'s step on a finished run, checked.
+
+    Executes the run's method notebook (:func:`workbench.reports.run_report.report_run`) and
+    asserts that every cell ran without an error output, that the HTML embeds figures and that
+    it was run on ``run_dir``. Notebooks that score the run against neural data need the data
+    mirror (``WORKBENCH_DATA_MIRROR``, set by ``make test`` when ../shared/data exists); without
+    it the test is skipped, saying so.
+    """
+    import nbformat
+
+    from workbench.reports.run_report import method_notebook, report_run
+    from workbench.training import read_card
+
+    def check(run_dir: Path, *, min_figures: int = 1) -> str:
+        notebook = method_notebook(read_card(run_dir)["method"])
+        if _reads_neural_data(notebook) and not os.environ.get("WORKBENCH_DATA_MIRROR"):
+            pytest.skip(f"{notebook.name} scores the run on neural data: no WORKBENCH_DATA_MIRROR to read it from")
+        html = report_run(run_dir)
+        executed = nbformat.read(run_dir / "report.ipynb", as_version=4)
+        errors = [f"{out.get('ename')}: {out.get('evalue')}" for cell in executed.cells
+                  for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+        assert not errors, errors
+        injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+        assert str(Path(run_dir).resolve()) in injected.source
+        text = html.read_text()
+        assert text.count("data:image/png;base64") >= min_figures
+        return text
+
+    return check

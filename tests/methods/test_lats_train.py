@@ -88,9 +88,14 @@ def test_micro_lats_run_exports_pruned_plain_weights_and_logs_the_schedule(tmp_p
     assert (cka.cka.dropna() <= 1 + 1e-9).all()
 
 
+@pytest.fixture(scope="module")
+def oneshot_run(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("lats"), "oneshot", ["schedule=oneshot", "target_sparsity=0.8"])
+
+
 @pytest.mark.slow
-def test_micro_oneshot_run_prunes_exactly_the_target_fraction(tmp_path):
-    out = _train(tmp_path, "oneshot", ["schedule=oneshot", "target_sparsity=0.8"])
+def test_micro_oneshot_run_prunes_exactly_the_target_fraction(oneshot_run):
+    out = oneshot_run
     card = json.loads((out / "model_card.json").read_text())
     layers = card["pruning"]["pruned_layers"]
     numel = sum(card["sparsity"]["layers"][n]["numel"] for n in layers)
@@ -104,6 +109,11 @@ def test_micro_oneshot_run_prunes_exactly_the_target_fraction(tmp_path):
     for n in layers:
         assert torch.equal(final[f"{n}.weight"] != 0, masks[n])
 
+
+
+@pytest.mark.slow
+def test_report_executes_on_the_micro_run(oneshot_run, check_run_report):
+    check_run_report(oneshot_run)
 
 def test_soft_threshold_on_the_small_sew_resnet_keeps_names_and_exports():
     from workbench.training import build_network

@@ -15,14 +15,22 @@ MICRO = ["source_images=32", "target_images=20", "test_images=8", "image_size=[1
          "arch_kwargs={widths: [4, 4, 8], feature_dim: 4}", "selection=madav2", "mean_teacher=true"]
 
 
-@pytest.mark.slow
-def test_micro_run_trains_every_strategy_from_one_warmup_and_reevaluates(tmp_path):
-    from workbench.methods.mada import evaluate
-    from workbench.training import list_snapshots, read_card, train
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    from workbench.training import train
 
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("mada") / "run"
     with torch.random.fork_rng(devices=[]):
         train("mada", out=out, preset="tiny", overrides=MICRO)
+    return out
+
+
+@pytest.mark.slow
+def test_micro_run_trains_every_strategy_from_one_warmup_and_reevaluates(micro_run):
+    from workbench.methods.mada import evaluate
+    from workbench.training import list_snapshots, read_card
+
+    out = micro_run
     card = read_card(out)
     assert card["method"] == "mada" and card["architecture"] == "seg_cnn" and card["family"] == "cnn"
     assert card["mada"]["selection"] == "madav2" and card["mada"]["selected"] == 2 and card["mada"]["pool"] == 20
@@ -51,3 +59,8 @@ def test_micro_run_trains_every_strategy_from_one_warmup_and_reevaluates(tmp_pat
     model = workbench.models.create(str(out))
     assert list(model.layers) == ["layer1", "layer2", "layer3", "layer4", "decoder"]
     assert json.loads((out / "model_card.json").read_text())["preprocessing"]["input_size"] == 16
+
+
+@pytest.mark.slow
+def test_report_executes_on_the_micro_run(micro_run, check_run_report):
+    check_run_report(micro_run)

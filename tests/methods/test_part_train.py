@@ -72,15 +72,22 @@ def test_covers_and_chance_of_the_hit_rate():
     assert stats["mean_box_area"] == pytest.approx(64 / 1024)
 
 
-@pytest.mark.slow
-def test_micro_run_saves_the_global_only_network_and_the_baseline(tmp_path):
-    from workbench.methods.part.train import evaluate
-    from workbench.models.runs import run_architecture
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
     from workbench.training import train
 
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("part") / "run"
     with torch.random.fork_rng(devices=[]):
         train("part", out=out, preset="tiny", overrides=MICRO)
+    return out
+
+
+@pytest.mark.slow
+def test_micro_run_saves_the_global_only_network_and_the_baseline(micro_run):
+    from workbench.methods.part.train import evaluate
+    from workbench.models.runs import run_architecture
+
+    out = micro_run
     card = json.loads((out / "model_card.json").read_text())
     assert card["architecture"] == "part_net" and card["architecture_kwargs"]["parts"] == 0
     assert "global_transformer.blocks.0" in card["layers"]
@@ -96,3 +103,8 @@ def test_micro_run_saves_the_global_only_network_and_the_baseline(tmp_path):
     assert 0.0 <= again["chance"] <= 1.0 and again["images"] == 12
     metrics = (out / "metrics.csv").read_text()
     assert "loss_parts" in metrics and "acc_parts" in metrics
+
+
+@pytest.mark.slow
+def test_report_executes_on_the_micro_run(micro_run, check_run_report):
+    check_run_report(micro_run)

@@ -54,15 +54,23 @@ MICRO = ["epochs=1", "batch_size=16", "limit_train=32", "limit_test=48", "moco_k
          "log_every=1", "arch_kwargs={backbone: tiny, widths: [4, 8, 8, 8]}"]
 
 
-@pytest.mark.slow
-def test_micro_run_end_to_end(tmp_path):
-    import workbench.models
-    from workbench.methods.savc import evaluate, fscil
-    from workbench.training import read_metrics, train
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    from workbench.training import train
 
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("savc") / "run"
     with torch.random.fork_rng(devices=[]):
         train("savc", out=out, preset="tiny", overrides=MICRO)
+    return out
+
+
+@pytest.mark.slow
+def test_micro_run_end_to_end(micro_run):
+    import workbench.models
+    from workbench.methods.savc import evaluate, fscil
+    from workbench.training import read_metrics
+
+    out = micro_run
     card = json.loads((out / "model_card.json").read_text())
     sessions = card["fscil"]["sessions"]
     assert [r["classes"] for r in sessions] == [6, 8, 10]
@@ -106,3 +114,8 @@ def test_presets_resolve_to_the_documented_recipes():
     tiny = resolve_config(spec, "tiny", ["shots=3"])
     assert (tiny.dataset, tiny.fantasy, tiny.base_classes, tiny.ways, tiny.sessions, tiny.shots) == \
         ("digits32", "rot0_90", 6, 2, 2, 3)
+
+
+@pytest.mark.slow
+def test_report_executes_on_the_micro_run(micro_run, check_run_report):
+    check_run_report(micro_run)

@@ -75,15 +75,23 @@ def test_hierarchical_inference_reports_the_most_specific_label_and_its_ancestor
         assert box["scores"] == pytest.approx([0.6, 0.9], abs=1e-4)
 
 
-@pytest.mark.slow
-def test_micro_run_end_to_end(tmp_path):
-    import workbench.models
-    from workbench.methods.unidet import evaluate
-    from workbench.training import list_snapshots, read_card, train
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    from workbench.training import train
 
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("unidet") / "run"
     with torch.random.fork_rng(devices=[]):
         train("unidet", out=out, preset="tiny", overrides=MICRO)
+    return out
+
+
+@pytest.mark.slow
+def test_micro_run_end_to_end(micro_run):
+    import workbench.models
+    from workbench.methods.unidet import evaluate
+    from workbench.training import list_snapshots, read_card
+
+    out = micro_run
     card = read_card(out)
     assert card["architecture"] == "unidet_backbone" and card["method"] == "unidet"
     assert {"mAP_A", "mAP_B", "mAP_C", "leaf_mAP_B", "leaf_mAP", "mAP_mean"} <= set(card["evaluation"])
@@ -97,3 +105,8 @@ def test_micro_run_end_to_end(tmp_path):
         features = model.module(torch.rand(2, 3, 64, 64))
     assert features.shape == (2, 8)
     assert json.loads((out / "model_card.json").read_text())["preprocessing"]["input_size"] == 64
+
+
+@pytest.mark.slow
+def test_report_executes_on_the_micro_run(micro_run, check_run_report):
+    check_run_report(micro_run)

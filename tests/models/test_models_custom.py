@@ -145,6 +145,45 @@ def test_compare_models_self_similarity_and_direct_values(plugin):
         compare_rdms(rdm(xa), rdm(xb)), rel=1e-4)
 
 
+class _SilentOnDarkImages(nn.Module):
+    """A convolution whose output is zero for the darker half of the images (as a spiking layer
+    that emits no spike for some stimuli): their patterns have zero variance."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.gate = nn.Identity()
+
+    def forward(self, x):
+        lit = (x.mean(dim=(1, 2, 3)) > x.mean(dim=(1, 2, 3)).median()).float()
+        return self.gate(self.conv(x) * lit[:, None, None, None])
+
+
+def test_compare_models_follows_the_zero_variance_policy_for_rsa():
+    from workbench.analysis import Protocol
+    from workbench.analysis.model_comparison import compare_models
+    from workbench.metrics.derived import DerivedStats
+
+    stimuli = _stimuli()
+    silent = wrap_model(_SilentOnDarkImages(), ["conv", "gate"], input_size=16, name="silent")
+    dense = wrap_model(_net(), ["0"], input_size=16, name="dense")
+    sim = compare_models(silent, dense, stimuli)  # default: such pairs are unscored, nothing raises
+    assert np.isnan(float(sim.sel(metric="rsa", layer_a="gate", layer_b="0")))
+    assert np.isfinite(float(sim.sel(metric="rsa", layer_a="conv", layer_b="0")))
+    assert np.isfinite(sim.sel(metric="cka").values).all()
+    protocol = Protocol(zero_variance_stimuli="exclude")
+    excluded = compare_models(silent, dense, stimuli, protocol=protocol)
+    gate = zscore_features(extract(silent, stimuli, ["gate"])["gate"].values)
+    xb = zscore_features(extract(dense, stimuli, ["0"])["0"].values)
+    flat = DerivedStats.from_input(gate).zero_variance_rows()
+    assert 0 < flat.size < N
+    keep = np.setdiff1d(np.arange(N), flat)
+    assert float(excluded.sel(metric="rsa", layer_a="gate", layer_b="0")) == pytest.approx(
+        compare_rdms(rdm(gate[keep]), rdm(xb[keep])), rel=1e-4)
+    np.testing.assert_array_equal(excluded.sel(metric="cka").values, sim.sel(metric="cka").values)
+
+
 def test_compare_models_command_writes_results_and_heatmaps(plugin, tmp_path, capsys):
     import xarray as xr
 

@@ -43,6 +43,15 @@ def test_cuda_training_uses_bf16_autocast(tmp_path):
     assert read_card(tmp_path / "run")["device"].startswith("cuda")
 
 
+@pytest.mark.slow
+def test_report_executes_on_the_micro_run(micro_run, tmp_path, check_run_report):
+    import shutil
+
+    run = tmp_path / "run"  # a copy: the session's run stays as the other tests expect it
+    shutil.copytree(micro_run, run)
+    check_run_report(run)
+
+
 def test_a_failing_report_cell_is_kept_and_named(micro_run, tmp_path, monkeypatch, capsys):
     import shutil
 

@@ -65,7 +65,9 @@ def compare_models(
         The images both networks see.
     metrics : sequence of {"cka", "rsa"}, default: ("cka", "rsa")
         Linear CKA of the two layers' features; RSA (Spearman correlation of their
-        correlation-distance RDMs).
+        correlation-distance RDMs). A pair in which some stimuli have a zero-variance pattern
+        (a silent spiking layer) follows ``protocol.zero_variance_stimuli`` for RSA: NaN
+        (logged) by default, or scored on the other stimuli.
     protocol : Protocol, optional
         z-scoring, SNN time steps, batch size and the seed of random weights (default
         ``Protocol()``).
@@ -85,7 +87,6 @@ def compare_models(
     """
     from workbench.activations import extract_stats
     from workbench.analysis.sweeps import _prepare
-    from workbench.metrics import compare, compare_rdms, rdm
     from workbench.metrics.derived import DerivedStats
 
     protocol = Protocol() if protocol is None else protocol
@@ -101,19 +102,16 @@ def compare_models(
         time_steps = protocol.time_steps if net.is_spiking else None
         stats = extract_stats(net, stimuli, list(layers), batch_size=protocol.batch_size, time_steps=time_steps,
                               time_reduce=protocol.time_reduce, cache=cache, device=device)
+        # each layer's statistics (and RSA's ranks, cached on them) serve all its pairs
         prepared = [DerivedStats.from_input(_prepare(stats[layer], protocol), "X") for layer in layers]
-        rdms = [rdm(p.stats) for p in prepared] if "rsa" in metrics else None
-        sides.append((net, list(layers), prepared, rdms))
-    (net_a, names_a, prep_a, rdm_a), (net_b, names_b, prep_b, rdm_b) = sides
+        sides.append((net, list(layers), prepared))
+    (net_a, names_a, prep_a), (net_b, names_b, prep_b) = sides
     values = np.full((len(metrics), len(names_a), len(names_b)), np.nan)
     for i in range(len(names_a)):
         for j in range(len(names_b)):
             for k, metric in enumerate(metrics):
                 try:
-                    if metric == "rsa":
-                        values[k, i, j] = compare_rdms(rdm_a[i], rdm_b[j])
-                    else:
-                        values[k, i, j] = compare(prep_a[i], prep_b[j], [metric])[metric]
+                    values[k, i, j] = _pair_score(prep_a[i], prep_b[j], metric, protocol)
                 except ValidationError as exc:
                     logger.warning("%s %s vs %s %s, %s: %s", net_a.name, names_a[i], net_b.name, names_b[j],
                                    metric, exc)
@@ -125,3 +123,27 @@ def compare_models(
         attrs={"model_a": net_a.name, "model_b": net_b.name, "weights_a": net_a.weights,
                "weights_b": net_b.weights, "n_stimuli": len(stimuli), "protocol": protocol.to_json()},
     )
+
+
+def _pair_score(a, b, metric: str, protocol: Protocol) -> float:
+    """One metric between two layers' prepared statistics (DerivedStats over the same stimuli).
+
+    RSA is undefined where a stimulus has a zero-variance pattern in either layer (e.g. a
+    spiking layer silent for that image): such a pair follows ``protocol.zero_variance_stimuli``
+    as a sweep's cell does, unscored (raises, the cell is NaN) or scored on the other stimuli.
+    """
+    from workbench.analysis.resampling import take_stimuli
+    from workbench.metrics import compare
+    from workbench.metrics.derived import DerivedStats
+
+    if metric == "rsa":
+        flat = np.union1d(a.zero_variance_rows(), b.zero_variance_rows())
+        if flat.size and protocol.zero_variance_stimuli == "unscored":
+            raise ValidationError(
+                f"{flat.size} stimuli have a zero-variance pattern in one of the layers, so RSA is "
+                "undefined; Protocol(zero_variance_stimuli='exclude') scores the other stimuli"
+            )
+        if flat.size:
+            keep = np.setdiff1d(np.arange(a.n_stimuli), flat)
+            a, b = (DerivedStats.from_input(take_stimuli(side.stats, keep), side.name) for side in (a, b))
+    return compare(a, b, [metric], errors="raise")[metric]
