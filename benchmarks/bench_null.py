@@ -19,22 +19,25 @@ Usage::
 
 Data come from ``$WORKBENCH_DATA_MIRROR`` (default ``../shared/data`` beside the clone).
 
-Result of 2026-12-03 (2-core AMD EPYC, AVX2; ``python benchmarks/bench_null.py``), after the
-nulls of all a model's layers were evaluated together (tiles of the upper triangle for CKA and
-RSA, one product per batch of permutations for SVCCA and TSVD regression)::
+Results of 2026-12-03 (2-core AMD EPYC, AVX2; ``python benchmarks/bench_null.py``, three runs
+in a quiet hour, after the nulls of all a model's layers were evaluated together and SVCCA's
+singular values came from batched ``eigvalsh``)::
 
     synthetic unit: 11 layers of 640 x 2000, 50 neuroids, 4 metrics (best of 3)
-      scoring without null   0.645 s   with 100 permutations   1.035 s   ratio 1.60 (+60 % scoring time; target <= +50 %)
+      scoring without null   0.557 s   with 100 permutations   0.868 s   ratio 1.56 (+56 % scoring time; target <= +50 %)
     sweep: resnet18 x cowley2023_v4, random weights, warm activation cache; 44 cells with a null
-      P=0        sweep    3.08 s   in score_region    0.66 s   in the nulls    0.00 s
-      P=100      sweep    3.45 s   in score_region    0.66 s   in the nulls    0.37 s
-      P=0 again  sweep    3.03 s   in score_region    0.68 s   in the nulls    0.00 s
-      nulls / scoring time: 0.56 (+56 %; target <= +50 %); whole sweep 1.14x of P=0
+      P=0        sweep    2.91 s   in score_region    0.57 s   in the nulls    0.00 s
+      P=100      sweep    3.32 s   in score_region    0.60 s   in the nulls    0.41 s
+      P=0 again  sweep    3.15 s   in score_region    0.65 s   in the nulls    0.00 s
+      nulls / scoring time: 0.69 (+69 %; target <= +50 %); whole sweep 1.14x of P=0
 
-Before (one layer at a time, whole permutations gathered at once): +121 % and +96-123 %. The
-nulls now run at about the speed of the products they need (about 40 GFLOP/s per core for
-SVCCA's and TSVD regression's; the batched 40 x 40 SVDs and the CKA/RSA gathers the rest), so
-the remaining gap to +50 % is their arithmetic, not overhead.
+and in two other runs +48 % (before the eigvalsh change) and +63 % (synthetic), +68 % and
++78 % (sweep). Before the
+nulls were batched: +121 % and +96-123 %. At 640 stimuli and 11 layers the nulls are about
+0.1 s of TSVD regression products (3 (k + 1) rows per layer against each permuted block, 8.7
+GFLOP at ~43 GFLOP/s per core), 0.03 s of SVCCA products, 0.05 s of batched 40 x 40
+eigenvalue problems, 0.09 s of CKA/RSA gathers and ~0.1 s of the rest; the +50 % target would
+need the arithmetic itself to shrink, not its overhead.
 """
 
 from __future__ import annotations
