@@ -18,12 +18,35 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=_priority)  # stable: the file order is kept within each group
 
 
-# -- method reports ----------------------------------------------------------------------------
+# -- micro runs of the training methods, and their reports --------------------------------------
 import json  # noqa: E402
 import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def train_micro(tmp_path_factory):
+    """``train_micro(method, overrides)``: the directory of a finished run of ``method``'s tiny
+    preset with ``overrides`` (a micro config), trained in process once per session (and
+    xdist worker), with the global torch RNG left as it was."""
+    runs: dict = {}
+
+    def train_once(method: str, overrides) -> Path:
+        key = (method, tuple(overrides))
+        if key not in runs:
+            import torch
+
+            from workbench.training import train
+
+            out = tmp_path_factory.mktemp(method) / "run"
+            with torch.random.fork_rng(devices=[]):
+                train(method, out=out, preset="tiny", overrides=list(overrides))
+            runs[key] = out
+        return runs[key]
+
+    return train_once
 
 
 def _reads_neural_data(notebook: Path) -> bool:

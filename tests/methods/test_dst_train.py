@@ -108,13 +108,8 @@ def test_logged_gradient_norms_equal_a_direct_computation():
 
 
 @pytest.fixture(scope="module")
-def micro_dst(tmp_path_factory):
-    from workbench.training import train
-
-    out = tmp_path_factory.mktemp("dst") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train("dst", out=out, preset="tiny", overrides=MICRO)
-    return out
+def micro_dst(train_micro):
+    return train_micro("dst", MICRO)
 
 
 @pytest.mark.slow

@@ -89,8 +89,8 @@ def test_micro_lats_run_exports_pruned_plain_weights_and_logs_the_schedule(tmp_p
 
 
 @pytest.fixture(scope="module")
-def oneshot_run(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("lats"), "oneshot", ["schedule=oneshot", "target_sparsity=0.8"])
+def oneshot_run(train_micro):
+    return train_micro("lats", [*MICRO, "schedule=oneshot", "target_sparsity=0.8"])
 
 
 @pytest.mark.slow

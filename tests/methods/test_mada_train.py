@@ -16,13 +16,8 @@ MICRO = ["source_images=32", "target_images=20", "test_images=8", "image_size=[1
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    from workbench.training import train
-
-    out = tmp_path_factory.mktemp("mada") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train("mada", out=out, preset="tiny", overrides=MICRO)
-    return out
+def micro_run(train_micro):
+    return train_micro("mada", MICRO)
 
 
 @pytest.mark.slow

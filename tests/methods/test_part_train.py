@@ -73,13 +73,8 @@ def test_covers_and_chance_of_the_hit_rate():
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    from workbench.training import train
-
-    out = tmp_path_factory.mktemp("part") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train("part", out=out, preset="tiny", overrides=MICRO)
-    return out
+def micro_run(train_micro):
+    return train_micro("part", MICRO)
 
 
 @pytest.mark.slow

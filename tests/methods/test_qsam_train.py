@@ -15,13 +15,8 @@ MICRO = ["limit_train=32", "limit_test=24", "batch_size=16", "meta_batch_size=16
 
 
 @pytest.fixture(scope="module")
-def qsam_run(tmp_path_factory):
-    from workbench.training import train
-
-    out = tmp_path_factory.mktemp("qsam") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train("qsam", out=out, preset="tiny", overrides=MICRO)
-    return out
+def qsam_run(train_micro):
+    return train_micro("qsam", MICRO)
 
 
 @pytest.mark.slow

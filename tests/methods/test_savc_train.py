@@ -55,13 +55,8 @@ MICRO = ["epochs=1", "batch_size=16", "limit_train=32", "limit_test=48", "moco_k
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    from workbench.training import train
-
-    out = tmp_path_factory.mktemp("savc") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train("savc", out=out, preset="tiny", overrides=MICRO)
-    return out
+def micro_run(train_micro):
+    return train_micro("savc", MICRO)
 
 
 @pytest.mark.slow

@@ -76,13 +76,8 @@ def test_hierarchical_inference_reports_the_most_specific_label_and_its_ancestor
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    from workbench.training import train
-
-    out = tmp_path_factory.mktemp("unidet") / "run"
-    with torch.random.fork_rng(devices=[]):
-        train("unidet", out=out, preset="tiny", overrides=MICRO)
-    return out
+def micro_run(train_micro):
+    return train_micro("unidet", MICRO)
 
 
 @pytest.mark.slow
