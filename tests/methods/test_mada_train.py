@@ -59,3 +59,36 @@ def test_micro_run_trains_every_strategy_from_one_warmup_and_reevaluates(micro_r
 @pytest.mark.slow
 def test_report_executes_on_the_micro_run(micro_run, check_run_report):
     check_run_report(micro_run)
+
+
+#: GroupNorm and no flips: each sample's output and each rank's batches do not depend on how
+#: the global batch is split, so torchrun's processes can follow one process exactly.
+DDP = MICRO + ["augment=false", "arch_kwargs={widths: [8, 8, 8], feature_dim: 8, norm: group}"]
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_one_process_curves_in_every_phase(tmp_path, train_micro):
+    import os
+    import subprocess
+    import sys
+
+    from workbench.training import read_card
+
+    single = train_micro("mada", DDP)
+    double = tmp_path / "ddp"
+    pairs = [arg for pair in DDP for arg in ("--set", pair)]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+         "-m", "workbench", "train", "mada", "--preset", "tiny", "--out", str(double), *pairs],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "x 2 processes" in read_card(double)["device"]
+    phases = sorted(p.name for p in (single / "phases").iterdir())
+    assert phases == sorted(p.name for p in (double / "phases").iterdir()) and "madav2_stage2" in phases
+    for phase in phases:  # stage 2 too: its features go through DDP, its anchors see the whole batch
+        a = pd.read_csv(single / "phases" / phase / "metrics.csv")
+        b = pd.read_csv(double / "phases" / phase / "metrics.csv")
+        assert a[["step", "epoch", "split", "metric"]].equals(b[["step", "epoch", "split", "metric"]]), phase
+        np.testing.assert_allclose(b.value, a.value, rtol=1e-5, atol=1e-5, err_msg=phase)
+    picked = [pd.read_csv(run / "selection.csv")[["strategy", "index"]] for run in (single, double)]
+    assert picked[0].equals(picked[1])

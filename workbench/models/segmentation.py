@@ -26,14 +26,15 @@ from torch import nn
 from workbench.errors import ValidationError
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
+from workbench.models.small import norm_layer
 
 #: What an untrained ``seg_cnn`` declares: 64 px, inputs scaled to [-1, 1].
 SEG_PREPROCESSING = Preprocessing(input_size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-def _conv(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+def _conv(cin: int, cout: int, norm: str, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+                         norm_layer(norm, cout), nn.ReLU(inplace=True))
 
 
 class SmallSegNet(nn.Module):
@@ -47,18 +48,22 @@ class SmallSegNet(nn.Module):
         ``layer4`` (dilation 2) keeps ``widths[2]``.
     feature_dim : int
         Channels D of the decoder feature map (the descriptors' dimension).
+    norm : {"batch", "group"}
+        Normalisation after each convolution (``"group"``: each sample's output independent of
+        its batch, so that torchrun's processes train exactly as one process would).
     """
 
-    def __init__(self, num_classes: int = 5, widths: tuple[int, int, int] = (16, 32, 48), feature_dim: int = 32):
+    def __init__(self, num_classes: int = 5, widths: tuple[int, int, int] = (16, 32, 48), feature_dim: int = 32,
+                 norm: str = "batch"):
         super().__init__()
         if len(widths) != 3:
             raise ValidationError(f"seg_cnn widths={list(widths)}; expected 3 channel counts")
         w1, w2, w3 = (int(w) for w in widths)
-        self.layer1 = _conv(3, w1)
-        self.layer2 = _conv(w1, w2, stride=2)
-        self.layer3 = _conv(w2, w3, stride=2)
-        self.layer4 = _conv(w3, w3, dilation=2)
-        self.decoder = _conv(2 * w3, int(feature_dim))
+        self.layer1 = _conv(3, w1, norm)
+        self.layer2 = _conv(w1, w2, norm, stride=2)
+        self.layer3 = _conv(w2, w3, norm, stride=2)
+        self.layer4 = _conv(w3, w3, norm, dilation=2)
+        self.decoder = _conv(2 * w3, int(feature_dim), norm)
         self.classifier = nn.Conv2d(int(feature_dim), num_classes, 1)
         self.num_classes = num_classes
         self.feature_dim = int(feature_dim)
@@ -69,20 +74,25 @@ class SmallSegNet(nn.Module):
         features = self.decoder(torch.cat([self.layer4(x3), x3], dim=1))
         return features, self.classifier(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, logits = self.forward_features(x)
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """Logits (N, C, H, W) at the input resolution; with ``return_features``, what
+        :meth:`forward_features` returns (a training step that needs the features calls this
+        through its DistributedDataParallel wrapper, which syncs the gradients of ``forward`` only)."""
+        features, logits = self.forward_features(x)
+        if return_features:
+            return features, logits
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 @register_model("seg_cnn", family="cnn")
 def seg_cnn(pretrained: bool = False, num_classes: int = 5, widths: tuple[int, int, int] = (16, 32, 48),
-            feature_dim: int = 32) -> Architecture:
+            feature_dim: int = 32, norm: str = "batch") -> Architecture:
     """Small segmentation encoder-decoder for 64 px inputs (3 conv stages, dilated block, decoder); MADA's tiny preset."""
     if pretrained:
         from workbench.errors import WeightsUnavailableError
 
         raise WeightsUnavailableError("seg_cnn has no published weights; train it (`workbench train mada`)")
-    net = SmallSegNet(num_classes, tuple(widths), feature_dim)
+    net = SmallSegNet(num_classes, tuple(widths), feature_dim, norm)
     return Architecture(net, ("layer1", "layer2", "layer3", "layer4", "decoder"), SEG_PREPROCESSING)
 
 
@@ -110,8 +120,13 @@ class DeepLabV3(nn.Module):
         features = self.decoder(self.backbone(x)["out"])
         return features, self.classifier(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, logits = self.forward_features(x)
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """Logits (N, C, H, W) at the input resolution; with ``return_features``, what
+        :meth:`forward_features` returns (a training step that needs the features calls this
+        through its DistributedDataParallel wrapper, which syncs the gradients of ``forward`` only)."""
+        features, logits = self.forward_features(x)
+        if return_features:
+            return features, logits
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 

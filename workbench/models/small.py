@@ -13,6 +13,8 @@ run's model card replaces it with the normalisation the network was trained with
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from workbench.errors import ValidationError
@@ -23,16 +25,18 @@ from workbench.models.registry import Architecture, register_model
 SMALL_PREPROCESSING = Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """``"batch"``: BatchNorm2d; ``"group"``: GroupNorm with 8 groups (fewer where ``channels``
+    is not a multiple of 8), whose output for a sample does not depend on the rest of its batch."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
-        return nn.GroupNorm(8, channels)
+        return nn.GroupNorm(math.gcd(8, channels), channels)
     raise ValidationError(f"norm={kind!r}; expected 'batch' or 'group'")
 
 
 def _conv_stage(cin: int, cout: int, pool: bool, norm: str) -> nn.Sequential:
-    parts = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True)]
+    parts = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm_layer(norm, cout), nn.ReLU(inplace=True)]
     if pool:
         parts.append(nn.MaxPool2d(2))
     return nn.Sequential(*parts)

@@ -49,6 +49,24 @@ class DistributedContext:
             dist.barrier()
 
 
+
+def gather_in_rank_order(values: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``values`` (same shape on each) concatenated along dim 0, rank 0 first.
+
+    Under torchrun each rank holds the r-th contiguous slice of the global batch
+    (:class:`GlobalBatchSampler`), so this is the global batch's rows in one-process order;
+    without a process group it returns ``values``. For state that a method updates from a batch
+    outside the gradients (e.g. EMA anchors), so that every rank updates it as one process would.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    is_bool = values.dtype == torch.bool
+    local = values.to(torch.uint8) if is_bool else values  # gloo gathers no bool tensors
+    parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, local.contiguous())
+    gathered = torch.cat(parts)
+    return gathered.bool() if is_bool else gathered
+
 def init_distributed(device: str) -> DistributedContext:
     """Join the torchrun launch this process belongs to, or return a one-process context."""
     if device == "cuda" and not torch.cuda.is_available():

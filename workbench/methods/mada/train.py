@@ -61,6 +61,7 @@ from workbench.methods.mada.metrics import IGNORE, confusion_matrix, iou_per_cla
 from workbench.storage import atomic_path
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
 from workbench.training.phases import phase_wall_time, run_phase
+from workbench.training.distributed import gather_in_rank_order
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
         n, s = images.shape[:2]
         x = images.transpose(0, 1).reshape(s * n, *images.shape[2:])
         y = labels.transpose(0, 1).reshape(s * n, *labels.shape[2:])
-        features, low = _seg_net(network).forward_features(x)
+        features, low = module(x, return_features=True)  # through DDP's wrapper: gradients synced
         logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False).float()
         ce_source = F.cross_entropy(logits[:n], y[:n], ignore_index=IGNORE)
         ce_active = F.cross_entropy(logits[n:2 * n], y[n:2 * n], ignore_index=IGNORE) if active else logits.sum() * 0
@@ -315,7 +316,8 @@ def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
                                               min_pixels=config.min_pixels)
             bank = state.bank
             l_anchor = anchor_loss(desc, present, bank.centers.to(desc.device), bank.present.to(desc.device))
-            bank.update(desc, present)
+            # every rank applies the whole global batch's updates, in one-process order
+            bank.update(gather_in_rank_order(desc.detach()), gather_in_rank_order(present))
             loss = loss + config.anchor_weight * l_anchor
             logs["anchor"] = l_anchor.detach()
         logs["loss"] = loss.detach()
@@ -469,7 +471,8 @@ def train(config: MADAConfig, run) -> TrainOutcome:
     domains = load_domains(config)
     network = _build(config, domains.num_classes)
     if not hasattr(network.module, "forward_features"):
-        raise ValidationError(f"architecture {config.arch!r} has no forward_features(x) -> (features, logits); "
+        raise ValidationError(f"architecture {config.arch!r} has no forward_features(x) -> (features, logits) "
+                              "nor forward(x, return_features=True); "
                               "MADA needs a segmentation network of workbench.models.segmentation")
     eval_fn = miou_eval(domains.num_classes)
     source_eval = run_phase(run, "source", config, network, PhaseData(domains.train, domains.test),
