@@ -87,3 +87,33 @@ def check_run_report():
         return text
 
     return check
+
+
+@pytest.fixture(scope="session")
+def train_under_torchrun():
+    """``run(method, overrides, out, like=single_run)``: ``workbench train`` of the tiny preset
+    under torchrun with 2 gloo processes (``--standalone``: a free port of its own), checked to
+    finish, to say so in its card, and to write the same files and evaluation keys as the
+    one-process run ``like``; returns ``out``."""
+    import subprocess
+    import sys
+
+    from workbench.training import read_card
+
+    def files(run: Path) -> list[str]:
+        return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and not p.name.startswith("report"))
+
+    def run(method: str, overrides, out: Path, *, like: Path) -> Path:
+        pairs = [arg for pair in overrides for arg in ("--set", pair)]
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "workbench", "train", method, "--preset", "tiny", "--out", str(out), *pairs],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        card, one = read_card(out), read_card(like)
+        assert "x 2 processes" in card["device"]
+        assert set(card["evaluation"]) == set(one["evaluation"])
+        assert files(out) == files(like)
+        return out
+
+    return run

@@ -180,3 +180,9 @@ def test_presets_resolve_tiny_deep_enough_and_paper_as_the_reference_recipe():
 @pytest.mark.slow
 def test_report_executes_on_the_micro_run(micro_dst, check_run_report):
     check_run_report(micro_dst)
+
+
+@pytest.mark.slow
+def test_runs_under_torchrun_with_two_processes(tmp_path, micro_dst, train_under_torchrun):
+    # every phase; BatchNorm's statistics are per process on CPU, so the curves differ slightly
+    train_under_torchrun("dst", MICRO, tmp_path / "ddp", like=micro_dst)

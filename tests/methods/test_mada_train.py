@@ -67,24 +67,11 @@ DDP = MICRO + ["augment=false", "arch_kwargs={widths: [8, 8, 8], feature_dim: 8,
 
 
 @pytest.mark.slow
-def test_two_processes_follow_the_one_process_curves_in_every_phase(tmp_path, train_micro):
-    import os
-    import subprocess
-    import sys
-
-    from workbench.training import read_card
-
+def test_two_processes_follow_the_one_process_curves_in_every_phase(tmp_path, train_micro, train_under_torchrun):
     single = train_micro("mada", DDP)
-    double = tmp_path / "ddp"
-    pairs = [arg for pair in DDP for arg in ("--set", pair)]
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
-         "-m", "workbench", "train", "mada", "--preset", "tiny", "--out", str(double), *pairs],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "x 2 processes" in read_card(double)["device"]
+    double = train_under_torchrun("mada", DDP, tmp_path / "ddp", like=single)
     phases = sorted(p.name for p in (single / "phases").iterdir())
-    assert phases == sorted(p.name for p in (double / "phases").iterdir()) and "madav2_stage2" in phases
+    assert "madav2_stage2" in phases
     for phase in phases:  # stage 2 too: its features go through DDP, its anchors see the whole batch
         a = pd.read_csv(single / "phases" / phase / "metrics.csv")
         b = pd.read_csv(double / "phases" / phase / "metrics.csv")

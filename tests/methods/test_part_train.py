@@ -106,24 +106,8 @@ def test_report_executes_on_the_micro_run(micro_run, check_run_report):
 
 
 @pytest.mark.slow
-def test_runs_under_torchrun_with_two_processes(tmp_path, micro_run):
-    # BatchNorm's statistics are per process on CPU, so the curve is not the one-process curve;
-    # what is checked: both processes train every variant and rank 0 writes the same run layout
-    import os
-    import subprocess
-    import sys
-
-    from workbench.training import read_card
-
-    out = tmp_path / "ddp"
-    pairs = [arg for pair in MICRO for arg in ("--set", pair)]
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29542",
-         "-m", "workbench", "train", "part", "--preset", "tiny", "--out", str(out), *pairs],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    card, one = read_card(out), read_card(micro_run)
-    assert "x 2 processes" in card["device"]
-    assert set(card["evaluation"]) == set(one["evaluation"]) and set(card["part"]) == set(one["part"])
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(
-        p.name for p in micro_run.rglob("*") if p.is_file() and not p.name.startswith("report"))
+def test_runs_under_torchrun_with_two_processes(tmp_path, micro_run, train_under_torchrun):
+    # BatchNorm's statistics are per process on CPU, so the curve is not the one-process curve
+    out = train_under_torchrun("part", MICRO, tmp_path / "ddp", like=micro_run)
+    assert set(json.loads((out / "model_card.json").read_text())["part"]) == set(
+        json.loads((micro_run / "model_card.json").read_text())["part"])

@@ -282,9 +282,14 @@ def _stage2_config(config: QSAMConfig) -> QSAMConfig:
 def _train_qsam(run, config, data, phase_data, meta_data, *, use_qac: bool, prefix: str):
     base = tuple(config.base_qualities)
     network = _build(config, data, len(base))
+    # stage 1 routes images to branches and never calls the mixer: frozen, it has no gradient to
+    # wait for under torchrun (DDP expects one for every trainable parameter); unchanged in one
+    # process, where the optimizer skips parameters without a gradient
+    network.module.mixer.requires_grad_(False)
     stage1 = run_phase(run, f"{prefix}_stage1", config, network, phase_data,
                         step_fn=stage1_step(chunk_weights(config, base, use_qac=use_qac), single=False),
                         eval_fn=stage1_eval(base, single=False))
+    network.module.mixer.requires_grad_(True)  # stage 2 trains the mixer alone
     for p in network.module.backbone.parameters():
         p.requires_grad_(False)
     stage2 = run_phase(run, f"{prefix}_stage2", _stage2_config(config), network, meta_data,
