@@ -37,7 +37,20 @@ def _conv(cin: int, cout: int, norm: str, *, stride: int = 1, dilation: int = 1)
                          norm_layer(norm, cout), nn.ReLU(inplace=True))
 
 
-class SmallSegNet(nn.Module):
+class _Segmenter(nn.Module):
+    """A segmentation network defined by ``forward_features(x) -> (features, low-res logits)``."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """Logits (N, C, H, W) at the input resolution; with ``return_features``, what
+        :meth:`forward_features` returns (a training step that needs the features calls this
+        through its DistributedDataParallel wrapper, which syncs the gradients of ``forward`` only)."""
+        features, logits = self.forward_features(x)
+        if return_features:
+            return features, logits
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class SmallSegNet(_Segmenter):
     """Input (N, 3, H, W) -> logits (N, num_classes, H, W); H and W divisible by 4.
 
     Parameters
@@ -74,15 +87,6 @@ class SmallSegNet(nn.Module):
         features = self.decoder(torch.cat([self.layer4(x3), x3], dim=1))
         return features, self.classifier(features)
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        """Logits (N, C, H, W) at the input resolution; with ``return_features``, what
-        :meth:`forward_features` returns (a training step that needs the features calls this
-        through its DistributedDataParallel wrapper, which syncs the gradients of ``forward`` only)."""
-        features, logits = self.forward_features(x)
-        if return_features:
-            return features, logits
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-
 
 @register_model("seg_cnn", family="cnn")
 def seg_cnn(pretrained: bool = False, num_classes: int = 5, widths: tuple[int, int, int] = (16, 32, 48),
@@ -96,7 +100,7 @@ def seg_cnn(pretrained: bool = False, num_classes: int = 5, widths: tuple[int, i
     return Architecture(net, ("layer1", "layer2", "layer3", "layer4", "decoder"), SEG_PREPROCESSING)
 
 
-class DeepLabV3(nn.Module):
+class DeepLabV3(_Segmenter):
     """torchvision's DeepLab-v3 with a tensor output and the ASPP feature map exposed."""
 
     def __init__(self, depth: int, num_classes: int, pretrained_backbone: bool = False):
@@ -119,15 +123,6 @@ class DeepLabV3(nn.Module):
         """``(features (N, 256, H/8, W/8), logits (N, C, H/8, W/8))``."""
         features = self.decoder(self.backbone(x)["out"])
         return features, self.classifier(features)
-
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        """Logits (N, C, H, W) at the input resolution; with ``return_features``, what
-        :meth:`forward_features` returns (a training step that needs the features calls this
-        through its DistributedDataParallel wrapper, which syncs the gradients of ``forward`` only)."""
-        features, logits = self.forward_features(x)
-        if return_features:
-            return features, logits
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 _DEEPLAB_LAYERS = ("backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4", "decoder")
