@@ -11,7 +11,6 @@ from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from workbench.errors import ValidationError
 from workbench.training import TrainConfig
-from workbench.training.distributed import DistributedContext
 from workbench.training.loop import EpochBatches, fit, to_device
 from workbench.training.network import Network
 from workbench.training.rundir import RunDir
@@ -42,8 +41,23 @@ def test_epoch_batches_cut_the_sampler_order_and_skip_trained_batches():
     assert list(exact) == [[2, 3, 4], [5, 6, 7], [8]]  # the last batch may be smaller
     exact.start_batch = 1
     assert list(exact) == [[5, 6, 7], [8]] and len(exact) == 2
-    with pytest.raises(ValidationError, match="yields no sample"):
+    with pytest.raises(ValidationError, match="yields 0 samples, fewer than one batch of 3"):
         EpochBatches(EpochOrder(10, 0), 3)
+
+
+def test_epoch_batches_give_each_torchrun_rank_its_slice_of_every_global_batch():
+    ranks = [EpochBatches(EpochOrder(10, 9), 4, rank=r, world_size=2) for r in (0, 1)]
+    for batches in ranks:
+        batches.set_epoch(2)
+    # global batches [2, 3, 4, 5] and [6, 7, 8, 9]; the incomplete [0] is dropped
+    assert list(ranks[0]) == [[2, 3], [6, 7]] and list(ranks[1]) == [[4, 5], [8, 9]]
+    assert len(ranks[0]) == len(ranks[1]) == 2
+    ranks[1].start_batch = 1  # resumed mid-epoch
+    assert list(ranks[1]) == [[8, 9]]
+    with pytest.raises(ValidationError, match="batch_size 3 is not divisible by the 2 processes"):
+        EpochBatches(EpochOrder(10, 9), 3, rank=0, world_size=2)
+    with pytest.raises(ValidationError, match="yields 3 samples, fewer than one batch of 4"):
+        EpochBatches(EpochOrder(10, 3), 4, rank=0, world_size=2)
 
 
 def test_to_device_moves_tensors_inside_lists_tuples_and_dicts():
@@ -91,14 +105,6 @@ def test_fit_batches_with_the_data_collate_fn_in_the_method_sampler_order(tmp_pa
                  sampler_fn=lambda train_set: EpochOrder(len(train_set), 7))
     assert seen == [[0, 1, 2], [3, 4, 5], [6], [1, 2, 3], [4, 5, 6], [7]]
     assert result.evaluation == {"test_items": 6.0}
-
-
-def test_a_method_sampler_is_refused_under_torchrun(tmp_path):
-    run = RunDir(tmp_path / "run")
-    run.ctx = DistributedContext(0, 2, torch.device("cpu"))
-    data = SimpleNamespace(train=Items(10), test=Items(6))
-    with pytest.raises(ValidationError, match="sampler_fn.*one process; found 2 processes"):
-        fit(TrainConfig(epochs=1, batch_size=2), run, _linear(), data, sampler_fn=lambda s: EpochOrder(10, 10))
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.01])

@@ -115,20 +115,33 @@ class EpochBatches:
     ``set_epoch(e)`` is passed on to ``sampler``; an epoch has ``ceil(len(sampler) /
     batch_size)`` batches (the last may be smaller; an order longer than ``len(sampler)`` is
     cut there); ``start_batch`` skips batches already trained in this epoch (resume). The
-    sampler's order must be a function of its epoch (its own seeded generator).
+    sampler's order must be a function of its epoch (its own seeded generator), so that every
+    torchrun process draws the same order: with ``world_size`` processes, each global batch of
+    ``batch_size`` indices is cut into contiguous slices, rank ``r`` taking the r-th (as
+    :class:`~workbench.training.distributed.GlobalBatchSampler` does), and a last incomplete
+    global batch is dropped.
     """
 
-    def __init__(self, sampler: Sampler, batch_size: int):
+    def __init__(self, sampler: Sampler, batch_size: int, *, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise ValidationError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
         self.sampler = sampler
         self.batch_size = int(batch_size)
-        self.batches_per_epoch = math.ceil(len(sampler) / self.batch_size)
+        self.rank, self.world_size = int(rank), int(world_size)
+        whole = len(sampler) // self.batch_size
+        self.batches_per_epoch = whole if self.world_size > 1 else math.ceil(len(sampler) / self.batch_size)
         if self.batches_per_epoch == 0:
-            raise ValidationError(f"the training sampler {type(sampler).__name__} yields no sample (len 0)")
+            raise ValidationError(f"the training sampler {type(sampler).__name__} yields {len(sampler)} samples, "
+                                  f"fewer than one batch of {self.batch_size}")
         self.start_batch = 0
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+
+    def _local(self, batch: list) -> list:
+        size = self.batch_size // self.world_size
+        return batch[self.rank * size:(self.rank + 1) * size] if self.world_size > 1 else batch
 
     def __iter__(self):
         batch, done = [], 0
@@ -136,7 +149,7 @@ class EpochBatches:
             batch.append(index)
             if len(batch) == self.batch_size:
                 if done >= self.start_batch:
-                    yield batch
+                    yield self._local(batch)
                 batch, done = [], done + 1
                 if done == self.batches_per_epoch:
                     return
@@ -250,8 +263,8 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
         ``sampler_fn(train_set) -> Sampler`` replaces the shuffled permutation of every epoch
         (e.g. re-sampling datasets); its ``set_epoch(epoch)`` is called when it has one and its
         order must depend only on the epoch. An epoch is ``ceil(len(sampler) / batch_size)``
-        steps (the last batch may be smaller); a checkpoint mid-epoch resumes exactly. One
-        process only (refused under torchrun).
+        steps (the last batch may be smaller; under torchrun it is dropped, and each process
+        takes its slice of every batch); a checkpoint mid-epoch resumes exactly.
 
     Returns
     -------
@@ -261,9 +274,6 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
     step_fn = step_fn or classification_step
     eval_fn = eval_fn or evaluate_classifier
     ctx = run.ctx
-    if sampler_fn is not None and ctx.enabled:
-        raise ValidationError(f"fit: a method's own training sampler (sampler_fn) runs in one process; found "
-                              f"{ctx.world_size} processes (torchrun): launch this method without torchrun")
     device = ctx.device
     start_time = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -286,7 +296,8 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
         sampler = GlobalBatchSampler(train_set, global_batch=config.batch_size, rank=ctx.rank,
                                      world_size=ctx.world_size, seed=config.seed)
     else:
-        sampler = EpochBatches(sampler_fn(train_set), config.batch_size)
+        sampler = EpochBatches(sampler_fn(train_set), config.batch_size, rank=ctx.rank,
+                               world_size=ctx.world_size)
     steps_per_epoch = sampler.batches_per_epoch
     optimizer = make_optimizer(config, [p for p in network.module.parameters() if p.requires_grad])
     factor = lr_factor_fn(config, steps_per_epoch)

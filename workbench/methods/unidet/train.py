@@ -27,7 +27,8 @@ classifier-free feature extractor the study layer scores) and the whole detector
 Each detector has its own run directory (``RUN`` or ``RUN/snapshots/<name>/``) with its
 ``metrics.csv`` and checkpoint: ``--resume`` skips the finished baselines and continues the
 unfinished detector from its last checkpoint (mid-epoch with ``checkpoint_every``).
-One process only (the multi-dataset sampler is not split across torchrun processes).
+Under torchrun every process draws the same multi-dataset order and takes its slice of each
+global batch (``training.loop.EpochBatches``).
 """
 
 from __future__ import annotations
@@ -340,9 +341,6 @@ def _train_snapshot(config: UniDetConfig, run, data: DetectionData, name: str, s
 
 
 def train(config: UniDetConfig, run) -> TrainOutcome:
-    if run.ctx.enabled:
-        raise ValidationError("unidet runs in one process (its multi-dataset sampler is not split across "
-                              "processes); launch it without torchrun")
     data = load_data(config)
     space = data.space if config.variant == "hierarchy" else data.space.flat()
     if run.is_main:
