@@ -125,6 +125,7 @@ def test_runs_under_torchrun_with_two_processes(tmp_path, oneshot_run, train_und
     zeros = sum(card["sparsity"]["layers"][n]["zeros"] for n in layers)
     assert zeros == round(0.8 * sum(card["sparsity"]["layers"][n]["numel"] for n in layers))
 
+
 def test_soft_threshold_on_the_small_sew_resnet_keeps_names_and_exports():
     from workbench.training import build_network
 
