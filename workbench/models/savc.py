@@ -242,8 +242,17 @@ class SAVCNet(nn.Module):
         """Virtual-class logits (N, classes * M) of embeddings (N, d); all rows for ``None``."""
         return self.fc(features, None if classes is None else classes * self.m)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Aggregated class logits (N, num_seen) of images (N, 3, H, W)."""
+    def forward(self, images: torch.Tensor, base_classes: int | None = None, projections=()):
+        """Aggregated class logits (N, num_seen) of images (N, 3, H, W).
+
+        With ``base_classes``, a training step's outputs from one call (so that
+        DistributedDataParallel, which syncs the gradients of ``forward`` only, sees them all):
+        the virtual-class logits (N, base_classes * M) of ``images`` (already transformed), then
+        the unit-norm projections of each image batch in ``projections``, in order.
+        """
+        if base_classes is not None:
+            logits = self.joint_logits(self.features(images), base_classes)
+            return (logits, *(self.project(self.features(batch)) for batch in projections))
         views = fantasy_views(images, self.fantasy)
         seen = int(self.num_seen)
         feats = [self.features(views[0])] + [self.quiet_features(v) for v in views[1:]]

@@ -26,8 +26,10 @@ global_scale_max]``) and ``small_crops`` crops of ``small_size`` px, each with a
 horizontal flip, made on the (already augmented) training batch; every view goes through the
 fantasy, and a small crop's positive key is the key of the same image and transformation.
 Deviations from the reference code: no colour jitter/grayscale on the crops, no constrained
-cropping, no incremental fine-tuning (its CIFAR-100 and miniImageNet results are without it),
-one process only (the queue is not shared across processes).
+cropping, no incremental fine-tuning (its CIFAR-100 and miniImageNet results are without it).
+Under torchrun the step's logits and projections come from one call through the DDP wrapper
+and every process queues the whole global batch's keys (in one-process order); each process
+draws its own crops.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from workbench.methods.savc.contrastive import MomentumQueue, random_resized_cro
 from workbench.models.savc import FANTASIES, aggregate_logits, apply_fantasy, virtual_labels
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network, fit
 from workbench.training.config import config_to_yaml
+from workbench.training.distributed import gather_in_rank_order
 from workbench.training.rundir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -157,18 +160,27 @@ def make_step(config: SAVCConfig, variant: str, num_base: int, queue: MomentumQu
     def step(network, module, images, labels, cfg):
         net = network.module
         m = net.m
+        n = images.shape[0]
         x = apply_fantasy(images, net.fantasy)
         y = virtual_labels(labels, m)
-        logits = net.joint_logits(net.features(x), num_base)
+        contrastive = variant in ("savc", "scl")
+        views, key = [], None
+        if contrastive:  # the crops are drawn in this order: query, key, small crops
+            global_scale = (config.global_scale_min, config.global_scale_max)
+            views.append(apply_fantasy(random_resized_crops(images, config.global_size, global_scale), net.fantasy))
+            key = random_resized_crops(images, config.global_size, global_scale)
+            if config.small_crops:
+                small = random_resized_crops(images.repeat_interleave(config.small_crops, 0), config.small_size,
+                                             (config.small_scale_min, config.small_scale_max))
+                views.append(apply_fantasy(small, net.fantasy))  # rows (i, crop, m)
+        # one call through the (DDP) wrapper: logits and every projection that needs a gradient
+        logits, *projections = module(x, base_classes=num_base, projections=views)
         ce = F.cross_entropy(logits.float(), y)
         acc = (aggregate_logits(logits.detach(), m).argmax(1) == labels).float().mean()
         logs = {"ce": ce.detach(), "acc": acc}
         loss = ce
-        if variant in ("savc", "scl"):
-            n = images.shape[0]
-            query = random_resized_crops(images, config.global_size, (config.global_scale_min, config.global_scale_max))
-            key = random_resized_crops(images, config.global_size, (config.global_scale_min, config.global_scale_max))
-            q = net.project(net.features(apply_fantasy(query, net.fantasy)))
+        if contrastive:
+            q = projections[0]
             queue.update(net)
             k = queue.keys(apply_fantasy(key, net.fantasy))
             lg, pg = queue.logits(q, k, y, config.moco_t)
@@ -177,16 +189,15 @@ def make_step(config: SAVCConfig, variant: str, num_base: int, queue: MomentumQu
             logs["loss_global"] = loss_global.detach()
             if config.small_crops:
                 s = config.small_crops
-                small = random_resized_crops(images.repeat_interleave(s, 0), config.small_size,
-                                             (config.small_scale_min, config.small_scale_max))
-                qs = net.project(net.features(apply_fantasy(small, net.fantasy)))  # rows (i, crop, m)
+                qs = projections[1]
                 ks = k.reshape(n, 1, m, -1).expand(n, s, m, k.shape[-1]).reshape(-1, k.shape[-1])
                 ys = y.reshape(n, 1, m).expand(n, s, m).reshape(-1)
                 ls, ps = queue.logits(qs, ks, ys, config.moco_t)
                 loss_small = sup_contrastive_loss(ls, ps)
                 loss = loss + config.beta * loss_small
                 logs["loss_small"] = loss_small.detach()
-            queue.enqueue(k, y)
+            # every process queues the whole global batch's keys, in one-process order
+            queue.enqueue(gather_in_rank_order(k), gather_in_rank_order(y))
         logs["loss"] = loss.detach()
         return loss, logs
 
@@ -236,6 +247,8 @@ def train_variant(config: SAVCConfig, variant: str, run: RunDir, data, plain, sp
             torch.manual_seed(config.seed + 1)
             queue = MomentumQueue(net, config.moco_k, config.moco_dim, config.moco_m)
         callbacks = [ContrastiveState(queue)]
+    else:  # no projection is asked for: frozen, DDP waits for no gradient of the projector
+        net.projector.requires_grad_(False)
     result = fit(config, run, network, base, callbacks=callbacks,
                  step_fn=make_step(config, variant, split.num_base, queue))
     device = next(net.parameters()).device
@@ -264,9 +277,6 @@ def train(config: SAVCConfig, run) -> TrainOutcome:
     if config.arch != "savc_net":
         raise ValidationError(f"config field 'arch' is {config.arch!r}; SAVC trains the 'savc_net' architecture "
                               "(choose its backbone with arch_kwargs: {backbone: small|resnet20|resnet18})")
-    if run.ctx.enabled:
-        raise ValidationError("SAVC runs in one process (its key queue is not shared across processes); "
-                              "launch it without torchrun")
     data = load_data(config, augment=config.augment)
     plain = load_data(config, augment=False)
     split = resolve_split(config, data, run.path if run.ctx.is_main else None)
