@@ -94,11 +94,11 @@ def train_under_torchrun():
     """``run(method, overrides, out, like=single_run)``: ``workbench train`` of the tiny preset
     under torchrun with 2 gloo processes (``--standalone``: a free port of its own), checked to
     finish, to say so in its card, and to write the same files and evaluation keys as the
-    one-process run ``like``; returns ``out``."""
+    one-process run ``like`` and as many steps; returns ``out``."""
     import subprocess
     import sys
 
-    from workbench.training import read_card
+    from workbench.training import read_card, read_metrics
 
     def files(run: Path) -> list[str]:
         return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and not p.name.startswith("report"))
@@ -114,6 +114,7 @@ def train_under_torchrun():
         assert "x 2 processes" in card["device"]
         assert set(card["evaluation"]) == set(one["evaluation"])
         assert files(out) == files(like)
+        assert read_metrics(out).step.max() == read_metrics(like).step.max()  # no batch lost to the split
         return out
 
     return run

@@ -175,14 +175,3 @@ def test_presets_resolve_tiny_deep_enough_and_paper_as_the_reference_recipe():
     assert (paper.arch, paper.dataset, paper.connect, paper.time_steps) == ("fsnn18", "imagenet", "IAND", 4)
     assert (paper.optimizer, paper.lr, paper.momentum, paper.weight_decay) == ("sgd", 0.1, 0.9, 1e-5)
     assert (paper.epochs, paper.batch_size, paper.scheduler, paper.aap_weight) == (320, 512, "cosine", 1.0)
-
-
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(micro_dst, check_run_report):
-    check_run_report(micro_dst)
-
-
-@pytest.mark.slow
-def test_runs_under_torchrun_with_two_processes(tmp_path, micro_dst, train_under_torchrun):
-    # every phase; BatchNorm's statistics are per process on CPU, so the curves differ slightly
-    train_under_torchrun("dst", MICRO, tmp_path / "ddp", like=micro_dst)

@@ -110,22 +110,6 @@ def test_micro_oneshot_run_prunes_exactly_the_target_fraction(oneshot_run):
         assert torch.equal(final[f"{n}.weight"] != 0, masks[n])
 
 
-
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(oneshot_run, check_run_report):
-    check_run_report(oneshot_run)
-
-
-@pytest.mark.slow
-def test_runs_under_torchrun_with_two_processes(tmp_path, oneshot_run, train_under_torchrun):
-    out = train_under_torchrun("lats", [*MICRO, "schedule=oneshot", "target_sparsity=0.8"], tmp_path / "ddp",
-                               like=oneshot_run)
-    card = json.loads((out / "model_card.json").read_text())
-    layers = card["pruning"]["pruned_layers"]
-    zeros = sum(card["sparsity"]["layers"][n]["zeros"] for n in layers)
-    assert zeros == round(0.8 * sum(card["sparsity"]["layers"][n]["numel"] for n in layers))
-
-
 def test_soft_threshold_on_the_small_sew_resnet_keeps_names_and_exports():
     from workbench.training import build_network
 

@@ -56,11 +56,6 @@ def test_micro_run_trains_every_strategy_from_one_warmup_and_reevaluates(micro_r
     assert json.loads((out / "model_card.json").read_text())["preprocessing"]["input_size"] == 16
 
 
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(micro_run, check_run_report):
-    check_run_report(micro_run)
-
-
 #: GroupNorm and no flips: each sample's output and each rank's batches do not depend on how
 #: the global batch is split, so torchrun's processes can follow one process exactly.
 DDP = MICRO + ["augment=false", "arch_kwargs={widths: [8, 8, 8], feature_dim: 8, norm: group}"]

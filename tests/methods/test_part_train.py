@@ -98,16 +98,3 @@ def test_micro_run_saves_the_global_only_network_and_the_baseline(micro_run):
     assert 0.0 <= again["chance"] <= 1.0 and again["images"] == 12
     metrics = (out / "metrics.csv").read_text()
     assert "loss_parts" in metrics and "acc_parts" in metrics
-
-
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(micro_run, check_run_report):
-    check_run_report(micro_run)
-
-
-@pytest.mark.slow
-def test_runs_under_torchrun_with_two_processes(tmp_path, micro_run, train_under_torchrun):
-    # BatchNorm's statistics are per process on CPU, so the curve is not the one-process curve
-    out = train_under_torchrun("part", MICRO, tmp_path / "ddp", like=micro_run)
-    assert set(json.loads((out / "model_card.json").read_text())["part"]) == set(
-        json.loads((micro_run / "model_card.json").read_text())["part"])

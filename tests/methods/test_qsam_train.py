@@ -103,14 +103,3 @@ def test_resume_skips_finished_phases_and_reproduces_the_weights(qsam_run, tmp_p
     assert after["weights_sha256"] == before["weights_sha256"] == verify(copy / "model.pt", what="weights")
     assert after["evaluation"] == before["evaluation"]
     assert after["qsam"]["baselines"] == before["qsam"]["baselines"]   # the retrained phase is bit-identical
-
-
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(qsam_run, check_run_report):
-    check_run_report(qsam_run)
-
-
-@pytest.mark.slow
-def test_runs_under_torchrun_with_two_processes(tmp_path, qsam_run, train_under_torchrun):
-    # every phase; BatchNorm's statistics are per process on CPU, so the curves differ slightly
-    train_under_torchrun("qsam", MICRO, tmp_path / "ddp", like=qsam_run)

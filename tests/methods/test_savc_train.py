@@ -109,16 +109,3 @@ def test_presets_resolve_to_the_documented_recipes():
     tiny = resolve_config(spec, "tiny", ["shots=3"])
     assert (tiny.dataset, tiny.fantasy, tiny.base_classes, tiny.ways, tiny.sessions, tiny.shots) == \
         ("digits32", "rot0_90", 6, 2, 2, 3)
-
-
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(micro_run, check_run_report):
-    check_run_report(micro_run)
-
-
-@pytest.mark.slow
-def test_runs_under_torchrun_with_two_processes(tmp_path, micro_run, train_under_torchrun):
-    # the three variants and the sessions; each process draws its own crops, so curves differ
-    out = train_under_torchrun("savc", MICRO, tmp_path / "ddp", like=micro_run)
-    sessions = json.loads((out / "model_card.json").read_text())["fscil"]["sessions"]
-    assert [r["classes"] for r in sessions] == [6, 8, 10]

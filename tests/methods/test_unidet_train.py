@@ -100,18 +100,3 @@ def test_micro_run_end_to_end(micro_run):
         features = model.module(torch.rand(2, 3, 64, 64))
     assert features.shape == (2, 8)
     assert json.loads((out / "model_card.json").read_text())["preprocessing"]["input_size"] == 64
-
-
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(micro_run, check_run_report):
-    check_run_report(micro_run)
-
-
-@pytest.mark.slow
-def test_runs_under_torchrun_with_two_processes(tmp_path, micro_run, train_under_torchrun):
-    # every process draws the same multi-dataset order and trains its half of each global batch
-    from workbench.training import read_metrics
-
-    out = train_under_torchrun("unidet", MICRO, tmp_path / "ddp", like=micro_run)
-    steps = [read_metrics(run).step.max() for run in (out, micro_run)]
-    assert steps[0] == steps[1] == 3  # 18 images in global batches of 6: no incomplete batch to drop
