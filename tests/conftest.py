@@ -5,7 +5,17 @@ the longest tests first lets the two workers finish together instead of one work
 starting a long test when the other has nothing left to do. (The demo's own test, marked
 ``demo``, runs apart with ``make test-demo``; a plain ``pytest`` starts it first.) The order
 is a deterministic function of the collected items, as xdist requires of every worker.
+
+It also holds the fixtures every training method's tests share: a micro run trained once per
+session (``train_micro``), its report executed and checked (``check_run_report``), and a run
+under torchrun compared with the one-process run (``train_under_torchrun``).
 """
+
+import json
+import os
+from pathlib import Path
+
+import pytest
 
 
 def _priority(item) -> tuple[int, int]:
@@ -18,12 +28,7 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=_priority)  # stable: the file order is kept within each group
 
 
-# -- micro runs of the training methods, and their reports --------------------------------------
-import json  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
+# -- micro runs of the training methods, their reports, torchrun --------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +76,7 @@ def check_run_report():
     from workbench.reports.run_report import method_notebook, report_run
     from workbench.training import read_card
 
-    def check(run_dir: Path, *, min_figures: int = 1) -> str:
+    def check(run_dir: Path) -> str:
         notebook = method_notebook(read_card(run_dir)["method"])
         if _reads_neural_data(notebook) and not os.environ.get("WORKBENCH_DATA_MIRROR"):
             pytest.skip(f"{notebook.name} scores the run on neural data: no WORKBENCH_DATA_MIRROR to read it from")
@@ -83,27 +88,38 @@ def check_run_report():
         injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
         assert str(Path(run_dir).resolve()) in injected.source
         text = html.read_text()
-        assert text.count("data:image/png;base64") >= min_figures
+        assert "data:image/png;base64" in text
         return text
 
     return check
 
 
+def _metrics_files(run: Path) -> list[Path]:
+    """The run's ``metrics.csv`` and those of its phases and snapshots, relative to ``run``."""
+    return sorted(p.relative_to(run) for p in run.rglob("metrics.csv"))
+
+
 @pytest.fixture(scope="session")
 def train_under_torchrun():
-    """``run(method, overrides, out, like=single_run)``: ``workbench train`` of the tiny preset
-    under torchrun with 2 gloo processes (``--standalone``: a free port of its own), checked to
-    finish, to say so in its card, and to write the same files and evaluation keys as the
-    one-process run ``like`` and as many steps; returns ``out``."""
+    """``run(method, overrides, out, like=single_run, same_curves=False)``: ``workbench train``
+    of the tiny preset under torchrun with 2 gloo processes (``--standalone``: a free port of
+    its own), checked to finish, to say so in its card, and to write the same files, evaluation
+    keys and number of steps as the one-process run ``like``; with ``same_curves``, every
+    ``metrics.csv`` (the run's, each phase's and snapshot's) must hold the same rows with values
+    equal to 1e-5 (networks whose output for a sample does not depend on its batch). Returns
+    ``out``."""
     import subprocess
     import sys
+
+    import numpy as np
+    import pandas as pd
 
     from workbench.training import read_card, read_metrics
 
     def files(run: Path) -> list[str]:
         return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and not p.name.startswith("report"))
 
-    def run(method: str, overrides, out: Path, *, like: Path) -> Path:
+    def run(method: str, overrides, out: Path, *, like: Path, same_curves: bool = False) -> Path:
         pairs = [arg for pair in overrides for arg in ("--set", pair)]
         result = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -115,6 +131,12 @@ def train_under_torchrun():
         assert set(card["evaluation"]) == set(one["evaluation"])
         assert files(out) == files(like)
         assert read_metrics(out).step.max() == read_metrics(like).step.max()  # no batch lost to the split
+        if same_curves:
+            for name in _metrics_files(like):
+                a, b = pd.read_csv(like / name), pd.read_csv(out / name)
+                keys = ["step", "epoch", "split", "metric"]
+                assert a[keys].equals(b[keys]), name
+                np.testing.assert_allclose(b.value, a.value, rtol=1e-5, atol=1e-5, err_msg=str(name))
         return out
 
     return run

@@ -63,14 +63,17 @@ DDP = MICRO + ["augment=false", "arch_kwargs={widths: [8, 8, 8], feature_dim: 8,
 
 @pytest.mark.slow
 def test_two_processes_follow_the_one_process_curves_in_every_phase(tmp_path, train_micro, train_under_torchrun):
+    # stage 2 too: its features go through DDP, its anchors see the whole global batch
     single = train_micro("mada", DDP)
-    double = train_under_torchrun("mada", DDP, tmp_path / "ddp", like=single)
-    phases = sorted(p.name for p in (single / "phases").iterdir())
-    assert "madav2_stage2" in phases
-    for phase in phases:  # stage 2 too: its features go through DDP, its anchors see the whole batch
-        a = pd.read_csv(single / "phases" / phase / "metrics.csv")
-        b = pd.read_csv(double / "phases" / phase / "metrics.csv")
-        assert a[["step", "epoch", "split", "metric"]].equals(b[["step", "epoch", "split", "metric"]]), phase
-        np.testing.assert_allclose(b.value, a.value, rtol=1e-5, atol=1e-5, err_msg=phase)
+    double = train_under_torchrun("mada", DDP, tmp_path / "ddp", like=single, same_curves=True)
+    assert "madav2_stage2" in {p.name for p in (single / "phases").iterdir()}
     picked = [pd.read_csv(run / "selection.csv")[["strategy", "index"]] for run in (single, double)]
     assert picked[0].equals(picked[1])
+
+
+def test_an_architecture_that_is_not_a_segmenter_is_refused_by_name(tmp_path):
+    from workbench.errors import ValidationError
+    from workbench.training import train
+
+    with pytest.raises(ValidationError, match=r"'arch' is 'small_cnn', not a segmentation network; MADA trains"):
+        train("mada", out=tmp_path / "run", preset="tiny", overrides=[*MICRO, "arch=small_cnn", "arch_kwargs={}"])

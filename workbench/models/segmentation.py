@@ -37,8 +37,9 @@ def _conv(cin: int, cout: int, norm: str, *, stride: int = 1, dilation: int = 1)
                          norm_layer(norm, cout), nn.ReLU(inplace=True))
 
 
-class _Segmenter(nn.Module):
-    """A segmentation network defined by ``forward_features(x) -> (features, low-res logits)``."""
+class Segmenter(nn.Module):
+    """A segmentation network defined by ``forward_features(x) -> (features, low-res logits)``;
+    what MADA trains."""
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         """Logits (N, C, H, W) at the input resolution; with ``return_features``, what
@@ -50,7 +51,7 @@ class _Segmenter(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-class SmallSegNet(_Segmenter):
+class SmallSegNet(Segmenter):
     """Input (N, 3, H, W) -> logits (N, num_classes, H, W); H and W divisible by 4.
 
     Parameters
@@ -100,7 +101,7 @@ def seg_cnn(pretrained: bool = False, num_classes: int = 5, widths: tuple[int, i
     return Architecture(net, ("layer1", "layer2", "layer3", "layer4", "decoder"), SEG_PREPROCESSING)
 
 
-class DeepLabV3(_Segmenter):
+class DeepLabV3(Segmenter):
     """torchvision's DeepLab-v3 with a tensor output and the ASPP feature map exposed."""
 
     def __init__(self, depth: int, num_classes: int, pretrained_backbone: bool = False):

@@ -49,7 +49,6 @@ class DistributedContext:
             dist.barrier()
 
 
-
 def gather_in_rank_order(values: torch.Tensor) -> torch.Tensor:
     """Every rank's ``values`` (same shape on each) concatenated along dim 0, rank 0 first.
 
@@ -66,6 +65,7 @@ def gather_in_rank_order(values: torch.Tensor) -> torch.Tensor:
     dist.all_gather(parts, local.contiguous())
     gathered = torch.cat(parts)
     return gathered.bool() if is_bool else gathered
+
 
 def init_distributed(device: str) -> DistributedContext:
     """Join the torchrun launch this process belongs to, or return a one-process context."""

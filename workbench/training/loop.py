@@ -140,8 +140,9 @@ class EpochBatches:
             self.sampler.set_epoch(epoch)
 
     def _local(self, batch: list) -> list:
+        """This rank's contiguous slice of a global batch (the whole batch in one process)."""
         size = self.batch_size // self.world_size
-        return batch[self.rank * size:(self.rank + 1) * size] if self.world_size > 1 else batch
+        return batch[self.rank * size:(self.rank + 1) * size]
 
     def __iter__(self):
         batch, done = [], 0

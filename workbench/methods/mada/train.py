@@ -58,10 +58,11 @@ from workbench.methods.mada.anchors import (
 )
 from workbench.methods.mada.data import load_domains
 from workbench.methods.mada.metrics import IGNORE, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from workbench.models.segmentation import Segmenter
 from workbench.storage import atomic_path
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
-from workbench.training.phases import phase_wall_time, run_phase
 from workbench.training.distributed import gather_in_rank_order
+from workbench.training.phases import phase_wall_time, run_phase
 
 logger = logging.getLogger(__name__)
 
@@ -470,10 +471,10 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 def train(config: MADAConfig, run) -> TrainOutcome:
     domains = load_domains(config)
     network = _build(config, domains.num_classes)
-    if not hasattr(network.module, "forward_features"):
-        raise ValidationError(f"architecture {config.arch!r} has no forward_features(x) -> (features, logits) "
-                              "nor forward(x, return_features=True); "
-                              "MADA needs a segmentation network of workbench.models.segmentation")
+    if not isinstance(network.module, Segmenter):
+        raise ValidationError(f"config field 'arch' is {config.arch!r}, not a segmentation network; MADA trains a "
+                              "workbench.models.segmentation.Segmenter (seg_cnn, deeplabv3_resnet50_seg, "
+                              "deeplabv3_resnet101_seg, or a subclass defining forward_features)")
     eval_fn = miou_eval(domains.num_classes)
     source_eval = run_phase(run, "source", config, network, PhaseData(domains.train, domains.test),
                              step_fn=source_step, eval_fn=eval_fn)
