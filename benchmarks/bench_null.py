@@ -3,7 +3,7 @@
 Two measurements, each printing the ratio that the issue bounds (at most +50 % scoring time):
 
 1. **Synthetic unit** (no model, no data): the sweep's per-unit scoring loop
-   (:func:`workbench.analysis.sweeps.score_region` for every layer, the nulls through
+   (:func:`workbench.analysis.cells.score_region` for every layer, the nulls through
    :class:`workbench.analysis.nulls.UnitNulls`) on ``--layers`` z-scored layers of
    ``--stimuli`` x ``--features`` against ``--neuroids`` responses, P=0 against P=100.
 2. **A real sweep** (``workbench score --models MODEL --datasets cowley2023_v4``, random
@@ -85,7 +85,8 @@ def synthetic(n_stimuli: int, n_features: int, n_neuroids: int, n_layers: int, p
     """Seconds of the scoring loop of one unit, without and with the nulls (best of ``repeats``)."""
     from workbench.analysis import Protocol
     from workbench.analysis.nulls import UnitNulls
-    from workbench.analysis.sweeps import SWEEP_METRICS, _derived, _Target, score_region
+    from workbench.analysis.cells import Target, derive, score_region
+    from workbench.analysis.sweeps import SWEEP_METRICS
     from workbench.metrics import GramStats
 
     rng = np.random.default_rng(0)
@@ -94,14 +95,14 @@ def synthetic(n_stimuli: int, n_features: int, n_neuroids: int, n_layers: int, p
                                     + rng.normal(size=(n_stimuli, n_features))).astype(np.float32)).zscored()
               for _ in range(n_layers)]
     y = latent @ rng.normal(size=(20, n_neuroids)) + rng.normal(size=(n_stimuli, n_neuroids))
-    targets = [_Target("responses", y, False)]
+    targets = [Target("responses", y, False)]
     metrics = list(SWEEP_METRICS)
 
     def run(protocol):
         nulls = UnitNulls(targets, metrics, protocol, n_layers) if protocol.permutations else None
         start = time.perf_counter()
         for i, x in enumerate(layers):
-            xd = _derived(x)
+            xd = derive(x)
             full = score_region(xd, targets[0], metrics, protocol)
             if nulls is not None:
                 nulls.add(i, 0, xd, full)

@@ -14,7 +14,7 @@ Usage::
     python benchmarks/bench_sweep.py --workers 4 --models alexnet resnet18 sew_resnet8
 
 ``--per-layer`` times instead what a sweep spends on one layer against one region, the
-region's statistics prepared once (its RDM ranks and truncated SVD, ``_Target.derived``):
+region's statistics prepared once (its RDM ranks and truncated SVD, ``Target.derived``):
 the layer's Gram statistics from a float32 array (:meth:`GramStats.from_array`, what
 ``extract_stats`` accumulates), the protocol's z-scoring and ``score_region`` with the four
 metrics, against one float32 ``X @ X.T`` of the same layer; the two alternate ``--repeats``
@@ -64,7 +64,8 @@ def per_layer_ratios(shapes=LAYER_SHAPES, repeats: int = 3, seed: int = 0) -> li
     from bench_metrics import N_COMPONENTS, _latent, layer_chunk, responses
 
     from workbench.analysis import Protocol
-    from workbench.analysis.sweeps import SWEEP_METRICS, _prepare, _Target, score_region
+    from workbench.analysis.cells import Target, prepare, score_region
+    from workbench.analysis.sweeps import SWEEP_METRICS
     from workbench.metrics import GramStats
 
     protocol = Protocol(svcca_n_components=N_COMPONENTS, tsvd_n_components=N_COMPONENTS)
@@ -72,16 +73,16 @@ def per_layer_ratios(shapes=LAYER_SHAPES, repeats: int = 3, seed: int = 0) -> li
     for n, d in shapes:
         latent = _latent(n, seed)
         x = layer_chunk(latent, d, seed, 0)
-        target = _Target("responses", responses(latent, seed), reduce_y=True)
+        target = Target("responses", responses(latent, seed), reduce_y=True)
         metrics = list(SWEEP_METRICS)
-        first = score_region(_prepare(GramStats.from_array(x), protocol), target, metrics, protocol)
+        first = score_region(prepare(GramStats.from_array(x), protocol), target, metrics, protocol)
         gram_times, layer_times = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
             x @ x.T
             gram_times.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            scores = score_region(_prepare(GramStats.from_array(x), protocol), target, metrics, protocol)
+            scores = score_region(prepare(GramStats.from_array(x), protocol), target, metrics, protocol)
             layer_times.append(time.perf_counter() - t0)
             np.testing.assert_array_equal(scores, first)
         rows.append({"n": n, "d": d, "gram": min(gram_times), "layer": min(layer_times),

@@ -33,12 +33,12 @@ def pytest_collection_modifyitems(session, config, items):
 
 @pytest.fixture(scope="session")
 def train_micro(tmp_path_factory):
-    """``train_micro(method, overrides)``: the directory of a finished run of ``method``'s tiny
-    preset with ``overrides`` (a micro config), trained in process once per session (and
-    xdist worker), with the global torch RNG left as it was."""
+    """``train_micro(method, overrides=())``: the directory of a finished run of ``method``'s
+    micro preset (``presets/micro.yaml``) with ``overrides``, trained in process once per session
+    (and xdist worker), with the global torch RNG left as it was."""
     runs: dict = {}
 
-    def train_once(method: str, overrides) -> Path:
+    def train_once(method: str, overrides=()) -> Path:
         key = (method, tuple(overrides))
         if key not in runs:
             import torch
@@ -47,7 +47,7 @@ def train_micro(tmp_path_factory):
 
             out = tmp_path_factory.mktemp(method) / "run"
             with torch.random.fork_rng(devices=[]):
-                train(method, out=out, preset="tiny", overrides=list(overrides))
+                train(method, out=out, preset="micro", overrides=list(overrides))
             runs[key] = out
         return runs[key]
 
@@ -65,7 +65,7 @@ def _reads_neural_data(notebook: Path) -> bool:
 def check_run_report():
     """``check(run_dir)``: ``workbench train --report``'s step on a finished run, checked.
 
-    Executes the run's method notebook (:func:`workbench.reports.run_report.report_run`) and
+    Executes the run's method notebook (:func:`workbench.reports.training_report.report_run`) and
     asserts that every cell ran without an error output, that the HTML embeds figures and that
     it was run on ``run_dir``. Notebooks that score the run against neural data need the data
     mirror (``WORKBENCH_DATA_MIRROR``, set by ``make test`` when ../shared/data exists); without
@@ -73,7 +73,7 @@ def check_run_report():
     """
     import nbformat
 
-    from workbench.reports.run_report import method_notebook, report_run
+    from workbench.reports.training_report import method_notebook, report_run
     from workbench.training import read_card
 
     def check(run_dir: Path) -> str:
@@ -102,7 +102,7 @@ def _metrics_files(run: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def train_under_torchrun():
     """``run(method, overrides, out, like=single_run, same_curves=False)``: ``workbench train``
-    of the tiny preset under torchrun with 2 gloo processes (``--standalone``: a free port of
+    of the micro preset under torchrun with 2 gloo processes (``--standalone``: a free port of
     its own), checked to finish, to say so in its card, and to write the same files, evaluation
     keys and number of steps as the one-process run ``like``; with ``same_curves``, every
     ``metrics.csv`` (the run's, each phase's and snapshot's) must hold the same rows with values
@@ -123,7 +123,7 @@ def train_under_torchrun():
         pairs = [arg for pair in overrides for arg in ("--set", pair)]
         result = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-             "-m", "workbench", "train", method, "--preset", "tiny", "--out", str(out), *pairs],
+             "-m", "workbench", "train", method, "--preset", "micro", "--out", str(out), *pairs],
             capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert result.returncode == 0, result.stderr[-3000:]
         card, one = read_card(out), read_card(like)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from workbench.errors import ValidationError
-from workbench.validation import as_numpy, check_array, check_choice, check_finite, check_same_rows
+from workbench.validation import as_numpy, check_array, check_choice, check_finite, check_same_rows, did_you_mean
 
 
 def test_as_numpy_detaches_torch_tensors():
@@ -51,3 +51,16 @@ def test_check_same_rows_and_check_choice():
     check_choice("a", "mode", {"a", "b"})
     with pytest.raises(ValidationError, match=r"mode='c' is not valid; expected one of \['a', 'b'\]"):
         check_choice("c", "mode", {"a", "b"})
+
+
+def test_did_you_mean_names_up_to_three_close_choices_or_nothing():
+    assert did_you_mean("resnet19", ["resnet18", "alexnet"]) == "; did you mean 'resnet18'?"
+    assert did_you_mean("time_step", ["time_steps", "time_reduce", "seed"]) == "; did you mean 'time_steps', 'time_reduce'?"
+    assert did_you_mean("mnist", ["cifar10", "digits32"]) == ""
+    assert did_you_mean(7, ["7a", "x"]) == "; did you mean '7a'?"  # non-string values are compared as text
+
+
+def test_check_choice_adds_the_hint():
+    with pytest.raises(ValidationError) as info:
+        check_choice("linaer", "kernel", ("linear", "rbf"))
+    assert str(info.value) == "kernel='linaer' is not valid; expected one of ['linear', 'rbf']; did you mean 'linear'?"

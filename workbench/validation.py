@@ -6,6 +6,8 @@ names the argument, the shape or value found, and what was expected.
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 from workbench.errors import ValidationError
@@ -99,7 +101,26 @@ def check_same_rows(x: np.ndarray, y: np.ndarray, names: tuple[str, str] = ("X",
         )
 
 
+def did_you_mean(value, choices) -> str:
+    """The hint ``"; did you mean 'a', 'b'?"`` naming up to 3 of ``choices`` close to ``value``.
+
+    Returns ``""`` when none is close (``difflib`` similarity below 0.6), so that an error
+    message reads ``f"unknown model {name!r}{did_you_mean(name, names)}; ..."`` either way.
+
+    Examples
+    --------
+    >>> did_you_mean("resnet19", ["resnet18", "alexnet"])
+    "; did you mean 'resnet18'?"
+    >>> did_you_mean("mnist", ["cifar10", "digits32"])
+    ''
+    """
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def check_choice(value, name: str, allowed) -> None:
-    """Raise unless ``value`` is one of ``allowed``, listing the valid values."""
+    """Raise unless ``value`` is one of ``allowed``, listing the valid values and the close ones."""
     if value not in allowed:
-        raise ValidationError(f"{name}={value!r} is not valid; expected one of {sorted(allowed)}")
+        raise ValidationError(
+            f"{name}={value!r} is not valid; expected one of {sorted(allowed)}{did_you_mean(value, allowed)}"
+        )

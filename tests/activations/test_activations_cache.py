@@ -1,5 +1,7 @@
 """The statistics cache: hits do no forward pass, keys cover what matters, corruption recovers."""
 
+import hashlib
+import json
 import logging
 
 import numpy as np
@@ -7,6 +9,7 @@ import numpy as np
 from workbench.activations import StatsCache, extract_stats
 from workbench.activations.cache import default_cache_dir
 from workbench.cli import main
+from workbench.metrics import GramStats
 from workbench.models import create
 
 
@@ -59,6 +62,19 @@ def test_corrupt_entry_is_recomputed(tmp_path, cornet, images, count_forward, ca
     counter.calls = 0
     extract_stats(cornet, images, layers=["V2"], cache=tmp_path)  # repaired entry is used
     assert counter.calls == 0
+
+
+def test_an_entry_has_a_record_of_its_key_and_sha256(tmp_path, cornet, images):
+    first = extract_stats(cornet, images, layers=["V2"], cache=tmp_path)
+    (entry,) = tmp_path.glob("*.npz")
+    record = json.loads(entry.with_suffix(".json").read_text())
+    assert record["key"] == entry.stem and record["layer"] == "V2"
+    assert record["sha256"] == hashlib.sha256(entry.read_bytes()).hexdigest()
+    assert record["bytes"] == entry.stat().st_size
+    stored = GramStats.load(entry)
+    np.testing.assert_array_equal(stored.gram, first["V2"].gram)
+    np.testing.assert_array_equal(stored.row_sums, first["V2"].row_sums)
+    assert (stored.n_features, stored.dtype) == (first["V2"].n_features, first["V2"].dtype)
 
 
 def test_duck_typed_fingerprint_is_used(tmp_path, cornet, images):

@@ -11,12 +11,12 @@ from workbench.models import create
 
 
 def test_spiking_layers_emit_binary_spikes(sew8, images):
-    layers = ["sn1", "layer1.0.sn1", "layer2.0.sn2", "layer3.0.downsample_sn"]
-    out = extract(sew8, images, layers=layers + ["layer1.0", "layer3.0"], time_reduce=None)
+    layers = ["sn1", "block1.0.sn1", "block2.0.sn2", "block3.0.downsample_sn"]
+    out = extract(sew8, images, layers=layers + ["block1.0", "block3.0"], time_reduce=None)
     for layer in layers:
         values = np.unique(out[layer].values)
         assert set(values) <= {0.0, 1.0} and len(values) == 2, layer
-    for block in ("layer1.0", "layer3.0"):  # SEW (ADD) blocks sum two spike trains: 0, 1 or 2
+    for block in ("block1.0", "block3.0"):  # SEW (ADD) blocks sum two spike trains: 0, 1 or 2
         assert set(np.unique(out[block].values)) <= {0.0, 1.0, 2.0}
 
 
@@ -30,15 +30,15 @@ def test_spiking_resnet_block_outputs_are_spikes(images):
 def test_time_average_equals_averaging_by_hand(sew8, images):
     from spikingjelly.activation_based import functional
 
-    per_step = extract(sew8, images, layers=["layer2.0", "sn1"], time_reduce=None, batch_size=3)
-    mean = extract(sew8, images, layers=["layer2.0", "sn1"], time_reduce="mean", batch_size=3)
+    per_step = extract(sew8, images, layers=["block2.0", "sn1"], time_reduce=None, batch_size=3)
+    mean = extract(sew8, images, layers=["block2.0", "sn1"], time_reduce="mean", batch_size=3)
     assert per_step["sn1"].dims == ("stimulus", "time_step", "neuroid")
     assert per_step["sn1"].sizes["time_step"] == 4
-    np.testing.assert_allclose(per_step["layer2.0"].values.mean(axis=1), mean["layer2.0"].values,
+    np.testing.assert_allclose(per_step["block2.0"].values.mean(axis=1), mean["block2.0"].values,
                                rtol=1e-6)
     # independently: repeat the input over T by hand, hook the module, average the spikes
     seen = []
-    handle = sew8.module.get_submodule("layer2.0").register_forward_hook(
+    handle = sew8.module.get_submodule("block2.0").register_forward_hook(
         lambda m, i, o: seen.append(o.clone()))
     x = torch.stack([sew8.preprocessing(im) for im in images])
     with torch.no_grad():
@@ -47,12 +47,12 @@ def test_time_average_equals_averaging_by_hand(sew8, images):
         functional.reset_net(sew8.module)
     handle.remove()
     by_hand = seen[0].mean(dim=0).reshape(len(images), -1).numpy()
-    np.testing.assert_allclose(mean["layer2.0"].values, by_hand, rtol=1e-6)
+    np.testing.assert_allclose(mean["block2.0"].values, by_hand, rtol=1e-6)
 
 
 def test_state_is_reset_between_batches(sew8, images):
-    one = extract(sew8, images, layers=["layer3.0"], batch_size=1)["layer3.0"].values
-    all_at_once = extract(sew8, images, layers=["layer3.0"], batch_size=8)["layer3.0"].values
+    one = extract(sew8, images, layers=["block3.0"], batch_size=1)["block3.0"].values
+    all_at_once = extract(sew8, images, layers=["block3.0"], batch_size=8)["block3.0"].values
     np.testing.assert_allclose(one, all_at_once, atol=1e-6)
 
 
@@ -141,6 +141,6 @@ def test_cuda_without_gpu_is_a_clear_error(cornet, images):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_gives_the_cpu_result(sew8, images):
-    cpu = extract(sew8, images, layers=["layer2.0"])["layer2.0"].values
-    gpu = extract(sew8, images, layers=["layer2.0"], device="cuda")["layer2.0"].values
+    cpu = extract(sew8, images, layers=["block2.0"])["block2.0"].values
+    gpu = extract(sew8, images, layers=["block2.0"], device="cuda")["block2.0"].values
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)

@@ -9,7 +9,7 @@ import torch
 from workbench.activations import extract, extract_stats
 from workbench.errors import ValidationError
 
-LAYERS = ["sn1", "layer2.0", "avgpool"]
+LAYERS = ["sn1", "block2.0", "avgpool"]
 
 
 def assert_identical(got, expected, what):
@@ -34,11 +34,11 @@ def test_one_pass_equals_the_two_separate_passes(sew8, images, count_forward, me
         for t in range(4):
             assert_identical(by_step[layer][t], alone_steps[layer][t], f"{layer} t={t}")
     # and both are the statistics of the activations themselves
-    full = extract(sew8, images, layers=["layer2.0"], time_reduce=None)["layer2.0"].values.astype(np.float64)
+    full = extract(sew8, images, layers=["block2.0"], time_reduce=None)["block2.0"].values.astype(np.float64)
     for t in range(4):
-        np.testing.assert_allclose(by_step["layer2.0"][t].gram, full[:, t] @ full[:, t].T, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(by_step["block2.0"][t].gram, full[:, t] @ full[:, t].T, rtol=1e-5, atol=1e-4)
     mean = full.mean(axis=1)
-    np.testing.assert_allclose(averaged["layer2.0"].gram, mean @ mean.T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(averaged["block2.0"].gram, mean @ mean.T, rtol=1e-5, atol=1e-4)
 
 
 def test_one_pass_fills_the_cache_of_both_separate_calls(tmp_path, sew8, images, count_forward):

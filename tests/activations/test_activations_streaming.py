@@ -53,8 +53,8 @@ def test_streamed_stats_equal_full_activation_stats(tmp_path, images, name, size
 
 
 def test_time_resolved_stats_one_per_step(tmp_path, sew8, images):
-    full = extract(sew8, images, layers=["sn1", "layer2.0"], time_reduce=None, batch_size=4)
-    stats = extract_stats(sew8, images, layers=["sn1", "layer2.0"], time_reduce=None,
+    full = extract(sew8, images, layers=["sn1", "block2.0"], time_reduce=None, batch_size=4)
+    stats = extract_stats(sew8, images, layers=["sn1", "block2.0"], time_reduce=None,
                           batch_size=4, cache=False, memory_bytes=0, block_bytes=20000)
     for layer, per_step in stats.items():
         assert len(per_step) == 4

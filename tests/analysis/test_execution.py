@@ -180,10 +180,10 @@ def _record_of_another_unit(nc: Path, record: Path) -> None:
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (_truncate, "sha256 differs"),
-        (_drop_record, "no commit record"),
+        (_truncate, "is truncated or was modified: its sha256 is"),
+        (_drop_record, r"has no checksum record .*\.commit\.json: it was not completely written"),
         (_garbage_with_matching_record, "unreadable"),
-        (_record_of_another_unit, "record names unit 'someone_else'"),
+        (_record_of_another_unit, "holds unit_id='someone_else', expected"),
     ],
 )
 def test_damaged_unit_file_is_recomputed_with_a_warning(tmp_path, damage, message):

@@ -5,19 +5,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from torch import nn
+from analysis_factory import registered_models, toy_dataset
 
 from workbench.activations import extract_stats
 from workbench.analysis import Protocol, chance_corrected, load_scores, sweep
+from workbench.analysis.cells import Target, prepare, score_region
 from workbench.analysis.nulls import null_for_layer
-from workbench.analysis.sweeps import _prepare, _Target, score_region
-from workbench.data.assemblies import make_assembly, make_rdm
-from workbench.data.dataset import NeuralDataset, RegionData, build_region
-from workbench.data.manifest import Manifest
-from workbench.data.stimuli import StimulusSet
 from workbench.errors import ValidationError
 from workbench.metrics import GramStats, null_summary, rdm, rsa, stimulus_permutations
-from workbench.models import Architecture, Preprocessing, create, list_models, register_model
-from workbench.models import registry as model_registry
+from workbench.models import Architecture, Preprocessing, create
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 N_STIMULI = 24
 PERMUTATIONS = 30
@@ -33,35 +31,15 @@ def _tiny_cnn(pretrained=False):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    list_models()
-    register_model("test_null_cnn", family="cnn")(_tiny_cnn)
-    yield "test_null_cnn"
-    model_registry._REGISTRY.pop("test_null_cnn")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    with registered_models({"test_null_cnn": ("cnn", _tiny_cnn)}) as names:
+        yield names[0]
 
 
 @pytest.fixture(scope="module")
 def dataset():
     """Responses that follow the pixels (V1) and an RDM-only region (IT), 24 stimuli."""
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, size=(N_STIMULI, 16, 16, 3), dtype=np.uint8)
-    ids = [f"img{i:02d}" for i in range(N_STIMULI)]
-    pixels = images.reshape(N_STIMULI, -1).astype(float) / 255
-    signal = pixels @ rng.normal(size=(pixels.shape[1], 8))
-    repeats = signal[:, :, None] + rng.normal(scale=1.0, size=(N_STIMULI, 8, 2))
-    assembly = make_assembly(repeats, stimulus_ids=ids, neuroid_ids=[f"n{i}" for i in range(8)],
-                             region="V1", species="mouse", dataset="toynull", where="toy")
-    it = RegionData(name="IT", species="human", rdm=make_rdm(rdm(pixels @ rng.normal(size=(pixels.shape[1], 20))),
-                                                             stimulus_ids=ids, region="IT", species="human",
-                                                             dataset="toynull", where="toy"))
-    manifest = Manifest(name="toynull", description="toy", species="mouse, human", regions=("V1", "IT"),
-                        stimuli={"count": N_STIMULI}, files=(), license="-", citation="-", loader="none")
-    return NeuralDataset(manifest, StimulusSet.from_arrays(list(images), ids),
-                         [build_region(assembly, species="mouse", threshold=None), it])
+    return toy_dataset("toynull", region="V1", species="mouse", n_stimuli=N_STIMULI, n_neuroids=8, n_repeats=2,
+                       noise=1.0, rdm_features=20, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +59,11 @@ def test_each_cell_null_equals_a_loop_that_permutes_the_neural_side(swept, tiny_
     published = np.asarray(dataset.rdm("IT").values, dtype=np.float64)
     checked = 0
     for i, layer in enumerate(model.layers):  # the same permutations for every layer
-        x = _prepare(stats[layer], PROTOCOL)
+        x = prepare(stats[layer], PROTOCOL)
         for region, target, permute in (
-            ("toynull/V1", _Target("responses", y, False), lambda p: _Target("responses", y[p], False)),
-            ("toynull/IT", _Target("rdm", published, False),
-             lambda p: _Target("rdm", published[np.ix_(p, p)], False)),
+            ("toynull/V1", Target("responses", y, False), lambda p: Target("responses", y[p], False)),
+            ("toynull/IT", Target("rdm", published, False),
+             lambda p: Target("rdm", published[np.ix_(p, p)], False)),
         ):
             observed = score_region(x, target, METRICS, PROTOCOL)
             direct = np.array([score_region(x, permute(p), METRICS, PROTOCOL) for p in perms])
@@ -152,7 +130,7 @@ def test_rsa_scored_without_zero_variance_stimuli_gets_the_null_of_those_stimuli
     x, y = rng.normal(size=(20, 15)), rng.normal(size=(20, 6))
     x[3] = 0.7  # a stimulus whose pattern has zero variance in the layer
     protocol = Protocol(permutations=25, zero_variance_stimuli="exclude")
-    target = _Target("responses", y, False)
+    target = Target("responses", y, False)
     counts = np.full(1, np.nan)
     stats = GramStats.from_array(x)
     observed = score_region(stats, target, ["rsa"], protocol, zero_variance=counts)

@@ -3,16 +3,14 @@
 import numpy as np
 import pytest
 from torch import nn
+from analysis_factory import registered_models, toy_dataset
 
 from workbench.activations import extract, extract_stats
 from workbench.analysis import Protocol, score_layer, sweep
-from workbench.data.assemblies import make_assembly, make_rdm
-from workbench.data.dataset import NeuralDataset, RegionData, build_region
-from workbench.data.manifest import Manifest
-from workbench.data.stimuli import StimulusSet
-from workbench.metrics import compare, rdm
-from workbench.models import Architecture, Preprocessing, create, list_models, register_model
-from workbench.models import registry as model_registry
+from workbench.metrics import compare
+from workbench.models import Architecture, Preprocessing, create
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 N = 24
 # 3 SVCCA dimensions: the toy region's 10 neuroids enter unreduced unless the dataset is listed
@@ -27,33 +25,13 @@ def _cell_cnn(pretrained=False):
 
 @pytest.fixture(scope="module")
 def cell_model():
-    list_models()
-    register_model("test_cell_cnn", family="cnn")(_cell_cnn)
-    yield "test_cell_cnn"
-    model_registry._REGISTRY.pop("test_cell_cnn")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    with registered_models({"test_cell_cnn": ("cnn", _cell_cnn)}) as names:
+        yield names[0]
 
 
 def _dataset(name="toy_cells"):
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, size=(N, 16, 16, 3), dtype=np.uint8)
-    ids = [f"img{i:02d}" for i in range(N)]
-    pixels = images.reshape(N, -1).astype(float) / 255
-    signal = pixels @ rng.normal(size=(pixels.shape[1], 10))
-    repeats = signal[:, :, None] + rng.normal(scale=2.0, size=(N, 10, 4))
-    assembly = make_assembly(repeats, stimulus_ids=ids, neuroid_ids=[f"n{i}" for i in range(10)],
-                             region="V4", species="macaque", dataset=name, where=name)
-    it = RegionData(name="IT", species="human", rdm=make_rdm(rdm(pixels @ rng.normal(size=(pixels.shape[1], 30))),
-                                                             stimulus_ids=ids, region="IT", species="human",
-                                                             dataset=name, where=name))
-    manifest = Manifest(name=name, description=name, species="macaque", regions=("V4", "IT"),
-                        stimuli={"count": N}, files=(), license="-", citation="-", loader="none")
-    return NeuralDataset(manifest, StimulusSet.from_arrays(list(images), ids),
-                         [build_region(assembly, species="macaque", threshold=None), it])
+    return toy_dataset(name, region="V4", species="macaque", n_stimuli=N, n_neuroids=10, n_repeats=4, noise=2.0,
+                       rdm_features=30, seed=1)
 
 
 @pytest.mark.parametrize("reduced", [False, True])

@@ -7,19 +7,17 @@ import numpy as np
 import pytest
 import xarray as xr
 from torch import nn
+from analysis_factory import registered_models, toy_dataset
 
 from workbench.activations import extract
 from workbench.analysis import Protocol, load_scores, model_scores
 from workbench.analysis import sweep
 from workbench.analysis.sweeps import dataset_identity
-from workbench.data.assemblies import make_assembly, make_rdm
-from workbench.data.dataset import NeuralDataset, RegionData, build_region
-from workbench.data.manifest import Manifest
-from workbench.data.stimuli import StimulusSet
 from workbench.errors import ValidationError
 from workbench.metrics import cka, compare_rdms, rdm, rsa, svcca, tsvd_regression, zscore_features
-from workbench.models import Architecture, Preprocessing, list_models, register_model
-from workbench.models import registry as model_registry
+from workbench.models import Architecture, Preprocessing
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 N_STIMULI = 24
 PROTOCOL = Protocol(svcca_n_components=3, tsvd_n_components=4, batch_size=8)
@@ -49,40 +47,16 @@ def _broken(pretrained=False):
 
 @pytest.fixture(scope="module")
 def tiny_models():
-    list_models()  # load the zoo first, so that ours are added to a complete registry
-    names = {"test_tiny_cnn": ("cnn", _tiny_cnn), "test_tiny_snn": ("snn", _tiny_snn),
-             "test_broken": ("cnn", _broken)}
-    for name, (family, factory) in names.items():
-        register_model(name, family=family)(factory)
-    yield list(names)
-    for name in names:
-        model_registry._REGISTRY.pop(name)
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    with registered_models({"test_tiny_cnn": ("cnn", _tiny_cnn), "test_tiny_snn": ("snn", _tiny_snn),
+                            "test_broken": ("cnn", _broken)}) as names:
+        yield names
 
 
 @pytest.fixture(scope="module")
 def dataset():
     """A response region with repeats (V1) and an RDM-only region (IT), 24 stimuli."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(N_STIMULI, 16, 16, 3), dtype=np.uint8)
-    ids = [f"img{i:02d}" for i in range(N_STIMULI)]
-    stimuli = StimulusSet.from_arrays(list(images), ids)
-    pixels = images.reshape(N_STIMULI, -1).astype(float) / 255
-    signal = pixels @ rng.normal(size=(pixels.shape[1], 10))
-    repeats = signal[:, :, None] + rng.normal(scale=2.0, size=(N_STIMULI, 10, 4))
-    assembly = make_assembly(repeats, stimulus_ids=ids, neuroid_ids=[f"n{i}" for i in range(10)],
-                             region="V1", species="mouse", dataset="toy", where="toy")
-    v1 = build_region(assembly, species="mouse", threshold=None)
-    it_features = pixels @ rng.normal(size=(pixels.shape[1], 30))
-    it = RegionData(name="IT", species="human", rdm=make_rdm(rdm(it_features), stimulus_ids=ids, region="IT",
-                                                             species="human", dataset="toy", where="toy"))
-    manifest = Manifest(name="toy", description="toy", species="mouse, human", regions=("V1", "IT"),
-                        stimuli={"count": N_STIMULI}, files=(), license="-", citation="-", loader="none")
-    return NeuralDataset(manifest, stimuli, [v1, it])
+    return toy_dataset("toy", region="V1", species="mouse", n_stimuli=N_STIMULI, n_neuroids=10, n_repeats=4,
+                       noise=2.0, rdm_features=30, seed=0)
 
 
 @pytest.fixture(scope="module")

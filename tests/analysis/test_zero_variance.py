@@ -6,17 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from torch import nn
+from analysis_factory import registered_models
 
 from workbench.analysis import Protocol, sweep, unscored_cells, unscored_summary
-from workbench.analysis.sweeps import _Target, score_region
+from workbench.analysis.cells import Target, score_region
 from workbench.data.assemblies import make_assembly, make_rdm
 from workbench.data.dataset import NeuralDataset, RegionData, build_region
 from workbench.data.manifest import Manifest
 from workbench.data.stimuli import StimulusSet
 from workbench.errors import ValidationError
 from workbench.metrics import GramStats, cka, compare_rdms, rdm, rsa, tsvd_regression, zscore_features
-from workbench.models import Architecture, Preprocessing, list_models, register_model
-from workbench.models import registry as model_registry
+from workbench.models import Architecture, Preprocessing
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 METRICS = ["svcca", "tsvd_regression", "rsa", "cka"]
 FLAT = [2, 5, 11]  # stimuli whose layer pattern is constant
@@ -53,7 +55,7 @@ def test_policy_is_a_protocol_field_in_the_hash_and_the_description():
 def test_unscored_policy_leaves_rsa_nan_counts_the_stimuli_and_scores_the_other_metrics():
     x, y = _features()
     protocol = Protocol(svcca_n_components=3, tsvd_n_components=4)
-    scores, counts, messages = _score(x, _Target("responses", y, False), protocol)
+    scores, counts, messages = _score(x, Target("responses", y, False), protocol)
     assert np.isnan(scores["rsa"]) and counts["rsa"] == len(FLAT)
     # CKA and TSVD regression are defined with constant rows: computed on every stimulus
     assert scores["cka"] == pytest.approx(cka(x, y), rel=1e-9)
@@ -66,7 +68,7 @@ def test_exclude_policy_scores_rsa_on_the_other_stimuli():
     x, y = _features()
     keep = np.setdiff1d(np.arange(len(x)), FLAT)
     protocol = Protocol(zero_variance_stimuli="exclude", svcca_n_components=3, tsvd_n_components=4)
-    scores, counts, _ = _score(x, _Target("responses", y, False), protocol)
+    scores, counts, _ = _score(x, Target("responses", y, False), protocol)
     assert scores["rsa"] == pytest.approx(rsa(x[keep], y[keep]), rel=1e-9)
     assert counts["rsa"] == len(FLAT)
     assert scores["cka"] == pytest.approx(cka(x, y), rel=1e-9)  # on all stimuli
@@ -76,11 +78,11 @@ def test_exclude_policy_on_a_published_rdm_takes_its_rows_and_columns():
     x, y = _features()
     published = rdm(y)
     keep = np.setdiff1d(np.arange(len(x)), FLAT)
-    scores, counts, _ = _score(x, _Target("rdm", published, False), Protocol(zero_variance_stimuli="exclude"),
+    scores, counts, _ = _score(x, Target("rdm", published, False), Protocol(zero_variance_stimuli="exclude"),
                                metrics=["rsa"])
     assert scores["rsa"] == pytest.approx(compare_rdms(rdm(x[keep]), published[np.ix_(keep, keep)]), rel=1e-9)
     assert counts["rsa"] == len(FLAT)
-    unscored, counts, _ = _score(x, _Target("rdm", published, False), Protocol(), metrics=["rsa"])
+    unscored, counts, _ = _score(x, Target("rdm", published, False), Protocol(), metrics=["rsa"])
     assert np.isnan(unscored["rsa"]) and counts["rsa"] == len(FLAT)
 
 
@@ -89,7 +91,7 @@ def test_a_layer_without_flat_stimuli_counts_zero_and_is_scored_as_before():
     rng = np.random.default_rng(1)
     x = zscore_features(rng.normal(size=x.shape))
     for policy in ("unscored", "exclude"):
-        scores, counts, _ = _score(x, _Target("responses", y, False), Protocol(zero_variance_stimuli=policy),
+        scores, counts, _ = _score(x, Target("responses", y, False), Protocol(zero_variance_stimuli=policy),
                                    metrics=["rsa"])
         assert scores["rsa"] == pytest.approx(rsa(x, y), rel=1e-9) and counts["rsa"] == 0
 
@@ -115,10 +117,8 @@ def _gated_cnn(pretrained=False):
 
 @pytest.fixture(scope="module")
 def gated_model():
-    list_models()
-    register_model("test_gated_cnn", family="cnn")(_gated_cnn)
-    yield "test_gated_cnn"
-    model_registry._REGISTRY.pop("test_gated_cnn")
+    with registered_models({"test_gated_cnn": ("cnn", _gated_cnn)}) as names:
+        yield names[0]
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +139,6 @@ def dark_dataset():
     manifest = Manifest(name="dark", description="dark", species="mouse, human", regions=("V1", "IT"),
                         stimuli={"count": N_STIMULI}, files=(), license="-", citation="-", loader="none")
     return NeuralDataset(manifest, stimuli, [v1, it])
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
 
 
 def test_sweep_records_unscored_cells_and_lists_them(gated_model, dark_dataset, tmp_path):

@@ -93,7 +93,7 @@ def test_local_root_makes_checksums_optional(tmp_path):
 def test_not_yaml_and_unknown_names_are_clear(tmp_path):
     with pytest.raises(DataError, match="mine.yaml: not valid YAML"):
         read_manifest(_write(tmp_path, "name: [unclosed"))
-    with pytest.raises(DataError, match=r"unknown dataset 'cowley2023'.*did you mean \['cowley2023_v4'\]"):
+    with pytest.raises(DataError, match=r"unknown dataset 'cowley2023'.*did you mean 'cowley2023_v4'\?"):
         read_manifest("cowley2023")
     with pytest.raises(DataError, match="does not exist"):
         read_manifest(tmp_path / "absent.yaml")

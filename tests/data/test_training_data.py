@@ -49,15 +49,18 @@ def _unnormalise(x: torch.Tensor, mean, std) -> np.ndarray:
 # --------------------------------------------------------------------------------- registry
 
 def test_list_and_unknown_name():
-    assert list_training_datasets() == ["cifar10", "cifar100", "digits32", "imagenet"]
+    assert list_training_datasets() == ["cifar10", "cifar100", "cub200", "digits32", "fg_motifs", "fgvc_aircraft",
+                                        "imagenet", "mada_scenes", "mini_imagenet", "stanford_cars"]
     with pytest.raises(ValidationError) as info:
         load_training_data("digit32")
     msg = str(info.value)
     assert "'digit32'" in msg and "did you mean 'digits32'" in msg
     assert all(name in msg for name in list_training_datasets())
-    with pytest.raises(ValidationError, match="valid names: cifar10, cifar100, digits32") as info:
+    with pytest.raises(ValidationError, match="valid names: cifar10, cifar100, cub200, digits32") as info:
         load_training_data("mnist")
     assert "did you mean" not in str(info.value)
+    with pytest.raises(ValidationError, match=r"'digits32' takes no option\(s\) \['size'\]; its options: \[\]"):
+        load_training_data("digits32", size=64)
 
 
 # --------------------------------------------------------------------------------- digits32

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -19,10 +18,6 @@ from workbench.methods.dst import (
     dual_step,
     gradient_groups,
 )
-
-#: 2 epochs x 2 steps of 16 digits on a width-2 fsnn_tiny, DST and the baseline: seconds.
-MICRO = ["limit_train=32", "limit_test=32", "batch_size=16", "epochs=2", "log_every=1",
-         "arch_kwargs={width: 2}"]
 
 
 def _config(**changes) -> DSTConfig:
@@ -109,7 +104,7 @@ def test_logged_gradient_norms_equal_a_direct_computation():
 
 @pytest.fixture(scope="module")
 def micro_dst(train_micro):
-    return train_micro("dst", MICRO)
+    return train_micro("dst")
 
 
 @pytest.mark.slow
@@ -156,7 +151,12 @@ def test_micro_run_writes_fsnn_dsnn_and_baseline(micro_dst):
         assert ratio == pytest.approx(norms["dst"][part] / norms["spike_only"][part], rel=1e-12)
     base_metrics = pd.read_csv(micro_dst / BASELINE_DIR / "metrics.csv")
     assert not base_metrics.metric.str.contains("aap").any()
-    assert json.loads((micro_dst / BASELINE_DIR / "model_card.json").read_text())["baseline_of"] == str(micro_dst.resolve())
+    # one convention for every nested network: snapshots/<name>, its card naming its role and run
+    from workbench.training import list_snapshots
+
+    assert list_snapshots(micro_dst) == [micro_dst / DSNN_DIR, micro_dst / BASELINE_DIR]
+    assert (base_card["role"], dsnn_card["role"]) == ("baseline", "snapshot")
+    assert base_card["snapshot_of"] == dsnn_card["snapshot_of"] == str(micro_dst.resolve())
     assert math.isfinite(card["wall_time_s"])
 
 
@@ -165,7 +165,7 @@ def test_presets_resolve_tiny_deep_enough_and_paper_as_the_reference_recipe():
     from workbench.training import resolve_config
 
     spec = get_method("dst")
-    assert spec.presets() == ["paper", "tiny"]
+    assert spec.presets() == ["micro", "paper", "tiny"]
     tiny = resolve_config(spec, "tiny")
     assert tiny.dataset == "digits32" and tiny.aap and tiny.baseline and tiny.connect == "IAND"
     network = build_dst_network(tiny, 10, aap=False)

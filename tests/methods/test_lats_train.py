@@ -12,14 +12,11 @@ from workbench.errors import ValidationError
 from workbench.methods.lats import pruning
 from workbench.methods.lats.schedules import lats_threshold
 
-MICRO = ["epochs=3", "dense_epochs=1", "limit_train=64", "limit_test=40", "batch_size=32",
-         "log_every=1", "augment=false"]
-
 
 def _train(tmp_path, name, extra=()):
     from workbench.training import train
 
-    return train("lats", out=tmp_path / name, preset="tiny", overrides=[*MICRO, *extra])
+    return train("lats", out=tmp_path / name, preset="micro", overrides=["schedule=lats", *extra])
 
 
 def _plain(card):
@@ -90,7 +87,7 @@ def test_micro_lats_run_exports_pruned_plain_weights_and_logs_the_schedule(tmp_p
 
 @pytest.fixture(scope="module")
 def oneshot_run(train_micro):
-    return train_micro("lats", [*MICRO, "schedule=oneshot", "target_sparsity=0.8"])
+    return train_micro("lats")  # the micro preset prunes one-shot to 80 %
 
 
 @pytest.mark.slow
@@ -135,7 +132,7 @@ def test_soft_threshold_on_the_small_sew_resnet_keeps_names_and_exports():
 @pytest.mark.parametrize("overrides, message", [
     (["dense_epochs=8"], "dense_epochs < epochs"),
     (["schedule=oneshot", "dense_epochs=0"], "magnitude pruning needs trained weights"),
-    (["schedule=cubic"], "'schedule' is 'cubic'; expected one of"),
+    (["schedule=cubic"], "LATSConfig.schedule='cubic' is not valid; expected one of"),
     (["D=-1"], "final threshold"),
     (["target_sparsity=1.0"], r"target_sparsity' must be in \[0, 1\)"),
 ])
@@ -152,7 +149,7 @@ def test_lats_is_registered_with_both_presets():
 
     assert "lats" in list_methods()
     spec = get_method("lats")
-    assert spec.presets() == ["paper", "tiny"]
+    assert spec.presets() == ["micro", "paper", "tiny"]
     from workbench.training import resolve_config
 
     assert resolve_config(spec, "paper").schedule == "lats"

@@ -9,15 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-#: 32 source / 20 target / 8 test scenes of 16 px, one warm-up epoch, 2 + 2 adaptation steps.
-MICRO = ["source_images=32", "target_images=20", "test_images=8", "image_size=[16]", "epochs=1", "batch_size=8",
-         "adapt_steps=2", "adapt2_steps=2", "adapt_batch_size=4", "num_anchors=3", "budget=0.1", "log_every=1",
-         "arch_kwargs={widths: [4, 4, 8], feature_dim: 4}", "selection=madav2", "mean_teacher=true"]
-
 
 @pytest.fixture(scope="module")
 def micro_run(train_micro):
-    return train_micro("mada", MICRO)
+    return train_micro("mada")
 
 
 @pytest.mark.slow
@@ -58,7 +53,7 @@ def test_micro_run_trains_every_strategy_from_one_warmup_and_reevaluates(micro_r
 
 #: GroupNorm and no flips: each sample's output and each rank's batches do not depend on how
 #: the global batch is split, so torchrun's processes can follow one process exactly.
-DDP = MICRO + ["augment=false", "arch_kwargs={widths: [8, 8, 8], feature_dim: 8, norm: group}"]
+DDP = ["augment=false", "arch_kwargs={widths: [8, 8, 8], feature_dim: 8, norm: group}"]
 
 
 @pytest.mark.slow
@@ -76,4 +71,4 @@ def test_an_architecture_that_is_not_a_segmenter_is_refused_by_name(tmp_path):
     from workbench.training import train
 
     with pytest.raises(ValidationError, match=r"'arch' is 'small_cnn', not a segmentation network; MADA trains"):
-        train("mada", out=tmp_path / "run", preset="tiny", overrides=[*MICRO, "arch=small_cnn", "arch_kwargs={}"])
+        train("mada", out=tmp_path / "run", preset="micro", overrides=["arch=small_cnn", "arch_kwargs={}"])

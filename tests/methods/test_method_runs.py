@@ -1,35 +1,30 @@
-"""What every method's micro run must do beyond its own tests: its report notebook executes
-(``workbench train --report``), and it trains under torchrun with 2 gloo processes.
+"""What every registered method's micro run must do beyond its own tests: its report notebook
+executes (``workbench train --report``), and it trains under torchrun with 2 gloo processes.
 
-The micro configs are those of each method's tests, so a run trained there is reused here
-(``train_micro`` trains each once per session and worker). MADA's torchrun test, which also
-compares the curves, is in its own module; the supervised method's report test is in
-tests/training.
+The methods come from :func:`workbench.methods.list_methods`, so a new method is tested here as
+soon as it registers; each trains its ``presets/micro.yaml`` (``train_micro`` trains each once per
+session and worker, and the method's own tests reuse that run).
 """
 
 import pytest
 
-from tests.methods.test_dst_train import MICRO as DST
-from tests.methods.test_lats_train import MICRO as LATS
-from tests.methods.test_mada_train import MICRO as MADA
-from tests.methods.test_part_train import MICRO as PART
-from tests.methods.test_qsam_train import MICRO as QSAM
-from tests.methods.test_savc_train import MICRO as SAVC
-from tests.methods.test_unidet_train import MICRO as UNIDET
+from workbench.methods import list_methods
 
-RUNS = {"dst": DST, "lats": [*LATS, "schedule=oneshot", "target_sparsity=0.8"], "mada": MADA, "part": PART,
-        "qsam": QSAM, "savc": SAVC, "unidet": UNIDET}
+#: Methods whose torchrun test lives with their own tests because it also compares the curves
+#: (``same_curves``) on a config of its own: MADA (tests/methods/test_mada_train.py) and the
+#: supervised method (tests/training/test_training_ddp.py).
+TORCHRUN_TESTED_ELSEWHERE = {"mada", "supervised"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(RUNS))
+@pytest.mark.parametrize("method", list_methods())
 def test_report_executes_on_the_micro_run(method, train_micro, check_run_report):
-    check_run_report(train_micro(method, RUNS[method]))
+    check_run_report(train_micro(method))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(set(RUNS) - {"mada"}))
+@pytest.mark.parametrize("method", sorted(set(list_methods()) - TORCHRUN_TESTED_ELSEWHERE))
 def test_trains_under_torchrun_with_two_processes(method, tmp_path, train_micro, train_under_torchrun):
     # BatchNorm networks: on CPU each process normalises with its own batch statistics, so the
     # curves differ from one process's by design; the run's phases, files and steps do not
-    train_under_torchrun(method, RUNS[method], tmp_path / "ddp", like=train_micro(method, RUNS[method]))
+    train_under_torchrun(method, [], tmp_path / "ddp", like=train_micro(method))

@@ -15,8 +15,6 @@ from workbench.methods.part.train import PARTConfig, make_step
 from workbench.training import build_network
 
 ARCH = {"widths": [4, 4, 8, 8], "dim": 8, "heads": 2, "depth": 1, "dropout": 0.0}
-MICRO = ["tiny_classes=3", "tiny_train_per_class=8", "tiny_test_per_class=4", "epochs=1", "batch_size=12",
-         "top_channels=8", "log_every=1", "arch_kwargs={widths: [4, 4, 8, 8], dim: 8, heads: 2, depth: 1}"]
 
 
 def test_config_checks():
@@ -74,7 +72,7 @@ def test_covers_and_chance_of_the_hit_rate():
 
 @pytest.fixture(scope="module")
 def micro_run(train_micro):
-    return train_micro("part", MICRO)
+    return train_micro("part")
 
 
 @pytest.mark.slow

@@ -184,7 +184,7 @@ def test_presets_resolve_and_the_paper_network_runs():
     from workbench.training import resolve_config
 
     spec = get_method("qsam")
-    assert spec.presets() == ["paper", "tiny"]
+    assert spec.presets() == ["micro", "paper", "tiny"]
     paper = resolve_config(spec, "paper")
     assert (paper.arch, paper.dataset, paper.epochs, paper.batch_size, paper.lr, paper.qac_scale) == \
         ("qsam_resnet18", "cifar10", 200, 128, 0.1, "raw")

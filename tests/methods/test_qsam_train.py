@@ -9,14 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-#: Both stages and the three baselines on 32 digits, 1 epoch each, 3 evaluation qualities.
-MICRO = ["limit_train=32", "limit_test=24", "batch_size=16", "meta_batch_size=16", "epochs=1", "meta_epochs=1",
-         "log_every=1", "eval_qualities=[90,50,10]", "arch_kwargs={widths: [4, 4, 8, 8]}"]
-
 
 @pytest.fixture(scope="module")
 def qsam_run(train_micro):
-    return train_micro("qsam", MICRO)
+    return train_micro("qsam")
 
 
 @pytest.mark.slow
@@ -98,7 +94,7 @@ def test_resume_skips_finished_phases_and_reproduces_the_weights(qsam_run, tmp_p
     shutil.rmtree(copy / "phases" / "uncompressed")        # one phase to train again
     before = json.loads((qsam_run / "model_card.json").read_text())
     with torch.random.fork_rng(devices=[]):
-        train("qsam", out=copy, preset="tiny", overrides=MICRO, resume=True)
+        train("qsam", out=copy, preset="micro", resume=True)
     after = json.loads((copy / "model_card.json").read_text())
     assert after["weights_sha256"] == before["weights_sha256"] == verify(copy / "model.pt", what="weights")
     assert after["evaluation"] == before["evaluation"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from workbench.data.training import load_training_data
 from workbench.errors import DataError
 from workbench.methods.savc import fscil
 from workbench.methods.savc.analysis import separation_rsa
@@ -78,8 +79,6 @@ def _png(path, value):
 
 
 def test_cub200_loader_and_path_split_files(tmp_path):
-    from workbench.methods.savc.datasets import load_cub200
-
     root = tmp_path / "cub"
     cub = root / "CUB_200_2011"
     names = {1: "001.Albatross/Albatross_0001.jpg", 2: "001.Albatross/Albatross_0002.jpg",
@@ -90,7 +89,7 @@ def test_cub200_loader_and_path_split_files(tmp_path):
     (cub / "images.txt").write_text("".join(f"{i} {n}\n" for i, n in names.items()))
     (cub / "train_test_split.txt").write_text("1 1\n2 0\n3 1\n4 0\n5 1\n6 0\n")
     (cub / "image_class_labels.txt").write_text("1 1\n2 1\n3 2\n4 2\n5 3\n6 3\n")
-    data = load_cub200(root, augment=False)
+    data = load_training_data("cub200", root=root, augment=False)
     assert data.train.targets == [0, 1, 2] and data.test.targets == [0, 1, 2]
     assert data.train.paths[1].endswith("Auklet_0003.jpg")
     image, label = data.test[2]
@@ -108,12 +107,10 @@ def test_cub200_loader_and_path_split_files(tmp_path):
         fscil.read_split(split_dir, data.train.targets, data.train.paths)
     (cub / "train_test_split.txt").write_text("1 1\n2 0\n3 1\n4 0\n5 1\n")
     with pytest.raises(DataError, match=r"train_test_split.txt lacks image id\(s\) \[6\]"):
-        load_cub200(root)
+        load_training_data("cub200", root=root)
 
 
 def test_mini_imagenet_loader_and_path_split_files(tmp_path):
-    from workbench.methods.savc.datasets import load_mini_imagenet
-
     mini = tmp_path / "miniimagenet"
     rows_train = [("n0200000001.jpg", "n02"), ("n0100000001.jpg", "n01"), ("n0200000002.jpg", "n02"),
                   ("n0300000001.jpg", "n03")]
@@ -123,7 +120,7 @@ def test_mini_imagenet_loader_and_path_split_files(tmp_path):
     (mini / "split").mkdir()
     (mini / "split" / "train.csv").write_text("filename,label\n" + "".join(f"{a},{b}\n" for a, b in rows_train))
     (mini / "split" / "test.csv").write_text("filename,label\n" + "".join(f"{a},{b}\n" for a, b in rows_test))
-    data = load_mini_imagenet(tmp_path, augment=False)
+    data = load_training_data("mini_imagenet", root=tmp_path, augment=False)
     assert data.train.targets == [0, 1, 0, 2] and data.test.targets == [1, 2]
     assert data.classes == ("n02", "n01", "n03")
     assert data.test[0][0].shape == (3, 84, 84)
@@ -137,7 +134,7 @@ def test_mini_imagenet_loader_and_path_split_files(tmp_path):
     assert split.classes == ((0,), (1,), (2,)) and split.sessions[2].tolist() == [3]
     (mini / "split" / "test.csv").write_text("filename,label\nn0900000001.jpg,n09\n")
     with pytest.raises(DataError, match=r"wnid\(s\) \['n09'\] that train.csv lacks"):
-        load_mini_imagenet(tmp_path)
+        load_training_data("mini_imagenet", root=tmp_path)
 
 
 def _tiny_net(fantasy="rotation2", classes=4):

@@ -50,13 +50,9 @@ def test_step_loss_is_ce_plus_weighted_contrastive_terms(variant, fantasy):
     assert network.module.fc.weight.grad[4 * m:].abs().sum() == 0  # novel rows untouched by the base session
 
 
-MICRO = ["epochs=1", "batch_size=16", "limit_train=32", "limit_test=48", "moco_k=64", "small_crops=2",
-         "log_every=1", "arch_kwargs={backbone: tiny, widths: [4, 8, 8, 8]}"]
-
-
 @pytest.fixture(scope="module")
 def micro_run(train_micro):
-    return train_micro("savc", MICRO)
+    return train_micro("savc")
 
 
 @pytest.mark.slow
@@ -99,7 +95,7 @@ def test_presets_resolve_to_the_documented_recipes():
     from workbench.training import resolve_config
 
     spec = get_method("savc")
-    assert spec.presets() == ["paper", "tiny"]
+    assert spec.presets() == ["micro", "paper", "tiny"]
     paper = resolve_config(spec, "paper")
     assert (paper.arch_kwargs["backbone"], paper.dataset, paper.fantasy, paper.epochs, paper.batch_size) == \
         ("resnet20", "cifar100", "rotation2", 500, 128)

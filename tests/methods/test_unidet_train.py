@@ -17,9 +17,6 @@ from workbench.methods.unidet.loss import hierarchy_bce
 from workbench.methods.unidet.train import UniDetConfig
 from workbench.models.detection import DetectionBackbone
 
-MICRO = ["synthetic_train=6", "synthetic_test=4", "epochs=1", "batch_size=6", "log_every=1", "fpn_channels=8",
-         "arch_kwargs={widths: [4, 4, 8, 8]}", "per_dataset_baselines=false"]
-
 
 def tiny_space():
     return build_label_space([("X", "animal", "animal"), ("X", "dog", "dog"), ("X", "cat", "cat")], [],
@@ -77,7 +74,7 @@ def test_hierarchical_inference_reports_the_most_specific_label_and_its_ancestor
 
 @pytest.fixture(scope="module")
 def micro_run(train_micro):
-    return train_micro("unidet", MICRO)
+    return train_micro("unidet")
 
 
 @pytest.mark.slow

@@ -56,6 +56,19 @@ def test_compare_rdms_equals_scipy_spearman_with_ties(pair):
     assert compare_rdms(a_tied, b_tied) == pytest.approx(_direct_spearman(a_tied, b_tied), rel=1e-10)
 
 
+def test_spearman_of_samples_equals_scipy_with_ties_and_is_nan_when_constant():
+    from workbench.metrics.rsa import spearman
+
+    rng = np.random.default_rng(3)
+    a, b = np.round(rng.normal(size=200), 1), np.round(rng.normal(size=200), 1)
+    b = b + 0.5 * a
+    assert spearman(a, b) == pytest.approx(scipy.stats.spearmanr(a, b).statistic, rel=1e-12)
+    assert np.isnan(spearman(a, np.ones(200)))
+    assert np.isnan(spearman(np.append(a[:-1], np.nan), b))
+    with pytest.raises(ValidationError, match=r"same length; found shapes \(200,\) and \(199,\)"):
+        spearman(a, b[:-1])
+
+
 def test_compare_rdms_reads_only_the_upper_triangle(pair):
     x, y = pair
     a, b = _direct_rdm(x), _direct_rdm(y)

@@ -12,7 +12,7 @@
 - a GramStats that takes its first chunk as it is, against accumulated chunks;
 - RDM ranks computed in a background thread (``DerivedStats.start``), against the same ranks
   computed in the calling thread, errors included;
-- the responses' statistics prepared once per region in a sweep (``_Target.derived``).
+- the responses' statistics prepared once per region in a sweep (``Target.derived``).
 """
 
 import logging
@@ -206,19 +206,19 @@ def test_compare_with_background_ranks_equals_each_metric_alone():
 
 def test_sweep_target_prepares_the_responses_once():
     from workbench.analysis import Protocol
-    from workbench.analysis.sweeps import _Target, score_region
+    from workbench.analysis.cells import Target, score_region
     from workbench.metrics import GramStats
 
     rng = np.random.default_rng(11)
     latent = rng.normal(size=(30, 3))
     y = latent @ rng.normal(size=(3, 12)) + rng.normal(size=(30, 12))
-    target = _Target("responses", y, reduce_y=False)
+    target = Target("responses", y, reduce_y=False)
     protocol = Protocol(svcca_n_components=4, tsvd_n_components=4)
     metrics = ["svcca", "tsvd_regression", "rsa", "cka"]
     for seed in range(3):  # three layers against one region
         x = latent @ np.random.default_rng(seed).normal(size=(3, 50)) + rng.normal(size=(30, 50))
         got = score_region(GramStats.from_array(x), target, metrics, protocol)
-        fresh = _Target("responses", y, reduce_y=False)  # nothing prepared
+        fresh = Target("responses", y, reduce_y=False)  # nothing prepared
         np.testing.assert_array_equal(got, score_region(GramStats.from_array(x), fresh, metrics, protocol))
         direct = compare(x, y, metrics, n_components=4, reduce_y=False)
         np.testing.assert_allclose(got, [direct[m] for m in metrics], rtol=1e-9)

@@ -101,7 +101,7 @@ def test_rank_deficient_region_is_scored_and_its_rank_recorded(tiny_model, recor
 
 def test_ranks_and_ceiling_bounds_survive_saving(swept, tmp_path):
     from workbench.analysis import load_scores
-    from workbench.analysis.scores import save_scores
+    from workbench.analysis.results import save_scores
 
     save_scores(swept, tmp_path)
     loaded = load_scores(tmp_path)

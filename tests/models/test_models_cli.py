@@ -16,4 +16,4 @@ def test_models_list_shows_families_and_layer_counts(capsys):
 def test_models_list_filters(capsys):
     assert main(["models", "list", "--family", "vit", "--pattern", "vit_*"]) == 0
     out = capsys.readouterr().out
-    assert "vit (2 models)" in out and "swin_t" not in out and "snn" not in out
+    assert "vit (4 models)" in out and "swin_t" not in out and "snn" not in out  # vit_b/l_16/32

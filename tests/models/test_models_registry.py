@@ -6,24 +6,37 @@ import torch
 
 from workbench.activations import extract
 from workbench.errors import ValidationError
-from workbench.models import FAMILIES, ModelWrapper, Preprocessing, create, list_models, model_info
+from workbench.models import (
+    FAMILIES,
+    ModelWrapper,
+    Preprocessing,
+    create,
+    list_models,
+    model_info,
+    parse_layer_spec,
+    study_models,
+)
 
-EXPECTED = {
-    "snn": {"sew_resnet8", "sew_resnet14", "sew_resnet18", "sew_resnet34", "sew_resnet50",
-            "spiking_resnet18", "spiking_vgg11_bn", "spiking_vgg16_bn"},
-    "cnn": {"alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50", "densenet121",
-            "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "googlenet", "cornet_z"},
-    "vit": {"vit_b_16", "vit_b_32", "swin_t", "deit_tiny"},
-}
+# beside the study's 81 networks (tests/models/test_study_zoo.py), the zoo keeps these
+EXTRAS = {"snn": {"spiking_resnet18", "spiking_vgg11_bn", "spiking_vgg16_bn"}, "cnn": set(),
+          "vit": {"swin_t", "deit_tiny"}}
+EXPECTED = {family: set(study_models(family)) | extras for family, extras in EXTRAS.items()}
 # the heaviest networks run their forward check only in the slow suite
 HEAVY = {"vgg16", "spiking_vgg16_bn", "vit_b_16", "vit_b_32", "sew_resnet50", "resnet50",
-         "sew_resnet34", "spiking_vgg11_bn", "densenet121", "vgg11"}
+         "sew_resnet34", "spiking_vgg11_bn", "densenet121", "vgg11", "sew_resnet101", "sew_resnet152",
+         "wide_sew_resnet8", "wide_sew_resnet14"}
+# the study's other networks are built and run here only if light, with a kind of layer spec
+# each (their layers and shapes are checked on the meta device by test_study_zoo.py)
+LIGHT = {"squeezenet1_1", "shufflenet_v2_x1_0", "mobilenet_v3_small", "cornet_rt"}
 # transformers with a fixed token grid need their native input size
 NATIVE_SIZE = {"vit_b_16", "vit_b_32", "deit_tiny"}
 
 
 # the study's zoo; the training methods' architectures (small_cnn, ...) live in other modules
-STUDY_MODULES = {"workbench.models.cnn", "workbench.models.snn", "workbench.models.vit", "workbench.models.cornet"}
+STUDY_MODULES = {"workbench.models.cnn", "workbench.models.snn", "workbench.models.snn_study", "workbench.models.vit",
+                 "workbench.models.vit_timm", "workbench.models.cornet"}
+BUILT_BEFORE = ({"resnet18", "resnet34", "googlenet", "mobilenet_v2", "efficientnet_b0", "alexnet", "cornet_z",
+                 "sew_resnet8", "sew_resnet14", "sew_resnet18"} | set().union(*EXTRAS.values()))
 
 
 def _study_models(names):
@@ -65,7 +78,9 @@ def test_every_model_declares_layers_that_are_submodules(name):
 
 
 def _heavy_slow():
-    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()]
+    """Every model but the study's heavy ones that were not in the zoo before; the heaviest slow."""
+    names = [n for n in list_models() if n not in study_models() or n in HEAVY | LIGHT | BUILT_BEFORE]
+    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in names]
 
 
 @pytest.mark.parametrize("name", _heavy_slow())
@@ -77,10 +92,10 @@ def test_every_model_builds_with_real_layers(name):
     assert not model.module.training
     modules = dict(model.module.named_modules())
     assert len(model.layers) >= 5 and len(set(model.layers)) == len(model.layers)
-    assert all(layer in modules for layer in model.layers)
+    paths = [parse_layer_spec(layer).path for layer in model.layers]
+    assert all(path in modules for path in paths)
     order = list(modules)  # declared layers follow the network's definition order
-    assert [order.index(layer) for layer in model.layers] == sorted(
-        order.index(layer) for layer in model.layers)
+    assert [order.index(path) for path in paths] == sorted(order.index(path) for path in paths)
     assert model.time_steps == (4 if model.is_spiking else 1)
     assert model_info(name).layers == model.layers
 

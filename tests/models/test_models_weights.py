@@ -1,28 +1,15 @@
 """Weights: checkpoints with strict key checking, published weights offline, the weights hash."""
 
-import urllib.error
-from pathlib import Path
+import argparse
+import collections
+import re
+from pathlib import Path, PosixPath
 
 import pytest
 import torch
 
-from workbench.errors import DataError, WeightsUnavailableError
+from workbench.errors import DataError, ValidationError, WeightsUnavailableError
 from workbench.models import create, state_dict_hash
-from workbench.models import weights as weights_module
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """An empty torch hub folder and a downloader that fails like a machine without network."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    calls = []
-
-    def no_network(url, destination):
-        calls.append(url)
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(weights_module, "_download_url", no_network)
-    return calls
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -64,7 +51,11 @@ def test_checkpoint_shape_mismatch(tmp_path):
 def test_checkpoint_that_is_not_a_state_dict(tmp_path):
     path = tmp_path / "pickled.pt"
     torch.save({"model": create("cornet_z").module}, path)  # a whole module: not weights_only
-    with pytest.raises(DataError, match="weights_only=True"):
+    with pytest.raises(ValidationError, match=rf"checkpoint {path} pickles the global "
+                                              r"workbench\.models\.cornet\.CORnetZ .*refused"):
+        create("cornet_z", weights=path)
+    torch.save([1, 2], path)
+    with pytest.raises(DataError, match="does not hold a state dict"):
         create("cornet_z", weights=path)
     with pytest.raises(DataError, match="does not exist"):
         create("cornet_z", weights=tmp_path / "absent.pt")
@@ -86,7 +77,8 @@ def test_imagenet_offline_names_url_and_destination(offline, tmp_path, name, fil
 
 
 def test_snn_imagenet_needs_a_file_placed_by_hand(offline, tmp_path):
-    with pytest.raises(WeightsUnavailableError, match=r"Spike-Element-Wise-ResNet.*put it at "
+    with pytest.raises(WeightsUnavailableError, match=r"drive\.google\.com/drive/folders/1oRplrHdJDnONhYWRvP5VP0sU4G8NuMfq"
+                       r" \(the study's checkpoint folder.*put it at "
                        + str(tmp_path / "torch" / "hub" / "checkpoints" / "sew_resnet18_imagenet.pth")):
         create("sew_resnet18", weights="imagenet")
     assert offline == []  # nothing to download: no network call attempted
@@ -113,3 +105,58 @@ def test_state_dict_hash_sees_every_tensor_byte():
     net2 = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     net2.load_state_dict(net.state_dict())
     assert state_dict_hash(net2) == state_dict_hash(net)
+
+
+class _TrainingState(collections.OrderedDict):
+    """An OrderedDict subclass: pickled as a global of this test module."""
+
+
+def _authors_checkpoint(model, path, **extra):
+    """A file as the study's train_imagenet.py saves it (model, optimizer, scheduler, args, ...)."""
+    params = list(model.module.parameters())
+    optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    for param in params:
+        optimizer.state[param]["momentum_buffer"] = torch.full_like(param, 0.5)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=315)
+    args = argparse.Namespace(model_name=model.name, T=4, epochs=320, lr=0.1, opt="sgd", auto_augment=None,
+                              amp=True, distributed=False)
+    torch.save({"model": model.module.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(), "epoch": 319, "args": args, "test_acc": 61.25,
+                "max_test_acc": 61.5, "scaler": torch.amp.GradScaler("cpu").state_dict(), **extra}, path)
+    return path
+
+
+def test_authors_checkpoint_loads_by_path_and_as_imagenet(offline, tmp_path, capsys):
+    from workbench.cli import main
+
+    source = create("sew_resnet8", seed=3)
+    by_path = create("sew_resnet8", weights=_authors_checkpoint(source, tmp_path / "sew_resnet8.pth"))
+    assert by_path.weights_id == source.weights_id != create("sew_resnet8").weights_id
+
+    assert main(["models", "weights", "sew_resnet8"]) == 0
+    name, status, where, origin = capsys.readouterr().out.splitlines()[1].split("\t")
+    assert (name, status) == ("sew_resnet8", "absent") and "drive.google.com" in origin
+    Path(where).parent.mkdir(parents=True)
+    _authors_checkpoint(source, where)
+    imagenet = create("sew_resnet8", weights="imagenet")
+    assert imagenet.weights == "imagenet" and imagenet.weights_id == source.weights_id
+    assert offline == []
+
+
+def test_checkpoint_with_a_dataparallel_prefix_in_the_authors_format(tmp_path):
+    source = create("sew_resnet8", seed=4)
+    path = _authors_checkpoint(source, tmp_path / "ddp.pth")
+    saved = torch.load(path, weights_only=False)
+    saved["model"] = {f"module.{k}": v for k, v in saved["model"].items()}
+    torch.save(saved, path)
+    assert create("sew_resnet8", weights=path).weights_id == source.weights_id
+
+
+@pytest.mark.parametrize("extra, global_name", [
+    ({"output_path": PosixPath("/logs")}, "pathlib.PosixPath"),
+    ({"model_ema": _TrainingState(a=torch.zeros(1))}, f"{__name__}._TrainingState"),
+])
+def test_checkpoint_with_another_global_is_refused_naming_it(tmp_path, extra, global_name):
+    path = _authors_checkpoint(create("sew_resnet8"), tmp_path / "other.pth", **extra)
+    with pytest.raises(ValidationError, match=rf"checkpoint {path} pickles the global {re.escape(global_name)} "):
+        create("sew_resnet8", weights=path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from workbench.analysis import save_scores
+from workbench.analysis import results, save_scores
 from workbench.errors import DataError, ValidationError
 from workbench.reports import figures, style
 
@@ -137,8 +137,8 @@ def test_rdm_pair_rejects_rdms_over_different_stimuli():
 
 def test_rdms_round_trip_through_netcdf(tmp_path):
     a = np.arange(16.0).reshape(4, 4)
-    path = figures.save_rdms([("resnet18", "layer4", "kriegeskorte2008_92/IT (monkey)", a, a.T)], tmp_path / "rdms.nc")
-    tree = figures.load_rdms(path)
+    path = results.save_rdms([("resnet18", "layer4", "kriegeskorte2008_92/IT (monkey)", a, a.T)], tmp_path / "rdms.nc")
+    tree = results.load_rdms(path)
     (pair,) = tree.children.values()
     np.testing.assert_array_equal(pair["model_rdm"].values, a)
     np.testing.assert_array_equal(pair["brain_rdm"].values, a.T)
@@ -173,7 +173,7 @@ def test_render_all_figures_from_result_files_alone(scores, tmp_path):
     run = tmp_path / "run"
     save_scores(scores.sel(metric=["rsa", "cka"]), run)
     rdm = np.array([[0.0, 1, 2], [1, 0, 3], [2, 3, 0]])
-    figures.save_rdms([("resnet18", "layer4", "cowley2023_v4/V4", rdm, rdm)], run / "rdms.nc")
+    results.save_rdms([("resnet18", "layer4", "cowley2023_v4/V4", rdm, rdm)], run / "rdms.nc")
     written = figures.render_all_figures(run)
     names = sorted({p.stem for p in written})
     assert names == sorted(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from workbench.analysis import save_scores
+from workbench.analysis import results, save_scores
 from workbench.reports import figures, style
 from workbench.reports.study import report_header, run_summary, score_table, sweep_table, unscored_section
 
@@ -172,9 +172,9 @@ def test_rdm_figures_label_categories_and_load_from_the_run_directory(tmp_path):
 
     a = rdm(features)
     categories = ["face", "face", "body", "body", "body", "object"]
-    figures.save_rdms([("resnet18", "layer4", "k/IT (monkey)", a, a, categories),
+    results.save_rdms([("resnet18", "layer4", "k/IT (monkey)", a, a, categories),
                        ("resnet18", "layer3", "k/IT (human)", a, a, None)], tmp_path / "rdms.nc")
-    tree = figures.load_rdms(tmp_path)  # the run directory
+    tree = results.load_rdms(tmp_path)  # the run directory
     pairs = [node.to_dataset() for node in tree.children.values()]
     assert [str(p.region.values) for p in pairs] == ["k/IT (monkey)", "k/IT (human)"]
     assert list(pairs[0]["category"].values) == categories and "category" not in pairs[1].coords
@@ -185,7 +185,7 @@ def test_rdm_figures_label_categories_and_load_from_the_run_directory(tmp_path):
     np.testing.assert_allclose(left.get_xticks(), [0.5, 3.0, 5.0])
     assert figures.category_runs(categories) == [("face", 0, 2), ("body", 2, 5), ("object", 5, 6)]
     with pytest.raises(Exception, match="no RDM file there"):
-        figures.load_rdms(tmp_path / "empty_run")
+        results.load_rdms(tmp_path / "empty_run")
 
 
 def test_every_figure_of_a_run_has_a_caption(scores, tmp_path):

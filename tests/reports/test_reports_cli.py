@@ -44,6 +44,10 @@ def test_execution_options_reach_the_sweep(command, scores, tmp_path, monkeypatc
             "--metrics", "rsa", "cka", "--dask", "local:2", "--force", "--weights", "imagenet",
             "--protocol", "bootstrap=10", "--protocol", "zscore=false"]
     assert main(argv) == 0
+    if command == "score":  # the arguments checked once, by the CLI, and that check passed on
+        checked = seen.pop("checked")
+        assert checked["weights"] == {"resnet18": "imagenet", "sew_resnet18": "imagenet"}
+        assert checked["protocol"].bootstrap == 10 and checked["protocol"].zscore is False
     assert seen == {
         "models": ["resnet18", "sew_resnet18"], "datasets": ["cowley2023_v4"], "out": str(tmp_path),
         "metrics": ["rsa", "cka"], "weights": "imagenet", "protocol": {"bootstrap": 10, "zscore": False},
@@ -56,7 +60,21 @@ def test_defaults_are_serial_random_weights_and_all_metrics(scores, tmp_path, mo
     monkeypatch.setattr("workbench.reports.study.run_study",
                         lambda models, datasets, out, **kw: seen.update(kw) or scores)
     assert main(["score", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(tmp_path)]) == 0
+    assert seen.pop("checked")["weights"] == {"resnet18": None}
     assert seen == {"metrics": None, "weights": "random", "protocol": {}, "executor": "serial", "force": False}
+
+
+def test_score_checks_the_study_once(scores, tmp_path, monkeypatch):
+    from workbench.analysis import checks
+
+    calls = []
+    check = checks.check_study
+    monkeypatch.setattr(checks, "check_study", lambda *a, **kw: calls.append(a) or check(*a, **kw))
+    monkeypatch.setattr("workbench.analysis.sweeps.sweep", lambda *a, **kw: scores)
+    monkeypatch.setattr("workbench.reports.study.best_layer_rdms", lambda *a, **kw: [])
+    assert main(["score", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(tmp_path / "run")]) == 0
+    assert len(calls) == 1
+    assert load_scores(tmp_path / "run").identical(load_scores(save_scores(scores, tmp_path / "direct")[0]))
 
 
 def test_malformed_protocol_override_is_named(tmp_path, capsys):

@@ -9,14 +9,14 @@ from workbench.cli import main
 def test_methods_list_names_each_method_with_presets_and_paper(capsys):
     assert main(["methods", "list"]) == 0
     out = capsys.readouterr().out
-    assert "supervised" in out and "presets: paper, tiny" in out
+    assert "supervised" in out and "presets: micro, paper, tiny" in out
 
 
 @pytest.mark.parametrize("args, message", [
     (["train", "supervized", "--out", "x"], "unknown method 'supervized'; did you mean 'supervised'?"),
     (["train", "supervised", "--preset", "huge", "--out", "x"], "unknown preset 'huge' of method 'supervised'"),
-    (["train", "supervised", "--out", "x", "--set", "epochs=abc"], "--set epochs='abc': expected int"),
-    (["train", "supervised", "--out", "x", "--set", "nosuch=1"], "unknown config key 'nosuch'"),
+    (["train", "supervised", "--out", "x", "--set", "epochs=abc"], "--set 'epochs=abc': epochs expects an integer, found 'abc'"),
+    (["train", "supervised", "--out", "x", "--set", "nosuch=1"], "--set 'nosuch=1': SupervisedConfig has no field 'nosuch'"),
 ])
 def test_bad_arguments_exit_1_with_one_line(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

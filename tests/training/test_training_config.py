@@ -7,12 +7,12 @@ import pytest
 from workbench.errors import ValidationError
 from workbench.methods import get_method, list_methods
 from workbench.training import TrainConfig, config_hash, resolve_config
-from workbench.training.config import apply_overrides, parse_value
+from workbench.training.config import apply_overrides
 
 
 def test_methods_are_registered_with_presets():
     assert "supervised" in list_methods()
-    assert get_method("supervised").presets() == ["paper", "tiny"]
+    assert get_method("supervised").presets() == ["micro", "paper", "tiny"]
 
 
 def test_unknown_method_suggests_close_name():
@@ -21,22 +21,22 @@ def test_unknown_method_suggests_close_name():
 
 
 def test_unknown_preset_lists_presets():
-    with pytest.raises(ValidationError, match=r"unknown preset 'huge' of method 'supervised'; expected one of \['paper', 'tiny'\]"):
+    with pytest.raises(ValidationError, match=r"unknown preset 'huge' of method 'supervised'; expected one of \['micro', 'paper', 'tiny'\]"):
         resolve_config(get_method("supervised"), "huge")
 
 
 def test_unknown_key_lists_valid_keys_and_suggests():
-    with pytest.raises(ValidationError, match=r"unknown config key 'epoch'; did you mean 'epochs'.*valid keys: arch,"):
+    with pytest.raises(ValidationError, match=r"SupervisedConfig has no field 'epoch'; did you mean 'epochs'.*\(fields: arch, "):
         resolve_config(get_method("supervised"), "tiny", ["epoch=3"])
 
 
 @pytest.mark.parametrize("pair, message", [
-    ("epochs=abc", r"--set epochs='abc': expected int"),
-    ("augment=maybe", r"--set augment='maybe': expected bool"),
-    ("lr=fast", r"--set lr='fast': expected float"),
-    ("optimizer=lbfgs", r"'optimizer' is 'lbfgs'; expected one of \['sgd', 'adamw'\]"),
-    ("epochs=0", r"'epochs' must be >= 1, found 0"),
-    ("epochs", r"--set 'epochs': expected KEY=VALUE"),
+    ("epochs=abc", r"--set 'epochs=abc': epochs expects an integer, found 'abc'"),
+    ("augment=maybe", r"--set 'augment=maybe': augment expects true or false \(also yes/no, on/off, 1/0\), found 'maybe'"),
+    ("lr=fast", r"--set 'lr=fast': lr expects a number, found 'fast'"),
+    ("optimizer=lbfgs", r"SupervisedConfig.optimizer='lbfgs' is not valid; expected one of \['adamw', 'sgd'\]"),
+    ("epochs=0", r"SupervisedConfig.epochs must be >= 1, found 0"),
+    ("epochs", r"--set expects FIELD=VALUE, found 'epochs'"),
 ])
 def test_bad_values_are_named(pair, message):
     with pytest.raises(ValidationError, match=message):
@@ -44,20 +44,23 @@ def test_bad_values_are_named(pair, message):
 
 
 def test_values_parse_to_declared_types():
-    assert parse_value(TrainConfig, "augment", "false") is False
-    assert parse_value(TrainConfig, "epochs", "7") == 7
-    assert parse_value(TrainConfig, "lr", "1e-3") == pytest.approx(1e-3)
-    assert parse_value(TrainConfig, "data_root", "none") is None
-    assert parse_value(TrainConfig, "arch_kwargs", "{norm: group}") == {"norm": "group"}
+    assert TrainConfig.parse_value("augment", "false") is False
+    assert TrainConfig.parse_value("epochs", "7") == 7
+    assert TrainConfig.parse_value("lr", "1e-3") == pytest.approx(1e-3)
+    assert TrainConfig.parse_value("data_root", "none") is None
+    assert TrainConfig.parse_value("data_root", "/data") == "/data"
+    assert TrainConfig.parse_value("arch_kwargs", "{norm: group}") == {"norm": "group"}
     values = apply_overrides(TrainConfig, {}, ["epochs=2", "augment=0"])
     assert values == {"epochs": 2, "augment": False}
 
 
 def test_a_config_object_rejects_wrong_types():
-    with pytest.raises(ValidationError, match=r"config field 'epochs' is '3' \(str\); expected int"):
+    with pytest.raises(ValidationError, match=r"TrainConfig.epochs must be an integer, found '3'"):
         TrainConfig(epochs="3")
-    with pytest.raises(ValidationError, match=r"'batch_size' is True \(bool\); expected int"):
+    with pytest.raises(ValidationError, match=r"TrainConfig.batch_size must be an integer, found True"):
         TrainConfig(batch_size=True)
+    assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # one config, one hash
+    assert TrainConfig(milestones=[3, 5]).milestones == (3, 5)
 
 
 def test_hash_ignores_execution_fields_only():
@@ -65,6 +68,7 @@ def test_hash_ignores_execution_fields_only():
     assert config_hash(base) == config_hash(dataclasses.replace(base, device="cuda", log_every=3))
     assert config_hash(base) != config_hash(dataclasses.replace(base, lr=0.1))
     assert config_hash(base) != config_hash(dataclasses.replace(base, seed=1))
+    assert len(config_hash(base)) == 16 and int(config_hash(base), 16) >= 0
 
 
 def test_seed_and_device_options_override_the_preset():
@@ -82,4 +86,5 @@ def test_lr_schedules_step_by_step():
     assert [cosine(s) for s in range(4, 8)] == pytest.approx([0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
     multistep = lr_factor_fn(TrainConfig(epochs=4, scheduler="multistep", milestones=(1, 3), gamma=0.5), 2)
     assert [multistep(s) for s in range(8)] == [1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
-    assert parse_value(TrainConfig, "milestones", "[30, 60]") == (30, 60)
+    assert TrainConfig.parse_value("milestones", "[30, 60]") == (30, 60)
+    assert TrainConfig.parse_value("milestones", "30,60") == (30, 60)

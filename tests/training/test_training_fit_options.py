@@ -1,4 +1,4 @@
-"""fit's optional parameters: a data.collate_fn, a method's own sampler (sampler_fn), recursive device moves, grad_clip."""
+"""fit: a data.collate_fn, a method's own sampler (sampler_fn), recursive device moves, grad_clip, the hooks' order."""
 
 from __future__ import annotations
 
@@ -124,3 +124,49 @@ def test_grad_clip_bounds_the_norm_of_one_plain_sgd_step(tmp_path, clip):
     expected = grad * min(1.0, clip / float(grad.norm())) if clip else grad
     assert float(grad.norm()) > 0.01
     assert torch.allclose(change, expected, atol=1e-6, rtol=1e-4)
+
+
+
+def test_hooks_run_in_order_and_the_checkpoint_records_where_training_stands(tmp_path):
+    from workbench.training import Callback
+    from workbench.training.checkpoint import load_verified
+
+    events = []
+
+    class Recorder(Callback):
+        def on_train_start(self, state, network):
+            events.append(("start", state.step))
+
+        def on_step_end(self, state, network, logs):
+            events.append(("step", state.step, state.epoch, state.step_in_epoch))
+            logs["extra"] = float(state.step)
+
+        def on_epoch_end(self, state, network):
+            events.append(("epoch", state.epoch, state.step_in_epoch))
+            return {"seen": float(state.step)}
+
+        def state_dict(self):
+            return {"events": len(events)}
+
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(2))
+    data = SimpleNamespace(train=TensorDataset(x, torch.zeros(6, dtype=torch.long)),
+                           test=TensorDataset(x, torch.zeros(6, dtype=torch.long)))
+    config = TrainConfig(epochs=2, batch_size=2, lr=0.3, scheduler="constant", log_every=2, checkpoint_every=2)
+    run = RunDir(tmp_path / "run")
+    result = fit(config, run, _linear(), data, callbacks=[Recorder()])
+    assert events == [("start", 0), ("step", 1, 0, 1), ("step", 2, 0, 2), ("step", 3, 0, 3), ("epoch", 0, 3),
+                      ("step", 4, 1, 1), ("step", 5, 1, 2), ("step", 6, 1, 3), ("epoch", 1, 3)]
+    # the last checkpoint: where the next epoch would start, with the evaluation and every row
+    checkpoint = load_verified(run.checkpoint_file)
+    assert (checkpoint["step"], checkpoint["epoch"], checkpoint["step_in_epoch"]) == (6, 2, 0)
+    assert checkpoint["evaluation"] == result.evaluation and set(result.evaluation) == {"test_loss", "test_acc"}
+    assert checkpoint["callbacks"] == [{"events": 9}] and checkpoint["rows"] == run.rows
+    assert (checkpoint["window"], checkpoint["window_steps"]) == ({}, 0)
+    # train means every 2 steps and at each epoch's end, with what the callbacks added; then the
+    # callbacks' epoch values; then the test evaluation
+    extra = [(step, value) for step, _, split, metric, value in run.rows if metric == "extra"]
+    assert extra == [(2, 1.5), (3, 3.0), (5, 4.5), (6, 6.0)]
+    order = [(step, split, metric) for step, _, split, metric, _ in run.rows
+             if metric in ("extra", "seen") or split == "test" and metric == "acc"]
+    assert order == [(2, "train", "extra"), (3, "train", "extra"), (3, "train", "seen"), (3, "test", "acc"),
+                     (5, "train", "extra"), (6, "train", "extra"), (6, "train", "seen"), (6, "test", "acc")]

@@ -75,7 +75,7 @@ def test_out_must_be_a_directory(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     (lambda p: p.write_bytes(p.read_bytes()[:100]), r"truncated or was modified"),
     (lambda p: p.unlink(), r"does not exist"),
-    (lambda p: p.with_name(p.name + ".sha256").unlink(), r"has no checksum file"),
+    (lambda p: p.with_name(p.name + ".sha256").unlink(), r"has no checksum record last.pt.sha256"),
 ])
 def test_damaged_checkpoint_is_refused_by_name(micro_run, tmp_path, damage, message):
     run = tmp_path / "copy"
@@ -121,3 +121,61 @@ def test_force_trains_again(micro_run, tmp_path):
         train("supervised", out=run, overrides=MICRO, force=True)
     assert read_card(run)["weights_sha256"] == read_card(micro_run)["weights_sha256"]  # same seed, same weights
     pd.testing.assert_frame_equal(read_metrics(run), read_metrics(micro_run))
+
+
+def test_a_nested_run_shares_the_context_writes_its_config_and_names_its_role_and_run(micro_run, tmp_path):
+    from workbench.models import create
+    from workbench.training import RunDir, list_snapshots
+    from workbench.training.evaluation import load_run_config, load_run_network
+
+    card, network = load_run_network(micro_run)
+    data = type("Data", (), {"name": "digits32", "fingerprint": card["data"]["fingerprint"],
+                             "description": "", "preprocessing": create(str(micro_run)).preprocessing})()
+    run = RunDir(tmp_path / "run")
+    run.method, run.config, run.resume = "supervised", load_run_config(micro_run), True
+    other = run.config.replace(epochs=7)
+    base = run.child("base", other, role="baseline")
+    assert base.path == run.path / "snapshots" / "base" and base.ctx is run.ctx and base.method == "supervised"
+    assert not base.resume  # no checkpoint of its own yet
+    assert yaml.safe_load(base.config_file.read_text())["epochs"] == 7
+    assert run.finished_child("base") is None
+    base.finish(network, network.module.state_dict(), data, {"evaluation": {"test_acc": 0.5}})
+    snap = run.write_snapshot("along", network, network.module.state_dict(), data)
+    base_card, snap_card = run.finished_child("base"), read_card(snap)
+    assert (base_card["role"], snap_card["role"]) == ("baseline", "snapshot")
+    assert base_card["snapshot_of"] == snap_card["snapshot_of"] == str(run.path.resolve())
+    assert base_card["config_hash"] == config_hash(other) and snap_card["config_hash"] == config_hash(run.config)
+    assert base_card["evaluation"] == {"test_acc": 0.5}
+    assert list_snapshots(run.path) == [snap, base.path]
+    phase = run.child("stage1", other, kind="phases")
+    assert phase.path == run.path / "phases" / "stage1" and list_snapshots(run.path) == [snap, base.path]
+    with pytest.raises(ValidationError, match=r"kind is 'baselines'; expected one of \['snapshots', 'phases'\]"):
+        run.child("x", kind="baselines")
+    with pytest.raises(ValidationError, match=r"role is 'teacher'; expected one of \['baseline', 'snapshot'\]"):
+        run.child("x", role="teacher")
+
+
+def test_a_run_config_is_rebuilt_typed_with_its_keys_checked(micro_run, tmp_path):
+    from workbench.methods.supervised import SupervisedConfig
+    from workbench.training.evaluation import load_run_config
+
+    config = load_run_config(micro_run)
+    assert isinstance(config, SupervisedConfig) and config.epochs == 3 and config.limit_train == 64
+    run = tmp_path / "copy"
+    shutil.copytree(micro_run, run)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "epoks: 3\n")
+    with pytest.raises(ValidationError, match=r"config of the run .*copy: SupervisedConfig has no field 'epoks'; "
+                                              r"did you mean 'epochs'"):
+        load_run_config(run)
+
+
+def test_reloaded_data_must_have_the_fingerprint_of_the_card(micro_run):
+    from workbench.training.evaluation import check_data_fingerprint
+
+    card = read_card(micro_run)
+    same = type("Data", (), {"name": "digits32", "fingerprint": card["data"]["fingerprint"]})()
+    check_data_fingerprint(same, card, micro_run)
+    other = type("Data", (), {"name": "digits32", "fingerprint": "0" * 64})()
+    with pytest.raises(DataError, match=r"'digits32' data found now \(fingerprint 000000000000\.\.\.\) differ "
+                                        r"from the data .*model_card.json was trained on"):
+        check_data_fingerprint(other, card, micro_run)

@@ -2,8 +2,9 @@
 
 An entry is keyed by the sha256 of a canonical JSON of everything that determines it: model
 name, weights hash, layer, stimulus-set fingerprint, preprocessing, T, time reduction (and
-time step), dtype and the extraction format version. Entries are written atomically and
-carry a content checksum, so a corrupt or partial entry is detected, removed and recomputed.
+time step), dtype and the extraction format version. Entries are written atomically, each
+with a record holding its sha256 (:func:`workbench.storage.write_verified`), so a corrupt or
+partial entry is detected, removed and recomputed.
 
 The cache lives in ``$WORKBENCH_CACHE/activations`` when that variable is set, else in
 ``platformdirs.user_cache_dir("workbench")/activations``. Its ``spill/`` folder holds the
@@ -26,7 +27,7 @@ import platformdirs
 
 from workbench.errors import DataError
 from workbench.metrics.stats import GramStats
-from workbench.storage import atomic_path
+from workbench.storage import read_verified, write_verified
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def entry_key(fields: dict) -> str:
 
 
 class StatsCache:
-    """GramStats entries (``<key>.npz``) with a JSON description beside each (``<key>.json``).
+    """GramStats entries (``<key>.npz``) with a JSON record beside each (``<key>.json``): its
+    description and sha256.
 
     Parameters
     ----------
@@ -76,6 +78,7 @@ class StatsCache:
         if not path.is_file():
             return None
         try:
+            read_verified(path, expect={"key": key}, record=self._meta_path(key), what="cache entry")
             return GramStats.load(path)
         except DataError as exc:
             logger.warning("corrupt cache entry %s removed; it will be recomputed (%s)", path, exc)
@@ -83,12 +86,10 @@ class StatsCache:
             return None
 
     def save(self, key: str, stats: GramStats, meta: dict) -> None:
-        """Write an entry atomically: statistics first, then its description."""
-        stats.save(self._stats_path(key))
+        """Write an entry atomically: statistics first, then its record (description, sha256)."""
         record = {**meta, "key": key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
             timespec="seconds")}
-        with atomic_path(self._meta_path(key)) as tmp:
-            tmp.write_text(json.dumps(record, sort_keys=True, default=str, indent=1))
+        write_verified(self._stats_path(key), stats.write_npz, fields=record, record=self._meta_path(key))
 
     def remove(self, key: str) -> None:
         for path in (self._stats_path(key), self._meta_path(key)):

@@ -106,7 +106,7 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
         if layer in captured:
             raise ValidationError(
                 f"layer {layer!r} ran more than once in one forward pass (a shared module); "
-                "hook a module that runs once"
+                f"hook a module that runs once, or one of its calls: '{layer}:call[k]'"
             )
         if model.is_spiking:
             out = out.transpose(0, 1)  # (T, b, ...) -> (b, T, ...)

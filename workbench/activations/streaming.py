@@ -358,35 +358,22 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
     # None: the average over time steps; t: time step t
     steps = ([None] if settings.time_reduce == "mean" else []) + (
         list(range(settings.time_steps)) if per_step or settings.time_reduce is None else [])
-    results: dict[tuple[str, int | None], GramStats] = {}
-    keys: dict[tuple[str, int | None], str] = {}
-    metas: dict[tuple[str, int | None], dict] = {}
-    if store is not None:
-        fingerprint = stimulus_fingerprint(stimuli)
-        for layer in settings.layers:
-            for step in steps:
-                fields = {
-                    "model": model.name, "weights_id": model.weights_id, "layer": layer,
-                    "stimuli": fingerprint, "n_stimuli": n,
-                    "preprocessing": model.preprocessing.to_dict(),
-                    "time_steps": settings.time_steps, "time_reduce": "mean" if step is None else None,
-                    "time_step": step, "dtype": "float32",
-                }
-                keys[layer, step] = entry_key(fields)
-                metas[layer, step] = {k: fields[k] for k in
-                                      ("model", "layer", "time_step", "n_stimuli", "stimuli")}
-                metas[layer, step]["weights"] = model.weights
-                hit = store.load(keys[layer, step])
-                if hit is not None:
-                    results[layer, step] = hit
-        logger.info("%s: %d of %d statistics found in the cache %s", model.name, len(results),
-                    len(keys), store.root)
+    results, keys, metas = _cached(model, stimuli, n, settings, steps, store)
     todo = [layer for layer in settings.layers
             if save_activations is not None or any((layer, s) not in results for s in steps)]
     if not todo:
         return _arrange(results, settings, steps)
     logger.info("%s: extracting %d layer(s) (%d cached)", model.name, len(todo),
                 len(settings.layers) - len(todo))
+    _run_pass(model, stimuli, settings, todo, steps, store, keys, metas, results, save_activations=save_activations,
+              memory_bytes=memory_bytes, block_bytes=block_bytes, resume=resume)
+    return _arrange(results, settings, steps)
+
+
+def _run_pass(model, stimuli, settings, todo: list, steps: list, store: StatsCache | None, keys: dict, metas: dict,
+              results: dict, *, save_activations, memory_bytes: int, block_bytes: int, resume: bool) -> None:
+    """One forward pass over ``todo``'s layers: their statistics into ``results`` (and the cache),
+    through a spill folder that is kept, on an interruption, to resume from (see ``resume``)."""
     spill_root = Path(tempfile.gettempdir()) if store is None else store.root / "spill"
     spill_root.mkdir(parents=True, exist_ok=True)
 
@@ -396,22 +383,14 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
             store.save(keys[key], stats, metas[key])
 
     with contextlib.ExitStack() as stack:
-        resumable = resume and store is not None and save_activations is None
-        spill_dir = None
-        if resumable:
+        run_key = None
+        if resume and store is not None and save_activations is None:
             run_key = entry_key({
                 "spill_format": SPILL_FORMAT, "entries": [keys[layer, s] for layer in settings.layers
                                                           for s in steps],
                 "batch_size": settings.batch_size, "device": settings.device.type,
                 "memory_bytes": int(memory_bytes), "block_bytes": int(block_bytes)})
-            spill_dir = spill_root / f"{spill_prefix(model.name)}_{run_key[:16]}"
-            if not _lock(spill_dir, stack):
-                logger.info("%s: spill folder %s is in use by another process; this run "
-                            "spills to a fresh folder and cannot be resumed", model.name, spill_dir)
-                spill_dir = None
-        if spill_dir is None:
-            run_key = None
-            spill_dir = Path(tempfile.mkdtemp(prefix=f"{spill_prefix(model.name)}_", dir=spill_root))
+        spill_dir, run_key = _spill_folder(model, spill_root, run_key, stack)
         try:
             _stream(model, stimuli, settings, todo, steps, spill_dir, save_activations,
                     memory_bytes, block_bytes, run_key=run_key, results=results, keep=keep)
@@ -421,7 +400,49 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
                 shutil.rmtree(spill_dir, ignore_errors=True)
             raise
         shutil.rmtree(spill_dir, ignore_errors=True)
-    return _arrange(results, settings, steps)
+
+
+def _cached(model, stimuli, n: int, settings, steps: list, store: StatsCache | None) -> tuple[dict, dict, dict]:
+    """The statistics the cache holds, by ``(layer, step)``, with every entry's cache key and
+    metadata (all empty without a cache)."""
+    results: dict[tuple[str, int | None], GramStats] = {}
+    keys: dict[tuple[str, int | None], str] = {}
+    metas: dict[tuple[str, int | None], dict] = {}
+    if store is None:
+        return results, keys, metas
+    fingerprint = stimulus_fingerprint(stimuli)
+    for layer in settings.layers:
+        for step in steps:
+            fields = {
+                "model": model.name, "weights_id": model.weights_id, "layer": layer,
+                "stimuli": fingerprint, "n_stimuli": n,
+                "preprocessing": model.preprocessing.to_dict(),
+                "time_steps": settings.time_steps, "time_reduce": "mean" if step is None else None,
+                "time_step": step, "dtype": "float32",
+            }
+            keys[layer, step] = entry_key(fields)
+            metas[layer, step] = {k: fields[k] for k in ("model", "layer", "time_step", "n_stimuli", "stimuli")}
+            metas[layer, step]["weights"] = model.weights
+            hit = store.load(keys[layer, step])
+            if hit is not None:
+                results[layer, step] = hit
+    logger.info("%s: %d of %d statistics found in the cache %s", model.name, len(results), len(keys), store.root)
+    return results, keys, metas
+
+
+def _spill_folder(model, spill_root: Path, run_key: str | None, stack: contextlib.ExitStack):
+    """The folder a pass spills to, and the key it resumes under (None: it cannot be resumed).
+
+    With a ``run_key``: the folder named after it, locked for this process; a fresh temporary
+    folder when another process holds that lock, or without a key.
+    """
+    if run_key is not None:
+        spill_dir = spill_root / f"{spill_prefix(model.name)}_{run_key[:16]}"
+        if _lock(spill_dir, stack):
+            return spill_dir, run_key
+        logger.info("%s: spill folder %s is in use by another process; this run "
+                    "spills to a fresh folder and cannot be resumed", model.name, spill_dir)
+    return Path(tempfile.mkdtemp(prefix=f"{spill_prefix(model.name)}_", dir=spill_root)), None
 
 
 def _arrange(results: dict, settings, steps: list):

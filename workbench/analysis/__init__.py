@@ -3,7 +3,12 @@
 - :class:`Protocol`: every analysis choice of a sweep, declared in one frozen object.
 - :func:`sweep`: scores of models x layers x regions x metrics, as one xarray Dataset.
 - :func:`score_layer`: one layer against one region, exactly as the sweep scores that cell.
-- :mod:`~workbench.analysis.scores`: the scores schema; merge, validate, save and load.
+- :mod:`~workbench.analysis.cells`: one cell (a layer against a region) scored under the
+  protocol; the sweep, :func:`score_layer` and
+  :func:`~workbench.analysis.model_comparison.compare_models` all score through it.
+- :mod:`~workbench.analysis.scores`: the scores schema; build, merge, validate, tables.
+- :mod:`~workbench.analysis.results`: a run's result files, ``scores.nc``/``scores.csv``
+  (:func:`save_scores`, :func:`load_scores`) and ``rdms.nc`` (:func:`save_rdms`, :func:`load_rdms`).
 - :mod:`~workbench.analysis.statistics`: best layer, model and family scores, ceiling
   normalisation, rank agreement between metrics, paired SEW-ResNet vs ResNet comparison.
 - :mod:`~workbench.analysis.resampling`: the only bootstrap code (subsamples over stimuli).
@@ -15,12 +20,11 @@ from workbench.analysis.protocol import Protocol
 from workbench.analysis.layer import LayerScores, score_layer
 from workbench.analysis.nulls import chance_corrected
 from workbench.analysis.resampling import resample, subsample_indices, subsample_interval, take_rdm, take_stimuli
+from workbench.analysis.results import load_rdms, load_scores, save_rdms, save_scores
 from workbench.analysis.scores import (
-    load_scores,
     merge_scores,
     new_scores,
     region_label,
-    save_scores,
     to_frame,
     unscored_cells,
     unscored_summary,
@@ -49,6 +53,7 @@ __all__ = [
     "compute_unit",
     "dataset_scores",
     "family_means",
+    "load_rdms",
     "load_scores",
     "merge_scores",
     "model_scores",
@@ -58,6 +63,7 @@ __all__ = [
     "rank_agreement",
     "region_label",
     "resample",
+    "save_rdms",
     "save_scores",
     "score_layer",
     "sew_resnet_pairs",

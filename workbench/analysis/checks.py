@@ -85,8 +85,9 @@ def check_weights(weights: Mapping[str, str | None]) -> None:
     """
     import torch
 
-    from workbench.models import registry
+    from workbench.models.registry import build_architecture
     from workbench.models.weights import check_state_dict, read_state_dict
+    from workbench.training.model_card import is_run_directory
 
     read: dict[str, dict] = {}
     for model, value in weights.items():
@@ -101,11 +102,10 @@ def check_weights(weights: Mapping[str, str | None]) -> None:
             )
         if str(path) not in read:
             read[str(path)] = read_state_dict(path)
-        is_run = getattr(registry, "_is_run", None)
-        if is_run is not None and is_run(model):
+        if is_run_directory(model):
             continue  # a training run carries its own weights; create() says so
         with torch.device("meta"):
-            arch = registry._entry(model).factory(pretrained=False)
+            arch = build_architecture(model)
         try:
             check_state_dict(arch.module, read[str(path)], path)
         except DataError as exc:

@@ -8,10 +8,11 @@ Store layout
 ------------
 ``store_dir/units/<unit_id>.nc``
     The unit's :class:`xarray.Dataset` (netCDF, h5netcdf engine), written with
-    :func:`workbench.storage.atomic_path`.
+    :func:`workbench.storage.write_verified`.
 ``store_dir/units/<unit_id>.commit.json``
-    The commit record, written atomically *after* the ``.nc`` file: the unit's fields, the
-    sha256 of the ``.nc`` file, the host and the compute time. A unit counts as finished only
+    The commit record (the payload's record of :func:`~workbench.storage.write_verified`),
+    written atomically *after* the ``.nc`` file: the unit's fields, the sha256 of the ``.nc``
+    file, the host and the compute time. A unit counts as finished only
     when its record exists, its checksum matches and the netCDF file opens; anything else
     (a kill -9 between the two renames, a truncated or corrupted file) is recomputed, with a
     warning when a file was there but unusable.
@@ -61,8 +62,8 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from workbench import __version__
-from workbench.errors import WorkbenchError, ValidationError
-from workbench.storage import atomic_path, sha256_file
+from workbench.errors import DataError, WorkbenchError, ValidationError
+from workbench.storage import read_verified, write_verified
 
 logger = logging.getLogger(__name__)
 
@@ -220,21 +221,17 @@ def _commit(store_dir: Path, unit, result: xr.Dataset, elapsed_s: float | None) 
     path = unit_path(store_dir, unit)
     tagged = result.copy(deep=False)
     tagged.attrs = {**result.attrs, _UNIT_ID_ATTR: unit.unit_id}
-    with atomic_path(path) as tmp:
-        tagged.to_netcdf(tmp, engine=_NETCDF_ENGINE)
     record = {
         "unit_id": unit.unit_id,
         "unit": _unit_fields(unit),
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
         "elapsed_s": None if elapsed_s is None else round(elapsed_s, 6),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "workbench_version": __version__,
     }
-    with atomic_path(_record_path(path)) as tmp:
-        tmp.write_text(json.dumps(record, indent=1))
+    write_verified(path, lambda tmp: tagged.to_netcdf(tmp, engine=_NETCDF_ENGINE), fields=record,
+                   record=_record_path(path))
     return path
 
 
@@ -253,35 +250,21 @@ def load_unit(store_dir: str | os.PathLike, unit) -> xr.Dataset | None:
         into memory.
     """
     path = unit_path(store_dir, unit)
-    record_path = _record_path(path)
     if not path.exists():
         return None
-    if not record_path.exists():
-        warnings.warn(
-            f"{path}: no commit record {record_path.name} (interrupted while committing?); "
-            "recomputing the unit",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
+    problem = None
     try:
-        record = json.loads(record_path.read_text())
-        problem = None
-        if record.get("unit_id") != unit.unit_id:
-            problem = f"record names unit {record.get('unit_id')!r}, expected {unit.unit_id!r}"
-        elif record.get("sha256") != sha256_file(path):
-            problem = f"sha256 differs from the one in {record_path.name} (file changed or truncated)"
-        if problem is None:
-            dataset = xr.load_dataset(path, engine=_NETCDF_ENGINE)
-            if dataset.attrs.get(_UNIT_ID_ATTR) != unit.unit_id:
-                problem = (
-                    f"attribute {_UNIT_ID_ATTR}={dataset.attrs.get(_UNIT_ID_ATTR)!r}, "
-                    f"expected {unit.unit_id!r}"
-                )
+        read_verified(path, expect={"unit_id": unit.unit_id}, record=_record_path(path), what="unit file")
+        dataset = xr.load_dataset(path, engine=_NETCDF_ENGINE)
+        if dataset.attrs.get(_UNIT_ID_ATTR) != unit.unit_id:
+            problem = (f"unit file {path}: attribute {_UNIT_ID_ATTR}={dataset.attrs.get(_UNIT_ID_ATTR)!r}, "
+                       f"expected {unit.unit_id!r}")
+    except DataError as exc:  # no record (interrupted while committing), another unit's, changed
+        problem = str(exc)
     except Exception as exc:  # any unreadable file means "not finished"
-        problem = f"unreadable ({type(exc).__name__}: {exc})"
+        problem = f"unit file {path} is unreadable ({type(exc).__name__}: {exc})"
     if problem is not None:
-        warnings.warn(f"{path}: {problem}; recomputing the unit", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{problem}; recomputing the unit", RuntimeWarning, stacklevel=2)
         return None
     del dataset.attrs[_UNIT_ID_ATTR]
     return dataset

@@ -4,7 +4,7 @@
 :class:`~workbench.analysis.Protocol`'s z-scoring, SVCCA's neural-side reduction (only for the
 datasets in ``protocol.reduce_neural_for``), the SVD dimensions and the ridge penalty, and
 then calls the very function the sweep calls for each cell
-(:func:`workbench.analysis.sweeps.score_region`). So the README snippet, the quickstart
+(:func:`workbench.analysis.cells.score_region`). So the README snippet, the quickstart
 notebook and ``workbench score`` give one number for one cell.
 :func:`workbench.metrics.compare` stays the protocol-free building block (its ``reduce_y``
 defaults to True, as in :func:`~workbench.metrics.svcca`). Its scores carry their chance
@@ -14,6 +14,7 @@ level: the cell's stimulus-permutation null, computed as the sweep computes it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -96,9 +97,10 @@ def score_layer(
     >>> scores.p_value["svcca"], scores.null_mean["svcca"]  # doctest: +SKIP
     (0.0099, 0.21...)
     """
+    from workbench.analysis.cells import derive, inapplicable_metrics, prepare, score_region
     from workbench.analysis.nulls import null_for_layer
-    from workbench.analysis.sweeps import SWEEP_METRICS, _derived, _prepare, _Target, inapplicable_metrics, score_region
-    from workbench.metrics import GramStats, list_metrics
+    from workbench.analysis.sweeps import SWEEP_METRICS
+    from workbench.metrics import list_metrics
 
     protocol = Protocol() if protocol is None else protocol
     if not isinstance(protocol, Protocol):
@@ -107,11 +109,36 @@ def score_layer(
     unknown = [m for m in metrics if m not in list_metrics()]
     if unknown or not metrics:
         raise ValidationError(f"metrics {metrics}: expected one or more of {list_metrics()}")
+    target = _target(Y, dataset, region, rdm, protocol)
+    stats = _layer_stats(X)
+    reasons = inapplicable_metrics(target, metrics, protocol, stats.n_stimuli)
+    if reasons:
+        target = dataclasses.replace(target, inapplicable=frozenset(reasons))
+        for why in reasons.values():
+            logger.warning("%s", why)
+    messages: list[str] = []
+    xd = derive(prepare(stats, protocol))  # shared by the scores and their nulls, as in a sweep
+    counts = np.full(len(metrics), np.nan)
+    values = score_region(xd, target, metrics, protocol, messages, zero_variance=counts)
+    for message in messages:
+        logger.warning("score_layer: %s", message)
+    null = {}
+    if protocol.permutations > 0 and np.isfinite(values).any():
+        null = null_for_layer(xd, target, metrics, protocol, values, counts)
+    return LayerScores({metric: float(value) for metric, value in zip(metrics, values)}, null)
+
+
+def _target(Y, dataset, region: str | None, rdm, protocol: Protocol):
+    """The region's :class:`~workbench.analysis.cells.Target`: ``Y`` or ``rdm`` as given, else
+    ``region`` (default: the first) of ``dataset`` (loaded when given by name); SVCCA reduces
+    the responses when the protocol says so for the dataset's name as given."""
+    from workbench.analysis.cells import Target
+
     name = dataset if isinstance(dataset, str) or dataset is None else dataset.name
     if Y is None and rdm is None:
-        if dataset is None or isinstance(dataset, str):
-            if dataset is None:
-                raise ValidationError("score_layer needs Y (responses), rdm, or a loaded dataset (with region)")
+        if dataset is None:
+            raise ValidationError("score_layer needs Y (responses), rdm, or a loaded dataset (with region)")
+        if isinstance(dataset, str):
             from workbench.data import load
 
             dataset = load(dataset)
@@ -123,32 +150,20 @@ def score_layer(
     if Y is not None and rdm is not None:
         raise ValidationError("give either Y (responses) or rdm, not both")
     if rdm is not None:
-        target = _Target("rdm", np.asarray(rdm, dtype=np.float64), False)
-    else:
-        values = np.asarray(getattr(Y, "values", Y), dtype=np.float64)
-        if values.ndim != 2:
-            raise ValidationError(f"Y must be 2-D (stimuli x neuroids), found shape {values.shape}")
-        target = _Target("responses", values, name is not None and protocol.reduces_neural(name))
+        return Target("rdm", np.asarray(rdm, dtype=np.float64), False)
+    values = np.asarray(getattr(Y, "values", Y), dtype=np.float64)
+    if values.ndim != 2:
+        raise ValidationError(f"Y must be 2-D (stimuli x neuroids), found shape {values.shape}")
+    return Target("responses", values, name is not None and protocol.reduces_neural(name))
+
+
+def _layer_stats(X):
+    """``X`` as GramStats: as given, or computed from a (stimuli x features) array or tensor."""
+    from workbench.metrics import GramStats
+
     if isinstance(X, GramStats):
-        stats = X
-    else:
-        x = np.asarray(getattr(X, "values", X.detach().cpu().numpy() if hasattr(X, "detach") else X))
-        if x.ndim != 2:
-            raise ValidationError(f"X must be 2-D (stimuli x features), found shape {x.shape}")
-        stats = GramStats.from_array(x)
-    n_stimuli = stats.n_stimuli
-    reasons = inapplicable_metrics(target, metrics, protocol, n_stimuli)
-    if reasons:
-        target.inapplicable = frozenset(reasons)
-        for why in reasons.values():
-            logger.warning("%s", why)
-    messages: list[str] = []
-    xd = _derived(_prepare(stats, protocol))  # shared by the scores and their nulls, as in a sweep
-    counts = np.full(len(metrics), np.nan)
-    values = score_region(xd, target, metrics, protocol, messages, zero_variance=counts)
-    for message in messages:
-        logger.warning("score_layer: %s", message)
-    null = {}
-    if protocol.permutations > 0 and np.isfinite(values).any():
-        null = null_for_layer(xd, target, metrics, protocol, values, counts)
-    return LayerScores({metric: float(value) for metric, value in zip(metrics, values)}, null)
+        return X
+    x = np.asarray(getattr(X, "values", X.detach().cpu().numpy() if hasattr(X, "detach") else X))
+    if x.ndim != 2:
+        raise ValidationError(f"X must be 2-D (stimuli x features), found shape {x.shape}")
+    return GramStats.from_array(x)

@@ -85,27 +85,14 @@ def compare_models(
         Dims ``(metric, layer_a, layer_b)``, the layer names as coordinates, and attrs
         ``model_a``, ``model_b``, ``weights_a``, ``weights_b``, ``n_stimuli``, ``protocol``.
     """
-    from workbench.activations import extract_stats
-    from workbench.analysis.sweeps import _prepare
-    from workbench.metrics.derived import DerivedStats
-
     protocol = Protocol() if protocol is None else protocol
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     bad = [m for m in metrics if m not in MODEL_METRICS]
     if bad or not metrics:
         raise ValidationError(f"metrics {metrics}: expected one or more of {list(MODEL_METRICS)}")
     stimuli = _stimuli(stimuli)
-    sides = []
-    for model, weights, layers in ((model_a, weights_a, layers_a), (model_b, weights_b, layers_b)):
-        net = _model(model, weights, protocol.seed)
-        layers = net.check_layers(layers)
-        time_steps = protocol.time_steps if net.is_spiking else None
-        stats = extract_stats(net, stimuli, list(layers), batch_size=protocol.batch_size, time_steps=time_steps,
-                              time_reduce=protocol.time_reduce, cache=cache, device=device)
-        # each layer's statistics (and RSA's ranks, cached on them) serve all its pairs
-        prepared = [DerivedStats.from_input(_prepare(stats[layer], protocol), "X") for layer in layers]
-        sides.append((net, list(layers), prepared))
-    (net_a, names_a, prep_a), (net_b, names_b, prep_b) = sides
+    net_a, names_a, prep_a = _side(model_a, weights_a, layers_a, stimuli, protocol, cache, device)
+    net_b, names_b, prep_b = _side(model_b, weights_b, layers_b, stimuli, protocol, cache, device)
     values = np.full((len(metrics), len(names_a), len(names_b)), np.nan)
     for i in range(len(names_a)):
         for j in range(len(names_b)):
@@ -123,6 +110,21 @@ def compare_models(
         attrs={"model_a": net_a.name, "model_b": net_b.name, "weights_a": net_a.weights,
                "weights_b": net_b.weights, "n_stimuli": len(stimuli), "protocol": protocol.to_json()},
     )
+
+
+def _side(model, weights, layers, stimuli, protocol: Protocol, cache, device: str):
+    """One network, its layer names and each layer's prepared statistics (DerivedStats, whose
+    cached RSA ranks serve all the layer's pairs)."""
+    from workbench.activations import extract_stats
+    from workbench.analysis.cells import prepare
+    from workbench.metrics.derived import DerivedStats
+
+    net = _model(model, weights, protocol.seed)
+    layers = net.check_layers(layers)
+    time_steps = protocol.time_steps if net.is_spiking else None
+    stats = extract_stats(net, stimuli, list(layers), batch_size=protocol.batch_size, time_steps=time_steps,
+                          time_reduce=protocol.time_reduce, cache=cache, device=device)
+    return net, list(layers), [DerivedStats.from_input(prepare(stats[layer], protocol), "X") for layer in layers]
 
 
 def _pair_score(a, b, metric: str, protocol: Protocol) -> float:

@@ -82,7 +82,7 @@ class RegionNull:
 
     Parameters
     ----------
-    target : workbench.analysis.sweeps._Target
+    target : workbench.analysis.cells.Target
         The region's responses or published RDM.
     metrics : sequence of str
     protocol : Protocol

@@ -1,4 +1,4 @@
-"""The scores Dataset: build, merge, validate, save and load.
+"""The scores Dataset: build, merge, validate, and read it as tables.
 
 A sweep's result is one :class:`xarray.Dataset` with dims ``(model, layer, region, metric)``
 (plus ``time_step`` on ``score_per_step`` only):
@@ -56,28 +56,23 @@ with ``dataset``, ``species``, ``stimulus_set`` (fingerprint of the dataset's st
 ``data_version`` (sha256 over the checksums of the dataset's files);
 ``metric``. Attributes: ``protocol`` and ``versions`` (JSON), ``seed``, ``created`` (ISO time).
 
-Files: ``scores.nc`` (netCDF, h5netcdf engine) and a tidy ``scores.csv``, both written
-atomically through :func:`workbench.storage.atomic_path`.
+Files: ``scores.nc`` (netCDF, h5netcdf engine) and a tidy ``scores.csv`` (:func:`to_frame`),
+written and read by :mod:`workbench.analysis.results`.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from workbench.dims import DATASET, LAYER, METRIC, MODEL, REGION, SPECIES, TIME_STEP
-from workbench.errors import DataError, ValidationError
-from workbench.storage import atomic_path
-
-SCORES_FILE = "scores.nc"
-SCORES_CSV = "scores.csv"
+from workbench.errors import ValidationError
+from workbench.provenance import package_versions
 
 #: Variables every scores Dataset holds, with their dims.
 REQUIRED_VARS = {
@@ -125,25 +120,12 @@ def relative_depths(n_layers: int) -> np.ndarray:
 
 
 def new_scores(
-    *,
-    model: str,
-    family: str,
-    weights: str,
-    layer_names: Sequence[str],
-    regions: Sequence[str],
-    datasets: Sequence[str],
-    species: Sequence[str],
-    metrics: Sequence[str],
-    stimulus_sets: Sequence[str] | None = None,
-    data_versions: Sequence[str] | None = None,
-    time_steps: int = 0,
-    n_time_steps: int | None = None,
-    with_ci: bool = False,
-    with_zero_variance: bool = False,
-    with_svcca_ranks: bool = False,
-    error: str = "",
-    with_null: bool = False,
-    warning: str = "",
+    *, model: str, family: str, weights: str, layer_names: Sequence[str], regions: Sequence[str],
+    datasets: Sequence[str], species: Sequence[str], metrics: Sequence[str],
+    stimulus_sets: Sequence[str] | None = None, data_versions: Sequence[str] | None = None,
+    time_steps: int = 0, n_time_steps: int | None = None, with_ci: bool = False,
+    with_zero_variance: bool = False, with_svcca_ranks: bool = False, error: str = "",
+    with_null: bool = False, warning: str = "",
 ) -> xr.Dataset:
     """An all-NaN scores Dataset for one model (``score`` NaN, ``applicable`` False).
 
@@ -196,35 +178,19 @@ def new_scores(
         "error": (REQUIRED_VARS["error"], np.array([error], dtype=object)),
         "warning": (OPTIONAL_VARS["warning"], np.array([warning], dtype=object)),
     }
-    if with_ci:
-        data_vars["ci_low"] = (OPTIONAL_VARS["ci_low"], np.full(shape, np.nan))
-        data_vars["ci_high"] = (OPTIONAL_VARS["ci_high"], np.full(shape, np.nan))
-    if with_zero_variance:
-        data_vars["n_zero_variance"] = (OPTIONAL_VARS["n_zero_variance"], np.full(shape, np.nan))
-    if with_null:
-        for name in NULL_VARS:
-            data_vars[name] = (OPTIONAL_VARS[name], np.full(shape, np.nan))
-    if with_svcca_ranks:
-        for name in LAYER_REGION_VARS:
-            data_vars[name] = (OPTIONAL_VARS[name], np.full(shape[:3], np.nan))
+    optional = (("ci_low", "ci_high") if with_ci else ()) + (("n_zero_variance",) if with_zero_variance else ()) \
+        + (NULL_VARS if with_null else ()) + (LAYER_REGION_VARS if with_svcca_ranks else ())
+    for name in optional:  # NaN: not computed
+        data_vars[name] = (OPTIONAL_VARS[name], np.full(shape[:len(OPTIONAL_VARS[name])], np.nan))
     coords = {
-        MODEL: [model],
-        "family": (MODEL, [family]),
-        "weights": (MODEL, [weights]),
-        "time_steps": (MODEL, [int(time_steps)]),
-        LAYER: np.arange(n_layers),
-        REGION: list(regions),
-        DATASET: (REGION, list(datasets)),
-        SPECIES: (REGION, list(species)),
-        "stimulus_set": (REGION, stimulus_sets),
-        "data_version": (REGION, data_versions),
+        MODEL: [model], "family": (MODEL, [family]), "weights": (MODEL, [weights]),
+        "time_steps": (MODEL, [int(time_steps)]), LAYER: np.arange(n_layers),
+        REGION: list(regions), DATASET: (REGION, list(datasets)), SPECIES: (REGION, list(species)),
+        "stimulus_set": (REGION, stimulus_sets), "data_version": (REGION, data_versions),
         METRIC: list(metrics),
     }
     if n_time_steps is not None:
-        data_vars["score_per_step"] = (
-            OPTIONAL_VARS["score_per_step"],
-            np.full(shape + (int(n_time_steps),), np.nan),
-        )
+        data_vars["score_per_step"] = (OPTIONAL_VARS["score_per_step"], np.full(shape + (int(n_time_steps),), np.nan))
         coords[TIME_STEP] = np.arange(int(n_time_steps))
     return xr.Dataset(data_vars, coords=coords)
 
@@ -254,132 +220,143 @@ def merge_scores(parts: Sequence[xr.Dataset], *, attrs: dict | None = None) -> x
     """
     if not parts:
         raise ValidationError("merge_scores needs at least one scores Dataset, found none")
-    models = _ordered_union(p[MODEL].values.tolist() for p in parts)
-    regions = _ordered_union(p[REGION].values.tolist() for p in parts)
-    metrics = _ordered_union(p[METRIC].values.tolist() for p in parts)
-    n_layers = max(p.sizes[LAYER] for p in parts)
-    steps = _ordered_union(p[TIME_STEP].values.tolist() for p in parts if TIME_STEP in p.dims)
-    with_ci = any("ci_low" in p for p in parts)
-    with_zero_variance = any("n_zero_variance" in p for p in parts)
-
-    m_index = {m: i for i, m in enumerate(models)}
-    r_index = {r: i for i, r in enumerate(regions)}
-    k_index = {k: i for i, k in enumerate(metrics)}
-    shape = (len(models), n_layers, len(regions), len(metrics))
-    out = {name: np.full(shape, np.nan) for name in ("score",) + (("ci_low", "ci_high") if with_ci else ())
-           + (("n_zero_variance",) if with_zero_variance else ())
-           + tuple(v for v in NULL_VARS if any(v in p for p in parts))}
-    if steps:
-        out["score_per_step"] = np.full(shape + (len(steps),), np.nan)
-    per_layer_region = {name: np.full(shape[:3], np.nan) for name in LAYER_REGION_VARS
-                        if any(name in p for p in parts)}
-    applicable = np.zeros((len(regions), len(metrics)), bool)
-    ceiling = np.full((len(regions), len(metrics)), np.nan)
-    ceiling_low = np.full((len(regions), len(metrics)), np.nan) if any("ceiling_low" in p for p in parts) else None
-    layer_name = np.full((len(models), n_layers), "", dtype=object)
-    depth = np.full((len(models), n_layers), np.nan)
-    errors: list[list[str]] = [[] for _ in models]
-    cautions: list[list[str]] = [[] for _ in models]  # the models' warnings
-    model_meta = {key: [None] * len(models) for key in _MODEL_COORDS}
-    region_meta = {key: [None] * len(regions) for key in _REGION_COORDS}
-
-    def _agree(store, key, i, value, what):
-        # "" means unknown (e.g. the family of a model that failed to load): never a conflict
-        if store[key][i] is None or store[key][i] == "":
-            store[key][i] = value
-        elif value == "":
-            return
-        elif store[key][i] != value:
-            raise ValidationError(
-                f"merge_scores: {what} has {key}={store[key][i]!r} in one part and {value!r} in another"
-            )
-
+    merged = _Merged(parts)
     for part in parts:
-        mi = [m_index[m] for m in part[MODEL].values.tolist()]
-        ri = [r_index[r] for r in part[REGION].values.tolist()]
-        ki = [k_index[k] for k in part[METRIC].values.tolist()]
+        merged.add(part)
+    result = merged.dataset()
+    result.attrs = dict(parts[0].attrs if attrs is None else attrs)
+    return result
+
+
+class _Merged:
+    """The arrays of :func:`merge_scores`'s result, filled part by part."""
+
+    def __init__(self, parts: Sequence[xr.Dataset]):
+        self.models = _ordered_union(p[MODEL].values.tolist() for p in parts)
+        self.regions = _ordered_union(p[REGION].values.tolist() for p in parts)
+        self.metrics = _ordered_union(p[METRIC].values.tolist() for p in parts)
+        self.n_layers = max(p.sizes[LAYER] for p in parts)
+        self.steps = _ordered_union(p[TIME_STEP].values.tolist() for p in parts if TIME_STEP in p.dims)
+        with_ci = any("ci_low" in p for p in parts)
+        with_zero_variance = any("n_zero_variance" in p for p in parts)
+        shape = (len(self.models), self.n_layers, len(self.regions), len(self.metrics))
+        self.cells = {name: np.full(shape, np.nan) for name in ("score",) + (("ci_low", "ci_high") if with_ci else ())
+                      + (("n_zero_variance",) if with_zero_variance else ())
+                      + tuple(v for v in NULL_VARS if any(v in p for p in parts))}
+        if self.steps:
+            self.cells["score_per_step"] = np.full(shape + (len(self.steps),), np.nan)
+        self.per_layer_region = {name: np.full(shape[:3], np.nan) for name in LAYER_REGION_VARS
+                                 if any(name in p for p in parts)}
+        grid = (len(self.regions), len(self.metrics))
+        self.applicable = np.zeros(grid, bool)
+        self.ceiling = np.full(grid, np.nan)
+        self.ceiling_low = np.full(grid, np.nan) if any("ceiling_low" in p for p in parts) else None
+        self.layer_name = np.full((len(self.models), self.n_layers), "", dtype=object)
+        self.depth = np.full((len(self.models), self.n_layers), np.nan)
+        self.errors: list[list[str]] = [[] for _ in self.models]
+        self.cautions: list[list[str]] = [[] for _ in self.models]  # the models' warnings
+        self.model_meta = {key: [None] * len(self.models) for key in _MODEL_COORDS}
+        self.region_meta = {key: [None] * len(self.regions) for key in _REGION_COORDS}
+
+    def add(self, part: xr.Dataset) -> None:
+        """Merge one part in: its models' metadata, its regions' ceilings, its cells."""
+        mi = [self.models.index(m) for m in part[MODEL].values.tolist()]
+        ri = [self.regions.index(r) for r in part[REGION].values.tolist()]
+        ki = [self.metrics.index(k) for k in part[METRIC].values.tolist()]
+        self._add_models(part, mi)
+        self._add_regions(part, ri, ki)
+        self._add_cells(part, mi, ri, ki)
+
+    def _add_models(self, part: xr.Dataset, mi: list[int]) -> None:
         nl = part.sizes[LAYER]
         for local, i in enumerate(mi):
-            name = models[i]
+            name = self.models[i]
             for key, default in _MODEL_COORDS.items():
                 value = _scalar(part[key].values[local]) if key in part.coords else default
-                _agree(model_meta, key, i, value, f"model {name!r}")
+                _agree(self.model_meta, key, i, value, f"model {name!r}")
             names = part["layer_name"].values[local]
-            if layer_name[i, :nl].any() and list(layer_name[i, :nl]) != list(names):
-                raise ValidationError(
-                    f"merge_scores: model {name!r} has different layer lists in two parts"
-                )
-            layer_name[i, :nl] = names
-            depth[i, :nl] = part["relative_depth"].values[local]
+            if self.layer_name[i, :nl].any() and list(self.layer_name[i, :nl]) != list(names):
+                raise ValidationError(f"merge_scores: model {name!r} has different layer lists in two parts")
+            self.layer_name[i, :nl] = names
+            self.depth[i, :nl] = part["relative_depth"].values[local]
             message = str(part["error"].values[local])
-            if message and message not in errors[i]:
-                errors[i].append(message)
+            if message and message not in self.errors[i]:
+                self.errors[i].append(message)
             caveat = str(part["warning"].values[local]) if "warning" in part else ""
-            if caveat and caveat not in cautions[i]:
-                cautions[i].append(caveat)
+            if caveat and caveat not in self.cautions[i]:
+                self.cautions[i].append(caveat)
+
+    def _add_regions(self, part: xr.Dataset, ri: list[int], ki: list[int]) -> None:
         for local, i in enumerate(ri):
             for key, default in _REGION_COORDS.items():
                 value = _scalar(part[key].values[local]) if key in part.coords else default
-                _agree(region_meta, key, i, value, f"region {regions[i]!r}")
+                _agree(self.region_meta, key, i, value, f"region {self.regions[i]!r}")
         grid = np.ix_(ri, ki)
-        part_app = part["applicable"].values
         part_ceil = part["ceiling"].values
-        applicable[grid] |= part_app
-        current = ceiling[grid]
+        self.applicable[grid] |= part["applicable"].values
+        current = self.ceiling[grid]
         differ = ~np.isnan(current) & ~np.isnan(part_ceil) & ~np.isclose(current, part_ceil, rtol=1e-9, atol=0)
         if differ.any():
             raise ValidationError(
                 f"merge_scores: {int(differ.sum())} ceiling(s) differ between parts for the same "
                 "(region, metric); were the parts computed from different data?"
             )
-        ceiling[grid] = np.where(np.isnan(part_ceil), current, part_ceil)
-        if ceiling_low is not None and "ceiling_low" in part:  # same data, same bound: first wins
+        self.ceiling[grid] = np.where(np.isnan(part_ceil), current, part_ceil)
+        if self.ceiling_low is not None and "ceiling_low" in part:  # same data, same bound: first wins
             low = part["ceiling_low"].values
-            ceiling_low[grid] = np.where(np.isnan(ceiling_low[grid]), low, ceiling_low[grid])
-        cell = np.ix_(mi, np.arange(nl), ri, ki)
-        for name, target in out.items():
+            self.ceiling_low[grid] = np.where(np.isnan(self.ceiling_low[grid]), low, self.ceiling_low[grid])
+
+    def _add_cells(self, part: xr.Dataset, mi: list[int], ri: list[int], ki: list[int]) -> None:
+        layers = np.arange(part.sizes[LAYER])
+        for name, target in self.cells.items():
             if name not in part:
                 continue
-            values = part[name].values
             if name == "score_per_step":
-                si = [steps.index(s) for s in part[TIME_STEP].values.tolist()]
-                cell_t = np.ix_(mi, np.arange(nl), ri, ki, si)
-                current = target[cell_t]
-                target[cell_t] = _combine(current, values, name)
+                si = [self.steps.index(s) for s in part[TIME_STEP].values.tolist()]
+                cell = np.ix_(mi, layers, ri, ki, si)
             else:
-                target[cell] = _combine(target[cell], values, name)
-        for name, target in per_layer_region.items():
+                cell = np.ix_(mi, layers, ri, ki)
+            target[cell] = _combine(target[cell], part[name].values, name)
+        for name, target in self.per_layer_region.items():
             if name in part:
-                cell3 = np.ix_(mi, np.arange(nl), ri)
-                target[cell3] = _combine(target[cell3], part[name].values, name)
+                cell = np.ix_(mi, layers, ri)
+                target[cell] = _combine(target[cell], part[name].values, name)
 
-    data_vars = {
-        name: (REQUIRED_VARS.get(name) or OPTIONAL_VARS[name], values) for name, values in out.items()
-    }
-    data_vars.update({name: (OPTIONAL_VARS[name], values) for name, values in per_layer_region.items()})
-    if ceiling_low is not None:
-        data_vars["ceiling_low"] = (OPTIONAL_VARS["ceiling_low"], ceiling_low)
-    data_vars.update(
-        applicable=(REQUIRED_VARS["applicable"], applicable),
-        ceiling=(REQUIRED_VARS["ceiling"], ceiling),
-        layer_name=(REQUIRED_VARS["layer_name"], layer_name),
-        relative_depth=(REQUIRED_VARS["relative_depth"], depth),
-        error=(REQUIRED_VARS["error"], np.array(["; ".join(e) for e in errors], dtype=object)),
-        warning=(OPTIONAL_VARS["warning"], np.array(["; ".join(c) for c in cautions], dtype=object)),
-    )
-    coords = {
-        MODEL: models,
-        LAYER: np.arange(n_layers),
-        REGION: regions,
-        METRIC: metrics,
-        **{key: (MODEL, values) for key, values in model_meta.items()},
-        **{key: (REGION, values) for key, values in region_meta.items()},
-    }
-    if steps:
-        coords[TIME_STEP] = steps
-    merged = xr.Dataset(data_vars, coords=coords)
-    merged.attrs = dict(parts[0].attrs if attrs is None else attrs)
-    return merged
+    def dataset(self) -> xr.Dataset:
+        """The merged scores (without attributes)."""
+        data_vars = {name: (REQUIRED_VARS.get(name) or OPTIONAL_VARS[name], values)
+                     for name, values in self.cells.items()}
+        data_vars.update({name: (OPTIONAL_VARS[name], values) for name, values in self.per_layer_region.items()})
+        if self.ceiling_low is not None:
+            data_vars["ceiling_low"] = (OPTIONAL_VARS["ceiling_low"], self.ceiling_low)
+        data_vars.update(
+            applicable=(REQUIRED_VARS["applicable"], self.applicable),
+            ceiling=(REQUIRED_VARS["ceiling"], self.ceiling),
+            layer_name=(REQUIRED_VARS["layer_name"], self.layer_name),
+            relative_depth=(REQUIRED_VARS["relative_depth"], self.depth),
+            error=(REQUIRED_VARS["error"], np.array(["; ".join(e) for e in self.errors], dtype=object)),
+            warning=(OPTIONAL_VARS["warning"], np.array(["; ".join(c) for c in self.cautions], dtype=object)),
+        )
+        coords = {
+            MODEL: self.models,
+            LAYER: np.arange(self.n_layers),
+            REGION: self.regions,
+            METRIC: self.metrics,
+            **{key: (MODEL, values) for key, values in self.model_meta.items()},
+            **{key: (REGION, values) for key, values in self.region_meta.items()},
+        }
+        if self.steps:
+            coords[TIME_STEP] = self.steps
+        return xr.Dataset(data_vars, coords=coords)
+
+
+def _agree(store: dict, key: str, i: int, value, what: str) -> None:
+    """Record ``value`` as ``store[key][i]``, unless another value is there ("" means unknown,
+    e.g. the family of a model that failed to load: never a conflict)."""
+    if store[key][i] is None or store[key][i] == "":
+        store[key][i] = value
+    elif value != "" and store[key][i] != value:
+        raise ValidationError(f"merge_scores: {what} has {key}={store[key][i]!r} in one part and {value!r} in another")
 
 
 def _scalar(value):
@@ -444,20 +421,6 @@ def stamp(scores: xr.Dataset, *, protocol, versions: dict | None = None) -> xr.D
     return out
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the workbench and of the packages its numbers depend on."""
-    from importlib import metadata
-
-    names = ["workbench", "numpy", "scipy", "xarray", "torch", "torchvision", "spikingjelly", "timm", "scikit-learn"]
-    versions = {}
-    for package in names:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
 def to_frame(scores: xr.Dataset) -> pd.DataFrame:
     """Tidy table: one row per (model, layer, region, metric) that exists.
 
@@ -503,45 +466,6 @@ def to_frame(scores: xr.Dataset) -> pd.DataFrame:
                SPECIES, METRIC, "applicable", "score", "ceiling", "ci_low", "ci_high", "n_zero_variance",
                *NULL_VARS, "error", "warning"]
     return frame[columns].reset_index(drop=True)
-
-
-def save_scores(scores: xr.Dataset, directory: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``scores.nc`` and ``scores.csv`` into ``directory`` atomically; returns both paths."""
-    validate_scores(scores)
-    directory = Path(directory)
-    nc_path, csv_path = directory / SCORES_FILE, directory / SCORES_CSV
-    encoded = scores.copy()
-    for var in ("layer_name", "error", "warning"):
-        if var in encoded:
-            encoded[var] = encoded[var].astype(str)
-    with atomic_path(nc_path) as tmp:
-        encoded.to_netcdf(tmp, engine="h5netcdf")
-    with atomic_path(csv_path) as tmp:
-        to_frame(scores).to_csv(tmp, index=False)
-    return nc_path, csv_path
-
-
-def load_scores(path: str | os.PathLike) -> xr.Dataset:
-    """Read a scores Dataset from ``scores.nc`` or from the directory holding it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / SCORES_FILE
-    if not path.exists():
-        raise DataError(f"{path}: no scores file there; run a sweep (workbench score) first")
-    try:
-        scores = xr.load_dataset(path, engine="h5netcdf")
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable scores file ({type(exc).__name__}: {exc})") from exc
-    for var in ("layer_name", "error"):
-        scores[var] = scores[var].astype(object)
-    if "warning" in scores:
-        scores["warning"] = scores["warning"].astype(object)
-    elif "error" in scores:  # written before `warning` split it off `error`: no caveats recorded
-        scores["warning"] = (scores["error"].dims, np.full(scores["error"].shape, "", dtype=object))
-    try:
-        return validate_scores(scores, name=str(path))
-    except ValidationError as exc:
-        raise DataError(str(exc)) from exc
 
 
 def zero_variance_policy(scores: xr.Dataset) -> str:

@@ -3,7 +3,12 @@
 Each (model, dataset) pair is one unit of work. :func:`sweep` hands the units to
 :func:`workbench.analysis.execution.run_units` (serially or on Dask, resumable, each unit
 committed atomically) with :func:`compute_unit` as the per-unit function, then merges the
-units' Datasets (:func:`workbench.analysis.scores.merge_scores`) and stamps the metadata.
+units' Datasets (:func:`workbench.analysis.scores.merge_scores`) and stamps the metadata;
+``output_dir`` gets the result files (:mod:`workbench.analysis.results`). Each cell (a layer
+against a region) is scored by :mod:`workbench.analysis.cells`, as :func:`~workbench.analysis.score_layer`
+scores it. The arguments are checked here only for what the sweep needs;
+:func:`workbench.analysis.checks.check_study` checks a whole study (once, before
+:func:`workbench.reports.run_study` starts).
 
 The protocol applied in :func:`compute_unit` (see :class:`~workbench.analysis.Protocol`):
 
@@ -48,7 +53,6 @@ import json
 import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -57,10 +61,12 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from workbench import __version__
+from workbench.analysis.cells import RDM_METRIC, Target, bootstrap_interval, derive, inapplicable_metrics, prepare
+from workbench.analysis.cells import score_region
 from workbench.analysis.execution import Unit, UnitsFailedError, fingerprint, run_units
 from workbench.analysis.protocol import Protocol
-from workbench.analysis.resampling import resample, subsample_interval, take_rdm, take_stimuli
-from workbench.analysis.scores import merge_scores, new_scores, region_label, save_scores, stamp
+from workbench.analysis.results import save_scores
+from workbench.analysis.scores import merge_scores, new_scores, region_label, stamp
 from workbench.errors import ValidationError
 from workbench.storage import sha256_file
 
@@ -68,11 +74,6 @@ logger = logging.getLogger(__name__)
 
 #: The metrics a sweep computes unless told otherwise (the study's four).
 SWEEP_METRICS = ("svcca", "tsvd_regression", "rsa", "cka")
-#: The only metric applicable to regions that have a published RDM and no responses.
-RDM_METRIC = "rsa"
-#: Metrics that correlate stimuli's patterns, undefined for a stimulus whose pattern has zero
-#: variance: they follow ``Protocol.zero_variance_stimuli``.
-ROW_CORRELATION_METRICS = ("rsa",)
 _MAX_MESSAGES = 3
 
 
@@ -171,193 +172,6 @@ class SweepSettings:
         return load(name, **options)
 
 
-@dataclasses.dataclass
-class _Target:
-    """One region's neural side: responses (stimulus x neuroid) or a published RDM."""
-
-    kind: str
-    values: np.ndarray
-    reduce_y: bool
-    #: metrics that cannot apply to this region whatever the layer (see :func:`inapplicable_metrics`)
-    inapplicable: frozenset = frozenset()
-    #: the responses' DerivedStats (ranks, bases, kernels), built once by :meth:`derived`
-    _derived: object = dataclasses.field(default=None, init=False, repr=False, compare=False)
-
-    def derived(self):
-        """The responses' :class:`~workbench.metrics.derived.DerivedStats`, built on first use.
-
-        Every layer scored against this region reuses it, so the neural side's RDM ranks,
-        truncated SVD and centred kernels are computed once per region, not once per layer.
-        Raises ValidationError (not cached) when the responses cannot be scored.
-        """
-        if self._derived is None:
-            from workbench.metrics.derived import DerivedStats
-
-            self._derived = DerivedStats.from_input(self.values, "Y")
-        return self._derived
-
-    def take(self, indices: np.ndarray) -> "_Target":
-        taken = take_rdm(self.values, indices) if self.kind == "rdm" else self.values[indices]
-        return _Target(self.kind, taken, self.reduce_y, self.inapplicable)
-
-
-def score_region(x, target: _Target, metrics: Sequence[str], protocol: Protocol,
-                 messages: list[str] | None = None, zero_variance: np.ndarray | None = None,
-                 svcca_ranks: np.ndarray | None = None) -> np.ndarray:
-    """Scores of model statistics ``x`` against one region, one per metric (NaN if not applicable).
-
-    Stimuli whose pattern has zero variance (in the layer, or in the region's responses) make
-    the metrics in :data:`ROW_CORRELATION_METRICS` undefined; those cells follow
-    ``protocol.zero_variance_stimuli`` (:func:`_score_rows`), the other metrics use every stimulus.
-
-    Parameters
-    ----------
-    x : GramStats
-        Statistics of the (already z-scored) features, rows aligned with ``target``.
-    target : _Target
-        The region's responses or published RDM.
-    metrics : sequence of str
-    protocol : Protocol
-    messages : list of str, optional
-        Receives the reason of every metric that raised a ValidationError (its score is NaN).
-    zero_variance : ndarray of shape (len(metrics),), optional
-        Receives, for each metric in :data:`ROW_CORRELATION_METRICS`, the number of stimuli with
-        a zero-variance pattern (0 when none); other entries are left as they are.
-    svcca_ranks : ndarray of shape (2,), optional
-        Receives the numerical ranks of the model and neural sides that SVCCA used
-        (:class:`~workbench.metrics.SvccaScore`), when it was computed.
-    """
-    from workbench.metrics import compare
-    from workbench.metrics.derived import DerivedStats
-
-    out = np.full(len(metrics), np.nan)
-
-    def attempt(names, compute):
-        try:
-            values = compute()
-        except ValidationError as exc:
-            if messages is not None:
-                messages.append(f"{'/'.join(names)}: {exc}")
-            return
-        for name in names:
-            out[list(metrics).index(name)] = values[name]
-
-    if target.kind == "rdm":
-        if RDM_METRIC in metrics:
-            attempt([RDM_METRIC], lambda: _score_rows(x, None, target, [RDM_METRIC], protocol,
-                                                      metrics, zero_variance))
-        return out
-    try:
-        xd, yd = DerivedStats.from_input(x, "X"), target.derived()
-    except ValidationError as exc:
-        if messages is not None:
-            messages.append(str(exc))
-        return out
-    svcca = [m for m in metrics if m == "svcca" and m not in target.inapplicable]
-    rows = [m for m in metrics if m in ROW_CORRELATION_METRICS]
-    others = [m for m in metrics if m != "svcca" and m not in rows]
-    if "rsa" in rows and len(metrics) > 1:  # RDM ranking overlaps with SVCCA's eigenpairs
-        from workbench.metrics.rsa import start_rdm_ranks
-
-        start_rdm_ranks(xd, yd)
-    if svcca:
-        attempt(svcca, lambda: _score_svcca(xd, yd, target, protocol, svcca_ranks))
-    if rows:
-        attempt(rows, lambda: _score_rows(xd, yd, target, rows, protocol, metrics, zero_variance))
-    for name in others:  # one by one: a metric that raises loses only its own cell
-        attempt([name], lambda: compare(xd, yd, [name], n_components=protocol.tsvd_n_components,
-                                        alpha=protocol.alpha, errors="raise"))
-    return out
-
-
-def _score_svcca(xd, yd, target: _Target, protocol: Protocol, ranks: np.ndarray | None) -> dict:
-    """SVCCA under the protocol; ``ranks`` receives the (model, neural) ranks it used.
-
-    A side reduced to its numerical rank is not warned about here: the ranks are stored
-    (``svcca_rank_x``, ``svcca_rank_y``) and :func:`compute_unit` logs one warning per unit.
-    """
-    from workbench.metrics import compare
-    from workbench.metrics.svcca import RankDeficiencyWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RankDeficiencyWarning)
-        scores = compare(xd, yd, ["svcca"], n_components=protocol.svcca_n_components,
-                         reduce_y=target.reduce_y, errors="raise")
-    if ranks is not None:
-        ranks[:] = scores["svcca"].rank_x, scores["svcca"].rank_y
-    return scores
-
-
-def _score_rows(x, yd, target: _Target, names, protocol: Protocol, metrics, zero_variance) -> dict:
-    """Scores of the metrics that correlate stimuli, under ``protocol.zero_variance_stimuli``.
-
-    The stimuli with a zero-variance pattern in the layer (or in the responses) are counted
-    into ``zero_variance``. None: the metrics use every stimulus. ``"unscored"``: NaN. ``"exclude"``:
-    the metrics use the other stimuli (rows and columns of the Gram statistics and of the
-    target), NaN with fewer than 3 left.
-    """
-    from workbench.metrics import compare, compare_rdms, rdm
-    from workbench.metrics.derived import MIN_STIMULI, DerivedStats
-
-    xd = DerivedStats.from_input(x, "X")
-    flat = xd.zero_variance_rows()
-    if yd is not None:
-        flat = np.union1d(flat, yd.zero_variance_rows())
-    if zero_variance is not None:
-        for name in names:
-            zero_variance[list(metrics).index(name)] = flat.size
-
-    def score(xs, ys, tv):
-        if target.kind == "rdm":
-            return {RDM_METRIC: compare_rdms(rdm(xs), tv)}
-        return compare(xs, ys, names, errors="raise")
-
-    if flat.size == 0:
-        return score(xd, yd, target.values)
-    if protocol.zero_variance_stimuli == "unscored":
-        return {name: np.nan for name in names}
-    keep = np.setdiff1d(np.arange(xd.n_stimuli), flat)
-    if keep.size < MIN_STIMULI:
-        return {name: np.nan for name in names}
-    taken = target.take(keep)
-    return score(take_stimuli(xd.stats, keep), taken.values, taken.values)
-
-
-def _bootstrap_interval(x, target: _Target, metrics, protocol: Protocol, full: np.ndarray,
-                        messages: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-metric interval over stimulus subsamples of the (z-scored) statistics of all stimuli.
-
-    Where a subsample cannot be scored, the interval is NaN and the reason goes to ``messages``.
-    """
-    n = x.n_stimuli
-
-    def statistic(indices):
-        failures: list[str] = []
-        values = score_region(take_stimuli(x, indices), target.take(indices), metrics, protocol, failures)
-        messages.extend(f"bootstrap subsample of {len(indices)} stimuli: {m}" for m in failures)
-        return values
-
-    samples = resample(statistic, n, n_resamples=protocol.bootstrap, fraction=protocol.bootstrap_fraction,
-                       seed=protocol.seed)
-    return subsample_interval(samples, full, n_stimuli=n, fraction=protocol.bootstrap_fraction,
-                              level=protocol.ci_level)
-
-
-def _derived(x):
-    """``x`` (GramStats) wrapped as DerivedStats, whose cached algebra the null reuses; ``x``
-    itself when its statistics are invalid (:func:`score_region` then reports why)."""
-    from workbench.metrics.derived import DerivedStats
-
-    try:
-        return DerivedStats.from_input(x, "X")
-    except ValidationError:
-        return x
-
-
-def _prepare(stats, protocol: Protocol):
-    return stats.zscored() if protocol.zscore else stats
-
-
 def _summarise(messages: list[str]) -> str:
     unique = list(dict.fromkeys(messages))
     text = "; ".join(unique[:_MAX_MESSAGES])
@@ -375,43 +189,69 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
         A scores Dataset with one model and the dataset's regions (see
         :mod:`workbench.analysis.scores`).
     """
-    from workbench.activations import extract_stats
-    from workbench.models import create
-
     protocol, metrics = settings.protocol, list(settings.metrics)
     dataset = settings.load_dataset(unit.dataset)
-    regions = dataset.regions
-    targets = []
-    for region in regions:
-        kind = dataset.kind(region)
-        if kind == "rdm":
-            targets.append(_Target("rdm", np.asarray(dataset.rdm(region).values, dtype=np.float64), False))
-        else:
-            values = np.asarray(dataset.responses(region).values, dtype=np.float64)
-            targets.append(_Target("responses", values, protocol.reduces_neural(dataset.name)))
+    targets, notes = _region_targets(dataset, metrics, protocol)
+    model, all_layers = _unit_model(unit, settings)
+    logger.info("unit %s: %s on %s (%d stimuli)", unit.unit_id, model.name, dataset.name, len(dataset.stimuli))
+    stats, step_stats = _unit_stats(model, dataset, settings)
+    part = _empty_part(model, dataset, targets, metrics, protocol, per_step=step_stats is not None)
+    scorer = _UnitScorer(part, dataset.regions, targets, metrics, protocol)
+    for i, layer in enumerate(tqdm(model.layers, desc=f"{model.name} on {dataset.name}", leave=False, disable=None)):
+        if scorer.score_layer(i, layer, stats[layer]) and step_stats is not None:
+            scorer.score_steps(i, layer, _steps(step_stats[layer], protocol.time_steps, layer))
+    scorer.finish(unit)
+    if settings.layers:  # a subset keeps each layer's depth in the whole model
+        part["relative_depth"].values[0, :len(model.layers)] = [
+            all_layers.index(layer) / max(len(all_layers) - 1, 1) for layer in model.layers]
+    part.attrs["notes"] = json.dumps(notes)
+    return part
 
-    notes = []
-    for r, target in enumerate(targets):
+
+def _region_targets(dataset, metrics: Sequence[str], protocol: Protocol) -> tuple[list[Target], list[str]]:
+    """Each region's :class:`~workbench.analysis.cells.Target`, marked with the metrics it rules
+    out, and one note per such metric (``"<dataset>/<region>: why"``)."""
+    targets, notes = [], []
+    for region in dataset.regions:
+        target = Target.of_region(dataset, region, protocol)
         reasons = inapplicable_metrics(target, metrics, protocol, len(dataset.stimuli))
         if reasons:
-            targets[r] = dataclasses.replace(target, inapplicable=frozenset(reasons))
-            notes += [f"{region_label(dataset.name, regions[r])}: {why}" for why in reasons.values()]
+            target = dataclasses.replace(target, inapplicable=frozenset(reasons))
+            notes += [f"{region_label(dataset.name, region)}: {why}" for why in reasons.values()]
+        targets.append(target)
+    return targets, notes
 
-    model = create(unit.model, settings.weights_for(unit.model), seed=protocol.seed)
+
+def _unit_model(unit: Unit, settings: SweepSettings):
+    """The unit's model (only ``settings.layers`` when given) and all its declared layers."""
+    from workbench.models import create
+
+    model = create(unit.model, settings.weights_for(unit.model), seed=settings.protocol.seed)
     all_layers = model.layers
     if settings.layers:
         model = _with_layers(model, settings.layers)
+    return model, all_layers
+
+
+def _unit_stats(model, dataset, settings: SweepSettings) -> tuple:
+    """Every layer's Gram statistics on the dataset's stimuli, and with ``protocol.time_resolved``
+    (spiking models) the per-step ones from the same forward pass (else None)."""
+    from workbench.activations import extract_stats
+
+    protocol = settings.protocol
     time_steps = protocol.time_steps if model.is_spiking else None
     per_step = protocol.time_resolved and model.is_spiking
-    logger.info("unit %s: %s on %s (%d stimuli)", unit.unit_id, model.name, dataset.name, len(dataset.stimuli))
-    # with per-step scores, the averaged and the per-step statistics come from one forward pass
     stats = extract_stats(model, dataset.stimuli, batch_size=protocol.batch_size, time_steps=time_steps,
                           time_reduce=protocol.time_reduce, cache=settings.activation_cache,
                           device=settings.device, per_step=per_step)
-    step_stats = None
-    if per_step:
-        stats, step_stats = stats
+    return stats if per_step else (stats, None)
 
+
+def _empty_part(model, dataset, targets: list[Target], metrics: list[str], protocol: Protocol,
+                per_step: bool) -> xr.Dataset:
+    """The unit's all-NaN scores, with each region's applicable metrics and noise ceilings."""
+    regions = dataset.regions
+    time_steps = protocol.time_steps if model.is_spiking else None
     stimulus_set = dataset.stimuli.fingerprint()
     part = new_scores(
         model=model.name,
@@ -437,92 +277,85 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
                                                and metric not in target.inapplicable)
             part["ceiling"].values[r, k] = _ceiling(dataset, region, metric)
     part["ceiling_low"] = (("region", "metric"), _ceiling_lows(dataset, regions, metrics))
-
-    nulls = None
-    if protocol.permutations > 0:
-        from workbench.analysis.nulls import UnitNulls
-
-        nulls = UnitNulls(targets, metrics, protocol, len(model.layers))
-    messages: list[str] = []  # cells left without a score: the model's ``error``
-    cautions: list[str] = []  # cells with a score and a caveat: the model's ``warning``
-    for i, layer in enumerate(tqdm(model.layers, desc=f"{model.name} on {dataset.name}", leave=False, disable=None)):
-        try:
-            x = _prepare(stats[layer], protocol)
-        except ValidationError as exc:
-            messages.append(f"layer {layer!r}: {exc}")
-            continue
-        xd = _derived(x)  # shared by the regions' scores and their permutation nulls
-        for r, target in enumerate(targets):
-            layer_messages: list[str] = []
-            layer_cautions: list[str] = []
-            counts = part["n_zero_variance"].values[0, i, r]  # a view: score_region fills it
-            ranks = np.full(2, np.nan)
-            full = score_region(xd, target, metrics, protocol, layer_messages, zero_variance=counts,
-                                svcca_ranks=ranks)
-            part["score"].values[0, i, r] = full
-            if nulls is not None:
-                layer_cautions += nulls.add(i, r, xd, full, counts)
-            if "svcca_rank_x" in part:
-                part["svcca_rank_x"].values[0, i, r], part["svcca_rank_y"].values[0, i, r] = ranks
-            if protocol.bootstrap > 0:
-                low, high = _bootstrap_interval(x, target, metrics, protocol, full, layer_cautions)
-                part["ci_low"].values[0, i, r], part["ci_high"].values[0, i, r] = low, high
-            messages += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_messages]
-            cautions += [f"layer {layer!r}, {regions[r]}: {m}" for m in layer_cautions]
-        if per_step:
-            for t, step in enumerate(_steps(step_stats[layer], time_steps, layer)):
-                try:
-                    xt = _prepare(step, protocol)
-                except ValidationError as exc:  # e.g. a layer that is silent at the first steps
-                    cautions.append(f"layer {layer!r}, time step {t} (per-step score): {exc}")
-                    continue
-                for r, target in enumerate(targets):
-                    step_messages: list[str] = []
-                    part["score_per_step"].values[0, i, r, :, t] = score_region(xt, target, metrics, protocol,
-                                                                                step_messages)
-                    cautions += [f"layer {layer!r}, {regions[r]}, time step {t} (per-step score): {m}"
-                                 for m in step_messages]
-    if nulls is not None:
-        nulls.write(part)
-    if messages:
-        logger.warning("unit %s: %d cell(s) could not be scored: %s", unit.unit_id, len(messages), messages[0])
-    if "svcca_rank_x" in part:
-        cautions += _warn_reduced_ranks(unit, part, targets, protocol)
-    cautions += _zero_variance_cautions(part, protocol)
-    if cautions:
-        logger.info("unit %s: scored, with %d caveat(s): %s", unit.unit_id, len(cautions), cautions[0])
-    part["error"].values[0] = _summarise(messages)
-    part["warning"].values[0] = _summarise(cautions)
-    if settings.layers:  # a subset keeps each layer's depth in the whole model
-        part["relative_depth"].values[0, :len(model.layers)] = [
-            all_layers.index(layer) / max(len(all_layers) - 1, 1) for layer in model.layers]
-    part.attrs["notes"] = json.dumps(notes)
     return part
 
 
-def inapplicable_metrics(target: _Target, metrics: Sequence[str], protocol: Protocol,
-                         n_stimuli: int) -> dict[str, str]:
-    """Metrics that cannot apply to a region whatever the layer, with the reason of each.
+class _UnitScorer:
+    """Fills one unit's scores layer by layer, and collects the model's ``error`` (cells left
+    without a score) and ``warning`` (cells with a score and a caveat)."""
 
-    SVCCA needs ``k_x + k_y <= n_stimuli - 1`` canonical variables, with ``k_x =
-    protocol.svcca_n_components`` and ``k_y`` the same when the region's responses are reduced
-    (``protocol.reduce_neural_for``), else their number of neuroids: 40 + 20 on 60 stimuli
-    does not fit. Such a metric is marked not applicable for the region (NaN scores, reported
-    once per dataset), and the model is not marked as failed.
-    """
-    if target.kind != "responses" or "svcca" not in metrics:
-        return {}
-    k = protocol.svcca_n_components
-    n_neuroids = target.values.shape[1]
-    ky = k if target.reduce_y and n_neuroids > k else n_neuroids
-    if k + ky <= n_stimuli - 1:
-        return {}
-    side = (f"{ky} (the neural side reduced)" if target.reduce_y and n_neuroids > k
-            else f"{ky} (one per neuroid, unreduced)")
-    return {"svcca": (
-        f"svcca not applicable: {k} + {side} canonical variables do not fit in the {n_stimuli - 1} "
-        f"dimensions left by {n_stimuli} centred stimuli; lower --protocol svcca_n_components to "
-        f"{max(n_stimuli - 1 - ky, 0)} or less, or reduce the neural side (reduce_neural_for)")}
+    def __init__(self, part: xr.Dataset, regions, targets: list[Target], metrics: list[str], protocol: Protocol):
+        self.part, self.regions, self.targets = part, list(regions), targets
+        self.metrics, self.protocol = metrics, protocol
+        self.nulls = None
+        if protocol.permutations > 0:
+            from workbench.analysis.nulls import UnitNulls
+
+            self.nulls = UnitNulls(targets, metrics, protocol, part.sizes["layer"])
+        self.messages: list[str] = []
+        self.cautions: list[str] = []
+
+    def score_layer(self, i: int, layer: str, stats) -> bool:
+        """Score layer ``i`` against every region; False when its statistics cannot be scored."""
+        try:
+            x = prepare(stats, self.protocol)
+        except ValidationError as exc:
+            self.messages.append(f"layer {layer!r}: {exc}")
+            return False
+        xd = derive(x)  # shared by the regions' scores and their permutation nulls
+        for r, target in enumerate(self.targets):
+            self._score_cell(i, r, layer, x, xd, target)
+        return True
+
+    def _score_cell(self, i: int, r: int, layer: str, x, xd, target: Target) -> None:
+        """One (layer, region): its scores, null, SVCCA ranks and bootstrap interval."""
+        part, protocol = self.part, self.protocol
+        messages: list[str] = []
+        cautions: list[str] = []
+        counts = part["n_zero_variance"].values[0, i, r]  # a view: score_region fills it
+        ranks = np.full(2, np.nan)
+        full = score_region(xd, target, self.metrics, protocol, messages, zero_variance=counts, svcca_ranks=ranks)
+        part["score"].values[0, i, r] = full
+        if self.nulls is not None:
+            cautions += self.nulls.add(i, r, xd, full, counts)
+        if "svcca_rank_x" in part:
+            part["svcca_rank_x"].values[0, i, r], part["svcca_rank_y"].values[0, i, r] = ranks
+        if protocol.bootstrap > 0:
+            low, high = bootstrap_interval(x, target, self.metrics, protocol, full, cautions)
+            part["ci_low"].values[0, i, r], part["ci_high"].values[0, i, r] = low, high
+        self.messages += [f"layer {layer!r}, {self.regions[r]}: {m}" for m in messages]
+        self.cautions += [f"layer {layer!r}, {self.regions[r]}: {m}" for m in cautions]
+
+    def score_steps(self, i: int, layer: str, steps: list) -> None:
+        """Layer ``i``'s per-step scores (``score_per_step``), without intervals or nulls."""
+        for t, step in enumerate(steps):
+            try:
+                xt = prepare(step, self.protocol)
+            except ValidationError as exc:  # e.g. a layer that is silent at the first steps
+                self.cautions.append(f"layer {layer!r}, time step {t} (per-step score): {exc}")
+                continue
+            for r, target in enumerate(self.targets):
+                failures: list[str] = []
+                self.part["score_per_step"].values[0, i, r, :, t] = score_region(
+                    xt, target, self.metrics, self.protocol, failures)
+                self.cautions += [f"layer {layer!r}, {self.regions[r]}, time step {t} (per-step score): {m}"
+                                  for m in failures]
+
+    def finish(self, unit: Unit) -> None:
+        """Write the nulls' summaries, and the model's ``error`` and ``warning``."""
+        part = self.part
+        if self.nulls is not None:
+            self.nulls.write(part)
+        if self.messages:
+            logger.warning("unit %s: %d cell(s) could not be scored: %s", unit.unit_id, len(self.messages),
+                           self.messages[0])
+        if "svcca_rank_x" in part:
+            self.cautions += _warn_reduced_ranks(unit, part, self.targets, self.protocol)
+        self.cautions += _zero_variance_cautions(part, self.protocol)
+        if self.cautions:
+            logger.info("unit %s: scored, with %d caveat(s): %s", unit.unit_id, len(self.cautions), self.cautions[0])
+        part["error"].values[0] = _summarise(self.messages)
+        part["warning"].values[0] = _summarise(self.cautions)
 
 
 def _with_layers(model, layers: Sequence[str]):
@@ -669,23 +502,11 @@ def failed_units(scores: xr.Dataset) -> list[dict]:
     return json.loads(scores.attrs.get("failed_units", "[]"))
 
 
-def sweep(
-    models: Sequence[str],
-    datasets: Sequence,
-    metrics: Sequence[str] = SWEEP_METRICS,
-    *,
-    protocol: Protocol | None = None,
-    weights=None,
-    data_options: Mapping[str, Mapping] | None = None,
-    store_dir: str | os.PathLike | None = None,
-    executor: str = "serial",
-    force: bool = False,
-    output_dir: str | os.PathLike | None = None,
-    activation_cache=True,
-    device: str = "cpu",
-    progress: bool = True,
-    layers: Sequence[str] | None = None,
-) -> xr.Dataset:
+def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SWEEP_METRICS, *,
+          protocol: Protocol | None = None, weights=None, data_options: Mapping[str, Mapping] | None = None,
+          store_dir: str | os.PathLike | None = None, executor: str = "serial", force: bool = False,
+          output_dir: str | os.PathLike | None = None, activation_cache=True, device: str = "cpu",
+          progress: bool = True, layers: Sequence[str] | None = None) -> xr.Dataset:
     """Score every layer of every model against every region of every dataset.
 
     Parameters
@@ -735,9 +556,37 @@ def sweep(
         apply to a region, each reported once).
     """
     protocol = Protocol() if protocol is None else protocol
+    models, metrics = list(models), list(metrics)
+    _check_sweep(models, datasets, metrics, protocol)
+    per_model = dict(weights) if isinstance(weights, Mapping) else {m: weights for m in models}
+    settings = SweepSettings(
+        protocol=protocol, metrics=tuple(metrics), weights=tuple((m, per_model.get(m)) for m in models),
+        datasets=tuple(d for d in datasets if not isinstance(d, str)),
+        data_options=tuple((k, dict(v)) for k, v in (data_options or {}).items()),
+        activation_cache=str(activation_cache) if isinstance(activation_cache, os.PathLike) else activation_cache,
+        device=str(device), layers=tuple(layers or ()),
+    )
+    dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
+    identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}
+    units = [Unit(model, name, fingerprint(_unit_settings(settings, model, identities[name])))
+             for model in models for name in dataset_names]
+    compute = functools.partial(compute_unit, settings=settings)
+    with _unit_store(store_dir) as store:
+        failures: dict[str, str] = {}
+        try:
+            results = run_units(units, compute, store, executor=executor, force=force, progress=progress)
+        except UnitsFailedError as exc:
+            results, failures = exc.results, exc.failures
+    scores = _merged_units(units, results, failures, settings)
+    if output_dir is not None:
+        save_scores(scores, output_dir)
+    return scores
+
+
+def _check_sweep(models: list, datasets: Sequence, metrics: list, protocol) -> None:
+    """Raise unless the sweep's arguments are well-formed (before any unit starts)."""
     if not isinstance(protocol, Protocol):
         raise ValidationError(f"protocol must be a Protocol, found {type(protocol).__name__}")
-    models, metrics = list(models), list(metrics)
     for what, values in (("models", models), ("datasets", list(datasets)), ("metrics", metrics)):
         if not values:
             raise ValidationError(f"{what} is empty; expected at least one")
@@ -752,41 +601,29 @@ def sweep(
     from workbench.models import check_model_names
 
     check_model_names(models)  # every name, before any unit starts
-    per_model = dict(weights) if isinstance(weights, Mapping) else {m: weights for m in models}
-    objects = tuple(d for d in datasets if not isinstance(d, str))
-    dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
-    identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}
-    settings = SweepSettings(
-        protocol=protocol,
-        metrics=tuple(metrics),
-        weights=tuple((m, per_model.get(m)) for m in models),
-        datasets=objects,
-        data_options=tuple((k, dict(v)) for k, v in (data_options or {}).items()),
-        activation_cache=str(activation_cache) if isinstance(activation_cache, os.PathLike) else activation_cache,
-        device=str(device),
-        layers=tuple(layers or ()),
-    )
-    units = [
-        Unit(model, name, fingerprint({
-            "protocol": protocol.to_dict(),
-            "metrics": metrics,
-            "weights": weights_identity(per_model.get(model), protocol.seed),
-            "run": run_identity(model),
-            "workbench": __version__,
-            "dataset": identities[name],
-            "data_options": dict(settings.data_options).get(name, {}),
-            **({"layers": list(settings.layers)} if settings.layers else {}),
-        }))
-        for model in models
-        for name in dataset_names
-    ]
-    compute = functools.partial(compute_unit, settings=settings)
-    with _unit_store(store_dir) as store:
-        failures: dict[str, str] = {}
-        try:
-            results = run_units(units, compute, store, executor=executor, force=force, progress=progress)
-        except UnitsFailedError as exc:
-            results, failures = exc.results, exc.failures
+
+
+def _unit_settings(settings: SweepSettings, model: str, dataset_identity: dict) -> dict:
+    """Everything that changes one unit's result: what its ``settings_hash`` fingerprints."""
+    protocol = settings.protocol
+    return {
+        "protocol": protocol.to_dict(),
+        "metrics": list(settings.metrics),
+        "weights": weights_identity(settings.weights_for(model), protocol.seed),
+        "run": run_identity(model),
+        "workbench": __version__,
+        "dataset": dataset_identity,
+        "data_options": dict(settings.data_options).get(dataset_identity["name"], {}),
+        **({"layers": list(settings.layers)} if settings.layers else {}),
+    }
+
+
+def _merged_units(units: list[Unit], results: dict, failures: dict, settings: SweepSettings) -> xr.Dataset:
+    """The units' scores merged and stamped; a unit that raised gets its model's error instead.
+
+    ``attrs``: ``failed_units`` (JSON), ``notes`` (JSON, each metric that could not apply to a
+    region once), ``metrics`` and ``datasets``, besides :func:`~workbench.analysis.scores.stamp`'s.
+    """
     parts, failed = [], []
     for unit in units:
         if unit.unit_id in results:
@@ -799,13 +636,11 @@ def sweep(
     notes = list(dict.fromkeys(n for part in parts for n in json.loads(part.attrs.get("notes", "[]"))))
     for note in notes:  # once per dataset and region, not once per model or layer (the CLI prints them)
         logger.info("%s", note)
-    scores = stamp(merge_scores(parts, attrs={}), protocol=protocol)
+    scores = stamp(merge_scores(parts, attrs={}), protocol=settings.protocol)
     scores.attrs["failed_units"] = json.dumps(failed)
     scores.attrs["notes"] = json.dumps(notes)
-    scores.attrs["metrics"] = ",".join(metrics)
-    scores.attrs["datasets"] = ",".join(dataset_names)
-    if output_dir is not None:
-        save_scores(scores, output_dir)
+    scores.attrs["metrics"] = ",".join(settings.metrics)
+    scores.attrs["datasets"] = ",".join(dict.fromkeys(unit.dataset for unit in units))
     return scores
 
 

@@ -1,4 +1,4 @@
-"""``workbench models list``: the model zoo by family, with layer counts."""
+"""``workbench models list`` (the model zoo by family: study names, layer counts) and ``workbench models weights``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ def register(subparsers) -> None:
     listing = commands.add_parser("list", help="list registered models by family")
     listing.add_argument("--family", choices=("snn", "cnn", "vit"), help="only this family")
     listing.add_argument("--pattern", help="shell-style name filter, e.g. 'sew_*'")
+    listing.add_argument("--study", action="store_true", help="only the reference study's 81 networks")
     listing.set_defaults(func=_list)
+    weights = commands.add_parser(
+        "weights", help="where each model's published weights come from, the local path, and whether present and verified")
+    weights.add_argument("names", nargs="*", metavar="NAME", help="models to list (default: every model)")
+    weights.add_argument("--family", choices=("snn", "cnn", "vit"), help="only this family")
+    weights.set_defaults(func=_weights)
 
     compare = subparsers.add_parser(
         "compare-models",
@@ -34,18 +40,62 @@ def register(subparsers) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from workbench.models import FAMILIES, list_models, model_info
+    """Per family, one line per model: name, family, the study's name (or -), layers, T, description.
+
+    Models are built on torch's meta device only (no memory, no weights).
+    """
+    from workbench.models import FAMILIES, list_models, model_aliases, model_info, study_models
 
     families = [args.family] if args.family else list(FAMILIES)
     for family in families:
-        names = list_models(family=family, pattern=args.pattern)
-        if not names:
+        infos = [model_info(name) for name in list_models(family=family, pattern=args.pattern)]
+        infos = [info for info in infos if info.study or not args.study]
+        if not infos:
             continue
-        print(f"{family} ({len(names)} models)")
-        for name in names:
-            info = model_info(name)
+        print(f"{family} ({len(infos)} models)")
+        print(f"  {'name':<34} {'family':<6} {'study name':<34} {'layers':>6}  {'T':<4} description")
+        for info in infos:
             t = f"T={info.time_steps}" if info.family == "snn" else ""
-            print(f"  {name:<20} {len(info.layers):>3} layers  {t:<4} {info.description}")
+            aliases = model_aliases(info.name)
+            also = f" (also: {', '.join(aliases)})" if aliases else ""
+            print(f"  {info.name:<34} {info.family:<6} {info.study or '-':<34} {len(info.layers):>3} layers  "
+                  f"{t:<4} {info.description}{also}")
+    if args.pattern is None:
+        missing = [n for f in families for n in study_models(f) if n not in list_models(family=f)]
+        if missing:
+            print(f"# {len(missing)} of the study's networks are not in the zoo: {', '.join(missing)}")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    """One tab-separated line per model: name, status, expected local path, source."""
+    import sys
+
+    from workbench.models import list_models, model_family
+    from workbench.models.weights import weights_file_status, weights_source
+
+    names = args.names or list_models(family=args.family)
+    undeclared, mismatched = [], []
+    print("model\tstatus\tpath\tsource")
+    for name in names:
+        if args.family and model_family(name) != args.family:
+            continue
+        source = weights_source(name)
+        if source is None:
+            undeclared.append(name)
+            continue
+        status = weights_file_status(source)
+        where = source.url or f"by hand: {source.origin}"
+        published = f" (sha256 {source.sha256}...)" if source.sha256 else " (no published sha256)"
+        print(f"{name}\t{status}\t{source.path}\t{where}{published}")
+        if status.startswith("HASH MISMATCH"):
+            mismatched.append(str(source.path))
+    if undeclared:
+        print(f"# {len(undeclared)} model(s) declare no published weights: {', '.join(undeclared)}")
+    if mismatched:
+        print(f"error: {len(mismatched)} file(s) differ from their published sha256: {', '.join(mismatched)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -106,16 +106,17 @@ def _weights(args: argparse.Namespace, models) -> str | dict:
     return {m: "random" if w is None else w for m, w in per_model.items()}
 
 
-def _study_kwargs(args: argparse.Namespace, models=None, datasets=None) -> dict:
-    """The study's keyword arguments, every one checked before any work starts."""
+def _study_kwargs(args: argparse.Namespace, models=None, datasets=None) -> tuple[dict, dict]:
+    """The study's keyword arguments, and what :func:`~workbench.analysis.checks.check_study`
+    returned for them: every one is checked before any work starts."""
     from workbench.analysis.checks import check_study
 
     models = args.models if models is None else models
     datasets = args.datasets if datasets is None else datasets
     protocol = parse_protocol(args.protocol)
     weights = _weights(args, models)
-    check_study(models, datasets, args.out, metrics=getattr(args, "metrics", None), weights=weights,
-                protocol=protocol, layers=getattr(args, "layers", None), device=args.device)
+    checked = check_study(models, datasets, args.out, metrics=getattr(args, "metrics", None), weights=weights,
+                          protocol=protocol, layers=getattr(args, "layers", None), device=args.device)
     kwargs = {
         "metrics": getattr(args, "metrics", None),
         "weights": weights,
@@ -127,7 +128,7 @@ def _study_kwargs(args: argparse.Namespace, models=None, datasets=None) -> dict:
         kwargs["layers"] = args.layers
     if args.device != "cpu":
         kwargs["device"] = args.device
-    return kwargs
+    return kwargs, checked
 
 
 def finish(args: argparse.Namespace, scores) -> int:
@@ -172,7 +173,8 @@ def _finish_run(args: argparse.Namespace, run_dir) -> int:
 def _score(args: argparse.Namespace) -> int:
     from workbench.reports.study import run_study
 
-    scores = run_study(args.models, args.datasets, args.out, **_study_kwargs(args))
+    kwargs, checked = _study_kwargs(args)
+    scores = run_study(args.models, args.datasets, args.out, **kwargs, checked=checked)  # checked once
     print(f"wrote {args.out}/scores.nc and scores.csv ({scores.sizes['model']} models, "
           f"{scores.sizes['region']} regions)")
     return finish(args, scores)
@@ -181,7 +183,8 @@ def _score(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from workbench.reports.demo import run_report
 
-    html = run_report(args.models, args.datasets, args.out, **_study_kwargs(args))
+    kwargs, _ = _study_kwargs(args)  # the notebook's run_study checks them again, in its own kernel
+    html = run_report(args.models, args.datasets, args.out, **kwargs)
     print(f"wrote {html}")
     return _finish_run(args, html.parent)
 
@@ -200,7 +203,7 @@ def _figures(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from workbench.reports.demo import DEMO_DATASETS, DEMO_MODELS, run_demo
 
-    kwargs = _study_kwargs(args, DEMO_MODELS, DEMO_DATASETS)
+    kwargs, _ = _study_kwargs(args, DEMO_MODELS, DEMO_DATASETS)
     html = run_demo(args.out, weights=kwargs["weights"], protocol=kwargs["protocol"],
                     executor=args.dask, force=args.force, **({"device": args.device} if args.device != "cpu" else {}))
     print(f"wrote {html}")

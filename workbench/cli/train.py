@@ -62,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from workbench.reports.run_report import report_run
+    from workbench.reports.training_report import report_run
 
     print(f"report: {report_run(args.run_dir)}")
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from workbench.errors import DataError
+from workbench.validation import did_you_mean
 
 BUILTIN_MANIFESTS = Path(__file__).resolve().parents[2] / "data_manifests"
 MANIFESTS_ENV = "WORKBENCH_MANIFESTS"
@@ -106,13 +107,9 @@ def find_manifest(name: str | os.PathLike) -> Path:
         return path
     known = available_manifests()
     if text not in known:
-        import difflib
-
-        close = difflib.get_close_matches(text, known, n=3)
-        hint = f"; did you mean {close}?" if close else ""
         raise DataError(
             f"unknown dataset {text!r}: no {text}.yaml in {[str(d) for d in manifest_dirs()]}; "
-            f"known datasets are {sorted(known)}{hint}"
+            f"known datasets are {sorted(known)}{did_you_mean(text, known)}"
         )
     return known[text]
 

@@ -2,7 +2,7 @@
 
 A method is a frozen config dataclass (extending :class:`~workbench.training.TrainConfig`),
 YAML presets beside it (``presets/tiny.yaml`` for this CPU, ``presets/paper.yaml`` for the
-paper's recipe), ``train(config, run) -> TrainOutcome`` and ``evaluate(run_dir) -> dict``.
+paper's recipe, ``presets/micro.yaml`` for the seconds-long run the test suite trains), ``train(config, run) -> TrainOutcome`` and ``evaluate(run_dir) -> dict``.
 Each subpackage registers a :class:`MethodSpec` in its ``__init__``; the subpackages are
 discovered on first use, like the model zoo's families.
 
@@ -12,12 +12,11 @@ Examples
 >>> list_methods()  # doctest: +SKIP
 ['lats']
 >>> get_method("lats").presets()  # doctest: +SKIP
-['paper', 'tiny']
+['micro', 'paper', 'tiny']
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ValidationError
+from workbench.validation import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class MethodSpec:
     def preset_path(self, preset: str) -> Path:
         available = self.presets()
         if preset not in available:
-            raise ValidationError(f"unknown preset {preset!r} of method {self.name!r}; expected one of {available}")
+            raise ValidationError(f"unknown preset {preset!r} of method {self.name!r}; expected one of {available}"
+                                  f"{did_you_mean(preset, available)}")
         return Path(self.presets_dir) / f"{preset}.yaml"
 
 
@@ -97,9 +98,8 @@ def get_method(name: str) -> MethodSpec:
     """The registered method ``name``; unknown names get close-match suggestions."""
     _discover()
     if name not in _METHODS:
-        close = difflib.get_close_matches(name, list(_METHODS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValidationError(f"unknown method {name!r}{hint}; expected one of {sorted(_METHODS)}")
+        raise ValidationError(f"unknown method {name!r}{did_you_mean(name, _METHODS)}; "
+                              f"expected one of {sorted(_METHODS)}")
     return _METHODS[name]
 
 

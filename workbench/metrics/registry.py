@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ from workbench.metrics.cka import cka_from_stats
 from workbench.metrics.regression import tsvd_regression_from_stats
 from workbench.metrics.rsa import rsa_from_stats
 from workbench.metrics.svcca import svcca_from_stats
+from workbench.validation import did_you_mean
 
 HIGHER_IS_BETTER = "higher is better"
 
@@ -138,8 +138,6 @@ def get_metric(name: str) -> MetricInfo:
     try:
         return _METRICS[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_METRICS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValidationError(
-            f"unknown metric {name!r}; expected one of {list(_METRICS)}{hint}"
+            f"unknown metric {name!r}; expected one of {list(_METRICS)}{did_you_mean(name, _METRICS)}"
         ) from None

@@ -150,6 +150,39 @@ def _pearson_of_centred(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
 
 
+def spearman(a, b) -> float:
+    """Spearman's rho of two paired samples, ties given their average ranks.
+
+    Parameters
+    ----------
+    a, b : array-like of shape (n,)
+        Paired values (e.g. the dissimilarities of the same stimulus pairs in two RDMs).
+
+    Returns
+    -------
+    float
+        The Pearson correlation of the two samples' average ranks, in [-1, 1]; NaN when
+        either sample is constant (its ranks do not vary) or holds NaN or inf.
+
+    Raises
+    ------
+    ValidationError
+        ``a`` or ``b`` not 1-D, or of different lengths.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValidationError(f"spearman needs two 1-D samples of the same length; found shapes {a.shape} "
+                              f"and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    if not (np.any(ra) and np.any(rb)):
+        return float("nan")
+    return _pearson_of_centred(ra, rb)
+
+
 def spearman_upper(rdm_a: np.ndarray, rdm_b: np.ndarray, names=("rdm_a", "rdm_b")) -> float:
     """Spearman correlation of the upper triangles of two validated square RDMs.
 

@@ -1,9 +1,12 @@
-"""Convolutional networks from torchvision.
+"""The reference study's convolutional networks (CORnets apart): torchvision's, and timm's
+Inception-ResNet-V2.
 
-Analysis layers follow the reference study's choice of one output per stage: the stem, every
-residual / inverted-residual / dense block or inception module, and the global pooling.
-With ``pretrained=True`` the published torchvision weights are used (see
-:func:`workbench.models.weights.ensure_hub_file` for offline use).
+Each is registered under the study's name and scored on the study's layers
+(:mod:`workbench.models.study_layers`: the study's module expressions resolved on our network,
+e.g. ``features[3]`` -> ``features.3``), at the study's input size (224 px; 299 px for
+``inception_v3`` and ``inceptionresnetv2``). With ``pretrained=True`` the published weights
+are used: torchvision's ``IMAGENET1K_V1`` (see :func:`workbench.models.weights.ensure_hub_file`
+for offline use), timm's ``inception_resnet_v2.tf_in1k``.
 """
 
 from __future__ import annotations
@@ -12,12 +15,43 @@ from torch import nn
 from torchvision import models as tvm
 
 from workbench.errors import ValidationError
-from workbench.models._layers import children, of_type, resnet_layers
+from workbench.models.hub import build_timm, timm_weights
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
-from workbench.models.weights import ensure_hub_file
+from workbench.models.study_layers import study_input_size, study_layers, study_specs
+from workbench.models.weights import declare_weights, ensure_hub_file, published_weights
 
 IMAGENET_224 = Preprocessing(input_size=224)
+
+#: The study's torchvision CNNs (torchvision's names): name -> title of the description.
+TORCHVISION_CNNS = {
+    "alexnet": "AlexNet (Krizhevsky et al. 2012)",
+    **{f"vgg{depth}": f"VGG-{depth} (Simonyan & Zisserman 2015)" for depth in (11, 13, 16, 19)},
+    **{f"resnet{depth}": f"ResNet-{depth} (He et al. 2016)" for depth in (18, 34, 50, 101, 152)},
+    "resnext50_32x4d": "ResNeXt-50 32x4d (Xie et al. 2017)",
+    "resnext101_32x8d": "ResNeXt-101 32x8d (Xie et al. 2017)",
+    "googlenet": "GoogLeNet (Szegedy et al. 2015)",
+    "inception_v3": "Inception-V3 (Szegedy et al. 2016)",
+    "squeezenet1_1": "SqueezeNet 1.1 (Iandola et al. 2016)",
+    "mobilenet_v2": "MobileNet-V2 (Sandler et al. 2018)",
+    "mobilenet_v3_small": "MobileNet-V3-small (Howard et al. 2019)",
+    "mobilenet_v3_large": "MobileNet-V3-large (Howard et al. 2019)",
+    "shufflenet_v2_x1_0": "ShuffleNet-V2 1.0x (Ma et al. 2018)",
+    "mnasnet1_0": "MnasNet 1.0 (Tan et al. 2019)",
+    **{f"densenet{depth}": f"DenseNet-{depth} (Huang et al. 2017)" for depth in (121, 169, 201)},
+    **{f"efficientnet_b{i}": f"EfficientNet-B{i} (Tan & Le 2019)" for i in range(8)},
+    "regnet_x_800mf": "RegNetX-800MF (Radosavovic et al. 2020)",
+    "regnet_x_8gf": "RegNetX-8GF (Radosavovic et al. 2020)",
+    "regnet_y_800mf": "RegNetY-800MF (Radosavovic et al. 2020)",
+    "regnet_y_8gf": "RegNetY-8GF (Radosavovic et al. 2020)",
+    **{f"convnext_{size}": f"ConvNeXt-{size.title()} (Liu et al. 2022)" for size in ("tiny", "small", "base", "large")},
+}
+#: Settings of the random initialisation where torchvision's defaults differ from the
+#: published network's module tree, or warn.
+RANDOM_KWARGS = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"init_weights": True},
+}
 
 
 def build_torchvision(builder, weights_enum, pretrained: bool, **random_kwargs) -> nn.Module:
@@ -32,102 +66,43 @@ def build_torchvision(builder, weights_enum, pretrained: bool, **random_kwargs) 
     return builder(weights=None, **random_kwargs)
 
 
-@register_model("alexnet", family="cnn")
-def alexnet(pretrained: bool = False) -> Architecture:
-    """AlexNet (Krizhevsky et al. 2012): the 5 convolutional and 2 fully connected ReLUs."""
-    net = build_torchvision(tvm.alexnet, tvm.AlexNet_Weights.IMAGENET1K_V1, pretrained)
-    layers = (*of_type(net, "features", nn.ReLU), *of_type(net, "classifier", nn.ReLU))
-    return Architecture(net, layers, IMAGENET_224)
+def _register_torchvision_cnn(name: str, title: str) -> None:
+    builder = tvm.get_model_builder(name)
+    weights_enum = tvm.get_model_weights(name).IMAGENET1K_V1
+    preprocessing = Preprocessing(input_size=study_input_size(name))
+
+    def factory(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
+        if num_classes != 1000 and pretrained:
+            raise ValidationError(f"published ImageNet weights have 1000 classes, not num_classes={num_classes}")
+        net = build_torchvision(builder, weights_enum, pretrained, num_classes=num_classes,
+                                **RANDOM_KWARGS.get(name, {}))
+        return Architecture(net, study_specs(name, net), preprocessing)
+
+    factory.__name__ = name
+    factory.__doc__ = (f"{title}, torchvision IMAGENET1K_V1: the study's {len(study_layers(name))} "
+                       "layers")
+    register_model(name, family="cnn")(factory)
 
 
-def _vgg(builder, weights_enum, pretrained: bool) -> Architecture:
-    net = build_torchvision(builder, weights_enum, pretrained)
-    layers = (*of_type(net, "features", nn.ReLU), *of_type(net, "classifier", nn.ReLU))
-    return Architecture(net, layers, IMAGENET_224)
+for _name, _title in TORCHVISION_CNNS.items():
+    _register_torchvision_cnn(_name, _title)
+
+INCEPTION_RESNET_V2 = ("inception_resnet_v2", "tf_in1k")  # timm architecture and pretrained tag
+declare_weights("inceptionresnetv2", timm_weights(*INCEPTION_RESNET_V2))
 
 
-@register_model("vgg11", family="cnn")
-def vgg11(pretrained: bool = False) -> Architecture:
-    """VGG-11 (Simonyan & Zisserman 2015): the ReLU after every convolution and hidden FC layer."""
-    return _vgg(tvm.vgg11, tvm.VGG11_Weights.IMAGENET1K_V1, pretrained)
+@register_model("inceptionresnetv2", family="cnn")
+def inceptionresnetv2(pretrained: bool = False) -> Architecture:
+    """Inception-ResNet-V2 (Szegedy et al. 2017), timm inception_resnet_v2.tf_in1k: the study's 52 layers.
 
-
-@register_model("vgg16", family="cnn")
-def vgg16(pretrained: bool = False) -> Architecture:
-    """VGG-16 (Simonyan & Zisserman 2015): the ReLU after every convolution and hidden FC layer."""
-    return _vgg(tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1, pretrained)
-
-
-def _resnet(builder, weights_enum, pretrained: bool, num_classes: int = 1000) -> Architecture:
-    if num_classes != 1000 and pretrained:
-        raise ValidationError(f"published ImageNet weights have 1000 classes, not num_classes={num_classes}")
-    net = build_torchvision(builder, weights_enum, pretrained, num_classes=num_classes)
-    return Architecture(net, resnet_layers(net, ("relu", "maxpool")), IMAGENET_224)
-
-
-@register_model("resnet18", family="cnn")
-def resnet18(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """ResNet-18 (He et al. 2016): stem ReLU, max-pool, the 8 residual blocks, average pool."""
-    return _resnet(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, pretrained, num_classes)
-
-
-@register_model("resnet34", family="cnn")
-def resnet34(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """ResNet-34 (He et al. 2016): stem ReLU, max-pool, the 16 residual blocks, average pool."""
-    return _resnet(tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1, pretrained, num_classes)
-
-
-@register_model("resnet50", family="cnn")
-def resnet50(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """ResNet-50 (He et al. 2016): stem ReLU, max-pool, the 16 bottleneck blocks, average pool."""
-    return _resnet(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, pretrained, num_classes)
-
-
-@register_model("densenet121", family="cnn")
-def densenet121(pretrained: bool = False) -> Architecture:
-    """DenseNet-121 (Huang et al. 2017): stem pool, each dense block and transition, final norm."""
-    net = build_torchvision(tvm.densenet121, tvm.DenseNet121_Weights.IMAGENET1K_V1, pretrained)
-    layers = tuple(
-        name for name in children(net, "features")
-        if name.split(".")[-1].startswith(("pool0", "denseblock", "transition", "norm5"))
-    )
-    return Architecture(net, layers, IMAGENET_224)
-
-
-@register_model("mobilenet_v2", family="cnn")
-def mobilenet_v2(pretrained: bool = False) -> Architecture:
-    """MobileNet-V2 (Sandler et al. 2018): each of the 19 feature stages."""
-    net = build_torchvision(tvm.mobilenet_v2, tvm.MobileNet_V2_Weights.IMAGENET1K_V1, pretrained)
-    return Architecture(net, tuple(children(net, "features")), IMAGENET_224)
-
-
-@register_model("mobilenet_v3_small", family="cnn")
-def mobilenet_v3_small(pretrained: bool = False) -> Architecture:
-    """MobileNet-V3-small (Howard et al. 2019): each of the 13 feature stages and the pooling."""
-    net = build_torchvision(
-        tvm.mobilenet_v3_small, tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1, pretrained
-    )
-    return Architecture(net, (*children(net, "features"), "avgpool"), IMAGENET_224)
-
-
-@register_model("efficientnet_b0", family="cnn")
-def efficientnet_b0(pretrained: bool = False) -> Architecture:
-    """EfficientNet-B0 (Tan & Le 2019): each of the 9 feature stages and the pooling."""
-    net = build_torchvision(
-        tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights.IMAGENET1K_V1, pretrained
-    )
-    return Architecture(net, (*children(net, "features"), "avgpool"), IMAGENET_224)
-
-
-@register_model("googlenet", family="cnn")
-def googlenet(pretrained: bool = False) -> Architecture:
-    """GoogLeNet (Szegedy et al. 2015): stem convolutions, pools and the 9 inception modules."""
-    net = build_torchvision(
-        tvm.googlenet, tvm.GoogLeNet_Weights.IMAGENET1K_V1, pretrained, aux_logits=False,
-        init_weights=True,
-    )
-    layers = tuple(
-        name for name in children(net, "")
-        if name.startswith(("conv", "maxpool", "inception", "avgpool"))
-    )
-    return Architecture(net, layers, IMAGENET_224)
+    The study used Cadene's port of the TensorFlow weights (``pretrainedmodels``), as timm's
+    ``tf_in1k`` tag is, with the same module names: ``conv2d_1a`` ... ``conv2d_7b`` and the
+    ``repeat``, ``repeat_1`` and ``repeat_2`` sequences are the same paths here. Its
+    ``avgpool_1a`` (an 8x8 average pool, (1536, 1, 1) at 299 px) is timm's
+    ``global_pool.pool`` (a global average pool: the same values). Inputs are normalised with
+    mean = std = 0.5, the setting the study's definition records for these weights.
+    """
+    net = build_timm(*INCEPTION_RESNET_V2, published_weights("inceptionresnetv2") if pretrained else None)
+    layers = study_specs("inceptionresnetv2", net, renames={"avgpool_1a": "global_pool.pool"})
+    preprocessing = Preprocessing(study_input_size("inceptionresnetv2"), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return Architecture(net, layers, preprocessing)

@@ -26,13 +26,15 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from torch import nn
 
 from workbench.errors import ValidationError
+from workbench.models.layer_spec import LAYER_SPEC_GRAMMAR, absent_layers
 from workbench.models.preprocessing import Preprocessing
-from workbench.models.registry import FAMILIES, Architecture, ModelWrapper
+from workbench.models.registry import FAMILIES, Architecture, ModelWrapper, prepare_for_analysis
 from workbench.validation import check_choice
 
 
@@ -68,8 +70,10 @@ def wrap_model(
         The network, with your weights already loaded. It is put in eval mode and its
         parameters stop requiring gradients (in place).
     layers : sequence of str, optional
-        Ordered analysis layers, as dotted paths of ``module.named_modules()`` (e.g.
-        ``"layer3.1"``), from input to output. Default: every direct child of ``module``.
+        Ordered analysis layers, from input to output, as layer specs
+        (:mod:`workbench.models.layer_spec`): a dotted path of ``module.named_modules()``
+        (e.g. ``"layer3.1"``, its output), or ``"<path>:input"``, ``"<path>:out[i]"``,
+        ``"<path>:call[k]"``. Default: every direct child of ``module``.
     preprocessing : Preprocessing, optional
         How input images are prepared; default ``Preprocessing()`` (224 px, ImageNet mean
         and std) with ``input_size``, ``mean`` and ``std`` replaced where given.
@@ -101,7 +105,19 @@ def wrap_model(
     """
     if not isinstance(module, nn.Module):
         raise ValidationError(f"module must be a torch.nn.Module, found {type(module).__name__}")
-    modules = dict(module.named_modules())
+    layers = _checked_layers(module, layers, name)
+    spiking = _is_spiking(module)
+    family = family or ("snn" if spiking else "cnn")
+    check_choice(family, "family", FAMILIES)
+    time_steps = _checked_time_steps(time_steps, family, name)
+    preprocessing = _with_changes(preprocessing or Preprocessing(), input_size, mean, std)
+    prepare_for_analysis(module, family if spiking else "cnn")  # multi-step mode for neurons only
+    arch = Architecture(module, layers, preprocessing, time_steps, frozenset(channels_last))
+    return ModelWrapper(name, family, arch, str(weights))
+
+
+def _checked_layers(module: nn.Module, layers: Sequence[str] | str | None, name: str) -> tuple[str, ...]:
+    """The layer specs (default: every direct child), each on a submodule, without repeats."""
     if layers is None:
         layers = [child for child, _ in module.named_children()]
         if not layers:
@@ -109,18 +125,20 @@ def wrap_model(
     elif isinstance(layers, str):
         layers = [layers]
     layers = tuple(layers)
-    bad = [layer for layer in layers if layer not in modules or layer == ""]
+    bad = absent_layers(module, layers)
     if bad:
-        known = [n for n in modules if n][:20]
+        known = [n for n, _ in module.named_modules() if n][:20]
         raise ValidationError(
-            f"{name}: layer(s) {bad} are not submodules of the {type(module).__name__}; expected dotted "
-            f"paths of module.named_modules(), e.g. {known}"
+            f"{name}: layer(s) {bad} are not submodules of the {type(module).__name__}; expected layer "
+            f"specs on dotted paths of module.named_modules(), e.g. {known} ({LAYER_SPEC_GRAMMAR})"
         )
     if not layers or len(set(layers)) != len(layers):
         raise ValidationError(f"{name}: layers must be a non-empty list without duplicates, found {list(layers)}")
-    spiking = _is_spiking(module)
-    family = family or ("snn" if spiking else "cnn")
-    check_choice(family, "family", FAMILIES)
+    return layers
+
+
+def _checked_time_steps(time_steps: int | None, family: str, name: str) -> int:
+    """T: default 4 for an SNN and 1 otherwise; more than 1 only for an SNN."""
     if time_steps is None:
         time_steps = 4 if family == "snn" else 1
     if int(time_steps) < 1 or (family != "snn" and int(time_steps) != 1):
@@ -128,22 +146,16 @@ def wrap_model(
             f"{name}: time_steps={time_steps} is not valid for family {family!r}; expected >= 1, "
             "and 1 unless the model is a spiking network"
         )
-    preprocessing = preprocessing or Preprocessing()
+    return int(time_steps)
+
+
+def _with_changes(preprocessing: Preprocessing, input_size, mean, std) -> Preprocessing:
+    """``preprocessing`` with the given input size, mean and std replacing its own."""
     changes = {k: v for k, v in (("input_size", input_size), ("mean", mean), ("std", std)) if v is not None}
-    if changes:
-        import dataclasses
-
-        changes = {k: tuple(v) if k in ("mean", "std") else int(v) for k, v in changes.items()}
-        preprocessing = dataclasses.replace(preprocessing, **changes)
-    module.eval()
-    for param in module.parameters():
-        param.requires_grad_(False)
-    if family == "snn" and spiking:
-        from spikingjelly.activation_based import functional
-
-        functional.set_step_mode(module, "m")
-    arch = Architecture(module, layers, preprocessing, int(time_steps), frozenset(channels_last))
-    return ModelWrapper(name, family, arch, str(weights))
+    if not changes:
+        return preprocessing
+    changes = {k: tuple(v) if k in ("mean", "std") else int(v) for k, v in changes.items()}
+    return dataclasses.replace(preprocessing, **changes)
 
 
 def as_architecture(built, spec: str) -> tuple[Architecture, str | None]:

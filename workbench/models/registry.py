@@ -9,7 +9,6 @@ declared layer is a real submodule, and returns a :class:`ModelWrapper`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import os
 from collections.abc import Callable, Iterable
@@ -21,9 +20,10 @@ import torch
 from torch import nn
 
 from workbench.errors import ValidationError
+from workbench.models.layer_spec import LAYER_SPEC_GRAMMAR, absent_layers
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.weights import load_checkpoint, state_dict_hash
-from workbench.validation import check_choice
+from workbench.validation import check_choice, did_you_mean
 
 FAMILIES = ("snn", "cnn", "vit")
 
@@ -37,7 +37,9 @@ class Architecture:
     module : nn.Module
         The network.
     layers : tuple of str
-        Ordered analysis layers: dotted ``named_modules()`` paths, from input to output.
+        Ordered analysis layers, from input to output: layer specs
+        (:mod:`workbench.models.layer_spec`), i.e. dotted ``named_modules()`` paths, optionally
+        with ``:input``, ``:out[i]`` or ``:call[k]``.
     preprocessing : Preprocessing
         How input images are prepared.
     time_steps : int, default: 1
@@ -59,23 +61,48 @@ class _Entry:
     family: str
     factory: Callable[..., Architecture]
     description: str
+    study: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, _Entry] = {}
+_ALIASES: dict[str, str] = {}  # alias -> registered name
 
 
-def register_model(name: str, *, family: str) -> Callable:
+def register_model(name: str, *, family: str, aliases: Iterable[str] = ()) -> Callable:
     """Decorator registering ``factory(pretrained: bool) -> Architecture`` under ``name``.
 
-    The first line of the factory's docstring becomes the model's description.
+    The first line of the factory's docstring becomes the model's description. A model
+    registered under the name of one of the reference study's networks
+    (:func:`workbench.models.study_layers.study_models`) is that network: its family must be
+    the study's, and :func:`model_study_name` returns the name.
+
+    Parameters
+    ----------
+    name : str
+        The model's name (for the study's networks, the study's name).
+    family : {"snn", "cnn", "vit"}
+    aliases : iterable of str, default: ()
+        Other names of the same network (e.g. a shorter, older name); :func:`create` and the
+        other functions accept them, :func:`list_models` lists ``name`` only.
     """
+    from workbench.models.study_layers import study_family, study_models
+
     check_choice(family, "family", FAMILIES)
+    aliases = tuple(aliases)
+    study = name if name in study_models() else None
+    if study is not None and study_family(name) != family:
+        raise ValidationError(f"model {name!r} is the study's {study_family(name)} {name!r}; "
+                              f"family={family!r} contradicts it")
 
     def decorator(factory: Callable[..., Architecture]) -> Callable[..., Architecture]:
-        if name in _REGISTRY:
-            raise ValidationError(f"model name {name!r} is already registered")
+        taken = [n for n in (name, *aliases) if n in _REGISTRY or n in _ALIASES]
+        if taken or len(set(aliases) | {name}) != len(aliases) + 1:
+            raise ValidationError(f"model name(s) {taken or list(aliases)} of {name!r} are already "
+                                  "registered or repeated")
         doc = (factory.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = _Entry(name, family, factory, doc[0] if doc else "")
+        _REGISTRY[name] = _Entry(name, family, factory, doc[0] if doc else "", study, aliases)
+        _ALIASES.update(dict.fromkeys(aliases, name))
         return factory
 
     return decorator
@@ -101,16 +128,15 @@ def build_architecture(name: str, **kwargs) -> Architecture:
 
 def _entry(name: str) -> _Entry:
     _load_zoo()
+    name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
         from workbench.models.resolve import plugin_entry
 
         plugin = plugin_entry(name)  # package.module:factory, or a "workbench.models" entry point
         if plugin is not None:
             return plugin
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValidationError(
-            f"unknown model {name!r}{hint} (`workbench models list` shows all "
+            f"unknown model {name!r}{did_you_mean(name, _REGISTRY)} (`workbench models list` shows all "
             f"{len(_REGISTRY)} models)"
         )
     return _REGISTRY[name]
@@ -142,6 +168,18 @@ def model_family(name: str) -> str:
 
         return read_card(name, verify_weights=False)["family"]
     return _entry(name).family
+
+
+def model_study_name(name: str) -> str | None:
+    """The reference study's name of a registered model (or of an alias), or None if not one of its 81."""
+    if _is_run(name):
+        return None
+    return _entry(name).study
+
+
+def model_aliases(name: str) -> tuple[str, ...]:
+    """The other names a registered model is known by (:func:`register_model`)."""
+    return _entry(name).aliases
 
 
 def model_description(name: str) -> str:
@@ -200,7 +238,10 @@ class ModelWrapper:
         return clone
 
     def check_layers(self, layers: Iterable[str] | str | None) -> tuple[str, ...]:
-        """Return the requested layers (all declared ones for ``None``), each checked to exist."""
+        """Return the requested layers (all declared ones for ``None``), each checked to exist.
+
+        Any layer spec (:mod:`workbench.models.layer_spec`) whose path is a submodule is valid.
+        """
         if layers is None:
             return self.layers
         if isinstance(layers, str):
@@ -208,12 +249,11 @@ class ModelWrapper:
         layers = tuple(layers)
         if not layers:
             raise ValidationError(f"layers is empty; expected some of {list(self.layers)}")
-        modules = dict(self.module.named_modules())
-        bad = [layer for layer in layers if layer not in modules or layer == ""]
+        bad = absent_layers(self.module, layers)
         if bad:
             raise ValidationError(
                 f"layer(s) {bad} not in {self.name}; expected one or more of {list(self.layers)} "
-                "(or any dotted path of model.module.named_modules())"
+                f"(or any layer spec on model.module.named_modules(): {LAYER_SPEC_GRAMMAR})"
             )
         if len(set(layers)) != len(layers):
             raise ValidationError(f"layers contains duplicates: {list(layers)}")
@@ -270,19 +310,31 @@ def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0
             raise ValidationError(
                 f"weights={weights!r} is not valid; expected None, 'imagenet' or a checkpoint path"
             )
-    arch.module.eval()
-    for param in arch.module.parameters():
+    prepare_for_analysis(arch.module, entry.family)
+    wrapper = ModelWrapper(name, entry.family, arch, description)  # an alias keeps the name asked for
+    _check_declared(name, arch)
+    return wrapper
+
+
+def prepare_for_analysis(module: nn.Module, family: str) -> None:
+    """Eval mode, no gradients, and (``family == "snn"``) spikingjelly's multi-step mode, in place."""
+    module.eval()
+    for param in module.parameters():
         param.requires_grad_(False)
-    if entry.family == "snn":
+    if family == "snn":
         from spikingjelly.activation_based import functional
 
-        functional.set_step_mode(arch.module, "m")
-    wrapper = ModelWrapper(entry.name, entry.family, arch, description)
-    modules = dict(arch.module.named_modules())
-    absent = [layer for layer in wrapper.layers if layer not in modules]
-    if absent:  # a bug in the factory, not in user input
+        functional.set_step_mode(module, "m")
+
+
+def _check_declared(name: str, arch: Architecture) -> None:
+    """Every declared layer is a valid spec on a submodule (else a bug in the factory)."""
+    try:
+        absent = absent_layers(arch.module, arch.layers)
+    except ValidationError as exc:
+        raise RuntimeError(f"{name}: a declared layer is malformed: {exc}") from None
+    if absent:
         raise RuntimeError(f"{name}: declared layers {absent} are not submodules of the network")
-    return wrapper
 
 
 def _create_from_run(run_dir, weights, seed: int) -> ModelWrapper:
@@ -294,13 +346,7 @@ def _create_from_run(run_dir, weights, seed: int) -> ModelWrapper:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         card, arch = run_architecture(run_dir)
-    arch.module.eval()
-    for param in arch.module.parameters():
-        param.requires_grad_(False)
-    if card["family"] == "snn":
-        from spikingjelly.activation_based import functional
-
-        functional.set_step_mode(arch.module, "m")
+    prepare_for_analysis(arch.module, card["family"])
     return ModelWrapper(str(run_dir), card["family"], arch, f"run:{Path(run_dir).resolve()}")
 
 
@@ -322,7 +368,10 @@ def _load_zoo() -> None:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a registered model declares, read without building its weights."""
+    """What a registered model declares, read without building its weights.
+
+    ``study`` is the reference study's name of the network, or None if it is not one of its 81.
+    """
 
     name: str
     family: str
@@ -330,6 +379,18 @@ class ModelInfo:
     time_steps: int
     preprocessing: Preprocessing
     description: str
+    study: str | None = None
+
+
+def _build_light(entry: _Entry) -> Architecture:
+    """The factory's network on torch's ``meta`` device (no memory, no weights), or on the CPU
+    where it cannot be built there (torchvision's RegNets compute their widths with tensors)."""
+    try:
+        with torch.device("meta"):
+            return entry.factory(pretrained=False)
+    except NotImplementedError:
+        with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+            return entry.factory(pretrained=False)
 
 
 def model_info(name: str) -> ModelInfo:
@@ -342,11 +403,7 @@ def model_info(name: str) -> ModelInfo:
         return ModelInfo(str(name), card["family"], tuple(arch.layers), int(arch.time_steps),
                          arch.preprocessing, f"{card['method']} run of {card['architecture']}")
     entry = _entry(name)
-    with torch.device("meta"):
-        arch = entry.factory(pretrained=False)
-    modules = dict(arch.module.named_modules())
-    absent = [layer for layer in arch.layers if layer not in modules]
-    if absent:  # a bug in the factory, not in user input
-        raise RuntimeError(f"{name}: declared layers {absent} are not submodules of the network")
-    return ModelInfo(entry.name, entry.family, tuple(arch.layers), int(arch.time_steps),
-                     arch.preprocessing, entry.description)
+    arch = _build_light(entry)
+    _check_declared(name, arch)
+    return ModelInfo(name, entry.family, tuple(arch.layers), int(arch.time_steps),
+                     arch.preprocessing, entry.description, entry.study)

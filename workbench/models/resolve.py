@@ -3,6 +3,8 @@
 A model name is one of:
 
 - a registered name (``workbench models list``), e.g. ``resnet18``;
+- ``timm:<name>`` or ``torchvision:<name>``: any network of those libraries, with default
+  analysis layers and its own preprocessing (:mod:`workbench.models.hub`);
 - ``package.module:factory``: an importable module and a factory in it, called as
   ``factory()`` (or ``factory(pretrained=...)`` when it takes that argument), returning
   :func:`workbench.models.wrap_model`'s result or an :class:`~workbench.models.Architecture`;
@@ -78,14 +80,19 @@ def _load_factory(name: str) -> Callable:
 
 
 def plugin_entry(name: str):
-    """The registry entry of a ``package.module:factory`` name or an entry-point model, or None.
+    """The registry entry of a hub, ``package.module:factory`` or entry-point model name, or None.
+
+    ``timm:<name>`` and ``torchvision:<name>`` resolve to :func:`workbench.models.hub.hub_entry`.
 
     The factory is built once on torch's ``meta`` device (no memory, no weights) to learn the
     model's family; the entry is then kept in the registry under ``name``.
     """
     from workbench.models.custom import _is_spiking, as_architecture
+    from workbench.models.hub import hub_entry, is_hub_name
     from workbench.models.registry import _Entry
 
+    if is_hub_name(name):
+        return hub_entry(name)
     if name in _PLUGINS:
         return _PLUGINS[name]
     if not is_factory_spec(name) and name not in entry_point_names():

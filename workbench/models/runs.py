@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from workbench.errors import DataError
+from workbench.errors import DataError, ValidationError
+from workbench.models.layer_spec import absent_layers
 from workbench.models.preprocessing import Preprocessing
 
 
@@ -39,8 +40,10 @@ def run_architecture(run_dir: str | os.PathLike, *, load_weights: bool = True):
         except RuntimeError as exc:
             raise DataError(f"{Path(run_dir) / card['weights_file']} does not fit the architecture "
                             f"{card['architecture']!r} named by {card_file}: {exc}") from None
-    modules = dict(arch.module.named_modules())
-    absent = [layer for layer in card["layers"] if layer not in modules]
+    try:
+        absent = absent_layers(arch.module, card["layers"])
+    except ValidationError as exc:
+        raise DataError(f"{card_file} field 'layers': {exc}") from None
     if absent:
         raise DataError(f"{card_file} field 'layers' names {absent}, which are not modules of {card['architecture']!r}")
     return card, Architecture(arch.module, tuple(card["layers"]), preprocessing,

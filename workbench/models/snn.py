@@ -1,18 +1,20 @@
-"""Spiking networks (spikingjelly 2.0, multi-step mode), as in the reference study.
+"""Spiking networks from spikingjelly 2.0's own definitions (multi-step mode), as in the study.
 
 Every network uses integrate-and-fire neurons (threshold 1, hard reset to 0, detached reset)
 with the ATan surrogate gradient, and sees each static image repeated over T = 4 steps.
 Inputs are (T, N, C, H, W); hooked layers output (T, N, ...).
 
-SEW-ResNet-8 and -14 (the study's shallow networks): the architecture details could not be
-recovered from the paper, so we chose the SEW-ResNet stem (7x7 conv, BN, IF, max-pool) followed
-by three stages of SEW basic blocks with 64, 128 and 256 channels (1 block each for
-SEW-ResNet-8: 1 + 3x2 convolutions + 1 FC = 8 weight layers; 2 blocks each for SEW-ResNet-14:
-1 + 6x2 + 1 = 14), global average pooling and a 256 -> 1000 classifier.
+SEW-ResNet-18/34/50/101/152 (Fang et al. 2021, ADD connection) are spikingjelly's; their state
+dicts have the key names and shapes of the study's own ``SEWResNet.py`` (Huang et al. 2023,
+github.com/Grasshlw/SNN-Neural-Similarity-Static), so the authors' checkpoints load unchanged.
+The study's shallow, wide and ResNeXt SEW networks and its Spiking-MobileNet, which
+spikingjelly does not define, are in :mod:`workbench.models.snn_study`.
 
-Published ImageNet weights: spikingjelly 2.0 publishes no trained spiking checkpoints through
-its API (its ``pretrained=True`` copies *ANN* ResNet/VGG weights), so ``weights="imagenet"``
-reads a file placed by hand in torch hub's checkpoint folder (the error names it).
+Trained weights: ``weights="imagenet"`` reads the authors' checkpoint (the study's ImageNet
+training, T=4), placed by hand in torch hub's checkpoint folder (``workbench models weights``
+prints where; spikingjelly's ``pretrained=True`` copies *ANN* weights and is not used).
+Spiking ResNet-18 and the spiking VGGs are not among the study's networks and have no
+published checkpoint.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from workbench.errors import ValidationError
 from workbench.models._layers import of_type, resnet_layers
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
-from workbench.models.weights import load_checkpoint, missing_local_weights
+from workbench.models.study_layers import study_specs
+from workbench.models.weights import WeightsSource, declare_weights, load_checkpoint, published_weights
 
 TIME_STEPS = 4
-SEW_SOURCE = ("the SEW-ResNet authors (Fang et al. 2021, "
-              "https://github.com/fangwei123456/Spike-Element-Wise-ResNet)")
-SPIKING_SOURCE = "a spikingjelly ImageNet training run of this architecture (T=4, IF neurons)"
+STUDY_CHECKPOINTS = "https://drive.google.com/drive/folders/1oRplrHdJDnONhYWRvP5VP0sU4G8NuMfq"
+STUDY_ORIGIN = (f"{STUDY_CHECKPOINTS} (the study's checkpoint folder, linked from the README of "
+                "github.com/Grasshlw/SNN-Neural-Similarity-Static)")
+SPIKING_ORIGIN = "a spikingjelly ImageNet training of this network (T=4, IF neurons; none is published)"
 
 
 def neuron_kwargs() -> dict:
@@ -39,64 +43,67 @@ def neuron_kwargs() -> dict:
             "detach_reset": True, "v_threshold": 1.0, "v_reset": 0.0}
 
 
-def _finish(name: str, net: nn.Module, layers, pretrained: bool, source: str) -> Architecture:
+def if_neuron() -> nn.Module:
+    """One IF neuron layer with :func:`neuron_kwargs`'s settings (single-step until set to 'm')."""
+    kwargs = neuron_kwargs()
+    return kwargs.pop("spiking_neuron")(**kwargs)
+
+
+def declare_study_checkpoint(name: str) -> None:
+    """Declare that ``name``'s ImageNet weights are the study authors' checkpoint, placed by hand."""
+    declare_weights(name, WeightsSource(filename=f"{name}_imagenet.pth", origin=STUDY_ORIGIN))
+
+
+def finish_snn(name: str, net: nn.Module, layers, pretrained: bool) -> Architecture:
+    """The Architecture of a spiking network at 224 px and T=4, loading its declared weights."""
     if pretrained:
-        load_checkpoint(net, missing_local_weights(name, f"{name}_imagenet.pth", source))
+        load_checkpoint(net, published_weights(name))
     return Architecture(net, tuple(layers), Preprocessing(224), time_steps=TIME_STEPS)
 
 
-def _sew_resnet(name: str, builder, pretrained: bool, num_classes: int = 1000) -> Architecture:
+def _sew_resnet(name: str, pretrained: bool, num_classes: int) -> Architecture:
+    from spikingjelly.activation_based.model import sew_resnet
+
     if num_classes != 1000 and pretrained:
         raise ValidationError(f"published ImageNet weights have 1000 classes, not num_classes={num_classes}")
-    net = builder(pretrained=False, cnf="ADD", num_classes=num_classes, **neuron_kwargs())
-    return _finish(name, net, resnet_layers(net, ("sn1", "maxpool")), pretrained, SEW_SOURCE)
+    net = getattr(sew_resnet, name)(pretrained=False, cnf="ADD", num_classes=num_classes, **neuron_kwargs())
+    return finish_snn(name, net, study_specs(name, net), pretrained)
 
 
 @register_model("sew_resnet18", family="snn")
 def sew_resnet18(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """SEW-ResNet-18 (Fang et al. 2021, ADD): sn1, max-pool, the 8 SEW blocks, average pool."""
-    from spikingjelly.activation_based.model import sew_resnet
-
-    return _sew_resnet("sew_resnet18", sew_resnet.sew_resnet18, pretrained, num_classes)
+    return _sew_resnet("sew_resnet18", pretrained, num_classes)
 
 
 @register_model("sew_resnet34", family="snn")
 def sew_resnet34(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """SEW-ResNet-34 (Fang et al. 2021, ADD): sn1, max-pool, the 16 SEW blocks, average pool."""
-    from spikingjelly.activation_based.model import sew_resnet
-
-    return _sew_resnet("sew_resnet34", sew_resnet.sew_resnet34, pretrained, num_classes)
+    return _sew_resnet("sew_resnet34", pretrained, num_classes)
 
 
 @register_model("sew_resnet50", family="snn")
 def sew_resnet50(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
     """SEW-ResNet-50 (Fang et al. 2021, ADD): sn1, max-pool, the 16 SEW bottlenecks, average pool."""
-    from spikingjelly.activation_based.model import sew_resnet
-
-    return _sew_resnet("sew_resnet50", sew_resnet.sew_resnet50, pretrained, num_classes)
+    return _sew_resnet("sew_resnet50", pretrained, num_classes)
 
 
-def _shallow_sew(name: str, blocks_per_stage: int, pretrained: bool) -> Architecture:
-    from spikingjelly.activation_based import layer
-    from spikingjelly.activation_based.model import sew_resnet
-
-    net = sew_resnet.SEWResNet(sew_resnet.BasicBlock, [blocks_per_stage] * 4, cnf="ADD",
-                               **neuron_kwargs())
-    net.layer4 = nn.Sequential()  # three stages only: an empty Sequential passes x through
-    net.fc = layer.Linear(256, net.fc.out_features)
-    return _finish(name, net, resnet_layers(net, ("sn1", "maxpool")), pretrained, SEW_SOURCE)
+@register_model("sew_resnet101", family="snn")
+def sew_resnet101(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
+    """SEW-ResNet-101 (Fang et al. 2021, ADD): sn1, max-pool, the 33 SEW bottlenecks, average pool."""
+    return _sew_resnet("sew_resnet101", pretrained, num_classes)
 
 
-@register_model("sew_resnet8", family="snn")
-def sew_resnet8(pretrained: bool = False) -> Architecture:
-    """SEW-ResNet-8 (shallow; our reading of the study): sn1, max-pool, 3 SEW blocks, average pool."""
-    return _shallow_sew("sew_resnet8", 1, pretrained)
+@register_model("sew_resnet152", family="snn")
+def sew_resnet152(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
+    """SEW-ResNet-152 (Fang et al. 2021, ADD): sn1, max-pool, the 50 SEW bottlenecks, average pool."""
+    return _sew_resnet("sew_resnet152", pretrained, num_classes)
 
 
-@register_model("sew_resnet14", family="snn")
-def sew_resnet14(pretrained: bool = False) -> Architecture:
-    """SEW-ResNet-14 (shallow; our reading of the study): sn1, max-pool, 6 SEW blocks, average pool."""
-    return _shallow_sew("sew_resnet14", 2, pretrained)
+for _name in ("sew_resnet18", "sew_resnet34", "sew_resnet50", "sew_resnet101", "sew_resnet152"):
+    declare_study_checkpoint(_name)
+for _name in ("spiking_resnet18", "spiking_vgg11_bn", "spiking_vgg16_bn"):
+    declare_weights(_name, WeightsSource(filename=f"{_name}_imagenet.pth", origin=SPIKING_ORIGIN))
 
 
 @register_model("spiking_resnet18", family="snn")
@@ -105,8 +112,7 @@ def spiking_resnet18(pretrained: bool = False) -> Architecture:
     from spikingjelly.activation_based.model import spiking_resnet
 
     net = spiking_resnet.spiking_resnet18(pretrained=False, **neuron_kwargs())
-    layers = resnet_layers(net, ("sn1", "maxpool"))
-    return _finish("spiking_resnet18", net, layers, pretrained, SPIKING_SOURCE)
+    return finish_snn("spiking_resnet18", net, resnet_layers(net, ("sn1", "maxpool")), pretrained)
 
 
 def _spiking_vgg(name: str, builder, pretrained: bool) -> Architecture:
@@ -114,7 +120,7 @@ def _spiking_vgg(name: str, builder, pretrained: bool) -> Architecture:
 
     net = builder(pretrained=False, **neuron_kwargs())
     layers = (*of_type(net, "features", neuron.IFNode), *of_type(net, "classifier", neuron.IFNode))
-    return _finish(name, net, layers, pretrained, SPIKING_SOURCE)
+    return finish_snn(name, net, layers, pretrained)
 
 
 @register_model("spiking_vgg11_bn", family="snn")

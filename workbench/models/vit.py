@@ -1,7 +1,11 @@
-"""Vision transformers: ViT-B/16, ViT-B/32 and Swin-T (torchvision), DeiT-tiny (timm).
+"""Vision transformers from torchvision (ViT-B/16, B/32, L/16, L/32; Swin-T) and DeiT-tiny (timm).
 
-Analysis layers are the output of every transformer block and the final norm. ViT blocks
-output tokens (N, tokens, channels); Swin stages output (N, H, W, C) feature maps.
+The four ViTs are the study's (torchvision ``IMAGENET1K_V1`` weights), scored on the outputs
+of their encoder blocks, (N, tokens, channels), as the study's layer lists give them (the
+final layer norm is not among them). ``swin_t`` and ``deit_tiny`` are kept for the demo and
+the tests but are not the study's networks: the study used timm's
+``swin_tiny_patch4_window7_224`` and ``deit_tiny_distilled_patch16_224``
+(:mod:`workbench.models.vit_timm`). Swin stages output (N, H, W, C) feature maps.
 """
 
 from __future__ import annotations
@@ -12,31 +16,44 @@ from workbench.models._layers import children
 from workbench.models.cnn import IMAGENET_224, build_torchvision
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
-from workbench.models.weights import ensure_hub_file
+from workbench.models.weights import declare_weights, published_weights, url_source
 
 DEIT_TINY_URL = "https://dl.fbaipublicfiles.com/deit/deit_tiny_patch16_224-a1311bcf.pth"
+#: The study's torchvision ViTs: name -> (builder, weights, number of blocks, patch size).
+TORCHVISION_VITS = {
+    "vit_b_16": (tvm.vit_b_16, tvm.ViT_B_16_Weights.IMAGENET1K_V1, 12, 16),
+    "vit_b_32": (tvm.vit_b_32, tvm.ViT_B_32_Weights.IMAGENET1K_V1, 12, 32),
+    "vit_l_16": (tvm.vit_l_16, tvm.ViT_L_16_Weights.IMAGENET1K_V1, 24, 16),
+    "vit_l_32": (tvm.vit_l_32, tvm.ViT_L_32_Weights.IMAGENET1K_V1, 24, 32),
+}
 
 
-def _torchvision_vit(builder, weights_enum, pretrained: bool) -> Architecture:
-    net = build_torchvision(builder, weights_enum, pretrained)
-    return Architecture(net, (*children(net, "encoder.layers"), "encoder.ln"), IMAGENET_224)
+def _register_torchvision_vit(name: str, builder, weights_enum, depth: int, patch: int) -> None:
+    size = "B" if depth == 12 else "L"
+
+    def factory(pretrained: bool = False) -> Architecture:
+        net = build_torchvision(builder, weights_enum, pretrained)
+        return Architecture(net, tuple(children(net, "encoder.layers")), IMAGENET_224)
+
+    factory.__name__ = name
+    factory.__doc__ = (f"ViT-{size}/{patch} (Dosovitskiy et al. 2021; torchvision IMAGENET1K_V1): "
+                       f"its {depth} encoder blocks, the study's layers")
+    register_model(name, family="vit")(factory)
+    declare_weights(name, url_source(weights_enum.url))
 
 
-@register_model("vit_b_16", family="vit")
-def vit_b_16(pretrained: bool = False) -> Architecture:
-    """ViT-B/16 (Dosovitskiy et al. 2021): the 12 encoder blocks and the final layer norm."""
-    return _torchvision_vit(tvm.vit_b_16, tvm.ViT_B_16_Weights.IMAGENET1K_V1, pretrained)
-
-
-@register_model("vit_b_32", family="vit")
-def vit_b_32(pretrained: bool = False) -> Architecture:
-    """ViT-B/32 (Dosovitskiy et al. 2021): the 12 encoder blocks and the final layer norm."""
-    return _torchvision_vit(tvm.vit_b_32, tvm.ViT_B_32_Weights.IMAGENET1K_V1, pretrained)
+for _name, _spec in TORCHVISION_VITS.items():
+    _register_torchvision_vit(_name, *_spec)
+declare_weights("swin_t", url_source(tvm.Swin_T_Weights.IMAGENET1K_V1.url))
+declare_weights("deit_tiny", url_source(DEIT_TINY_URL))
 
 
 @register_model("swin_t", family="vit")
 def swin_t(pretrained: bool = False) -> Architecture:
-    """Swin-T (Liu et al. 2021): patch embedding, the 4 stages and 3 patch mergings, final norm."""
+    """Swin-T, torchvision's; not the study's network (it used timm's swin_tiny_patch4_window7_224).
+
+    Layers: the patch embedding, the 4 stages and 3 patch mergings, the final norm.
+    """
     net = build_torchvision(tvm.swin_t, tvm.Swin_T_Weights.IMAGENET1K_V1, pretrained)
     layers = (*children(net, "features"), "norm")
     return Architecture(net, layers, Preprocessing(224, interpolation="bicubic"),
@@ -45,13 +62,16 @@ def swin_t(pretrained: bool = False) -> Architecture:
 
 @register_model("deit_tiny", family="vit")
 def deit_tiny(pretrained: bool = False) -> Architecture:
-    """DeiT-tiny (Touvron et al. 2021, timm): the 12 transformer blocks and the final norm."""
+    """DeiT-tiny, timm deit_tiny_patch16_224; not the study's network (it used the distilled one).
+
+    Layers: the 12 transformer blocks and the final norm. The study's network is
+    ``deit_tiny_distilled_patch16_224``.
+    """
     import timm
 
     if pretrained:
-        path = ensure_hub_file(DEIT_TINY_URL)
         net = timm.create_model("deit_tiny_patch16_224", pretrained=True,
-                                pretrained_cfg_overlay={"file": str(path)})
+                                pretrained_cfg_overlay={"file": str(published_weights("deit_tiny"))})
     else:
         net = timm.create_model("deit_tiny_patch16_224", pretrained=False)
     return Architecture(net, (*children(net, "blocks"), "norm"),

@@ -1,24 +1,34 @@
 """Model weights: published ImageNet files, local checkpoints and a content hash.
 
 Published weights live where torch hub keeps them (``$TORCH_HOME/hub/checkpoints/<file>``).
-When a file is absent it is downloaded; when that fails (no network) a
-:class:`~workbench.errors.WeightsUnavailableError` says which URL to fetch and where to put
-the file, so that an offline machine can be prepared by hand.
+Each model module declares where its model's file comes from (:func:`declare_weights`, a
+:class:`WeightsSource`: a URL, or a page to fetch it from by hand, and the published sha256
+where there is one), so ``workbench models weights`` lists every source, expected path and
+the state of the local copy without building a network. When a file with a URL is absent it
+is downloaded; when that fails (no network), or a file must be placed by hand, a
+:class:`~workbench.errors.WeightsUnavailableError` says what to fetch and where to put it.
+
+Checkpoints are read with ``torch.load(weights_only=True)``, allowing besides tensors and plain
+containers only :data:`CHECKPOINT_GLOBALS` (the ``argparse.Namespace`` of training scripts'
+``{"model": state_dict, "optimizer": ..., "args": ...}`` files, as the study's SNN checkpoints
+are saved); a file pickling any other global is refused, naming it.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from workbench.errors import DataError, WeightsUnavailableError
+from workbench.errors import DataError, ValidationError, WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -71,34 +81,163 @@ def ensure_hub_file(url: str, *, filename: str | None = None,
     return path
 
 
-def missing_local_weights(description: str, filename: str, source: str) -> Path:
-    """Return the path of a weights file that must be placed by hand, or raise saying where.
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's published weights come from and where they are kept on this machine.
 
-    For weights with no downloadable URL (the SEW-ResNet ImageNet checkpoints).
+    Attributes
+    ----------
+    filename : str
+        The file's name in torch hub's checkpoint folder (:func:`hub_checkpoint_dir`).
+    url : str or None
+        Where it is downloaded from when absent; ``None`` for files placed by hand.
+    origin : str or None
+        Where to get the file by hand (a page or folder), when there is no ``url``.
+    sha256 : str or None
+        The published sha256 of the file, or its leading hex digits (torch hub's
+        ``name-<sha256 prefix>.pth`` convention); ``None`` where nothing is published.
     """
-    path = hub_checkpoint_dir() / filename
-    if path.is_file():
-        return path
+
+    filename: str
+    url: str | None = None
+    origin: str | None = None
+    sha256: str | None = None
+
+    @property
+    def path(self) -> Path:
+        """The expected local path, read at call time (``$TORCH_HOME`` may change)."""
+        return hub_checkpoint_dir() / self.filename
+
+
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.")
+
+
+def url_source(url: str) -> WeightsSource:
+    """The source of a downloadable file, with the sha256 prefix its name carries (torch hub style)."""
+    filename = url.rsplit("/", 1)[-1]
+    found = _HASH_IN_NAME.search(filename)
+    return WeightsSource(filename=filename, url=url, sha256=found.group(1) if found else None)
+
+
+_DECLARED: dict[str, WeightsSource] = {}
+
+
+def declare_weights(model: str, source: WeightsSource) -> WeightsSource:
+    """Declare where the published weights of registered model ``model`` come from.
+
+    Model modules call this at import, beside ``register_model``, so that
+    ``workbench models weights`` lists every source without building a network.
+    """
+    if model in _DECLARED and _DECLARED[model] != source:
+        raise ValidationError(f"weights of model {model!r} are already declared as {_DECLARED[model]}")
+    _DECLARED[model] = source
+    return source
+
+
+def published_weights(model: str) -> Path:
+    """The local path of ``model``'s declared weights: downloaded when absent and published by URL.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The file is absent and cannot be downloaded; the message names where to get it and
+        the exact path to put it at.
+    """
+    source = _DECLARED.get(model)
+    if source is None:
+        raise WeightsUnavailableError(f"model {model!r} declares no published weights; "
+                                      "pass a checkpoint path as weights=<path>")
+    if source.url is not None:
+        return ensure_hub_file(source.url, filename=source.filename)
+    if source.path.is_file():
+        return source.path
     raise WeightsUnavailableError(
-        f"no published ImageNet weights for {description} can be downloaded automatically. "
-        f"Get the checkpoint from {source} and put it at {path}, or pass its path as "
-        "weights=<path>"
+        f"no published ImageNet weights for {model} can be downloaded automatically. "
+        f"Get the checkpoint from {source.origin} and put it at {source.path}, or pass its path "
+        "as weights=<path> (`workbench models weights` lists every expected file)"
     )
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint with ``torch.load(..., weights_only=True)`` and return its state dict.
+def weights_source(model: str) -> WeightsSource | None:
+    """Where registered model ``model``'s published weights come from, read without building it.
 
-    A file holding ``{"state_dict": {...}}`` or ``{"model": {...}}`` is unwrapped, and a
-    ``module.`` prefix (``nn.DataParallel``) is removed from every key.
+    The source its module declared (:func:`declare_weights`); for an undeclared torchvision
+    model (family cnn/vit, registered under torchvision's name), torchvision's
+    ``IMAGENET1K_V1`` file, as the study used; else ``None``.
+    """
+    from workbench.models.registry import _entry
+
+    entry = _entry(model)  # loads the zoo, whose modules declare their weights; resolves aliases
+    model, family = entry.name, entry.family
+    if model in _DECLARED:
+        return _DECLARED[model]
+    from torchvision import models as tvm
+
+    if family in ("cnn", "vit") and model in tvm.list_models():
+        return url_source(tvm.get_model_weights(model)["IMAGENET1K_V1"].url)
+    return None
+
+
+def weights_file_status(source: WeightsSource) -> str:
+    """``"absent"``, ``"verified"`` (sha256 matches the published one), ``"present"`` (no hash
+    is published) or ``"HASH MISMATCH ..."`` (the file differs from the published one)."""
+    from workbench.storage import sha256_file
+
+    if not source.path.is_file():
+        return "absent"
+    if source.sha256 is None:
+        return "present"
+    actual = sha256_file(source.path)
+    if actual.startswith(source.sha256):
+        return "verified"
+    return f"HASH MISMATCH (sha256 {actual[:16]}..., published {source.sha256})"
+
+
+# Globals that checkpoints hold beside their tensors and plain containers, allowed to
+# torch.load(weights_only=True): the training arguments the study's train_imagenet.py saves
+# under "args" (github.com/Grasshlw/SNN-Neural-Similarity-Static; its other entries, "model",
+# "optimizer", "lr_scheduler", "scaler", "model_ema", "epoch" and accuracies, are state dicts,
+# ints and floats).
+CHECKPOINT_GLOBALS = (argparse.Namespace,)
+
+
+def read_checkpoint(path: str | os.PathLike) -> object:
+    """``torch.load(path, weights_only=True)`` allowing :data:`CHECKPOINT_GLOBALS`, on the CPU.
+
+    Raises
+    ------
+    DataError
+        ``path`` is absent or not a torch checkpoint.
+    ValidationError
+        The file pickles any other global (a class, a function): it is refused unread, and
+        the message names the global and the file.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(_unreadable_message(path, exc)) from exc
+        text = " ".join(str(exc).split())
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:
+            raise ValidationError(_unsafe_global_message(path, found.group(1))) from None
+        first = re.split(r"(?<=\.) ", text, maxsplit=1)[0][:200]
+        raise DataError(
+            f"checkpoint {path} is not a torch checkpoint readable with torch.load(weights_only=True) "
+            f"({type(exc).__name__}: {first}); expected a file written by torch.save(model.state_dict(), PATH)"
+        ) from exc
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint (:func:`read_checkpoint`) and return its state dict.
+
+    A file holding ``{"state_dict": {...}}`` or ``{"model": {...}, ...}`` (the study's
+    checkpoints: ``{"model", "optimizer", "args", "epoch", ...}``) is unwrapped, and a
+    ``module.`` prefix (``nn.DataParallel``) is removed from every key.
+    """
+    obj = read_checkpoint(path)
     for wrapper_key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper_key), Mapping):
             obj = obj[wrapper_key]
@@ -110,20 +249,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-_RESAVE = ("re-save it as a state dict: torch.save(model.state_dict(), PATH) on a machine where "
-           "torch.load(PATH, weights_only=False) works and the file is trusted")
-
-
-def _unreadable_message(path: Path, exc: Exception) -> str:
-    """One line naming the file, what reading it found and what to do (torch's text is multi-line)."""
-    text = " ".join(str(exc).split())
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if found:
-        return (f"checkpoint {path} holds a pickled object of class {found.group(1)} (a whole model?), "
-                "not a state dict, so torch.load(weights_only=True) refuses it; " + _RESAVE)
-    first = re.split(r"(?<=\.) ", text, maxsplit=1)[0][:200]
-    return (f"checkpoint {path} is not a torch checkpoint readable with torch.load(weights_only=True) "
-            f"({type(exc).__name__}: {first}); expected a file written by torch.save(model.state_dict(), PATH)")
+def _unsafe_global_message(path: Path, name: str) -> str:
+    allowed = ", ".join(f"{g.__module__}.{g.__qualname__}" for g in CHECKPOINT_GLOBALS)
+    return (f"checkpoint {path} pickles the global {name} (a class or function, e.g. a whole model), "
+            f"so it is refused: torch.load(weights_only=True) allows only tensors, plain containers "
+            f"and {allowed}. If the file is trusted, re-save its state dict: "
+            "torch.save(model.state_dict(), PATH) on a machine where torch.load(PATH, weights_only=False) works")
 
 
 def check_state_dict(module: nn.Module, state: Mapping, path) -> None:

@@ -7,15 +7,18 @@
 - :mod:`~workbench.reports.study`: :func:`run_study` (sweep, result files, RDMs) and the
   report's header and tables.
 - :func:`load_rdms`: a run's ``rdms.nc`` (one netCDF group per model and region, which
-  ``xarray.open_dataset`` shows as empty), from the run directory.
+  ``xarray.open_dataset`` shows as empty), from the run directory; it and :func:`save_rdms`
+  live in :mod:`workbench.analysis.results` with the other result files.
 - :mod:`~workbench.reports.notebook`: papermill execution and HTML export of the notebooks.
 - :mod:`~workbench.reports.demo`: ``workbench demo``.
+- :mod:`~workbench.reports.training_report`: :func:`~workbench.reports.training_report.report_run`,
+  the report of a training run (``workbench report-run``).
 """
 
+from workbench.analysis.results import load_rdms, save_rdms
 from workbench.reports.demo import DEMO_DATASETS, DEMO_MODELS, run_demo, run_report
 from workbench.reports.figures import (
     figure_caption,
-    load_rdms,
     plot_best_layer_depth,
     plot_family_comparison,
     plot_layer_curves,
@@ -24,7 +27,6 @@ from workbench.reports.figures import (
     plot_rdm_pair,
     plot_rdms,
     render_all_figures,
-    save_rdms,
 )
 from workbench.reports.notebook import NotebookError, execute_notebook, export_html, notebook_path
 from workbench.reports.study import (

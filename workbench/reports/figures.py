@@ -3,7 +3,8 @@
 Every function takes the scores Dataset of a sweep (dims ``model``, ``layer``, ``region``,
 ``metric``; see :mod:`workbench.analysis`) and, for the heatmaps, the RDMs of a run.
 :func:`render_all_figures` rebuilds every figure of a saved run from its result files alone
-(``scores.nc`` and, when present, ``rdms.nc``), without recomputing anything.
+(``scores.nc`` and, when present, ``rdms.nc``, read by :mod:`workbench.analysis.results`),
+without recomputing anything.
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from workbench import dims
-from workbench.analysis.scores import load_scores, validate_scores
+from workbench.analysis.results import RDMS_FILE, check_rdm, load_rdms, load_scores
+from workbench.analysis.scores import validate_scores
 from workbench.analysis.statistics import best_layer, family_means, rank_agreement
 from workbench.errors import DataError, ValidationError
 from workbench.reports import style
-from workbench.storage import atomic_path
 
 logger = logging.getLogger(__name__)
 
-RDMS_FILE = "rdms.nc"
 FIGURES_DIR = "figures"
 
 
@@ -172,7 +172,6 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
         (:func:`workbench.analysis.normalize_by_ceiling`; regions without a positive ceiling
         show a note instead of curves).
     """
-    from workbench.analysis.scores import unscored_mask
     from workbench.analysis.statistics import normalize_by_ceiling
 
     check_scores(scores)
@@ -183,10 +182,8 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
         data = normalize_by_ceiling(scores.assign(ceiling=ceiling.where(ceiling > 0)))
     sel = data.sel({dims.METRIC: metric})
     regions = [str(r) for r in scores[dims.REGION].values]
-    unscored = unscored_mask(scores).sel({dims.METRIC: metric})
-    n_zero = scores["n_zero_variance"].sel({dims.METRIC: metric}) if "n_zero_variance" in scores else None
-    best = best_layer(scores).sel({dims.METRIC: metric})
     styles = model_styles(scores)
+    marks = _layer_marks(scores, metric)
     drawn = {"ceiling": False, "unscored": False, "excluded": False, "ceiling band": False, "null": False}
     with style.figure_style():
         fig, axes = _panel_grid(len(regions))
@@ -202,72 +199,105 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
                 continue
             reg = sel.sel({dims.REGION: region})
             for model in reg[dims.MODEL].values:
-                m = reg.sel({dims.MODEL: model})
-                depth, y = m["relative_depth"].values, m["score"].values
-                color = styles[str(model)]["color"]
-                ok = np.isfinite(y) & np.isfinite(depth)
-                if ok.any():
-                    layers = np.isfinite(depth)  # the model's layers; an unscored one breaks the line
-                    x = depth[layers]
-                    ax.plot(x, y[layers], lw=1.2, label=str(model), **styles[str(model)])
-                    if "ci_low" in m and "ci_high" in m:
-                        lo, hi = m["ci_low"].values[layers], m["ci_high"].values[layers]
-                        if np.isfinite(lo).any():
-                            ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
-                    if "null_mean" in m and "null_p95" in m:  # chance: hatched, under the curve
-                        lo, hi = m["null_mean"].values[layers], m["null_p95"].values[layers]
-                        if np.isfinite(lo).any():
-                            drawn["null"] = True
-                            ax.fill_between(x, lo, hi, facecolor="none", edgecolor=color, hatch="////",
-                                            lw=0, alpha=0.45, zorder=0.5)
-                    top = int(np.nanargmax(np.where(ok, y, -np.inf)))
-                    ax.plot(depth[top], y[top], "o", color=color, ms=4)
-                missing = unscored.sel({dims.MODEL: model, dims.REGION: region}).values & np.isfinite(depth)
-                if missing.any():
-                    drawn["unscored"] = True
-                    ax.plot(depth[missing], np.full(missing.sum(), 0.04), "x", color=color, ms=6, mew=1.5,
-                            transform=ax.get_xaxis_transform(), clip_on=False)
-                if n_zero is not None:
-                    fewer = ok & (np.nan_to_num(n_zero.sel({dims.MODEL: model, dims.REGION: region}).values) > 0)
-                    if fewer.any():
-                        drawn["excluded"] = True
-                        ax.plot(depth[fewer], y[fewer], "o", mfc="white", mec=color, ms=6, mew=1.2)
-            if np.isfinite(_ceiling(reg)):
-                drawn["ceiling"] = True
-                ax.axhline(1.0 if normalized else _ceiling(reg), color="k", ls="--", lw=0.8, label="ceiling")
-                low, upper = _ceiling_low(reg), _ceiling(reg)
-                if np.isfinite(low):  # both bounds known (e.g. leave-one-subject-out): a band
-                    drawn["ceiling band"] = True
-                    ax.axhspan(low / upper if normalized else low, 1.0 if normalized else upper,
-                               color="0.5", alpha=0.2, lw=0, zorder=0)
-            else:
-                why = ceiling_reason(scores, region, metric)
-                _panel_note(ax, why + ("\n(scores cannot be normalised)" if normalized else ""), y=0.9, size=7)
-        handles = []
-        for model, family in zip(map(str, scores[dims.MODEL].values), map(str, scores["family"].values)):
-            applicable = [r for r in regions if not not_applicable_reason(scores, r, metric)]
-            used = _layers_label(*_layers_used(best, model, applicable))
-            label = f"{model} ({family.upper()}{'; ' + used if used else ''})"
-            handles.append(Line2D([], [], label=label, **styles[model]))
-        handles.append(Line2D([], [], color="0.3", marker="o", ls="none", ms=4, label="best layer (argmax)"))
-        if drawn["ceiling"]:
-            handles.append(Line2D([], [], color="k", ls="--", lw=0.8,
-                                  label="noise ceiling (= 1)" if normalized else "noise ceiling"))
-        if drawn["ceiling band"]:
-            handles.append(Patch(color="0.5", alpha=0.2, lw=0, label="noise ceiling, lower to upper bound"))
-        if drawn["null"]:
-            handles.append(Patch(facecolor="none", edgecolor="0.35", hatch="////", lw=0,
-                                 label=f"chance: stimulus-permutation null, mean to 95th pct.{_permutations_note(scores)}"))
-        if drawn["unscored"]:
-            handles.append(Line2D([], [], color="0.3", marker="x", ls="none", ms=6, mew=1.5,
-                                  label="unscored layer (no score)"))
-        if drawn["excluded"]:
-            handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=6,
-                                  label="scored without zero-variance stimuli"))
+                where = {dims.MODEL: model, dims.REGION: region}
+                _draw_model_curve(ax, reg.sel({dims.MODEL: model}), styles[str(model)],
+                                  {key: mark.sel(where).values for key, mark in marks.items()}, drawn)
+            _draw_ceiling(ax, reg, scores, region, metric, normalized, drawn)
+        handles = _layer_curves_legend(scores, metric, regions, styles, normalized, drawn)
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
         title = f"Layer-wise similarity: {style.metric_label(metric)}"
         fig.suptitle(title + (", divided by the noise ceiling" if normalized else ""))
     return fig
+
+
+def _layer_marks(scores: xr.Dataset, metric: str) -> dict[str, xr.DataArray]:
+    """(model, layer, region) marks of the curves: ``unscored`` layers, and the number of
+    zero-variance stimuli each layer was scored without (``n_zero``, where the scores hold it)."""
+    from workbench.analysis.scores import unscored_mask
+
+    marks = {"unscored": unscored_mask(scores).sel({dims.METRIC: metric})}
+    if "n_zero_variance" in scores:
+        marks["n_zero"] = scores["n_zero_variance"].sel({dims.METRIC: metric})
+    return marks
+
+
+def _draw_model_curve(ax, m: xr.Dataset, line_style: dict, marks: dict, drawn: dict) -> None:
+    """One model's curve on a panel: its scores by relative depth, bootstrap band, chance band,
+    best-layer dot, ``x`` for unscored layers and hollow markers for layers scored without
+    their zero-variance stimuli; ``drawn`` records which legend entries are needed."""
+    depth, y = m["relative_depth"].values, m["score"].values
+    color = line_style["color"]
+    ok = np.isfinite(y) & np.isfinite(depth)
+    if ok.any():
+        layers = np.isfinite(depth)  # the model's layers; an unscored one breaks the line
+        x = depth[layers]
+        ax.plot(x, y[layers], lw=1.2, label=str(m[dims.MODEL].values), **line_style)
+        if "ci_low" in m and "ci_high" in m:
+            lo, hi = m["ci_low"].values[layers], m["ci_high"].values[layers]
+            if np.isfinite(lo).any():
+                ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+        if "null_mean" in m and "null_p95" in m:  # chance: hatched, under the curve
+            lo, hi = m["null_mean"].values[layers], m["null_p95"].values[layers]
+            if np.isfinite(lo).any():
+                drawn["null"] = True
+                ax.fill_between(x, lo, hi, facecolor="none", edgecolor=color, hatch="////", lw=0, alpha=0.45,
+                                zorder=0.5)
+        top = int(np.nanargmax(np.where(ok, y, -np.inf)))
+        ax.plot(depth[top], y[top], "o", color=color, ms=4)
+    missing = marks["unscored"] & np.isfinite(depth)
+    if missing.any():
+        drawn["unscored"] = True
+        ax.plot(depth[missing], np.full(missing.sum(), 0.04), "x", color=color, ms=6, mew=1.5,
+                transform=ax.get_xaxis_transform(), clip_on=False)
+    fewer = ok & (np.nan_to_num(marks["n_zero"]) > 0) if "n_zero" in marks else np.zeros_like(ok)
+    if fewer.any():
+        drawn["excluded"] = True
+        ax.plot(depth[fewer], y[fewer], "o", mfc="white", mec=color, ms=6, mew=1.2)
+
+
+def _draw_ceiling(ax, reg: xr.Dataset, scores: xr.Dataset, region: str, metric: str, normalized: bool,
+                  drawn: dict) -> None:
+    """The region's noise ceiling (dashed) with its band down to the lower bound, or why none."""
+    if not np.isfinite(_ceiling(reg)):
+        why = ceiling_reason(scores, region, metric)
+        _panel_note(ax, why + ("\n(scores cannot be normalised)" if normalized else ""), y=0.9, size=7)
+        return
+    drawn["ceiling"] = True
+    ax.axhline(1.0 if normalized else _ceiling(reg), color="k", ls="--", lw=0.8, label="ceiling")
+    low, upper = _ceiling_low(reg), _ceiling(reg)
+    if np.isfinite(low):  # both bounds known (e.g. leave-one-subject-out): a band
+        drawn["ceiling band"] = True
+        ax.axhspan(low / upper if normalized else low, 1.0 if normalized else upper,
+                   color="0.5", alpha=0.2, lw=0, zorder=0)
+
+
+def _layer_curves_legend(scores: xr.Dataset, metric: str, regions: list[str], styles: dict, normalized: bool,
+                         drawn: dict) -> list:
+    """The legend's handles: each model (with the layers its best was taken over), then the
+    marks and bands that some panel drew."""
+    best = best_layer(scores).sel({dims.METRIC: metric})
+    applicable = [r for r in regions if not not_applicable_reason(scores, r, metric)]
+    handles = []
+    for model, family in zip(map(str, scores[dims.MODEL].values), map(str, scores["family"].values)):
+        used = _layers_label(*_layers_used(best, model, applicable))
+        label = f"{model} ({family.upper()}{'; ' + used if used else ''})"
+        handles.append(Line2D([], [], label=label, **styles[model]))
+    handles.append(Line2D([], [], color="0.3", marker="o", ls="none", ms=4, label="best layer (argmax)"))
+    if drawn["ceiling"]:
+        handles.append(Line2D([], [], color="k", ls="--", lw=0.8,
+                              label="noise ceiling (= 1)" if normalized else "noise ceiling"))
+    if drawn["ceiling band"]:
+        handles.append(Patch(color="0.5", alpha=0.2, lw=0, label="noise ceiling, lower to upper bound"))
+    if drawn["null"]:
+        handles.append(Patch(facecolor="none", edgecolor="0.35", hatch="////", lw=0,
+                             label=f"chance: stimulus-permutation null, mean to 95th pct.{_permutations_note(scores)}"))
+    if drawn["unscored"]:
+        handles.append(Line2D([], [], color="0.3", marker="x", ls="none", ms=6, mew=1.5,
+                              label="unscored layer (no score)"))
+    if drawn["excluded"]:
+        handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=6,
+                              label="scored without zero-variance stimuli"))
+    return handles
 
 
 def _permutations_note(scores: xr.Dataset) -> str:
@@ -490,8 +520,8 @@ def plot_rdm_pair(
     """
     from scipy.stats import rankdata
 
-    model_rdm = _check_rdm(model_rdm, "model_rdm")
-    brain_rdm = _check_rdm(brain_rdm, "brain_rdm")
+    model_rdm = check_rdm(model_rdm, "model_rdm")
+    brain_rdm = check_rdm(brain_rdm, "brain_rdm")
     if model_rdm.shape != brain_rdm.shape:
         raise ValidationError(
             f"model_rdm has shape {model_rdm.shape} but brain_rdm has {brain_rdm.shape}; "
@@ -544,15 +574,6 @@ def _label_categories(ax, categories, n: int) -> None:
         ax.axvline(start - 0.5, color="white", lw=0.5)
 
 
-def _check_rdm(rdm, name: str) -> np.ndarray:
-    from workbench.validation import check_array
-
-    rdm = check_array(rdm, name, ndim=2, min_rows=2, min_cols=2)
-    if rdm.shape[0] != rdm.shape[1]:
-        raise ValidationError(f"{name} must be square, found shape {rdm.shape}")
-    return rdm
-
-
 def plot_rdms(rdms: xr.DataTree):
     """Heatmap pairs of every (model layer, brain region) RDM pair of a run's ``rdms.nc``.
 
@@ -583,90 +604,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", str(text)).strip("-")
 
 
-# ----------------------------------------------------------------------------- run files
-def rdm_pairs_tree(pairs) -> xr.DataTree:
-    """Package (model, layer_name, region, model_rdm, brain_rdm) tuples for ``rdms.nc``.
-
-    Parameters
-    ----------
-    pairs : iterable of (str, str, str, ndarray, ndarray[, sequence of str])
-        Model name, layer name, region label, the model layer's RDM and the region's RDM
-        (both ``(n_stimuli, n_stimuli)`` over the same stimuli in the same order) and,
-        optionally, each stimulus's category (None: no categories).
-
-    Returns
-    -------
-    xarray.DataTree
-        One child node per pair, holding ``model_rdm`` and ``brain_rdm`` (float32, enough for
-        heatmaps) with dims ``(stimulus_a, stimulus_b)``, scalar coordinates ``model``,
-        ``layer_name``, ``region`` and, when given, ``category`` on ``stimulus_a``.
-    """
-    children = {}
-    for k, (model, layer_name, region, model_rdm, brain_rdm, *rest) in enumerate(pairs):
-        model_rdm = _check_rdm(model_rdm, "model_rdm")
-        brain_rdm = _check_rdm(brain_rdm, "brain_rdm")
-        coords = {"model": model, "layer_name": layer_name, dims.REGION: region}
-        categories = rest[0] if rest else None
-        if categories is not None:
-            if len(categories) != model_rdm.shape[0]:
-                raise ValidationError(
-                    f"pair {k} ({model}, {region}): {len(categories)} categories for "
-                    f"{model_rdm.shape[0]} stimuli; expected one per stimulus"
-                )
-            coords["category"] = ("stimulus_a", np.asarray(categories, dtype=str))
-        children[f"pair_{k}"] = xr.Dataset(
-            {
-                "model_rdm": (("stimulus_a", "stimulus_b"), model_rdm.astype(np.float32)),
-                "brain_rdm": (("stimulus_a", "stimulus_b"), brain_rdm.astype(np.float32)),
-            },
-            coords=coords,
-        )
-    return xr.DataTree.from_dict(children)
-
-
-def save_rdms(pairs, path: str | os.PathLike) -> Path:
-    """Write RDM pairs (see :func:`rdm_pairs_tree`) to a netCDF file atomically."""
-    tree = rdm_pairs_tree(pairs)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tree.to_netcdf(tmp, engine="h5netcdf")
-    return path
-
-
-def load_rdms(path: str | os.PathLike) -> xr.DataTree:
-    """Read a run's RDMs: ``rdms.nc`` itself, or the run directory that holds it.
-
-    ``rdms.nc`` is a netCDF file with one *group* per (model, region) pair, so
-    ``xarray.open_dataset("rdms.nc")`` shows an empty Dataset: its root group is empty.
-    Read it with this function (or ``xarray.open_datatree(path, engine="h5netcdf")``).
-
-    Returns
-    -------
-    xarray.DataTree
-        One child per pair, ``pair_0``, ``pair_1``, ...; each child's Dataset holds
-        ``model_rdm`` and ``brain_rdm`` (float32, dims ``(stimulus_a, stimulus_b)``), the
-        scalar coordinates ``model``, ``layer_name`` (the model's best layer by RSA, or by the
-        first scored metric) and ``region``, and ``category`` on ``stimulus_a`` where the dataset
-        has category labels (the 92-image set). Iterate with
-        ``for name, node in tree.children.items(): pair = node.to_dataset()``.
-
-    Examples
-    --------
-    >>> tree = load_rdms("reports/demo")  # doctest: +SKIP
-    >>> {str(n["model"].values): str(n["region"].values) for n in tree.children.values()}  # doctest: +SKIP
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / RDMS_FILE
-    if not path.is_file():
-        raise DataError(f"{path}: no RDM file there; `workbench score` and `workbench report` write it")
-    try:
-        with xr.open_datatree(path, engine="h5netcdf") as tree:
-            return tree.load()
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read RDMs from {path}: {exc}") from exc
-
-
+# ----------------------------------------------------------------------------- a run's figures
 def render_all_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
     """Write every figure of a saved run from its result files alone (PNG and SVG).
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from workbench import dims
+from workbench.analysis.results import RDMS_FILE, save_rdms, save_scores
 from workbench.errors import ValidationError, WorkbenchError
-from workbench.reports.figures import RDMS_FILE, save_rdms
 
 logger = logging.getLogger(__name__)
 
@@ -51,21 +51,10 @@ def make_protocol(protocol=None):
     )
 
 
-def run_study(
-    models: Sequence[str],
-    datasets: Sequence[str],
-    out_dir: str | os.PathLike,
-    *,
-    metrics: Sequence[str] | None = None,
-    weights=None,
-    protocol=None,
-    executor: str = "serial",
-    force: bool = False,
-    rdms: bool = True,
-    progress: bool = True,
-    layers: Sequence[str] | None = None,
-    device: str = "cpu",
-) -> xr.Dataset:
+def run_study(models: Sequence[str], datasets: Sequence[str], out_dir: str | os.PathLike, *,
+              metrics: Sequence[str] | None = None, weights=None, protocol=None, executor: str = "serial",
+              force: bool = False, rdms: bool = True, progress: bool = True, layers: Sequence[str] | None = None,
+              device: str = "cpu", checked: dict | None = None) -> xr.Dataset:
     """Score ``models`` on ``datasets`` and write the run's result files into ``out_dir``.
 
     Parameters
@@ -95,8 +84,11 @@ def run_study(
         Score only these analysis layers of every model (default: all).
     device : str, default: "cpu"
         Where the networks run (``"cuda"`` for a GPU).
+    checked : dict, optional
+        What :func:`workbench.analysis.checks.check_study` returned for these arguments, when
+        the caller checked them already (``workbench score`` does); default: checked here.
 
-    Every argument is checked before any extraction starts
+    Every argument is checked before any extraction starts, once
     (:func:`workbench.analysis.checks.check_study`).
 
     Returns
@@ -111,33 +103,30 @@ def run_study(
         No model produced a single score (e.g. published weights unavailable offline); the
         message lists each model's error.
     """
-    from workbench.analysis import save_scores
+    from workbench.analysis.checks import check_study
     from workbench.analysis.sweeps import sweep
     from workbench.metrics import list_metrics
 
-    from workbench.analysis.checks import check_study
-
-    protocol = make_protocol(protocol)
-    checked = check_study(models, datasets, out_dir, metrics=metrics, weights=weights, protocol=protocol,
-                          layers=layers, device=device)
+    if checked is None:
+        checked = check_study(models, datasets, out_dir, metrics=metrics, weights=weights,
+                              protocol=make_protocol(protocol), layers=layers, device=device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = list(list_metrics() if metrics is None else metrics)
-    weights = checked["weights"]
-    scores = sweep(
-        list(models),
-        list(datasets),
-        metrics,
-        protocol=protocol,
-        store_dir=out_dir / STORE_DIR,
-        executor=executor,
-        force=force,
-        weights=weights,
-        progress=progress,
-        layers=checked["layers"],
-        device=checked["device"],
-    )
+    protocol, weights, device = checked["protocol"], checked["weights"], checked["device"]
+    scores = sweep(list(models), list(datasets), list(list_metrics() if metrics is None else metrics),
+                   protocol=protocol, store_dir=out_dir / STORE_DIR, executor=executor, force=force,
+                   weights=weights, progress=progress, layers=checked["layers"], device=device)
     save_scores(scores, out_dir)
+    _report_models(scores, out_dir)
+    if rdms:
+        pairs = best_layer_rdms(scores, datasets, weights=weights, protocol=protocol, device=device)
+        if pairs:
+            save_rdms(pairs, out_dir / RDMS_FILE)
+    return scores
+
+
+def _report_models(scores: xr.Dataset, out_dir: Path) -> None:
+    """Log each model's error and warning; raise when no model produced a single score."""
     failed = {str(m): str(e) for m, e in zip(scores[dims.MODEL].values, scores["error"].values) if str(e)}
     for model, message in failed.items():
         logger.warning("model %s: %s", model, message)
@@ -150,11 +139,6 @@ def run_study(
             f"no model produced any score (scores saved in {out_dir}); errors: "
             + "; ".join(f"{model}: {message}" for model, message in failed.items())
         )
-    if rdms:
-        pairs = best_layer_rdms(scores, datasets, weights=weights, protocol=protocol, device=checked["device"])
-        if pairs:
-            save_rdms(pairs, out_dir / RDMS_FILE)
-    return scores
 
 
 def rdm_metric(scores: xr.Dataset) -> str | None:
@@ -201,7 +185,7 @@ def best_layer_rdms(
     Returns
     -------
     list of (model, layer_name, region, model_rdm, brain_rdm, categories)
-        As :func:`workbench.reports.figures.save_rdms` takes them; ``categories`` is each
+        As :func:`workbench.analysis.results.save_rdms` takes them; ``categories`` is each
         stimulus's category label where the dataset has them (the 92-image set), else None.
     """
     from workbench.activations import extract_stats
@@ -218,12 +202,7 @@ def best_layer_rdms(
     best = best_layer(scores).sel({dims.METRIC: metric})
     specs = {str(d): str(d) for d in scores[dims.DATASET].values}
     specs.update({read_manifest(spec).name: str(spec) for spec in datasets or ()})
-    chosen: dict[str, list[str]] = {}
-    for region, dataset in zip(scores[dims.REGION].values, scores[dims.DATASET].values):
-        regions = chosen.setdefault(str(dataset), [])
-        room = regions_per_dataset is None or len(regions) < regions_per_dataset
-        if room and np.isfinite(best["score"].sel({dims.REGION: region})).any():
-            regions.append(str(region))
+    chosen = _scored_regions(scores, best, regions_per_dataset)
     settings = SweepSettings(protocol=protocol, metrics=())
     loaded = {name: settings.load_dataset(specs[name]) for name, regions in chosen.items() if regions}
     from workbench.analysis.checks import weights_by_model
@@ -249,6 +228,18 @@ def best_layer_rdms(
                 categories = brain["category"].values.astype(str) if "category" in brain.coords else None
                 pairs.append((model, layer, label, rdm(stats), brain.values, categories))
     return pairs
+
+
+def _scored_regions(scores: xr.Dataset, best: xr.Dataset, regions_per_dataset: int | None) -> dict[str, list[str]]:
+    """Each dataset's regions (labels) where some model has a best-layer score, up to
+    ``regions_per_dataset`` of them (None: all)."""
+    chosen: dict[str, list[str]] = {}
+    for region, dataset in zip(scores[dims.REGION].values, scores[dims.DATASET].values):
+        regions = chosen.setdefault(str(dataset), [])
+        room = regions_per_dataset is None or len(regions) < regions_per_dataset
+        if room and np.isfinite(best["score"].sel({dims.REGION: region})).any():
+            regions.append(str(region))
+    return chosen
 
 
 def zero_variance_statement(policy: str) -> str:
@@ -279,7 +270,7 @@ def report_header(
     Random weights are stated first and plainly, so that no reader mistakes an untrained
     baseline for published networks.
     """
-    from workbench.analysis.scores import package_versions
+    from workbench.provenance import package_versions
     from workbench.data import read_manifest
 
     from workbench.analysis.checks import weights_by_model

@@ -10,16 +10,13 @@ card, so a run's weights are tied to the exact settings that produced them.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
-import json
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from workbench.config import Config
 from workbench.errors import ValidationError
 
 #: Fields that say where or how fast a run executes, not what it computes: they may differ
@@ -28,8 +25,12 @@ EXECUTION_FIELDS = ("device", "num_workers", "log_every", "checkpoint_every")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Fields every method shares (a method's config class adds its own).
+
+    Typed, checked and parsed as every :class:`workbench.config.Config`; its
+    :attr:`~workbench.config.Config.fingerprint` (:func:`config_hash`) leaves out
+    :data:`EXECUTION_FIELDS` and includes the class name.
 
     Parameters
     ----------
@@ -119,120 +120,20 @@ class TrainConfig:
     }
 
     def __post_init__(self):
-        for name, value in dataclasses.asdict(self).items():
-            _check_type(type(self), name, value)
-        for name, choices in self.CHOICES.items():
-            value = getattr(self, name)
-            if value not in choices:
-                raise ValidationError(f"config field {name!r} is {value!r}; expected one of {list(choices)}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValidationError(f"config field {name!r} must be >= 1, found {getattr(self, name)}")
-        for name in ("warmup_epochs", "grad_clip", "num_workers", "checkpoint_every", "limit_train", "limit_test"):
-            if getattr(self, name) < 0:
-                raise ValidationError(f"config field {name!r} must be >= 0, found {getattr(self, name)}")
-        if self.log_every < 1 or self.time_steps < 1:
-            raise ValidationError("config fields 'log_every' and 'time_steps' must be >= 1")
+        super().__post_init__()
+        self.check_minimum(1, "epochs", "batch_size", "log_every", "time_steps")
+        self.check_minimum(0, "warmup_epochs", "grad_clip", "num_workers", "checkpoint_every",
+                           "limit_train", "limit_test")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
-
-
-def _field_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _check_type(cls, name: str, value: Any) -> None:
-    expected = _field_types(cls)[name]
-    if not _matches(value, expected):
-        raise ValidationError(
-            f"config field {name!r} is {value!r} ({type(value).__name__}); expected {_type_name(expected)}")
-
-
-def _matches(value: Any, expected) -> bool:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(expected))
-    if expected is type(None):
-        return value is None
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (tuple, list):
-        return isinstance(value, (tuple, list))
-    if origin is dict:
-        return isinstance(value, dict)
-    return isinstance(value, expected)
-
-
-def _type_name(expected) -> str:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(expected))
-    return "None" if expected is type(None) else getattr(expected, "__name__", str(expected))
-
-
-def parse_value(cls, name: str, text: str) -> Any:
-    """Parse a ``--set`` value to the declared type of field ``name`` of ``cls``, strictly."""
-    expected = _field_types(cls)[name]
-    candidates = typing.get_args(expected) if typing.get_origin(expected) in (typing.Union, types.UnionType) else (expected,)
-    lowered = text.strip().lower()
-    if type(None) in candidates and lowered in ("none", "null", "~"):
-        return None
-    for kind in candidates:
-        if kind is bool:
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-        elif kind is int:
-            try:
-                return int(text)
-            except ValueError:
-                pass
-        elif kind is float:
-            try:
-                return float(text)
-            except ValueError:
-                pass
-        elif kind is str:
-            return text
-        elif kind is dict or typing.get_origin(kind) is dict:
-            loaded = yaml.safe_load(text)
-            if isinstance(loaded, dict):
-                return loaded
-        elif typing.get_origin(kind) in (tuple, list):
-            loaded = yaml.safe_load(text)
-            if isinstance(loaded, list):
-                return tuple(loaded)
-    raise ValidationError(f"--set {name}={text!r}: expected {_type_name(expected)}")
-
-
-def field_names(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _unknown_key(cls, key: str, where: str) -> ValidationError:
-    names = field_names(cls)
-    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValidationError(f"{where}: unknown config key {key!r}{hint} (valid keys: {', '.join(names)})")
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """The class name and every field but :data:`EXECUTION_FIELDS`."""
+        fields = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        return {"class": type(self).__name__, "fields": fields}
 
 
 def build_config(cls, values: dict[str, Any], *, where: str) -> TrainConfig:
     """Instantiate ``cls`` from a mapping, naming ``where`` the values came from in errors."""
-    for key in values:
-        if key not in field_names(cls):
-            raise _unknown_key(cls, key, where)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        raise ValidationError(f"{where}: {exc}") from None
+    return cls.from_dict(values, where=where)
 
 
 def read_preset(cls, path: Path) -> dict[str, Any]:
@@ -243,36 +144,22 @@ def read_preset(cls, path: Path) -> dict[str, Any]:
         raise ValidationError(f"preset {path} is not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise ValidationError(f"preset {path} must hold a mapping of config keys, found {type(values).__name__}")
-    for key in values:
-        if key not in field_names(cls):
-            raise _unknown_key(cls, key, f"preset {path}")
+    cls.check_fields(values, where=f"preset {path}")
     return values
 
 
 def apply_overrides(cls, values: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     """``values`` updated by ``["key=value", ...]``, each parsed to the field's type."""
-    values = dict(values)
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValidationError(f"--set {pair!r}: expected KEY=VALUE")
-        key, text = pair.split("=", 1)
-        key = key.strip()
-        if key not in field_names(cls):
-            raise _unknown_key(cls, key, "--set")
-        values[key] = parse_value(cls, key, text)
-    return values
+    return {**values, **cls.parse_overrides(pairs)}
 
 
 def config_hash(config: TrainConfig) -> str:
-    """sha256 of the canonical JSON of the config's fields, :data:`EXECUTION_FIELDS` left out."""
-    payload = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
-    text = json.dumps({"class": type(config).__name__, "fields": payload}, sort_keys=True, default=list)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The config's fingerprint: 16 hex digits of a sha256, :data:`EXECUTION_FIELDS` left out."""
+    return config.fingerprint
 
 
 def config_to_yaml(config: TrainConfig) -> str:
-    data = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
-    return yaml.safe_dump(data, sort_keys=False)
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
 def differing_keys(a: TrainConfig, b: TrainConfig, *, ignore=EXECUTION_FIELDS) -> list[str]:

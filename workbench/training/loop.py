@@ -2,11 +2,12 @@
 
 :func:`fit` trains a :class:`~workbench.training.network.Network` on a
 :class:`~workbench.data.training.TrainingData`: optimiser and learning-rate schedule from the
-config, per-step schedule updates, bf16 autocast on CUDA, DistributedDataParallel under
-torchrun, a tqdm bar (loss, accuracy, images/s), ``metrics.csv`` rows, an evaluation on the
+config, bf16 autocast on CUDA, DistributedDataParallel under torchrun. The loop itself is
+short: a :class:`Trainer` holds what it works on and does one step; the per-step schedule
+updates, a tqdm bar (loss, accuracy, images/s) and ``metrics.csv`` rows, an evaluation on the
 test split after every epoch, and checkpoints from which ``--resume`` continues bit-identically
-on the CPU. A method changes what happens in a step through ``step_fn`` and hooks into the
-loop through :class:`Callback` objects.
+on the CPU are its internal hooks (:mod:`workbench.training.hooks`). A method changes what
+happens in a step through ``step_fn`` and hooks into the loop through :class:`Callback` objects.
 
 Determinism: the data order of epoch ``e`` is a permutation seeded with ``seed + e`` (not
 the global RNG); augmentation and dropout draw from torch's global RNG, whose state every
@@ -22,7 +23,6 @@ that a resumed epoch skips exactly the batches already trained).
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -35,15 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, Subset
-from tqdm.auto import tqdm
 
 from workbench.errors import ValidationError
-from workbench.training.checkpoint import load_verified, save_verified
 from workbench.training.config import TrainConfig
 from workbench.training.distributed import GlobalBatchSampler
+from workbench.training.hooks import Checkpointer, Evaluation, Hook, LRSchedule, MethodCallbacks, MetricsLog
 from workbench.training.network import Network
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -219,22 +216,85 @@ def limited(dataset, limit: int):
     return dataset if not limit or limit >= len(dataset) else Subset(dataset, range(limit))
 
 
-def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-             "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+class Trainer:
+    """What one :func:`fit` works on: network, data, optimiser, schedule, position; the hooks read and change it.
 
+    Built in a fixed order (seeds, device and DDP, data and sampler, optimiser, scheduler), so
+    that a run and its resumed continuation draw the same random numbers.
+    """
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    def __init__(self, config: TrainConfig, run, network: Network, data, step_fn: StepFn,
+                 sampler_fn: SamplerFn | None):
+        self.config, self.run, self.network, self.step_fn = config, run, network, step_fn
+        self.ctx, self.device = run.ctx, run.ctx.device
+        self.start_time, self.elapsed_before = time.perf_counter(), 0.0
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        self.module = self._place(network)
+        self.train_set = limited(data.train, config.limit_train)
+        self.test_set = limited(data.test, config.limit_test)
+        self.collate_fn = getattr(data, "collate_fn", None)
+        self.own_sampler = sampler_fn is not None
+        if sampler_fn is None:
+            self.sampler = GlobalBatchSampler(self.train_set, global_batch=config.batch_size, rank=self.ctx.rank,
+                                              world_size=self.ctx.world_size, seed=config.seed)
+        else:
+            self.sampler = EpochBatches(sampler_fn(self.train_set), config.batch_size, rank=self.ctx.rank,
+                                        world_size=self.ctx.world_size)
+        steps_per_epoch = self.sampler.batches_per_epoch
+        self.optimizer = make_optimizer(config, [p for p in network.module.parameters() if p.requires_grad])
+        factor = lr_factor_fn(config, steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.use_bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)  # bf16 needs no loss scaling
+        self.state = TrainState(0, 0, 0, steps_per_epoch, config.epochs * steps_per_epoch, factor, config.lr)
+        self.window: dict[str, float] = {}  # step logs summed since the last logged row
+        self.window_steps = 0
+        self.evaluation: dict[str, float] = {}
+
+    def _place(self, network: Network) -> nn.Module:
+        """Move the network to the device; under torchrun wrap it in DDP (SyncBatchNorm on CUDA)."""
+        network.module.to(self.device)
+        if not self.ctx.enabled:
+            return network.module
+        if self.device.type == "cuda":
+            network.module = nn.SyncBatchNorm.convert_sync_batchnorm(network.module)
+        return nn.parallel.DistributedDataParallel(
+            network.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def epoch_batches(self):
+        """The (inputs, targets) batches left in the current epoch, on the device (network in train mode)."""
+        config, state = self.config, self.state
+        self.sampler.set_epoch(state.epoch)
+        self.sampler.start_batch = state.step_in_epoch
+        generator = torch.Generator()
+        generator.manual_seed(config.seed * 100_003 + state.epoch)
+        batching = ({"batch_sampler": self.sampler} if self.own_sampler  # EpochBatches yields whole batches
+                    else {"batch_size": self.sampler.local_batch, "sampler": self.sampler})
+        loader = DataLoader(self.train_set, **batching, num_workers=config.num_workers, generator=generator,
+                            collate_fn=self.collate_fn, persistent_workers=False,
+                            pin_memory=self.device.type == "cuda")
+        self.network.module.train()
+        for inputs, targets in loader:
+            yield to_device(inputs, self.device, non_blocking=True), to_device(targets, self.device, non_blocking=True)
+
+    def run_step(self, inputs, targets) -> dict[str, float]:
+        """One optimiser step on a batch; returns its logs as floats."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            loss, logs = self.step_fn(self.network, self.module, inputs, targets, self.config)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.network.module.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.state.step += 1
+        self.state.step_in_epoch += 1
+        return {k: float(v) for k, v in logs.items()}
+
+    def elapsed_s(self) -> float:
+        """Training time of the run so far, its resumed parts summed (s)."""
+        return self.elapsed_before + time.perf_counter() - self.start_time
 
 
 def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence[Callback] = (),
@@ -272,140 +332,26 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
     FitResult
         The trained network, the last evaluation (``{"test_" + name: value}``) and wall time (s).
     """
-    step_fn = step_fn or classification_step
-    eval_fn = eval_fn or evaluate_classifier
-    ctx = run.ctx
-    device = ctx.device
-    start_time = time.perf_counter()
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-
-    network.module.to(device)
-    module: nn.Module = network.module
-    if ctx.enabled:
-        if device.type == "cuda":
-            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-            network.module = module
-        module = nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None)
-
-    train_set = limited(data.train, config.limit_train)
-    test_set = limited(data.test, config.limit_test)
-    collate_fn = getattr(data, "collate_fn", None)
-    if sampler_fn is None:
-        sampler = GlobalBatchSampler(train_set, global_batch=config.batch_size, rank=ctx.rank,
-                                     world_size=ctx.world_size, seed=config.seed)
-    else:
-        sampler = EpochBatches(sampler_fn(train_set), config.batch_size, rank=ctx.rank,
-                               world_size=ctx.world_size)
-    steps_per_epoch = sampler.batches_per_epoch
-    optimizer = make_optimizer(config, [p for p in network.module.parameters() if p.requires_grad])
-    factor = lr_factor_fn(config, steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    use_bf16 = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
-    scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling
-    state = TrainState(0, 0, 0, steps_per_epoch, config.epochs * steps_per_epoch, factor, config.lr)
-    window: dict[str, float] = {}
-    window_steps = 0
-    evaluation: dict[str, float] = {}
-    elapsed_before = 0.0
-
-    if run.resume:  # a missing, truncated or modified checkpoint raises, naming the file
-        checkpoint = load_verified(run.checkpoint_file)
-        network.module.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        for callback, saved in zip(callbacks, checkpoint["callbacks"]):
-            callback.load_state_dict(saved)
-        state.step, state.epoch, state.step_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["step_in_epoch"]
-        window, window_steps = checkpoint["window"], checkpoint["window_steps"]
-        evaluation = checkpoint["evaluation"]
-        elapsed_before = checkpoint["elapsed_s"]
-        run.rows = list(checkpoint["rows"])
-        _set_rng_state(checkpoint["rng"])
-        logger.info("resumed %s at step %d (epoch %d)", run.path, state.step, state.epoch)
-
-    def save_checkpoint() -> None:
-        if not ctx.is_main:
-            return
-        save_verified({
-            "model": network.module.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "callbacks": [c.state_dict() for c in callbacks], "rng": _rng_state(),
-            "step": state.step, "epoch": state.epoch, "step_in_epoch": state.step_in_epoch,
-            "window": window, "window_steps": window_steps, "evaluation": evaluation, "rows": run.rows,
-            "elapsed_s": elapsed_before + time.perf_counter() - start_time,
-        }, run.checkpoint_file)
-        run.flush_metrics()
-
-    for callback in callbacks:
-        callback.on_train_start(state, network)
-    bar = tqdm(total=state.total_steps, initial=state.step, desc=f"train {network.name}", unit="step",
-               disable=not ctx.is_main, dynamic_ncols=True)
-    images_per_step = config.batch_size
-    tick = time.perf_counter()
+    trainer = Trainer(config, run, network, data, step_fn or classification_step, sampler_fn)
+    checkpointer = Checkpointer(callbacks)
+    if run.resume:
+        checkpointer.load(trainer)
+    hooks = [LRSchedule(), MethodCallbacks(callbacks), MetricsLog(), Evaluation(eval_fn or evaluate_classifier),
+             checkpointer]  # in this order at every event: the checkpoint last
+    _call(hooks, "before_train", trainer)
+    state = trainer.state
     while state.epoch < config.epochs:
-        sampler.set_epoch(state.epoch)
-        sampler.start_batch = state.step_in_epoch
-        generator = torch.Generator()
-        generator.manual_seed(config.seed * 100_003 + state.epoch)
-        batching = ({"batch_size": sampler.local_batch, "sampler": sampler} if sampler_fn is None
-                    else {"batch_sampler": sampler})  # EpochBatches yields whole batches
-        loader = DataLoader(train_set, **batching, num_workers=config.num_workers, generator=generator,
-                            collate_fn=collate_fn, persistent_workers=False, pin_memory=device.type == "cuda")
-        network.module.train()
-        for images, labels in loader:
-            images, labels = to_device(images, device, non_blocking=True), to_device(labels, device, non_blocking=True)
-            for callback in callbacks:
-                callback.on_step_start(state, network)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss, logs = step_fn(network, module, images, labels, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(network.module.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            state.step += 1
-            state.step_in_epoch += 1
-            values = {k: float(v) for k, v in logs.items()}
-            for callback in callbacks:
-                callback.on_step_end(state, network, values)
-            for key, value in values.items():
-                window[key] = window.get(key, 0.0) + value
-            window_steps += 1
-            if window_steps == config.log_every or state.step_in_epoch == steps_per_epoch:
-                means = ctx.mean(torch.tensor([window[k] / window_steps for k in sorted(window)], dtype=torch.float64))
-                logged = dict(zip(sorted(window), means.tolist()))
-                logged["lr"] = optimizer.param_groups[0]["lr"]
-                run.log(state.step, state.epoch, "train", logged)
-                now = time.perf_counter()
-                rate = images_per_step * window_steps / max(now - tick, 1e-9)
-                bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}",
-                                acc=f"{logged.get('acc', float('nan')):.3f}", img_s=f"{rate:.0f}")
-                tick, window, window_steps = now, {}, 0
-            bar.update(1)
-            if (config.checkpoint_every and state.step % config.checkpoint_every == 0
-                    and state.step_in_epoch < steps_per_epoch):
-                save_checkpoint()
-        extra = {}
-        for callback in callbacks:
-            extra.update(callback.on_epoch_end(state, network))
-        if extra:
-            run.log(state.step, state.epoch, "train", extra)
-        if ctx.is_main:
-            with torch.random.fork_rng(devices=[]):
-                test_loader = DataLoader(test_set, batch_size=max(config.batch_size, 256), shuffle=False,
-                                         num_workers=config.num_workers, collate_fn=collate_fn)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    evaluation = {f"test_{k}": v for k, v in eval_fn(network, test_loader, device).items()}
-            run.log(state.step, state.epoch, "test", {k[5:]: v for k, v in evaluation.items()})
-            logger.info("epoch %d: %s", state.epoch, evaluation)
-        ctx.barrier()
+        for inputs, targets in trainer.epoch_batches():
+            _call(hooks, "before_step", trainer)
+            logs = trainer.run_step(inputs, targets)
+            _call(hooks, "after_step", trainer, logs)
+        _call(hooks, "after_epoch", trainer)
         state.epoch += 1
         state.step_in_epoch = 0
-        save_checkpoint()
-    bar.close()
-    return FitResult(network, evaluation, elapsed_before + time.perf_counter() - start_time)
+    _call(hooks, "after_train", trainer)
+    return FitResult(network, trainer.evaluation, trainer.elapsed_s())
+
+
+def _call(hooks: Sequence[Hook], event: str, *args) -> None:
+    for hook in hooks:
+        getattr(hook, event)(*args)

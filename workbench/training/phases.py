@@ -2,7 +2,8 @@
 
 A method whose run is several trainings in a row (QSAM's two stages, MADA's warm-up and
 adaptation stages) runs each through :func:`run_phase`. A phase folder is a run directory
-of its own (``metrics.csv``, verified checkpoints); a finished phase keeps its weights in
+nested in the run (:meth:`~workbench.training.rundir.RunDir.child`: ``config.yaml``,
+``metrics.csv``, verified checkpoints); a finished phase keeps its weights in
 ``phases/<name>/model.pt``, its evaluation in ``phases/<name>/evaluation.json`` and its
 training time in ``phases/<name>/wall_time.json``, so ``--resume`` loads the phases already
 done and resumes the unfinished one mid-way.
@@ -18,7 +19,7 @@ from workbench.errors import DataError
 from workbench.storage import atomic_path
 from workbench.training.checkpoint import load_verified
 from workbench.training.loop import fit
-from workbench.training.rundir import RunDir
+from workbench.training.rundir import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def run_phase(run, name: str, config, network, data, *, step_fn=None, eval_fn=No
     Parameters
     ----------
     run : RunDir
-        The method's run; the phase lives in ``run.path / "phases" / name``.
+        The method's run; the phase lives in ``run.path / "phases" / name`` (``run.child``).
     name : str
         The phase's folder name.
     config, network, data, step_fn, eval_fn, callbacks
@@ -51,15 +52,11 @@ def run_phase(run, name: str, config, network, data, *, step_fn=None, eval_fn=No
         network.module.load_state_dict(load_verified(done, what="weights"))
         logger.info("phase %s was finished before; weights loaded from %s", name, done)
         return json.loads(summary.read_text())
-    sub = RunDir(folder, is_main=run.ctx.is_main)
-    sub.ctx, sub.method, sub.config = run.ctx, run.method, config
-    sub.resume = bool(run.resume and sub.checkpoint_file.is_file())
-    if run.ctx.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
+    sub = run.child(name, config, kind="phases")
     logger.info("phase %s: %d epoch(s)", name, config.epochs)
     result = fit(config, sub, network, data, step_fn=step_fn, eval_fn=eval_fn, callbacks=callbacks)
-    if run.ctx.is_main:
-        sub.write_weights(network.module.state_dict(), done)
+    if sub.is_main:
+        sub.write_weights(network.module.state_dict())  # phases/<name>/model.pt
         with atomic_path(folder / _WALL_TIME) as tmp:
             tmp.write_text(json.dumps({"wall_time_s": result.wall_time_s}))
         with atomic_path(summary) as tmp:  # last: it marks the phase as finished
@@ -90,3 +87,19 @@ def phase_wall_time(run, names=None) -> float:
         except (DataError, OSError, KeyError):
             continue
     return total
+
+
+def adopt_phase_metrics(run, name: str) -> int:
+    """Make the phase ``name``'s ``metrics.csv`` rows the run's own; return the phase's last step.
+
+    A multi-phase method's run has no training of its own: its ``metrics.csv`` shows the
+    phase that trained its network (rows it logs after this call follow them). No rows and
+    step 0 when the phase logged nothing.
+    """
+    path = Path(run.path) / "phases" / name / "metrics.csv"
+    if not path.is_file():
+        run.rows = []
+        return 0
+    frame = read_metrics(path.parent)
+    run.rows = [(int(a), int(b), str(c), str(d), float(e)) for a, b, c, d, e in frame.itertuples(index=False)]
+    return int(frame.step.max()) if len(frame) else 0

@@ -7,7 +7,9 @@
     DIR/checkpoints/last.pt    model, optimiser, scheduler, AMP scaler, RNG states, step (+ .sha256)
     DIR/model.pt               the trained weights of the zoo architecture (+ .sha256)
     DIR/model_card.json        written last: the run is finished (see model_card.py)
-    DIR/snapshots/NAME/        networks kept along the way, each a run directory of its own
+    DIR/snapshots/NAME/        every other network the run keeps, each a run directory of its own
+                               whose card says its ``role`` (``baseline`` or ``snapshot``)
+    DIR/phases/NAME/           the trainings in a row of a multi-phase method (phases.py)
     DIR/report.ipynb, .html    the method's papermill report (``--report``)
 
 Every file is written atomically, and ``metrics.csv`` only together with a checkpoint, so
@@ -26,12 +28,18 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.errors import DataError
+from workbench.errors import DataError, ValidationError
 from workbench.storage import atomic_path
 from workbench.training.checkpoint import save_verified
-from workbench.training.model_card import CARD_FILE, WEIGHTS_FILE, card_fields, write_card
+from workbench.training.config import config_to_yaml
+from workbench.training.model_card import CARD_FILE, WEIGHTS_FILE, card_fields, read_card, write_card
 
 METRICS_COLUMNS = ("step", "epoch", "split", "metric", "value")
+#: Folders that hold nested runs: networks kept by the run, and the phases of a multi-phase method.
+CHILD_KINDS = ("snapshots", "phases")
+#: What a network under ``snapshots/`` is to its run (its card's ``role``): trained beside the
+#: run for comparison, or the run's own network at a point or in another form.
+ROLES = ("baseline", "snapshot")
 
 
 @dataclass
@@ -50,6 +58,8 @@ class RunDir:
         self.resume = False              # set by the runner: continue from checkpoint_file
         self.method = ""                 # set by the runner: the method's name
         self.config = None               # set by the runner: the resolved config
+        self.parent: RunDir | None = None  # set by :meth:`child`: the run this one is nested in
+        self.role = ""                   # set by :meth:`child`: a nested network's role (ROLES)
 
     @property
     def config_file(self) -> Path:
@@ -99,26 +109,64 @@ class RunDir:
                 tmp.write_text(text)
         return path
 
+    # --- nested runs ---------------------------------------------------------------------
+    def child(self, name: str, config=None, *, kind: str = "snapshots", role: str = "snapshot") -> RunDir:
+        """The run directory ``kind/name`` nested in this one (a baseline, a snapshot, a phase).
+
+        It shares this run's process context and method; its config is ``config`` (default this
+        run's), written to its ``config.yaml``; it resumes from its own checkpoint when this run
+        resumes and it has one. A child under ``snapshots/`` is finished by :meth:`finish`,
+        whose card then records ``role`` and ``snapshot_of`` (this run's path).
+        """
+        if kind not in CHILD_KINDS:
+            raise ValidationError(f"a nested run's kind is {kind!r}; expected one of {list(CHILD_KINDS)}")
+        if role not in ROLES:
+            raise ValidationError(f"a nested run's role is {role!r}; expected one of {list(ROLES)}")
+        sub = RunDir(self.path / kind / name, is_main=self.is_main)
+        sub.ctx, sub.method, sub.parent, sub.role = self.ctx, self.method, self, role
+        sub.config = self.config if config is None else config
+        sub.resume = bool(self.resume and sub.checkpoint_file.is_file())
+        if self.is_main:
+            sub.path.mkdir(parents=True, exist_ok=True)
+            sub.write_text("config.yaml", config_to_yaml(sub.config))
+        return sub
+
+    def finished_child(self, name: str, *, kind: str = "snapshots") -> dict[str, Any] | None:
+        """The checked card of the finished nested run ``kind/name``, or None when it is not finished."""
+        folder = self.path / kind / name
+        return read_card(folder) if (folder / CARD_FILE).is_file() else None
+
     # --- results -------------------------------------------------------------------------
-    def write_weights(self, state_dict: dict[str, Any], path: Path | None = None) -> str:
-        """Save a plain state dict as the run's weights; return its sha256."""
+    def write_weights(self, state_dict: dict[str, Any]) -> str:
+        """Save a plain state dict as the run's weights (``model.pt``); return its sha256."""
         state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-        return save_verified(state, self.weights_file if path is None else path)
+        return save_verified(state, self.weights_file)
+
+    def finish(self, network, state_dict: dict[str, Any], data, fields: dict[str, Any] | None = None) -> Path:
+        """Write the weights, then (last) the model card: the run directory is finished.
+
+        ``network`` and ``data`` are described as :func:`~.model_card.card_fields` says, with
+        this run's config; ``fields`` adds the card's other fields (``evaluation``, ...). A
+        nested run's card also holds its ``role`` and ``snapshot_of``, the path of its run.
+        """
+        if self.is_main:
+            digest = self.write_weights(state_dict)
+            nested = {} if self.parent is None else {"role": self.role,
+                                                     "snapshot_of": str(self.parent.path.resolve())}
+            write_card(self.path, card_fields(self.method, network, data, self.config) | nested | dict(fields or {})
+                       | {"weights_file": WEIGHTS_FILE, "weights_sha256": digest})
+        return self.path
 
     def write_snapshot(self, name: str, network, state_dict: dict[str, Any], data,
-                       info: dict[str, Any] | None = None) -> Path:
-        """Write ``snapshots/<name>/`` as a run directory of its own (weights, then card).
+                       info: dict[str, Any] | None = None, *, role: str = "snapshot") -> Path:
+        """Write ``snapshots/<name>/`` as a finished run directory of its own (config, weights, card).
 
         ``network`` and ``data`` are described as in the run's card; ``info`` adds fields
-        (e.g. ``{"sparsity": 0.9, "step": 1200}``). The study layer scores the folder like any
-        run: ``workbench score --models DIR/snapshots/NAME``.
+        (e.g. ``{"sparsity": 0.9, "step": 1200}``); ``role`` is ``"snapshot"`` (the run's network
+        at a point, or in another form) or ``"baseline"`` (a network trained beside it). The
+        study layer scores the folder like any run: ``workbench score --models DIR/snapshots/NAME``.
         """
-        folder = self.path / "snapshots" / name
-        if self.is_main:
-            digest = self.write_weights(state_dict, folder / WEIGHTS_FILE)
-            write_card(folder, card_fields(self.method, network, data, self.config) | dict(info or {}) | {
-                "weights_file": WEIGHTS_FILE, "weights_sha256": digest, "snapshot_of": str(self.path.resolve())})
-        return folder
+        return self.child(name, role=role).finish(network, state_dict, data, info)
 
 
 def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -134,7 +182,7 @@ def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def list_snapshots(run_dir: str | os.PathLike) -> list[Path]:
-    """The snapshot run directories of a run, in name order."""
+    """The finished run directories under ``snapshots/`` (baselines and snapshots), in name order."""
     folder = Path(run_dir) / "snapshots"
     if not folder.is_dir():
         return []

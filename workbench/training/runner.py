@@ -10,10 +10,8 @@ and, last, the model card.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import logging
 import os
-import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +20,19 @@ from typing import Any
 import yaml
 
 from workbench.errors import ValidationError
+from workbench.provenance import package_versions
 from workbench.training.config import (
     apply_overrides,
     build_config,
-    config_hash,
     config_to_yaml,
     differing_keys,
     read_preset,
 )
 from workbench.training.distributed import init_distributed
-from workbench.training.model_card import card_fields, write_card
 from workbench.training.network import Network
 from workbench.training.rundir import RunDir
 
 logger = logging.getLogger(__name__)
-_VERSIONED = ("workbench", "torch", "torchvision", "spikingjelly", "timm", "numpy")
 
 
 @dataclass
@@ -77,16 +73,6 @@ def resolve_config(spec, preset: str, overrides: list[str] = (), *, seed: int | 
     if device is not None:
         values["device"] = device
     return build_config(spec.config_cls, values, where=f"method {spec.name!r}, preset {preset!r} with --set")
-
-
-def _package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def _check_out(out: Path, config, spec, *, resume: bool, force: bool) -> None:
@@ -161,18 +147,14 @@ def train(method: str, *, out: str | os.PathLike, preset: str = "tiny", override
         run.write_text("config.yaml", config_to_yaml(config))
     started = datetime.datetime.now(datetime.timezone.utc)
     outcome: TrainOutcome = spec.train(config, run)
-    if ctx.is_main:
-        digest = run.write_weights(outcome.state_dict)
-        write_card(out, card_fields(spec.name, outcome.network, outcome.data, config) | {
-            "preset": preset,
-            "weights_file": run.weights_file.name,
-            "weights_sha256": digest,
-            "evaluation": outcome.evaluation,
-            "wall_time_s": round(outcome.wall_time_s, 3),
-            "started": started.isoformat(timespec="seconds"),
-            "device": str(ctx.device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),
-            "versions": _package_versions(),
-            **outcome.extra,
-        })
+    run.finish(outcome.network, outcome.state_dict, outcome.data, {
+        "preset": preset,
+        "evaluation": outcome.evaluation,
+        "wall_time_s": round(outcome.wall_time_s, 3),
+        "started": started.isoformat(timespec="seconds"),
+        "device": str(ctx.device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),
+        "versions": package_versions(),
+        **outcome.extra,
+    })
     ctx.barrier()
     return out

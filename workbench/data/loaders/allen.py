@@ -20,16 +20,13 @@ reference study.
 Processing a session (reading its NWB file through allensdk and counting every unit's spikes
 in every presentation) is done once: the counts are cached in ``<data cache>/allen_processed``
 (:func:`cached_session_repeats`), keyed by the session id, the counting window, the unit filter
-handed to allensdk and the stimulus protocol, written atomically with a sha256 record and
-verified when read back, so a second load reads them instead of processing the session again.
+handed to allensdk and the stimulus protocol, written with a sha256 record and verified when
+read back (:func:`workbench.storage.write_verified`), so a second load reads them instead of processing the session again.
 Reliability filtering and pooling run on every load (they are cheap and take their own options).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import os
 import warnings
@@ -40,6 +37,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
+from workbench.config import fingerprint_of
 from workbench.data import reliability as rel
 from workbench.data.assemblies import check_repeat_padding, drop_constant_neuroids, make_assembly
 from workbench.data.dataset import NeuralDataset, build_region
@@ -48,7 +46,7 @@ from workbench.data.registry import register_loader
 from workbench.data.stimuli import StimulusSet
 from workbench.dims import NEUROID, REGION
 from workbench.errors import DataError, WorkbenchError
-from workbench.storage import atomic_path
+from workbench.storage import read_verified, write_verified
 
 log = logging.getLogger(__name__)
 
@@ -171,36 +169,24 @@ def processed_key(session_id: int, *, areas=AREAS, window_s: float = 0.25,
             "protocol": PROTOCOL}
 
 
-def _key_digest(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
 def processed_path(key: dict) -> Path:
     """Where the processed session of ``key`` lives: ``<data cache>/allen_processed/
     session_<id>/<sha256 of the key, 16 hex>.npz``, with its record ``.json`` beside it."""
     return (cache_dir() / PROCESSED_DIR / f"session_{key['session_id']}"
-            / f"{_key_digest(key)[:16]}.npz")
+            / f"{fingerprint_of(key)}.npz")
 
 
 def _read_processed(path: Path, key: dict) -> xr.DataArray | None:
     """The cached counts of ``key``, or None (missing, or invalid: logged, then ignored)."""
-    record_path = path.with_suffix(".json")
-    if not path.is_file() or not record_path.is_file():
+    record = path.with_suffix(".json")
+    if not path.is_file() or not record.is_file():
         return None
     try:
-        record = json.loads(record_path.read_text())
-        data = path.read_bytes()
-        if record.get("key") != key:
-            raise DataError(f"its record {record_path.name} holds key {record.get('key')}, "
-                            f"expected {key}")
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != record.get("sha256"):
-            raise DataError(f"sha256 {digest[:12]}..., its record {record_path.name} says "
-                            f"{str(record.get('sha256'))[:12]}...")
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        read_verified(path, expect={"key": key}, record=record, what="processed session")
+        with np.load(path, allow_pickle=False) as arrays:
             counts, neuroid_ids, regions = (arrays["counts"], arrays["neuroid_id"],
                                             arrays["region"])
-    except (OSError, ValueError, KeyError) as exc:  # DataError and json errors are ValueErrors
+    except (OSError, ValueError, KeyError) as exc:  # DataError is a ValueError
         log.warning("processed Allen session %s is not used and will be processed again: %s (%s)",
                     key["session_id"], path, exc)
         return None
@@ -210,20 +196,14 @@ def _read_processed(path: Path, key: dict) -> xr.DataArray | None:
 
 
 def _write_processed(path: Path, key: dict, repeats: xr.DataArray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, counts=repeats.values,
-             neuroid_id=np.asarray(repeats["neuroid_id"].values, dtype=str),
-             region=np.asarray(repeats[REGION].values, dtype=str))
-    data = buffer.getvalue()
-    record = {"key": key, "sha256": hashlib.sha256(data).hexdigest(),
-              "shape": list(repeats.shape)}
-    # the old record goes first and the new one last: a crash in between leaves counts
-    # without a record, which are never read
-    path.with_suffix(".json").unlink(missing_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(record, sort_keys=True, indent=1) + "\n")
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, counts=repeats.values,
+                     neuroid_id=np.asarray(repeats["neuroid_id"].values, dtype=str),
+                     region=np.asarray(repeats[REGION].values, dtype=str))
+
+    write_verified(path, write, fields={"key": key, "shape": list(repeats.shape)},
+                   record=path.with_suffix(".json"))
 
 
 def cached_session_repeats(session_id, get_session, *, areas=AREAS, window_s: float = 0.25,

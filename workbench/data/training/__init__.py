@@ -17,14 +17,28 @@ normalised; label a Python int), the class names, the :class:`~workbench.models.
 
 Datasets
 --------
-============  ====================  ===============  =====  ==================================
-name          source                train / test     input  train augmentation
-============  ====================  ===============  =====  ==================================
-digits32      scikit-learn digits   1,347 / 450      32     shift <= 2 px over the background
-cifar10       CIFAR-10 (python)     50,000 / 10,000  32     crop 32 of 4-px zero pad + h-flip
-cifar100      CIFAR-100 (python)    50,000 / 10,000  32     crop 32 of 4-px zero pad + h-flip
-imagenet      ImageFolder tree      train/ / val/    224    RandomResizedCrop(224) + h-flip
-============  ====================  ===============  =====  ==================================
+=============  ====================  ===============  =====  ==================================
+name           source                train / test     input  train augmentation
+=============  ====================  ===============  =====  ==================================
+digits32       scikit-learn digits   1,347 / 450      32     shift <= 2 px over the background
+cifar10        CIFAR-10 (python)     50,000 / 10,000  32     crop 32 of 4-px zero pad + h-flip
+cifar100       CIFAR-100 (python)    50,000 / 10,000  32     crop 32 of 4-px zero pad + h-flip
+imagenet       ImageFolder tree      train/ / val/    224    RandomResizedCrop(224) + h-flip
+cub200         CUB-200-2011          5,994 / 5,794    224*   RandomResizedCrop + h-flip*
+stanford_cars  devkit .mat files     8,144 / 8,041    448*   ``"fine_grained"``*
+fgvc_aircraft  variant lists         6,667 / 3,333    448*   ``"fine_grained"``*
+mini_imagenet  FSCIL csv splits      csv rows         84*    RandomResizedCrop + h-flip*
+fg_motifs      generated (PART)      options          32     shift <= 2 px (reflect)
+mada_scenes    generated (MADA)      options          48*    h-flip (segmentation domains)
+=============  ====================  ===============  =====  ==================================
+
+(*) an option of the loader (``load_training_data(name, **options)``): the image files'
+``size``, test ``resize`` and ``augmentation`` (:mod:`workbench.data.training.transforms`, the one
+builder of every file dataset's transforms, ImageNet's too); the generators' seed and sizes.
+``cub200`` is read by :mod:`~workbench.data.training.cub200` for SAVC (224 px, the default) and
+PART (448 px); the two views have different fingerprints. The method-generated sets live in their
+method's package (``workbench.methods.part.data``, ``workbench.methods.mada.data``) and are
+documented there; the registry (``base._LOADERS``) names every dataset and its loader.
 
 **digits32** -- the 1,797 8x8 handwritten digits of ``sklearn.datasets.load_digits`` (integer
 values 0..16, ten classes "0".."9"), divided by 16 to [0, 1], upsampled to 32x32 with
@@ -89,7 +103,9 @@ and of any seed. digits32: a recipe tag, the raw ``load_digits`` images and labe
 train and test indices. cifar: each file's relative name, size and bytes, in the fixed order
 train batches, test batch, meta. imagenet: the sorted listing of every image's relative path
 and size in bytes (image content is not hashed: reading 1.28 M files at every load would take
-far too long; a replaced file of the same size keeps the fingerprint).
+far too long; a replaced file of the same size keeps the fingerprint). cub200, stanford_cars,
+fgvc_aircraft, mini_imagenet: the annotation files (not the images) and the view's size and
+resize.
 """
 
 from workbench.data.training.base import (

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
+import importlib
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import torch
 from workbench.data.fetch import cache_dir
 from workbench.errors import ValidationError
 from workbench.models.preprocessing import Preprocessing
+from workbench.validation import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +61,23 @@ class TrainingData:
     description: str
 
 
-def _load_digits(root, augment, download):
-    from workbench.data.training.digits import load_digits32
-
-    return load_digits32(augment=augment)
-
-
-def _load_cifar10(root, augment, download):
-    from workbench.data.training.cifar import load_cifar
-
-    return load_cifar("cifar10", root=root, augment=augment, download=download)
-
-
-def _load_cifar100(root, augment, download):
-    from workbench.data.training.cifar import load_cifar
-
-    return load_cifar("cifar100", root=root, augment=augment, download=download)
-
-
-def _load_imagenet(root, augment, download):
-    from workbench.data.training.imagenet import load_imagenet
-
-    return load_imagenet(root=root, augment=augment, download=download)
-
-
+#: Every training dataset the package and the methods use: name -> ``"module:function"`` of its
+#: loader, imported on first use. A loader takes the keyword arguments ``root``, ``augment`` and
+#: ``download`` where it has them, plus its own keyword options (an image size, a generator's
+#: seed and sizes); the generated sets of a method live in that method's package.
 _LOADERS = {
-    "cifar10": _load_cifar10,
-    "cifar100": _load_cifar100,
-    "digits32": _load_digits,
-    "imagenet": _load_imagenet,
+    "cifar10": "workbench.data.training.cifar:load_cifar10",
+    "cifar100": "workbench.data.training.cifar:load_cifar100",
+    "cub200": "workbench.data.training.cub200:load_cub200",
+    "digits32": "workbench.data.training.digits:load_digits32",
+    "fg_motifs": "workbench.methods.part.data:load_motif_task",
+    "fgvc_aircraft": "workbench.data.training.fine_grained:load_fgvc_aircraft",
+    "imagenet": "workbench.data.training.imagenet:load_imagenet",
+    "mada_scenes": "workbench.methods.mada.data:load_scenes",
+    "mini_imagenet": "workbench.data.training.mini_imagenet:load_mini_imagenet",
+    "stanford_cars": "workbench.data.training.fine_grained:load_stanford_cars",
 }
+_COMMON = ("root", "augment", "download")
 
 
 def list_training_datasets() -> list[str]:
@@ -96,8 +85,9 @@ def list_training_datasets() -> list[str]:
 
     Examples
     --------
-    >>> list_training_datasets()
-    ['cifar10', 'cifar100', 'digits32', 'imagenet']
+    >>> list_training_datasets()  # doctest: +NORMALIZE_WHITESPACE
+    ['cifar10', 'cifar100', 'cub200', 'digits32', 'fg_motifs', 'fgvc_aircraft', 'imagenet',
+     'mada_scenes', 'mini_imagenet', 'stanford_cars']
     """
     return sorted(_LOADERS)
 
@@ -117,44 +107,58 @@ def load_training_data(
     root: str | os.PathLike | None = None,
     augment: bool = True,
     download: bool = False,
+    **options,
 ) -> TrainingData:
     """Load a training dataset with its fixed train/test split.
 
     Parameters
     ----------
-    name : {"cifar10", "cifar100", "digits32", "imagenet"}
-        The dataset (see the :mod:`workbench.data.training` docstring for sources, splits,
-        on-disk layouts and normalisation).
+    name : str
+        One of :func:`list_training_datasets` (see the :mod:`workbench.data.training` docstring
+        for sources, splits, on-disk layouts, normalisation and each dataset's options).
     root : path-like, optional
         Folder holding the dataset files. Defaults to ``$WORKBENCH_DATA/training/<name>``
-        (:func:`default_root`). Ignored by ``"digits32"``, which ships with scikit-learn.
+        (:func:`default_root`). Ignored by the generated datasets and ``"digits32"``, which
+        ships with scikit-learn.
     augment : bool, default: True
         Apply the dataset's random training augmentation to ``train`` items. All randomness
         comes from torch's global RNG of the process calling ``__getitem__``, so restoring
         ``torch.set_rng_state`` reproduces the stream. ``test`` is never augmented.
     download : bool, default: False
         CIFAR only: download the official archive into ``root`` when files are missing.
-        Never needed (and ignored) for ``"digits32"``; ImageNet cannot be downloaded.
+        Ignored by the other datasets.
+    **options
+        The dataset's own keyword options, e.g. ``size`` of ``"cub200"`` or ``seed`` of
+        ``"fg_motifs"`` (the loader's keyword parameters).
 
     Returns
     -------
     TrainingData
+        Or, for the segmentation domains ``"mada_scenes"``, MADA's ``DomainData`` with the
+        same fields (name, train, test, preprocessing, fingerprint, description) and more.
 
     Raises
     ------
     ValidationError
-        Unknown ``name`` (the message lists the valid names and suggests the closest).
+        Unknown ``name`` (the message lists the valid names and suggests the closest), or an
+        option the dataset does not take (the message lists those it takes).
     DataError
         Files missing, truncated or not in the expected layout; the message names the file or
         folder and the expected layout.
     """
     if name not in _LOADERS:
-        close = difflib.get_close_matches(str(name), list(_LOADERS), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValidationError(
-            f"unknown training dataset {name!r} (valid names: "
-            f"{', '.join(list_training_datasets())}){hint}"
+            f"unknown training dataset {name!r}{did_you_mean(name, _LOADERS)} (valid names: "
+            f"{', '.join(list_training_datasets())})"
         )
-    data = _LOADERS[name](root, bool(augment), bool(download))
+    module, function = _LOADERS[name].split(":")
+    loader = getattr(importlib.import_module(module), function)
+    accepted = inspect.signature(loader).parameters
+    unknown = sorted(set(options) - set(accepted) - set(_COMMON))
+    if unknown:
+        takes = sorted(set(accepted) - set(_COMMON))
+        raise ValidationError(f"training dataset {name!r} takes no option(s) {unknown}; its options: {takes}")
+    common = {"root": root, "augment": bool(augment), "download": bool(download)}
+    data = loader(**{k: v for k, v in common.items() if k in accepted}, **options)
     log.info("loaded training data %s: %s", name, data.description)
     return data

@@ -8,6 +8,7 @@ cannot run code. torchvision is used only to download and extract the official a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -313,3 +314,8 @@ def load_cifar(name: str, *, root=None, augment: bool = True, download: bool = F
         fingerprint=digest.hexdigest(),
         description=description,
     )
+
+
+#: The registry's loaders (:mod:`workbench.data.training.base`): :func:`load_cifar` of one archive.
+load_cifar10 = functools.partial(load_cifar, "cifar10")
+load_cifar100 = functools.partial(load_cifar, "cifar100")

@@ -4,7 +4,8 @@
 <class 1..200>"), ``train_test_split.txt`` ("<id> <1 train / 0 test>"), optional
 ``bounding_boxes.txt`` ("<id> <x> <y> <width> <height>", float pixels) and ``classes.txt``
 ("<class> <name>"), images under ``CUB_200_2011/images/``; 5,994 train / 5,794 test images.
-Methods build their datasets (their own transforms) from :func:`read_cub200`.
+:func:`load_cub200` (registered as ``cub200``) serves every method, at the view it asks for:
+SAVC's 224 px with random resized crops (the defaults), PART's 448 px fine-grained recipe.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.data.training.annotations import hash_files, parse_int, read_fields
+from workbench.data.training.files import image_files_data
 from workbench.errors import DataError
 
 
@@ -85,3 +87,31 @@ def read_cub200(root: str | os.PathLike | None) -> Cub200:
         splits[key] = ([base / "images" / images[i] for i in ids], [labels[i] - 1 for i in ids],
                        np.array([boxes.get(i, (np.nan,) * 4) for i in ids], dtype=np.float64).reshape(-1, 4))
     return Cub200(base, splits, classes, hash_files(*files.values()))
+
+
+def load_cub200(root: str | os.PathLike | None = None, *, augment: bool = True, size: int = 224,
+                resize: int | tuple[int, int] = 256, augmentation: str = "crop_flip"):
+    """CUB-200-2011 as a :class:`~workbench.data.training.TrainingData`, with the object boxes.
+
+    Parameters
+    ----------
+    root : path-like, optional
+        The folder holding ``CUB_200_2011/``; default ``$WORKBENCH_DATA/training/cub200``.
+    augment : bool, default: True
+        Apply ``augmentation`` to the training split.
+    size, resize, augmentation
+        The view (:func:`~workbench.data.training.transforms.image_transforms`): 224 px, test
+        resize 256, ``"crop_flip"`` by default (SAVC); PART asks for 448, (512, 512),
+        ``"fine_grained"``. The fingerprint differs between sizes.
+
+    Both splits keep ``boxes`` (N, 4), ``(x1, y1, x2, y2)`` in original pixels (NaN without
+    ``bounding_boxes.txt``), and ``paths``.
+    """
+    from workbench.data.training.base import default_root
+
+    cub = read_cub200(default_root("cub200") if root is None else root)
+    return image_files_data(
+        "cub200", cub.splits, cub.classes, size=size, resize=resize, augmentation=augmentation, augment=augment,
+        annotations_digest=cub.fingerprint,
+        description=(f"CUB-200-2011 ({cub.folder}): {len(cub.classes)} classes, {len(cub.splits['train'][0]):,} "
+                     f"train / {len(cub.splits['test'][0]):,} test images"))

@@ -6,9 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-import torch
-from torchvision.transforms import v2
-
+from workbench.data.training.transforms import image_transforms
 from workbench.errors import DataError
 from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
@@ -25,30 +23,6 @@ def layout(root: Path) -> str:
         "folders (e.g. WordNet ids n01440764, ...) in both; the official validation images "
         "must be sorted into class folders first"
     )
-
-
-def train_transform() -> v2.Compose:
-    """RandomResizedCrop(224) + horizontal flip + ImageNet normalisation (torch's RNG)."""
-    return v2.Compose([
-        v2.ToImage(),
-        v2.RandomResizedCrop(INPUT_SIZE, antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        v2.ToPureTensor(),
-    ])
-
-
-def val_transform() -> v2.Compose:
-    """Resize(256) + CenterCrop(224) + ImageNet normalisation (deterministic)."""
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(RESIZE_SIZE, antialias=True),
-        v2.CenterCrop(INPUT_SIZE),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        v2.ToPureTensor(),
-    ])
 
 
 def _class_folders(split_dir: Path) -> list[str]:
@@ -101,8 +75,8 @@ def load_imagenet(*, root=None, augment: bool = True, download: bool = False):
         )
 
     datasets = {}
-    for split, transform in (("train", train_transform() if augment else val_transform()),
-                             ("val", val_transform())):
+    transforms = image_transforms(INPUT_SIZE, RESIZE_SIZE, "crop_flip" if augment else None)
+    for split, transform in zip(SPLITS, transforms):
         try:
             datasets[split] = ImageFolder(str(root / split), transform=transform)
         except FileNotFoundError as exc:  # no class folder, or a class without images

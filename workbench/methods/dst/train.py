@@ -12,9 +12,10 @@ What a run trains and writes (``DIR`` = ``--out``):
   head (the DSNN, the AAP kept at test time), ``test_acc_spike_only`` of the baseline.
 - ``DIR/snapshots/dsnn/``: the DSNN (``dsnn_tiny``, ...; AAP kept, AAP head), a run directory of
   its own whose analysis layers are the accumulations ``x_acc`` after every block.
-- ``DIR/baselines/spike_only/``: the same FSNN, same initial weights, data order and
+- ``DIR/snapshots/spike_only/``: the same FSNN, same initial weights, data order and
   augmentation, trained on the spike head alone (``baseline: true``; a full run directory with
-  its own ``metrics.csv`` and checkpoints, resumed with the main run).
+  its own ``metrics.csv`` and checkpoints, resumed with the main run; its card's ``role`` is
+  ``baseline``).
 
 With ``grad_norms`` every step logs ``gnorm_<part>``: the L2 norm of the loss gradient over the
 parameters of the stem (``stem``), of every block of the spike stream (``layerS.B``, the AAP's
@@ -42,7 +43,7 @@ from workbench.training import Callback, Network, TrainConfig, TrainOutcome, bui
 logger = logging.getLogger(__name__)
 
 #: Where the spike-only baseline and the DSNN are kept, relative to the run directory.
-BASELINE_DIR = Path("baselines") / "spike_only"
+BASELINE_DIR = Path("snapshots") / "spike_only"
 DSNN_DIR = Path("snapshots") / "dsnn"
 
 
@@ -62,7 +63,7 @@ class DSTConfig(TrainConfig):
     aap_weight : float, default: 1.0
         Weight of the AAP head's cross-entropy in the loss.
     baseline : bool, default: True
-        With ``aap``, also train the spike-only baseline into ``baselines/spike_only``.
+        With ``aap``, also train the spike-only baseline into ``snapshots/spike_only``.
     grad_norms : bool, default: True
         Log the per-block gradient norms of every step (``gnorm_*``).
     """
@@ -230,35 +231,18 @@ def _train_baseline(config: DSTConfig, run, data) -> tuple[dict[str, float], dic
 
     Returns its evaluation, its mean gradient norms and its training time (s).
     """
-    from workbench.training.config import config_to_yaml
-    from workbench.training.model_card import card_fields, write_card
-    from workbench.training.rundir import RunDir
-
-    base_config = config.replace(aap=False, baseline=False)
-    base = RunDir(run.path / BASELINE_DIR, is_main=run.ctx.is_main)
-    if run.resume and base.is_finished:
-        from workbench.training import read_card
-
-        card = read_card(base.path)
+    card = run.finished_child(BASELINE_DIR.name)
+    if card is not None:
         return card["evaluation"], (card.get("gradient_norms") or {}), float(card.get("wall_time_s", 0.0))
-    base.ctx, base.method, base.config = run.ctx, run.method, base_config
-    base.resume = bool(run.resume and base.checkpoint_file.is_file())
-    if base.ctx.is_main:
-        base.path.mkdir(parents=True, exist_ok=True)
-        base.write_text("config.yaml", config_to_yaml(base_config))
-    network = build_dst_network(base_config, data.num_classes)
+    base = run.child(BASELINE_DIR.name, config.replace(aap=False, baseline=False), role="baseline")
+    network = build_dst_network(base.config, data.num_classes)
     callbacks = [GradientNormCallback()] if config.grad_norms else []
-    result = fit(base_config, base, network, data, callbacks=callbacks, step_fn=dual_step, eval_fn=dual_evaluate)
+    result = fit(base.config, base, network, data, callbacks=callbacks, step_fn=dual_step, eval_fn=dual_evaluate)
     norms = callbacks[0].means() if callbacks else {}
-    if base.ctx.is_main:
-        digest = base.write_weights(network.module.state_dict())
-        write_card(base.path, card_fields(run.method, network, data, base_config) | {
-            "role": "spike-only baseline: the same FSNN, initial weights and data order, trained on the "
-                    "spike head alone",
-            "baseline_of": str(Path(run.path).resolve()),
-            "weights_file": base.weights_file.name, "weights_sha256": digest,
-            "evaluation": result.evaluation, "wall_time_s": round(result.wall_time_s, 3),
-            "gradient_norms": norms})
+    base.finish(network, network.module.state_dict(), data, {
+        "description": "spike-only baseline: the same FSNN, initial weights and data order, trained on the "
+                       "spike head alone",
+        "evaluation": result.evaluation, "wall_time_s": round(result.wall_time_s, 3), "gradient_norms": norms})
     return result.evaluation, norms, result.wall_time_s
 
 
@@ -279,7 +263,7 @@ def train(config: DSTConfig, run) -> TrainOutcome:
         return TrainOutcome(network, network.module.state_dict(), data, evaluation, extra=extra,
                             wall_time_s=result.wall_time_s)
     run.write_snapshot(DSNN_DIR.name, network, network.module.state_dict(), data, {
-        "role": "DSNN: the DST-trained network with its AAP kept (AAP head)",
+        "description": "DSNN: the DST-trained network with its AAP kept (AAP head)",
         "evaluation": {"test_acc": evaluation.get("test_acc_dsnn"), "test_loss": evaluation.get("test_loss_dsnn"),
                        "test_acc_spike_head": evaluation.get("test_acc")}})
     extra["dst"] |= {"dsnn": str(DSNN_DIR), "dsnn_architecture": network.name}
@@ -297,7 +281,6 @@ def train(config: DSTConfig, run) -> TrainOutcome:
     return TrainOutcome(fsnn, fsnn.module.state_dict(), data, evaluation, extra=extra, wall_time_s=wall)
 
 
-@torch.no_grad()
 def evaluate(run_dir: str | os.PathLike, *, batch_size: int = 256) -> dict[str, float]:
     """Re-evaluate a finished DST run from its files.
 
@@ -306,21 +289,18 @@ def evaluate(run_dir: str | os.PathLike, *, batch_size: int = 256) -> dict[str, 
     dict
         ``test_loss``, ``test_acc`` of the FSNN (the run's weights); ``test_loss_dsnn``,
         ``test_acc_dsnn`` of the DSNN's AAP head (``snapshots/dsnn``) and ``test_acc_spike_only``,
-        ``test_loss_spike_only`` of the baseline (``baselines/spike_only``), when they exist.
+        ``test_loss_spike_only`` of the baseline (``snapshots/spike_only``), when they exist.
     """
-    from workbench.training.evaluation import load_run_data, load_run_network
-    from workbench.training.loop import evaluate_classifier, limited
+    from workbench.training.evaluation import evaluate_classifier_on, load_run_data, load_run_network
     from workbench.training.model_card import is_run_directory
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
     data, config = load_run_data(run_dir, card)
-    loader = DataLoader(limited(data.test, int(config.get("limit_test", 0))), batch_size=batch_size)
-    device = torch.device("cpu")
-    result = {f"test_{k}": v for k, v in evaluate_classifier(network, loader, device).items()}
+    result = evaluate_classifier_on(network, data, config, batch_size=batch_size)
     for folder, suffix in ((DSNN_DIR, "_dsnn"), (BASELINE_DIR, "_spike_only")):
         if is_run_directory(run_dir / folder):
             _, other = load_run_network(run_dir / folder)
-            values = evaluate_classifier(other, loader, device)  # a DSNN's default head is its AAP head
-            result |= {f"test_{k}{suffix}": v for k, v in values.items()}
+            values = evaluate_classifier_on(other, data, config, batch_size=batch_size)  # a DSNN: its AAP head
+            result |= {k + suffix: v for k, v in values.items()}
     return result

@@ -222,16 +222,12 @@ def evaluate(run_dir: str | os.PathLike, *, batch_size: int = 256) -> dict[str, 
         ``sparsity_pruned`` (the layers the run pruned) and ``sparsity_layers``
         (layer -> fraction of zero weights).
     """
-    from torch.utils.data import DataLoader
-
-    from workbench.training.evaluation import load_run_data, load_run_network
-    from workbench.training.loop import evaluate_classifier, limited
+    from workbench.training.evaluation import evaluate_classifier_on, load_run_data, load_run_network
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
     data, config = load_run_data(run_dir, card)
-    loader = DataLoader(limited(data.test, int(config.get("limit_test", 0))), batch_size=batch_size)
-    result = {f"test_{k}": v for k, v in evaluate_classifier(network, loader, torch.device("cpu")).items()}
+    result = evaluate_classifier_on(network, data, config, batch_size=batch_size)
     pruned = set((card.get("pruning") or {}).get("pruned_layers") or [])
     report = pruning.sparsity_report(network.module)
     if pruned:  # mark the layers the run pruned (a plain network cannot tell a dense layer apart)

@@ -469,23 +469,37 @@ def _digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def load_scenes(*, augment: bool = True, seed: int = 0, source_images: int = 240, target_images: int = 200,
+                test_images: int = 100, size: int = 48) -> DomainData:
+    """The generated scene domains (registered as ``mada_scenes``; see the module docstring).
+
+    ``augment`` flips the source training images; the counts are images per split, ``size``
+    their side in pixels. The fingerprint hashes every generated array.
+    """
+    src_x, src_y, _ = generate_scenes(seed, "source_train", source_images, size)
+    tgt_x, tgt_y, cond = generate_scenes(seed, "target_train", target_images, size)
+    test_x, test_y, _ = generate_scenes(seed, "target_test", test_images, size)
+    mean = std = (0.5, 0.5, 0.5)
+    arrays = (src_x, src_y, tgt_x, tgt_y, test_x, test_y)
+    fingerprint = hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
+    return DomainData(
+        "mada_scenes", ArraySegmentation(src_x, src_y, mean, std, flip=augment),
+        ArraySegmentation(test_x, test_y, mean, std), ArraySegmentation(tgt_x, tgt_y, mean, std),
+        ArraySegmentation(src_x, src_y, mean, std), len(SCENE_CLASSES), SCENE_CLASSES,
+        Preprocessing(input_size=size, mean=mean, std=std), fingerprint,
+        f"generated scenes (seed {seed}, {size} px): {len(src_y)} source, {len(tgt_y)} target "
+        f"training, {len(test_y)} target test images; target conditions "
+        + ", ".join(f"{s.name} {p:.0%}" for s, p in TARGET_CONDITIONS), cond)
+
+
 def load_domains(config) -> DomainData:
     """The run's domains from its config (``dataset``: scenes, gta5_cityscapes or synthia_cityscapes)."""
     if config.dataset == "scenes":
-        size = int(config.image_size[0])
-        src_x, src_y, _ = generate_scenes(config.scene_seed, "source_train", config.source_images, size)
-        tgt_x, tgt_y, cond = generate_scenes(config.scene_seed, "target_train", config.target_images, size)
-        test_x, test_y, _ = generate_scenes(config.scene_seed, "target_test", config.test_images, size)
-        mean = std = (0.5, 0.5, 0.5)
-        fingerprint = hashlib.sha256(b"".join(a.tobytes() for a in (src_x, src_y, tgt_x, tgt_y, test_x, test_y))).hexdigest()
-        return DomainData(
-            "mada_scenes", ArraySegmentation(src_x, src_y, mean, std, flip=config.augment),
-            ArraySegmentation(test_x, test_y, mean, std), ArraySegmentation(tgt_x, tgt_y, mean, std),
-            ArraySegmentation(src_x, src_y, mean, std), len(SCENE_CLASSES), SCENE_CLASSES,
-            Preprocessing(input_size=size, mean=mean, std=std), fingerprint,
-            f"generated scenes (seed {config.scene_seed}, {size} px): {len(src_y)} source, {len(tgt_y)} target "
-            f"training, {len(test_y)} target test images; target conditions "
-            + ", ".join(f"{s.name} {p:.0%}" for s, p in TARGET_CONDITIONS), cond)
+        from workbench.data.training import load_training_data
+
+        return load_training_data("mada_scenes", augment=config.augment, seed=config.scene_seed,
+                                  source_images=config.source_images, target_images=config.target_images,
+                                  test_images=config.test_images, size=int(config.image_size[0]))
     source_kind = {"gta5_cityscapes": "gta5", "synthia_cityscapes": "synthia"}.get(config.dataset)
     if source_kind is None:
         raise ValidationError(f"config field 'dataset' is {config.dataset!r}; expected 'scenes', "

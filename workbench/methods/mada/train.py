@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from workbench.errors import DataError, ValidationError
+from workbench.errors import ValidationError
 from workbench.methods.mada.anchors import (
     AnchorBank,
     anchor_loss,
@@ -62,7 +62,8 @@ from workbench.models.segmentation import Segmenter
 from workbench.storage import atomic_path
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
 from workbench.training.distributed import gather_in_rank_order
-from workbench.training.phases import phase_wall_time, run_phase
+from workbench.training.evaluation import load_run_config
+from workbench.training.phases import adopt_phase_metrics, phase_wall_time, run_phase
 
 logger = logging.getLogger(__name__)
 
@@ -497,10 +498,10 @@ def train(config: MADAConfig, run) -> TrainOutcome:
     for name, net in networks.items():
         if name != config.selection:
             run.write_snapshot(name, net, net.module.state_dict(), domains, {
-                "mada_role": "baseline", "evaluation": values[name], "phases": phases.get(name, {})})
+                "evaluation": values[name], "phases": phases.get(name, {})}, role="baseline")
     main = networks[config.selection]
-    run.rows = _merge_rows(run, "source")
-    run.log(_last_step(run), config.epochs, "test", {f"{k}_miou": v["test_miou"] for k, v in values.items()})
+    run.log(adopt_phase_metrics(run, "source"), config.epochs, "test",
+            {f"{k}_miou": v["test_miou"] for k, v in values.items()})
     run.flush_metrics()
     extra = {"mada": {
         "selection": config.selection, "budget": config.budget,
@@ -512,36 +513,12 @@ def train(config: MADAConfig, run) -> TrainOutcome:
                         wall_time_s=wall)
 
 
-def _merge_rows(run, phase: str) -> list[tuple]:
-    path = Path(run.path) / "phases" / phase / "metrics.csv"
-    if not path.is_file():
-        return []
-    frame = pd.read_csv(path)
-    return [(int(a), int(b), str(c), str(d), float(e)) for a, b, c, d, e in frame.itertuples(index=False)]
-
-
-def _last_step(run) -> int:
-    return max((r[0] for r in run.rows), default=0)
-
-
-def load_run_config(run_dir: str | os.PathLike, card: dict) -> MADAConfig:
-    """The :class:`MADAConfig` of a run (or of the run a snapshot belongs to)."""
-    from workbench.training.config import build_config
-    from workbench.training.evaluation import run_config
-
-    return build_config(MADAConfig, run_config(run_dir, card), where=str(run_dir))
-
-
 def evaluate(run_dir: str | os.PathLike) -> dict[str, float]:
     """Target-test mIoU and pixel accuracy of a finished run (or snapshot), from its files."""
-    from workbench.training.evaluation import load_run_network
+    from workbench.training.evaluation import check_data_fingerprint, load_run_network
 
     card, network = load_run_network(run_dir)
-    config = load_run_config(run_dir, card)
-    domains = load_domains(config)
-    if domains.fingerprint != card["data"]["fingerprint"]:
-        raise DataError(f"the domains rebuilt from {Path(run_dir)}'s config (fingerprint "
-                        f"{domains.fingerprint[:12]}...) differ from those its card records "
-                        f"({card['data']['fingerprint'][:12]}...)")
+    domains = load_domains(load_run_config(run_dir, card))
+    check_data_fingerprint(domains, card, run_dir)
     confusion = confusion_of(network.module, domains.test, domains.num_classes)
     return {"test_miou": mean_iou(confusion), "test_pixel_acc": pixel_accuracy(confusion)}

@@ -27,19 +27,15 @@ chance level (:func:`workbench.methods.part.analysis.hit_rate`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from workbench.errors import DataError, ValidationError
-from workbench.training import TrainConfig, TrainOutcome, build_network, fit
-from workbench.training.config import config_to_yaml
-from workbench.training.rundir import RunDir
+from workbench.errors import ValidationError
+from workbench.training import RunDir, TrainConfig, TrainOutcome, build_network, fit
 
 logger = logging.getLogger(__name__)
 
@@ -198,46 +194,29 @@ def train(config: PARTConfig, run) -> TrainOutcome:
 
 def _train_baseline(config: PARTConfig, run, data, plain_data) -> dict:
     """Train the baseline into ``RUN/snapshots/baseline/`` (or read it back when finished)."""
-    folder = Path(run.path) / "snapshots" / "baseline"
-    card_file = folder / "model_card.json"
-    if card_file.is_file():
-        card = json.loads(card_file.read_text())
+    card = run.finished_child("baseline")
+    if card is not None:
         return {"evaluation": card["evaluation"], "wall_time_s": card.get("wall_time_s", 0.0),
                 "hit_rate": card.get("part", {}).get("hit_rate", {})}
-    sub = RunDir(folder, is_main=run.ctx.is_main)
-    sub.ctx, sub.method = run.ctx, run.method
-    sub.config = config.replace(variant="baseline", baseline=False)
-    sub.resume = bool(run.resume and sub.checkpoint_file.is_file())
-    folder.mkdir(parents=True, exist_ok=True)
-    sub.write_text("config.yaml", config_to_yaml(sub.config))
+    sub = run.child("baseline", config.replace(variant="baseline", baseline=False), role="baseline")
     network, result = train_variant(sub.config, "baseline", sub, data)
     stats = _part_stats(config, network, plain_data)
-    run.write_snapshot("baseline", network, network.module.state_dict(), data, {
+    sub.finish(network, network.module.state_dict(), data, {
         "variant": "baseline", "evaluation": result.evaluation, "wall_time_s": round(result.wall_time_s, 3),
         "part": {"variant": "baseline", "inference": "global branch only", "hit_rate": stats,
                  "tau_test": config.tau_test, "parts": config.parts}})
     return {"evaluation": result.evaluation, "wall_time_s": result.wall_time_s, "hit_rate": stats}
 
 
-def run_part_config(run_dir: str | os.PathLike, card: dict) -> PARTConfig:
-    """The :class:`PARTConfig` of a finished run (or of the run a snapshot belongs to)."""
-    from workbench.training.evaluation import run_config
-
-    values = run_config(run_dir, card)
-    return PARTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
 def load_run(run_dir: str | os.PathLike):
     """``(card, network (eval), data without augmentation, config)`` of a finished run or snapshot."""
     from workbench.methods.part.data import load_data
-    from workbench.training.evaluation import load_run_network
+    from workbench.training.evaluation import check_data_fingerprint, load_run_config, load_run_network
 
     card, network = load_run_network(run_dir)
-    config = run_part_config(run_dir, card)
+    config = load_run_config(run_dir, card)
     data = load_data(config, augment=False)
-    if data.fingerprint != card["data"]["fingerprint"]:
-        raise DataError(f"the {data.name!r} data found now differ from those {Path(run_dir) / 'model_card.json'} "
-                        "was trained on (fingerprints differ); its evaluation would not be comparable")
+    check_data_fingerprint(data, card, run_dir)
     return card, network, data, config
 
 
@@ -251,12 +230,9 @@ def evaluate(run_dir: str | os.PathLike, *, batch_size: int = 256) -> dict[str, 
         ``test_loss``, ``test_acc`` (top-1, fraction) of the saved global-only network, and on
         ``fg_motifs`` ``hit_rate``, ``chance``, ``mean_box_area`` (:func:`.analysis.hit_rate`).
     """
-    from torch.utils.data import DataLoader
-
-    from workbench.training.loop import evaluate_classifier, limited
+    from workbench.training.evaluation import evaluate_classifier_on
 
     card, network, data, config = load_run(run_dir)
-    loader = DataLoader(limited(data.test, config.limit_test), batch_size=batch_size)
-    result = {f"test_{k}": v for k, v in evaluate_classifier(network, loader, torch.device("cpu")).items()}
+    result = evaluate_classifier_on(network, data, config, batch_size=batch_size)
     result.update(_part_stats(config, network, data))
     return result

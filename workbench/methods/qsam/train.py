@@ -55,7 +55,7 @@ from workbench.methods.qsam.jpeg import decode, qac, quality_tables
 from workbench.storage import atomic_path
 from workbench.training import TrainConfig, TrainOutcome, build_network
 from workbench.training.loop import limited
-from workbench.training.phases import phase_wall_time, run_phase
+from workbench.training.phases import adopt_phase_metrics, phase_wall_time, run_phase
 
 logger = logging.getLogger(__name__)
 
@@ -354,9 +354,9 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
     for name, net in networks.items():
         if name != "qsam":
             run.write_snapshot(name, net, net.module.state_dict(), data, {
-                "qsam_role": "baseline", "evaluation": summaries[name], "phases": phases[name]})
+                "evaluation": summaries[name], "phases": phases[name]}, role="baseline")
     qsam_eval = summaries["qsam"]
-    step = _merge_stage1_metrics(run)
+    step = adopt_phase_metrics(run, "qsam_stage1")
     run.log(step, config.epochs, "test", {"qf_" + k[5:]: v for k, v in qsam_eval.items()})
     run.flush_metrics()
     network = networks["qsam"]
@@ -373,16 +373,6 @@ def _phase_names(config: QSAMConfig) -> list[str]:
     if config.baselines:
         names += ["noqac_stage1", "noqac_stage2", "single_bn", "uncompressed"]
     return names
-
-
-def _merge_stage1_metrics(run) -> int:
-    """Stage 1's rows become the run's own ``metrics.csv`` rows; returns stage 1's last step."""
-    path = Path(run.path) / "phases" / "qsam_stage1" / "metrics.csv"
-    if not path.is_file():
-        return 0
-    frame = pd.read_csv(path)
-    run.rows = [(int(a), int(b), str(c), str(d), float(e)) for a, b, c, d, e in frame.itertuples(index=False)]
-    return int(frame.step.max()) if len(frame) else 0
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -474,8 +464,8 @@ def evaluate(run_dir: str | os.PathLike) -> dict[str, Any]:
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
     data, config = load_run_data(run_dir, card)
-    qualities = tuple(config.get("eval_qualities", EVAL_QUALITIES))
-    test = limited(data.test, int(config.get("limit_test", 0)))
+    qualities = tuple(config.eval_qualities)
+    test = limited(data.test, config.limit_test)
     frame = accuracy_by_quality({"model": network.module}, test, qualities,
                                 data.preprocessing.mean, data.preprocessing.std)
     return _summary(frame, "model")

@@ -3,7 +3,7 @@
 For embeddings of test images of base and novel classes, the model RDM is the correlation
 distance :func:`workbench.metrics.rsa.rdm` and the category model is 0 for two images of the
 same class, 1 otherwise. The RSA value of a set of image pairs is Spearman's rho (average ranks,
-:func:`workbench.metrics.rsa.average_ranks`) between the two over those pairs:
+:func:`workbench.metrics.rsa.spearman`) between the two over those pairs:
 
 - ``base_base``: pairs of two base images (same or different base class);
 - ``novel_novel``: pairs of two novel images;
@@ -19,15 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.errors import ValidationError
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from workbench.metrics.rsa import average_ranks
-
-    ra, rb = average_ranks(a), average_ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt(np.dot(ra, ra) * np.dot(rb, rb))
-    return float(np.dot(ra, rb) / denom) if denom > 0 else float("nan")
 
 
 def separation_rsa(embeddings, labels, num_base: int) -> dict[str, float]:
@@ -46,7 +37,7 @@ def separation_rsa(embeddings, labels, num_base: int) -> dict[str, float]:
         ``base_base``, ``novel_novel``, ``base_novel``: Spearman's rho (NaN when a pair set has
         a constant category model, e.g. a single class).
     """
-    from workbench.metrics.rsa import rdm
+    from workbench.metrics.rsa import rdm, spearman
 
     x = np.asarray(embeddings, dtype=np.float64)
     y = np.asarray(labels)
@@ -60,7 +51,7 @@ def separation_rsa(embeddings, labels, num_base: int) -> dict[str, float]:
     sets = {"base_base": base[:, None] & base[None, :],
             "novel_novel": ~base[:, None] & ~base[None, :],
             "base_novel": (base[:, None] != base[None, :]) | same}
-    return {name: _spearman(model[upper & mask], category[upper & mask]) for name, mask in sets.items()}
+    return {name: spearman(model[upper & mask], category[upper & mask]) for name, mask in sets.items()}
 
 
 def embed_test_images(run_dir, *, batch_size: int = 256):

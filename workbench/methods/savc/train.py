@@ -44,14 +44,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.errors import DataError, ValidationError
+from workbench.errors import ValidationError
 from workbench.methods.savc import fscil
 from workbench.methods.savc.contrastive import MomentumQueue, random_resized_crops, sup_contrastive_loss
 from workbench.models.savc import FANTASIES, aggregate_logits, apply_fantasy, virtual_labels
-from workbench.training import Callback, TrainConfig, TrainOutcome, build_network, fit
-from workbench.training.config import config_to_yaml
+from workbench.training import Callback, RunDir, TrainConfig, TrainOutcome, build_network, fit
 from workbench.training.distributed import gather_in_rank_order
-from workbench.training.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -205,11 +203,7 @@ def make_step(config: SAVCConfig, variant: str, num_base: int, queue: MomentumQu
 
 
 def load_data(config: SAVCConfig, *, augment: bool):
-    """The dataset of ``config`` (``cub200`` and ``mini_imagenet`` from :mod:`.datasets`)."""
-    from workbench.methods.savc import datasets
-
-    if config.dataset in datasets.LOADERS:
-        return datasets.LOADERS[config.dataset](config.data_root, augment=augment)
+    """The registered dataset of ``config`` (``cub200`` and ``mini_imagenet`` at their default 224 / 84 px views)."""
     from workbench.data.training import load_training_data
 
     return load_training_data(config.dataset, root=config.data_root, augment=augment)
@@ -295,40 +289,28 @@ def train(config: SAVCConfig, run) -> TrainOutcome:
 
 def _train_baseline(config: SAVCConfig, variant: str, run, data, plain, split) -> dict:
     """Train ``variant`` into ``RUN/snapshots/<variant>/`` (or read it back when finished)."""
-    import json
-
-    folder = Path(run.path) / "snapshots" / variant
-    card_file = folder / "model_card.json"
-    if card_file.is_file():
-        card = json.loads(card_file.read_text())
+    card = run.finished_child(variant)
+    if card is not None:
         return {"sessions": card["fscil"]["sessions"], "wall_time_s": card.get("wall_time_s", 0.0)}
-    sub = RunDir(folder, is_main=run.ctx.is_main)
-    sub.ctx, sub.method = run.ctx, run.method
-    sub.config = config.replace(variant=variant, baselines=False)
-    sub.resume = bool(run.resume and sub.checkpoint_file.is_file())
-    folder.mkdir(parents=True, exist_ok=True)
-    sub.write_text("config.yaml", config_to_yaml(sub.config))  # the variant's own settings
+    sub = run.child(variant, config.replace(variant=variant, baselines=False), role="baseline")
     network, result, sessions = train_variant(sub.config, variant, sub, data, plain, split)
-    run.write_snapshot(variant, network, network.module.state_dict(), data, {
+    sub.finish(network, network.module.state_dict(), data, {
         "variant": variant, "evaluation": _summary(sessions, result), "wall_time_s": round(result.wall_time_s, 3),
         "fscil": {"variant": variant, "fantasy": variant_fantasy(config, variant), "split": split.describe(),
                   "sessions": sessions}})
     return {"sessions": sessions, "wall_time_s": result.wall_time_s}
 
 
-def run_savc_config(run_dir: Path, card: dict) -> "SAVCConfig":
+def run_savc_config(run_dir: Path, card: dict) -> SAVCConfig:
     """The :class:`SAVCConfig` of a finished run, or of the run a baseline snapshot belongs to."""
-    from workbench.training.evaluation import run_config
+    from workbench.training.evaluation import load_run_config
 
-    values = run_config(run_dir, card)
-    return SAVCConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return load_run_config(run_dir, card)
 
 
 def _split_for_run(run_dir: Path, card: dict, data) -> fscil.FSCILSplit:
-    from workbench.training.evaluation import run_config
-
     root = Path(card.get("snapshot_of", run_dir))
-    folder = run_config(run_dir, card).get("split_dir") or root / "split"
+    folder = run_savc_config(run_dir, card).split_dir or root / "split"
     return fscil.read_split(folder, np.asarray(data.train.targets), getattr(data.train, "paths", None))
 
 
@@ -342,14 +324,12 @@ def evaluate(run_dir: str | os.PathLike) -> dict[str, Any]:
         ``test_acc`` (all classes), ``test_acc_base``, ``test_acc_novel`` (top-1, fractions),
         with the prototypes stored in the weights and the split in ``split/`` (or ``split_dir``).
     """
-    from workbench.training.evaluation import load_run_network
+    from workbench.training.evaluation import check_data_fingerprint, load_run_network
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
     data = load_data(run_savc_config(run_dir, card), augment=False)
-    if data.fingerprint != card["data"]["fingerprint"]:
-        raise DataError(f"the {data.name!r} data found now differ from those {run_dir / 'model_card.json'} "
-                        "was trained on (fingerprints differ)")
+    check_data_fingerprint(data, card, run_dir)
     split = _split_for_run(run_dir, card, data)
     row = fscil.session_accuracy(network.module, data.test, split, split.num_sessions)
     return {"test_acc": row["acc_all"], "test_acc_base": row["acc_base"], "test_acc_novel": row["acc_novel"]}

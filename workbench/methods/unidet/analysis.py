@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from workbench.errors import ValidationError
+from workbench.metrics.rsa import spearman
 
 
 def variant_dirs(run_dir: str | os.PathLike) -> dict[str, Path]:
@@ -73,8 +73,7 @@ def tree_rsa(run_dir: str | os.PathLike, *, max_images: int | None = None) -> di
     tree = space.tree_distance()[np.ix_(idx, idx)]
     rdm = 1.0 - np.corrcoef(feats)
     iu = np.triu_indices(len(names), 1)
-    rho = spearmanr(rdm[iu], tree[iu]).statistic
-    return {"rsa": float(rho), "rdm": rdm, "tree": tree, "leaves": names}
+    return {"rsa": spearman(rdm[iu], tree[iu]), "rdm": rdm, "tree": tree, "leaves": names}
 
 
 def example_detections(run_dir: str | os.PathLike, count: int = 6, *, threshold: float = 0.3):

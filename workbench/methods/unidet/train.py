@@ -34,7 +34,6 @@ global batch (``training.loop.EpochBatches``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -319,23 +318,16 @@ def _train_variant(config: UniDetConfig, run: RunDir, data: DetectionData, space
 def _train_snapshot(config: UniDetConfig, run, data: DetectionData, name: str, space: LabelSpace,
                     single: str | None) -> dict:
     """A baseline in ``RUN/snapshots/<name>/`` (its own metrics and checkpoint), or its card's results when finished."""
-    folder = run.path / "snapshots" / name
-    card_file = folder / "model_card.json"
-    if card_file.is_file():
-        card = json.loads(card_file.read_text())
+    card = run.finished_child(name)
+    if card is not None:
         logger.info("baseline %s was finished before; kept", name)
         return {"evaluation": card["evaluation"], "wall_time_s": card.get("wall_time_s", 0.0)}
-    sub = RunDir(folder, is_main=run.ctx.is_main)
-    sub.ctx, sub.method, sub.config = run.ctx, run.method, config
-    sub.resume = bool(run.resume and sub.checkpoint_file.is_file())
-    if run.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
+    sub = run.child(name, role="baseline")
     network, detector, evaluation, wall = _train_variant(config, sub, data, space, single=single)
-    if run.is_main:
-        _save_detector(detector, folder, {"variant": name, "dataset": single})
-    run.write_snapshot(name, network, network.module.state_dict(), data,
-                       {"variant": name, "evaluation": evaluation, "wall_time_s": round(wall, 3),
-                        "only_dataset": single})
+    if sub.is_main:
+        _save_detector(detector, sub.path, {"variant": name, "dataset": single})
+    sub.finish(network, network.module.state_dict(), data,
+               {"variant": name, "evaluation": evaluation, "wall_time_s": round(wall, 3), "only_dataset": single})
     logger.info("baseline %s: %s", name, evaluation)
     return {"evaluation": evaluation, "wall_time_s": round(wall, 3)}
 
@@ -367,22 +359,15 @@ def train(config: UniDetConfig, run) -> TrainOutcome:
 
 
 # --- reloading ----------------------------------------------------------------------------
-def _config_of(run_dir: Path) -> UniDetConfig:
-    from workbench.training.config import build_config
-    from workbench.training.evaluation import run_config
-    from workbench.training.model_card import read_card
-
-    card = read_card(run_dir, verify_weights=False)
-    return build_config(UniDetConfig, run_config(run_dir, card), where=str(run_dir / "config.yaml"))
-
-
 def load_run(run_dir: str | os.PathLike):
     """``(config, data, detector, variant, dataset)`` of a finished run or snapshot; detector in eval mode."""
+    from workbench.training.evaluation import load_run_config
+
     run_dir = Path(run_dir)
     path = run_dir / DETECTOR_FILE
     if not path.is_file():
         raise DataError(f"{path} does not exist: {run_dir} is not a finished unidet run or snapshot")
-    config = _config_of(run_dir)
+    config = load_run_config(run_dir)
     data = load_data(config)
     saved = torch.load(path, map_location="cpu", weights_only=True)
     single = saved.get("dataset")
