@@ -45,6 +45,14 @@ def test_values_parse_to_the_annotated_types():
     assert Toy.parse_overrides(["root=/data", "steps=", "names=none"]) == {"root": "/data", "steps": (), "names": []}
 
 
+def test_a_dict_with_nested_values_is_read_as_yaml_flow_syntax():
+    """A dict field's nested lists and dicts (``--set arch_kwargs={widths: [8, 8], norm: group}``)."""
+    parsed = TrainConfig.parse_overrides(["arch_kwargs={widths: [8, 8, 8], feature_dim: 8, norm: group}"])
+    assert parsed == {"arch_kwargs": {"feature_dim": 8, "norm": "group", "widths": [8, 8, 8]}}
+    with pytest.raises(ValidationError, match="arch_kwargs"):
+        TrainConfig.parse_overrides(["arch_kwargs={widths: [8, 8}"])
+
+
 @pytest.mark.parametrize("pair, message", [
     ("count=2.5", "--toy 'count=2.5': count expects an integer, found '2.5'"),
     ("flag=maybe", "--toy 'flag=maybe': flag expects true or false (also yes/no, on/off, 1/0), found 'maybe'"),

@@ -287,6 +287,18 @@ def _convert(hint, value, label: str):
     return value if isinstance(value, origin) else _INVALID
 
 
+def _yaml_container(text: str, kind: type):
+    """``text`` read as YAML when it is a bracketed ``kind`` (dict or list), else None."""
+    stripped = text.strip()
+    if not stripped.startswith("{" if kind is dict else "["):
+        return None
+    try:
+        loaded = yaml.safe_load(stripped)
+    except yaml.YAMLError:
+        return None
+    return loaded if isinstance(loaded, kind) else None
+
+
 def _parse(hint, text: str):
     """A value of type ``hint`` read from its command-line ``text`` (checked by :func:`_coerce` after)."""
     lowered = text.lower()
@@ -313,8 +325,14 @@ def _parse(hint, text: str):
         items = (item for item in text.strip("[]").split(",") if item.strip())
         return [_parse(_item_type(hint), _unquote(item)) for item in items]
     if origin is dict:
+        inner = text.strip().strip("{}")
+        if any(bracket in inner for bracket in "[]{}"):  # nested values: YAML flow syntax
+            nested = _yaml_container("{" + inner + "}", dict)
+            if nested is None:
+                raise ValueError(text)
+            return nested
         out = {}
-        for item in (part for part in text.strip().strip("{}").split(",") if part.strip()):
+        for item in (part for part in inner.split(",") if part.strip()):
             key, sep, value = item.rpartition(":")
             if not sep or not key.strip():
                 raise ValueError(text)

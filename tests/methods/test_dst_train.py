@@ -29,7 +29,7 @@ def test_config_refuses_what_dst_cannot_train():
         DSTConfig(arch="small_sew_resnet")
     with pytest.raises(ValidationError, match="set the config field 'connect'"):
         DSTConfig(arch_kwargs={"connect": "OR"})
-    with pytest.raises(ValidationError, match="'connect' is 'ADD'"):
+    with pytest.raises(ValidationError, match=r"DSTConfig.connect='ADD' is not valid; expected one of \[.AND., .IAND."):
         DSTConfig(connect="ADD")
     with pytest.raises(ValidationError, match="aap_weight"):
         DSTConfig(aap_weight=-1.0)

@@ -15,9 +15,9 @@ from workbench.training import build_network
 
 
 def test_config_validation_names_the_field():
-    with pytest.raises(ValidationError, match="'variant' is 'moco'"):
+    with pytest.raises(ValidationError, match=r"SAVCConfig.variant='moco' is not valid; expected one of \['ce', 'savc', 'scl'\]"):
         SAVCConfig(variant="moco")
-    with pytest.raises(ValidationError, match="'fantasy' is 'flip'"):
+    with pytest.raises(ValidationError, match=r"SAVCConfig.fantasy='flip' is not valid; expected one of \['none', 'rot0_90'"):
         SAVCConfig(fantasy="flip")
     with pytest.raises(ValidationError, match="'small_scale_min' and 'small_scale_max' are 0.8 and 0.5"):
         SAVCConfig(small_scale_min=0.8, small_scale_max=0.5)

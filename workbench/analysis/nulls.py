@@ -61,9 +61,9 @@ _QUADRATIC = ("rsa", "cka")
 def _rdm_ranks(xd, rdm_values: np.ndarray | None = None) -> np.ndarray:
     """RSA against a published RDM: centred ranks of an RDM's upper triangle, as compare_rdms ranks them."""
     from workbench.metrics import rdm
-    from workbench.metrics.rsa import _ranks, upper_triangle
+    from workbench.metrics.rsa import centred_ranks, upper_triangle
 
-    return _ranks(upper_triangle(rdm(xd) if rdm_values is None else rdm_values), "rdm")
+    return centred_ranks(upper_triangle(rdm(xd) if rdm_values is None else rdm_values), "rdm")
 
 
 def _layer_side(xd, metric: str, kind: str):

@@ -128,7 +128,8 @@ def _order_and_average_shared_keys(values, order, shared_key, ranks) -> None:
     ranks[members] = np.repeat(where[first] + (counts + 1) / 2.0, counts)
 
 
-def _ranks(values: np.ndarray, name: str) -> np.ndarray:
+def centred_ranks(values: np.ndarray, name: str) -> np.ndarray:
+    """Average ranks of ``values`` (1-D) minus their mean; a ValidationError naming ``name`` if all are equal."""
     ranks = average_ranks(values)
     ranks -= ranks.mean()
     if not np.any(ranks):
@@ -190,13 +191,13 @@ def spearman_upper(rdm_a: np.ndarray, rdm_b: np.ndarray, names=("rdm_a", "rdm_b"
     threads.
     """
     ra, rb = _in_two_threads(
-        lambda: _ranks(upper_triangle(rdm_a), names[0]), lambda: _ranks(upper_triangle(rdm_b), names[1])
+        lambda: centred_ranks(upper_triangle(rdm_a), names[0]), lambda: centred_ranks(upper_triangle(rdm_b), names[1])
     )
     return _pearson_of_centred(ra, rb)
 
 
 def _compute_rdm_ranks(side: DerivedStats) -> np.ndarray:
-    return _ranks(side.upper_row_correlations(), f"rdm({side.name})")
+    return centred_ranks(side.upper_row_correlations(), f"rdm({side.name})")
 
 
 def centred_rdm_ranks(side: DerivedStats) -> np.ndarray:

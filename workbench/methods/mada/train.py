@@ -59,7 +59,6 @@ from workbench.methods.mada.anchors import (
 from workbench.methods.mada.data import load_domains
 from workbench.methods.mada.metrics import IGNORE, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from workbench.models.segmentation import Segmenter
-from workbench.storage import atomic_path
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
 from workbench.training.distributed import gather_in_rank_order
 from workbench.training.evaluation import load_run_config
@@ -464,11 +463,6 @@ def miou_table(networks: dict[str, Any], dataset, num_classes: int, classes) -> 
             pd.DataFrame(summary, columns=["model", "miou", "pixel_acc"]))
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
 def train(config: MADAConfig, run) -> TrainOutcome:
     domains = load_domains(config)
     network = _build(config, domains.num_classes)
@@ -489,10 +483,8 @@ def train(config: MADAConfig, run) -> TrainOutcome:
         networks["self_training"], phases["self_training"] = adapt(run, config, domains, warm_state, "self_training",
                                                                    np.zeros(0, np.int64), active=False)
     per_class, summary = miou_table(networks, domains.test, domains.num_classes, domains.classes)
-    if run.ctx.is_main:
-        _write_csv(per_class, Path(run.path) / MIOU_FILE)
-        _write_csv(summary, Path(run.path) / SUMMARY_FILE)
-        _write_csv(selection, Path(run.path) / SELECTION_FILE)
+    for name, table in ((MIOU_FILE, per_class), (SUMMARY_FILE, summary), (SELECTION_FILE, selection)):
+        run.write_text(name, table.to_csv(index=False))
     values = {row.model: {"test_miou": float(row.miou), "test_pixel_acc": float(row.pixel_acc)}
               for row in summary.itertuples()}
     for name, net in networks.items():

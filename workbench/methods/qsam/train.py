@@ -52,7 +52,6 @@ import torch.nn.functional as F
 from workbench.errors import ValidationError
 from workbench.methods.qsam.data import JpegVersions, SelectVersions, encoded_files, from_pixels
 from workbench.methods.qsam.jpeg import decode, qac, quality_tables
-from workbench.storage import atomic_path
 from workbench.training import TrainConfig, TrainOutcome, build_network
 from workbench.training.loop import limited
 from workbench.training.phases import adopt_phase_metrics, phase_wall_time, run_phase
@@ -347,9 +346,8 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
     accuracy = accuracy_by_quality({k: n.module for k, n in networks.items()}, test, config.eval_qualities, mean, std)
     weights = mixing_weights_table({k: n.module for k, n in networks.items() if n.module.branches > 1},
                                    config.eval_qualities, base, held)
-    if run.ctx.is_main:
-        _write_csv(accuracy, Path(run.path) / ACCURACY_FILE)
-        _write_csv(weights, Path(run.path) / WEIGHTS_FILE)
+    run.write_text(ACCURACY_FILE, accuracy.to_csv(index=False))
+    run.write_text(WEIGHTS_FILE, weights.to_csv(index=False))
     summaries = {name: _summary(accuracy, name) for name in networks}
     for name, net in networks.items():
         if name != "qsam":
@@ -373,11 +371,6 @@ def _phase_names(config: QSAMConfig) -> list[str]:
     if config.baselines:
         names += ["noqac_stage1", "noqac_stage2", "single_bn", "uncompressed"]
     return names
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
 
 
 def _summary(accuracy: pd.DataFrame, name: str) -> dict[str, float]:
