@@ -2,7 +2,7 @@
 
 For each seed, one ``workbench train dst --preset tiny --seed S`` run, which trains the DSNN by
 DST (loss CE(spike head) + CE(AAP head)) and, from the same initial weights with the same data
-order and augmentation, the same FSNN on its spike head alone (``baselines/spike_only``).
+order and augmentation, the same FSNN on its spike head alone (``snapshots/spike_only``).
 Claims checked (issue 11):
 
 1. accuracy: the DST-trained spike head (the FSNN, AAP removed) is at least as accurate as

@@ -12,7 +12,7 @@ from workbench.analysis import Protocol, chance_corrected, load_scores, sweep
 from workbench.analysis.cells import Target, prepare, score_region
 from workbench.analysis.nulls import null_for_layer
 from workbench.errors import ValidationError
-from workbench.metrics import GramStats, null_summary, rdm, rsa, stimulus_permutations
+from workbench.metrics import GramStats, null_summary, rsa, stimulus_permutations
 from workbench.models import Architecture, Preprocessing, create
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")

@@ -9,7 +9,7 @@ import xarray as xr
 from torch import nn
 from analysis_factory import registered_models, toy_dataset
 
-from workbench.activations import extract
+from workbench.activations import extract, extract_stats
 from workbench.analysis import Protocol, load_scores, model_scores
 from workbench.analysis import sweep
 from workbench.analysis.sweeps import dataset_identity
@@ -249,3 +249,44 @@ def test_a_subset_of_layers_keeps_their_depth_in_the_whole_model(tiny_models, da
     np.testing.assert_allclose(part["relative_depth"].sel(model="test_tiny_cnn").values, [0.25, 0.75])
     np.testing.assert_allclose(part["score"].sel(model="test_tiny_cnn").values,
                                full["score"].sel(model="test_tiny_cnn", layer=[1, 3]).values, rtol=1e-6)
+
+
+def test_undeclared_layer_specs_are_scored_after_the_declared_ones_with_nan_depth(tiny_models, dataset):
+    from workbench.analysis import best_layer, score_layer
+    from workbench.models import create
+
+    # "6:input" (the classifier's input) and "5" (the Flatten) are modules the model does not declare
+    layers = ["6:input", "4", "5"]
+    scores = sweep(["test_tiny_cnn"], [dataset], ["cka", "rsa"], protocol=PROTOCOL, activation_cache=False,
+                   progress=False, layers=layers)
+    names = list(scores["layer_name"].sel(model="test_tiny_cnn").values)
+    assert names == ["4", "6:input", "5"]  # declared first (model's order), then the others as given
+    np.testing.assert_allclose(scores["relative_depth"].sel(model="test_tiny_cnn").values, [0.75, np.nan, np.nan])
+    model = create("test_tiny_cnn", seed=0)
+    stats = extract_stats(model, dataset.stimuli, ["6:input", "5"], cache=False)
+    for position, layer in ((1, "6:input"), (2, "5")):
+        expected = score_layer(stats[layer], dataset=dataset, region="V1", metrics=["cka", "rsa"], protocol=PROTOCOL)
+        cell = scores["score"].sel(model="test_tiny_cnn", layer=position, region="toy/V1")
+        for metric, value in expected.items():
+            assert float(cell.sel(metric=metric)) == pytest.approx(value, rel=1e-5, abs=1e-7), (layer, metric)
+    # the classifier's input is the flattened features: the same numbers as the Flatten's output
+    np.testing.assert_allclose(scores["score"].sel(model="test_tiny_cnn", layer=1).values,
+                               scores["score"].sel(model="test_tiny_cnn", layer=2).values, rtol=1e-6)
+    best = best_layer(scores).sel(model="test_tiny_cnn", region="toy/V1")
+    for metric in ("cka", "rsa"):  # an undeclared best layer has no depth, never 0
+        cell = best.sel(metric=metric)
+        assert np.isnan(cell["relative_depth"]) == (str(cell["layer_name"].values) != "4")
+
+
+def test_a_layer_spec_absent_from_a_model_is_refused_before_any_unit(tiny_models, dataset, tmp_path):
+    store = tmp_path / "store"
+    with pytest.raises(ValidationError, match=r"^--layers: layer spec '6:inptu' is not valid; expected "
+                                              r"\"<dotted module path>\" \(its output\), \"<path>:input\""):
+        sweep(["test_tiny_cnn"], [dataset], ["cka"], protocol=PROTOCOL, store_dir=store, layers=["6:inptu"])
+    # the SNN's neurons hold a surrogate-function module; the CNN has no such module
+    with pytest.raises(ValidationError, match=r"^--layers \['1.surrogate_function'\]: no such module in "
+                                              r"test_tiny_cnn; expected layer specs on its named_modules\(\) "
+                                              r"paths: \"<dotted module path>\""):
+        sweep(["test_tiny_snn", "test_tiny_cnn"], [dataset], ["cka"], protocol=PROTOCOL, store_dir=store,
+              layers=["1", "1.surrogate_function"])
+    assert not store.exists()

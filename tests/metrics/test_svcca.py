@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.linalg
 from sklearn.decomposition import TruncatedSVD
 
 from workbench.errors import ValidationError

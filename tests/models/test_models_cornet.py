@@ -9,7 +9,7 @@ from workbench.activations.hooks import hooked, layer_outputs
 from workbench.errors import WeightsUnavailableError
 from workbench.models import create, model_info
 from workbench.models import weights as weights_module
-from workbench.models.registry import _entry
+from workbench.models.registry import model_entry
 
 AREAS = ("V1", "V2", "V4", "IT")
 
@@ -101,7 +101,7 @@ def test_cornet_layers_and_shapes_are_the_studys():
     areas = [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
     for name, pooled in (("cornet_rt", (512,)), ("cornet_s", (512, 1, 1))):
         with torch.device("meta"):  # shapes only: no memory, no arithmetic
-            arch = _entry(name).factory(pretrained=False)
+            arch = model_entry(name).factory(pretrained=False)
             shapes = {}
             with hooked(arch.module, arch.layers, lambda layer, x: shapes.setdefault(layer, x.shape[1:])):
                 arch.module(torch.zeros(1, 3, 224, 224))

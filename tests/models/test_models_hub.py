@@ -8,7 +8,7 @@ from workbench.activations import extract
 from workbench.errors import ValidationError, WeightsUnavailableError
 from workbench.models import check_model_names, create, model_family, model_info
 from workbench.models import weights as weights_module
-from workbench.models.registry import _entry
+from workbench.models.registry import model_entry
 
 
 def test_timm_model_has_its_feature_info_stages_and_config():
@@ -61,7 +61,7 @@ def test_swin_stages_are_channels_last():
     model = create("torchvision:swin_t")
     assert model.family == "vit" and set(model.layers) == set(model.channels_last)
     with torch.device("meta"):
-        arch = _entry("timm:swin_tiny_patch4_window7_224").factory(pretrained=False)
+        arch = model_entry("timm:swin_tiny_patch4_window7_224").factory(pretrained=False)
     assert arch.channels_last == frozenset(arch.layers) and len(arch.layers) == 12
 
 

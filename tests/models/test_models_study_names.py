@@ -90,7 +90,7 @@ def test_the_study_cnns_layers_are_declared_without_building_weights():
 def test_a_different_number_of_classes_is_refused_with_published_weights():
     assert build_architecture("vgg13", num_classes=7).module.classifier[-1].out_features == 7
     with pytest.raises(ValidationError, match="published ImageNet weights have 1000 classes, not num_classes=7"):
-        registry._entry("vgg13").factory(pretrained=True, num_classes=7)
+        registry.model_entry("vgg13").factory(pretrained=True, num_classes=7)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from workbench.activations.hooks import hooked, layer_outputs
 from workbench.errors import WeightsUnavailableError
 from workbench.models import create, list_models, model_description, model_info
 from workbench.models import weights as weights_module
-from workbench.models.registry import _entry
+from workbench.models.registry import model_entry
 from workbench.models.study_layers import study_layers, study_models
 from workbench.models.vit_timm import STUDY_VITS
 
@@ -16,7 +16,7 @@ from workbench.models.vit_timm import STUDY_VITS
 def _meta_shapes(name: str):
     """Declared layers, their output shape per stimulus (a forward on the meta device), channels-last ones."""
     with torch.device("meta"):
-        arch = _entry(name).factory(pretrained=False)
+        arch = model_entry(name).factory(pretrained=False)
         arch.module.eval()
         shapes = {}
         with hooked(arch.module, arch.layers, lambda layer, x: shapes.setdefault(layer, tuple(x.shape[1:]))):

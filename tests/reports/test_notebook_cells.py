@@ -7,7 +7,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
 
 from workbench.reports.notebook_cells import header_text, show_training_curves  # noqa: E402
 

@@ -155,7 +155,6 @@ import torch
 from torch import nn
 
 from workbench.cli import EXIT_BROKEN_PIPE, EXIT_PARTIAL, build_parser
-from workbench.reports.demo import DEMO_DATASETS, DEMO_MODELS
 
 PLUGIN = '''
 from torch import nn
@@ -212,7 +211,8 @@ def test_every_argument_is_checked_before_any_work(command, tmp_path, monkeypatc
         (["--protocol", "time_step=4"], "Protocol has no field 'time_step'"),
         (["--protocol", "bootstrap=-1"], "bootstrap must be >= 0"),
         (["--metrics", "rsa", "psnr"], "unknown ['psnr']"),
-        (["--layers", "layer9"], "--layers ['layer9'] are not analysis layers of resnet18"),
+        (["--layers", "layer9"], "--layers ['layer9']: no such module in resnet18; expected layer specs"),
+        (["--layers", "fc:inptu"], "--layers: layer spec 'fc:inptu' is not valid; expected"),
         (["--device", "tpu"], "--device 'tpu' is not valid; expected cpu, cuda or cuda:N"),
         (["--weights", str(tmp_path / "absent.pth")], "does not exist"),
         (["--weights", "alexnet=x.pth"], "--weights names model(s) ['alexnet'] that are not in --models"),
@@ -264,7 +264,7 @@ def test_an_unreadable_weights_file_gives_one_line_naming_it(content, tmp_path, 
     assert f"checkpoint {path}" in err and "torch.save(model.state_dict(), PATH)" in err
     assert "Check the documentation of torch.load" not in err
     if content == "whole_model":
-        assert "pickled object of class torch.nn.modules.linear.Linear" in err
+        assert "pickles the global torch.nn.modules.linear.Linear" in err
 
 
 def test_weights_per_model(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,5 @@
 """A run directory is a model: create(), model_info(), cache and result keys, workbench score."""
 
-import json
 import shutil
 from pathlib import Path
 

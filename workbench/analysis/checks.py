@@ -83,9 +83,7 @@ def check_weights(weights: Mapping[str, str | None]) -> None:
     ``"imagenet"`` and random weights are not checked here (published files are found or
     downloaded when the model is built).
     """
-    import torch
-
-    from workbench.models.registry import build_architecture
+    from workbench.models.registry import light_architecture
     from workbench.models.weights import check_state_dict, read_state_dict
     from workbench.training.model_card import is_run_directory
 
@@ -104,10 +102,8 @@ def check_weights(weights: Mapping[str, str | None]) -> None:
             read[str(path)] = read_state_dict(path)
         if is_run_directory(model):
             continue  # a training run carries its own weights; create() says so
-        with torch.device("meta"):
-            arch = build_architecture(model)
         try:
-            check_state_dict(arch.module, read[str(path)], path)
+            check_state_dict(light_architecture(model).module, read[str(path)], path)
         except DataError as exc:
             raise DataError(f"--weights for {model}: {exc}") from None
 
@@ -146,21 +142,38 @@ def check_device(device: str) -> str:
 
 
 def check_layers(layers: Sequence[str] | None, models: Sequence[str]) -> tuple[str, ...] | None:
-    """The layers to score, each checked to be an analysis layer of every model (None: all)."""
+    """The layers to score (None: every model's declared ones), each checked to be a layer
+    spec (:mod:`workbench.models.layer_spec`) on a submodule of every model.
+
+    A spec need not be one of a model's declared analysis layers; the networks are built on
+    the ``meta`` device (:func:`workbench.models.registry.light_architecture`), so checking is fast and downloads nothing.
+
+    Raises
+    ------
+    ValidationError
+        ``layers`` is empty or repeats a spec, a spec is malformed, or its module is absent
+        from a model; the message names the spec, the model and the grammar.
+    """
     if layers is None:
         return None
+    from workbench.models.layer_spec import LAYER_SPEC_GRAMMAR, absent_layers, parse_layer_spec
+    from workbench.models.registry import light_architecture
+
     layers = tuple(str(layer) for layer in layers)
     if not layers or len(set(layers)) != len(layers):
         raise ValidationError(f"--layers must name one or more distinct layers, found {list(layers)}")
-    from workbench.models import model_info
-
+    for layer in layers:
+        try:
+            parse_layer_spec(layer)
+        except ValidationError as exc:
+            raise ValidationError(f"--layers: {exc}") from None
     for model in models:
-        declared = model_info(model).layers
-        bad = [layer for layer in layers if layer not in declared]
-        if bad:
+        absent = absent_layers(light_architecture(model).module, layers)
+        if absent:
             raise ValidationError(
-                f"--layers {bad} are not analysis layers of {model}; expected some of {list(declared)} "
-                "(`workbench models list` counts them)"
+                f"--layers {absent}: no such module in {model}; expected layer specs on its "
+                f"named_modules() paths: {LAYER_SPEC_GRAMMAR} (`workbench models list` counts its "
+                "declared analysis layers)"
             )
     return layers
 

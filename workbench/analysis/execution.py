@@ -481,13 +481,42 @@ def run_units(
     """
     units = _check_units(units)
     spec = parse_executor(executor)
+    _check_run_arguments(compute, retries)
+    store_dir = Path(store_dir).resolve()
+    (store_dir / UNITS_DIR).mkdir(parents=True, exist_ok=True)
+    results, pending = _committed_units(units, store_dir, force)
+    logger.info(
+        "%d unit(s): %d already committed in %s, %d to compute (%s)",
+        len(units), len(results), store_dir, len(pending), executor,
+    )
+    collected = _Collector(store_dir, pending, results, total=len(units), progress=progress)
+    try:
+        if spec.kind == "serial" or not pending:
+            for unit in pending:
+                collected.finish(compute_and_commit(compute, unit, str(store_dir)))
+        else:
+            _run_on_dask(spec, pending, compute, store_dir, retries, collected.finish)
+    finally:
+        collected.bar.close()
+
+    ordered = {unit.unit_id: results[unit.unit_id] for unit in units if unit.unit_id in results}
+    failures = collected.failures
+    if failures:
+        raise UnitsFailedError(ordered, {u.unit_id: failures[u.unit_id] for u in units if u.unit_id in failures})
+    return ordered
+
+
+def _check_run_arguments(compute, retries) -> None:
+    """Raise unless ``compute`` is callable and ``retries`` an int >= 0."""
     if not callable(compute):
         raise ValidationError(f"compute must be callable, found {type(compute).__name__}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValidationError(f"retries must be an int >= 0, found {retries!r}")
-    store_dir = Path(store_dir).resolve()
-    (store_dir / UNITS_DIR).mkdir(parents=True, exist_ok=True)
 
+
+def _committed_units(units: list, store_dir: Path, force: bool) -> tuple[dict, list]:
+    """``({unit_id: result}, pending)``: the units already committed in ``store_dir`` (none
+    with ``force``), read back, and the units still to compute, in order."""
     results: dict[str, xr.Dataset] = {}
     pending = []
     for unit in units:
@@ -496,44 +525,35 @@ def run_units(
             pending.append(unit)
         else:
             results[unit.unit_id] = finished
-    logger.info(
-        "%d unit(s): %d already committed in %s, %d to compute (%s)",
-        len(units), len(results), store_dir, len(pending), executor,
-    )
+    return results, pending
 
-    failures: dict[str, str] = {}
-    by_id = {unit.unit_id: unit for unit in pending}
-    bar = tqdm(total=len(units), initial=len(results), desc="units", unit="unit", disable=not progress)
 
-    def finish(outcome: _Outcome) -> None:
-        unit = by_id[outcome.unit_id]
+class _Collector:
+    """Receives each pending unit's outcome: its result read back from the store (committed
+    here when the worker's file is not visible) into ``results``, or its error into
+    ``failures``; advances the progress bar over all units."""
+
+    def __init__(self, store_dir: Path, pending: list, results: dict, *, total: int, progress: bool):
+        self.store_dir, self.results = store_dir, results
+        self.by_id = {unit.unit_id: unit for unit in pending}
+        self.failures: dict[str, str] = {}
+        self.bar = tqdm(total=total, initial=len(results), desc="units", unit="unit", disable=not progress)
+
+    def finish(self, outcome: _Outcome) -> None:
+        unit = self.by_id[outcome.unit_id]
         if outcome.error:
-            failures[unit.unit_id] = outcome.error
+            self.failures[unit.unit_id] = outcome.error
             logger.error("unit %s failed:\n%s", unit.unit_id, outcome.error)
         else:
-            loaded = load_unit(store_dir, unit)
+            loaded = load_unit(self.store_dir, unit)
             if loaded is None:  # the worker's file is not visible here: commit the returned copy
-                _commit(store_dir, unit, outcome.result, None)
-                loaded = load_unit(store_dir, unit)
-            results[unit.unit_id] = loaded
-        bar.update()
-
-    try:
-        if spec.kind == "serial" or not pending:
-            for unit in pending:
-                finish(compute_and_commit(compute, unit, str(store_dir)))
-        else:
-            _run_on_dask(spec, pending, compute, store_dir, retries, finish, failures)
-    finally:
-        bar.close()
-
-    ordered = {unit.unit_id: results[unit.unit_id] for unit in units if unit.unit_id in results}
-    if failures:
-        raise UnitsFailedError(ordered, {u.unit_id: failures[u.unit_id] for u in units if u.unit_id in failures})
-    return ordered
+                _commit(self.store_dir, unit, outcome.result, None)
+                loaded = load_unit(self.store_dir, unit)
+            self.results[unit.unit_id] = loaded
+        self.bar.update()
 
 
-def _run_on_dask(spec, pending, compute, store_dir, retries, finish, failures) -> None:
+def _run_on_dask(spec, pending, compute, store_dir, retries, finish) -> None:
     from distributed import as_completed
 
     with _dask_client(spec, retries) as client:

@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 from workbench import __version__
 from workbench.analysis.cells import RDM_METRIC, Target, bootstrap_interval, derive, inapplicable_metrics, prepare
 from workbench.analysis.cells import score_region
+from workbench.analysis.checks import check_layers
 from workbench.analysis.execution import Unit, UnitsFailedError, fingerprint, run_units
 from workbench.analysis.protocol import Protocol
 from workbench.analysis.results import save_scores
@@ -192,7 +193,7 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
     protocol, metrics = settings.protocol, list(settings.metrics)
     dataset = settings.load_dataset(unit.dataset)
     targets, notes = _region_targets(dataset, metrics, protocol)
-    model, all_layers = _unit_model(unit, settings)
+    model, depths = _unit_model(unit, settings)
     logger.info("unit %s: %s on %s (%d stimuli)", unit.unit_id, model.name, dataset.name, len(dataset.stimuli))
     stats, step_stats = _unit_stats(model, dataset, settings)
     part = _empty_part(model, dataset, targets, metrics, protocol, per_step=step_stats is not None)
@@ -201,9 +202,8 @@ def compute_unit(unit: Unit, settings: SweepSettings) -> xr.Dataset:
         if scorer.score_layer(i, layer, stats[layer]) and step_stats is not None:
             scorer.score_steps(i, layer, _steps(step_stats[layer], protocol.time_steps, layer))
     scorer.finish(unit)
-    if settings.layers:  # a subset keeps each layer's depth in the whole model
-        part["relative_depth"].values[0, :len(model.layers)] = [
-            all_layers.index(layer) / max(len(all_layers) - 1, 1) for layer in model.layers]
+    if depths is not None:  # chosen layers: depth in the whole model, NaN for an undeclared one
+        part["relative_depth"].values[0, :len(model.layers)] = depths
     part.attrs["notes"] = json.dumps(notes)
     return part
 
@@ -223,14 +223,15 @@ def _region_targets(dataset, metrics: Sequence[str], protocol: Protocol) -> tupl
 
 
 def _unit_model(unit: Unit, settings: SweepSettings):
-    """The unit's model (only ``settings.layers`` when given) and all its declared layers."""
+    """The unit's model, scoring only ``settings.layers`` when given, and then the relative
+    depth of each of its layers (:func:`_with_layers`; None: all declared layers, whose depths
+    are :func:`~workbench.analysis.scores.relative_depths`)."""
     from workbench.models import create
 
     model = create(unit.model, settings.weights_for(unit.model), seed=settings.protocol.seed)
-    all_layers = model.layers
-    if settings.layers:
-        model = _with_layers(model, settings.layers)
-    return model, all_layers
+    if not settings.layers:
+        return model, None
+    return _with_layers(model, settings.layers)
 
 
 def _unit_stats(model, dataset, settings: SweepSettings) -> tuple:
@@ -358,16 +359,31 @@ class _UnitScorer:
         part["warning"].values[0] = _summarise(self.cautions)
 
 
-def _with_layers(model, layers: Sequence[str]):
-    """A wrapper sharing ``model``'s network that scores only ``layers`` (in the model's order)."""
+def _with_layers(model, layers: Sequence[str]) -> tuple:
+    """A wrapper sharing ``model``'s network that scores only ``layers``, and their depths.
+
+    The declared analysis layers among ``layers`` come first, in the model's order, each
+    with its relative depth in the whole model (``i / (n_declared - 1)``); the other specs
+    follow in the order given, with relative depth NaN (they have no place in the model's
+    declared order).
+
+    Returns
+    -------
+    (ModelWrapper, list of float)
+
+    Raises
+    ------
+    ValidationError
+        A spec is malformed or names no submodule (:meth:`ModelWrapper.check_layers`).
+    """
+    layers = model.check_layers(layers)
     declared = list(model.layers)
-    bad = [layer for layer in layers if layer not in declared]
-    if bad:
-        raise ValidationError(f"layers {bad} are not analysis layers of {model.name}; expected some of {declared}")
+    chosen = [layer for layer in declared if layer in layers] + [layer for layer in layers if layer not in declared]
+    depths = [declared.index(layer) / max(len(declared) - 1, 1) if layer in declared else np.nan for layer in chosen]
     clone = object.__new__(type(model))
     clone.__dict__.update(model.__dict__)
-    clone.layers = tuple(layer for layer in declared if layer in layers)
-    return clone
+    clone.layers = tuple(chosen)
+    return clone, depths
 
 
 def _warn_reduced_ranks(unit: Unit, part: xr.Dataset, targets: list, protocol: Protocol) -> list[str]:
@@ -544,8 +560,12 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
     progress : bool, default: True
         Show a progress bar over units.
     layers : sequence of str, optional
-        Score only these analysis layers of every model (each must be one of every model's
-        declared layers); relative depths stay those in the whole model. Default: all.
+        Score only these layers of every model: any layer spec
+        (:mod:`workbench.models.layer_spec`) on a submodule of every model, checked before
+        any unit starts. Declared analysis layers come first, in the model's order, with
+        their relative depth in the whole model; other specs follow in the order given, with
+        relative depth NaN (:func:`~workbench.analysis.best_layer` reports NaN depth when
+        one is best; depth figures leave it out). Default: every declared layer.
 
     Returns
     -------
@@ -558,13 +578,14 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
     protocol = Protocol() if protocol is None else protocol
     models, metrics = list(models), list(metrics)
     _check_sweep(models, datasets, metrics, protocol)
+    layers = check_layers(layers, models) if layers else ()
     per_model = dict(weights) if isinstance(weights, Mapping) else {m: weights for m in models}
     settings = SweepSettings(
         protocol=protocol, metrics=tuple(metrics), weights=tuple((m, per_model.get(m)) for m in models),
         datasets=tuple(d for d in datasets if not isinstance(d, str)),
         data_options=tuple((k, dict(v)) for k, v in (data_options or {}).items()),
         activation_cache=str(activation_cache) if isinstance(activation_cache, os.PathLike) else activation_cache,
-        device=str(device), layers=tuple(layers or ()),
+        device=str(device), layers=layers,
     )
     dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
     identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}

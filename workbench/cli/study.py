@@ -29,7 +29,11 @@ def _add_study_arguments(parser: argparse.ArgumentParser, *, required: bool = Tr
                         help="metric names (default: every metric, each where it applies)")
     parser.add_argument("--out", required=required, metavar="DIR", help="the run directory")
     parser.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
-                        help="score only these analysis layers of every model (default: all)")
+                        help='score only these layers of every model (default: its declared analysis layers): '
+                             'any layer spec on a module of every model, "PATH" (its output), "PATH:input", '
+                             '"PATH:out[i]" or "PATH:call[k]". Declared layers come first, in the model\'s '
+                             "order and at their depth in it; others follow in the order given, with relative "
+                             "depth NaN (left out of depth figures)")
     _add_weights_argument(parser)
     _add_protocol_argument(parser)
     add_execution_arguments(parser)

@@ -38,7 +38,7 @@ from workbench.models.registry import FAMILIES, Architecture, ModelWrapper, prep
 from workbench.validation import check_choice
 
 
-def _is_spiking(module: nn.Module) -> bool:
+def is_spiking(module: nn.Module) -> bool:
     """Whether ``module`` contains a spikingjelly neuron (then it is scored as an SNN)."""
     return any(type(m).__module__.startswith("spikingjelly.activation_based.neuron")
                for m in module.modules())
@@ -106,7 +106,7 @@ def wrap_model(
     if not isinstance(module, nn.Module):
         raise ValidationError(f"module must be a torch.nn.Module, found {type(module).__name__}")
     layers = _checked_layers(module, layers, name)
-    spiking = _is_spiking(module)
+    spiking = is_spiking(module)
     family = family or ("snn" if spiking else "cnn")
     check_choice(family, "family", FAMILIES)
     time_steps = _checked_time_steps(time_steps, family, name)

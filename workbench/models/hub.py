@@ -30,7 +30,7 @@ from torch import nn
 from workbench.errors import ValidationError
 from workbench.models._layers import children
 from workbench.models.preprocessing import Preprocessing
-from workbench.models.registry import Architecture, _Entry
+from workbench.models.registry import Architecture, ModelEntry
 from workbench.models.weights import WeightsSource, ensure_hub_file
 from workbench.validation import did_you_mean
 
@@ -49,7 +49,7 @@ TIMM_TUPLE_BLOCKS = {"tnt": ":out[1]"}
 #: Children that are classifiers or training-only branches, never default analysis layers.
 _HEADS = frozenset({"fc", "classifier", "head", "heads", "dropout", "aux1", "aux2", "AuxLogits"})
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-_ENTRIES: dict[str, _Entry] = {}
+_ENTRIES: dict[str, ModelEntry] = {}
 
 
 def is_hub_name(name: str) -> bool:
@@ -58,7 +58,7 @@ def is_hub_name(name: str) -> bool:
     return bool(sep) and prefix in HUB_PREFIXES
 
 
-def hub_entry(name: str) -> _Entry:
+def hub_entry(name: str) -> ModelEntry:
     """The registry entry of a ``timm:`` or ``torchvision:`` name (checked, nothing built).
 
     Raises
@@ -70,7 +70,7 @@ def hub_entry(name: str) -> _Entry:
         prefix, _, model = name.partition(":")
         make = _timm_entry if prefix == "timm" else _torchvision_entry
         family, factory, description = make(name, model)
-        _ENTRIES[name] = _Entry(name, family, factory, description)
+        _ENTRIES[name] = ModelEntry(name, family, factory, description)
     return _ENTRIES[name]
 
 

@@ -56,7 +56,10 @@ class Architecture:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class ModelEntry:
+    """A registered model: its name, family, factory, one-line description, the study name it
+    stands for (None if it is not one of the study's networks) and its aliases."""
+
     name: str
     family: str
     factory: Callable[..., Architecture]
@@ -65,7 +68,7 @@ class _Entry:
     aliases: tuple[str, ...] = ()
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}  # alias -> registered name
 
 
@@ -101,7 +104,7 @@ def register_model(name: str, *, family: str, aliases: Iterable[str] = ()) -> Ca
             raise ValidationError(f"model name(s) {taken or list(aliases)} of {name!r} are already "
                                   "registered or repeated")
         doc = (factory.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = _Entry(name, family, factory, doc[0] if doc else "", study, aliases)
+        _REGISTRY[name] = ModelEntry(name, family, factory, doc[0] if doc else "", study, aliases)
         _ALIASES.update(dict.fromkeys(aliases, name))
         return factory
 
@@ -119,14 +122,15 @@ def build_architecture(name: str, **kwargs) -> Architecture:
 
     For training (:func:`workbench.training.build_network`); :func:`create` is for analysis.
     """
-    entry = _entry(name)
+    entry = model_entry(name)
     try:
         return entry.factory(pretrained=False, **kwargs)
     except TypeError as exc:
         raise ValidationError(f"model {name!r} does not take the argument(s) {sorted(kwargs)}: {exc}") from None
 
 
-def _entry(name: str) -> _Entry:
+def model_entry(name: str) -> ModelEntry:
+    """The entry of a registered model, an alias, ``package.module:factory`` or ``timm:``/``torchvision:`` name."""
     _load_zoo()
     name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
@@ -167,26 +171,26 @@ def model_family(name: str) -> str:
         from workbench.training.model_card import read_card
 
         return read_card(name, verify_weights=False)["family"]
-    return _entry(name).family
+    return model_entry(name).family
 
 
 def model_study_name(name: str) -> str | None:
     """The reference study's name of a registered model (or of an alias), or None if not one of its 81."""
     if _is_run(name):
         return None
-    return _entry(name).study
+    return model_entry(name).study
 
 
 def model_aliases(name: str) -> tuple[str, ...]:
     """The other names a registered model is known by (:func:`register_model`)."""
-    return _entry(name).aliases
+    return model_entry(name).aliases
 
 
 def model_description(name: str) -> str:
     """One-line description of a registered model or a run directory."""
     if _is_run(name):
         return model_info(name).description
-    return _entry(name).description
+    return model_entry(name).description
 
 
 class ModelWrapper:
@@ -293,7 +297,7 @@ def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0
     """
     if _is_run(name):
         return _create_from_run(name, weights, seed)
-    entry = _entry(name)
+    entry = model_entry(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         if weights is None:
@@ -382,14 +386,24 @@ class ModelInfo:
     study: str | None = None
 
 
-def _build_light(entry: _Entry) -> Architecture:
-    """The factory's network on torch's ``meta`` device (no memory, no weights), or on the CPU
-    where it cannot be built there (torchvision's RegNets compute their widths with tensors)."""
+def light_architecture(name) -> Architecture:
+    """The architecture of a model (a registered name or a run directory) without its weights.
+
+    Built on torch's ``meta`` device (no memory), or on the CPU where a factory cannot run there
+    (torchvision's RegNets compute their widths with tensors), leaving the caller's random stream
+    as it was. For reading module paths, layers and parameter shapes only.
+    """
+    if _is_run(name):
+        from workbench.models.runs import run_architecture
+
+        with torch.device("meta"):
+            return run_architecture(name, load_weights=False)[1]
+    entry = model_entry(name)
     try:
         with torch.device("meta"):
             return entry.factory(pretrained=False)
     except NotImplementedError:
-        with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        with torch.random.fork_rng(devices=[]):
             return entry.factory(pretrained=False)
 
 
@@ -402,8 +416,8 @@ def model_info(name: str) -> ModelInfo:
             card, arch = run_architecture(name, load_weights=False)
         return ModelInfo(str(name), card["family"], tuple(arch.layers), int(arch.time_steps),
                          arch.preprocessing, f"{card['method']} run of {card['architecture']}")
-    entry = _entry(name)
-    arch = _build_light(entry)
+    entry = model_entry(name)
+    arch = light_architecture(name)
     _check_declared(name, arch)
     return ModelInfo(name, entry.family, tuple(arch.layers), int(arch.time_steps),
                      arch.preprocessing, entry.description, entry.study)

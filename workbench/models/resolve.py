@@ -87,9 +87,9 @@ def plugin_entry(name: str):
     The factory is built once on torch's ``meta`` device (no memory, no weights) to learn the
     model's family; the entry is then kept in the registry under ``name``.
     """
-    from workbench.models.custom import _is_spiking, as_architecture
+    from workbench.models.custom import is_spiking, as_architecture
     from workbench.models.hub import hub_entry, is_hub_name
-    from workbench.models.registry import _Entry
+    from workbench.models.registry import ModelEntry
 
     if is_hub_name(name):
         return hub_entry(name)
@@ -125,9 +125,9 @@ def plugin_entry(name: str):
         except Exception as exc:
             raise ValidationError(f"model {name!r}: its factory raised {type(exc).__name__}: {exc}") from None
     if family is None:
-        family = "snn" if arch.time_steps > 1 or _is_spiking(arch.module) else "cnn"
+        family = "snn" if arch.time_steps > 1 or is_spiking(arch.module) else "cnn"
     doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
-    _PLUGINS[name] = _Entry(name, family, lambda pretrained=False: build(pretrained)[0],
+    _PLUGINS[name] = ModelEntry(name, family, lambda pretrained=False: build(pretrained)[0],
                             doc[0] if doc else f"plugin model {name}")
     return _PLUGINS[name]
 
@@ -152,7 +152,7 @@ def check_model_names(names: Iterable[str]) -> list[str]:
         The list is empty or has duplicates, or some names are unknown (the message names
         each one, with close matches), or a plugin cannot be imported or built.
     """
-    from workbench.models.registry import _entry, list_models
+    from workbench.models.registry import model_entry, list_models
 
     names = [str(n) for n in names]
     if not names:
@@ -167,7 +167,7 @@ def check_model_names(names: Iterable[str]) -> list[str]:
         if is_run is not None and is_run(name):
             continue
         try:
-            _entry(name)
+            model_entry(name)
         except ValidationError as exc:
             problems.append(str(exc))
     if problems:

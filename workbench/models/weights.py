@@ -165,9 +165,9 @@ def weights_source(model: str) -> WeightsSource | None:
     model (family cnn/vit, registered under torchvision's name), torchvision's
     ``IMAGENET1K_V1`` file, as the study used; else ``None``.
     """
-    from workbench.models.registry import _entry
+    from workbench.models.registry import model_entry
 
-    entry = _entry(model)  # loads the zoo, whose modules declare their weights; resolves aliases
+    entry = model_entry(model)  # loads the zoo, whose modules declare their weights; resolves aliases
     model, family = entry.name, entry.family
     if model in _DECLARED:
         return _DECLARED[model]

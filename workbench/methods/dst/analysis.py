@@ -3,7 +3,7 @@
 Every function reads run directories (cards, ``metrics.csv``), never a training process.
 
 - :func:`dst_networks`: the FSNN trained by DST (the run), the DSNN (``snapshots/dsnn``) and
-  the spike-only baseline (``baselines/spike_only``), with their test accuracy and loss.
+  the spike-only baseline (``snapshots/spike_only``), with their test accuracy and loss.
 - :func:`gradient_norm_table`: per part of the spike stream (stem, every block, fc), the mean
   gradient norm over training under DST and under spike-only training, and their ratio.
 - :func:`plot_gradient_norms`: those means against depth, and the ratio.

@@ -67,7 +67,7 @@ def domain_shift_cka(run_dir: str | os.PathLike, *, n_images: int = 100, models=
     DataFrame
         ``model, depth, layer, cka`` for every network of the run (or those named in ``models``).
     """
-    from workbench.methods.mada.train import load_run_config
+    from workbench.training.evaluation import load_run_config
     from workbench.metrics.cka import cka
     from workbench.training import read_card
 
@@ -103,7 +103,8 @@ def descriptor_embedding(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
 
     from workbench.methods.mada.anchors import fill_absent
     from workbench.methods.mada.data import load_domains
-    from workbench.methods.mada.train import load_run_config, select_all
+    from workbench.methods.mada.train import select_all
+    from workbench.training.evaluation import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)
@@ -140,7 +141,7 @@ def example_predictions(run_dir: str | os.PathLike, *, n_images: int = 4, models
     The first ``n_images`` target test images; ``models`` plus the run's own model.
     """
     from workbench.methods.mada.data import load_domains
-    from workbench.methods.mada.train import load_run_config
+    from workbench.training.evaluation import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)
@@ -173,7 +174,7 @@ def miou_by_condition(run_dir: str | os.PathLike) -> pd.DataFrame:
     """
     from workbench.methods.mada.data import TARGET_CONDITIONS, generate_scenes
     from workbench.methods.mada.metrics import confusion_matrix, mean_iou
-    from workbench.methods.mada.train import load_run_config
+    from workbench.training.evaluation import load_run_config
     from workbench.training import read_card
 
     card = read_card(run_dir)

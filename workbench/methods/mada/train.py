@@ -38,7 +38,6 @@ import dataclasses
 import logging
 import os
 import typing
-from pathlib import Path
 from typing import Any
 
 import numpy as np

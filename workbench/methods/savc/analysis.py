@@ -71,13 +71,12 @@ def embed_test_images(run_dir, *, batch_size: int = 256):
     from torch.utils.data import DataLoader
 
     from workbench.methods.savc import fscil
-    from workbench.methods.savc.train import _split_for_run, load_data, run_savc_config
+    from workbench.methods.savc.train import run_data_and_split
     from workbench.training.evaluation import load_run_network
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
-    data = load_data(run_savc_config(run_dir, card), augment=False)
-    split = _split_for_run(run_dir, card, data)
+    data, split = run_data_and_split(run_dir, card)
     test = fscil.session_test_set(data.test, split, split.num_sessions)
     feats, labels = [], []
     with torch.no_grad():

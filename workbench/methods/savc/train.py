@@ -301,17 +301,15 @@ def _train_baseline(config: SAVCConfig, variant: str, run, data, plain, split) -
     return {"sessions": sessions, "wall_time_s": result.wall_time_s}
 
 
-def run_savc_config(run_dir: Path, card: dict) -> SAVCConfig:
-    """The :class:`SAVCConfig` of a finished run, or of the run a baseline snapshot belongs to."""
+def run_data_and_split(run_dir: Path, card: dict):
+    """The evaluation data (no augmentation) and the session split of a finished run or of the
+    run a baseline snapshot belongs to: ``(TrainingData, FSCILSplit)``."""
     from workbench.training.evaluation import load_run_config
 
-    return load_run_config(run_dir, card)
-
-
-def _split_for_run(run_dir: Path, card: dict, data) -> fscil.FSCILSplit:
-    root = Path(card.get("snapshot_of", run_dir))
-    folder = run_savc_config(run_dir, card).split_dir or root / "split"
-    return fscil.read_split(folder, np.asarray(data.train.targets), getattr(data.train, "paths", None))
+    config = load_run_config(run_dir, card)
+    data = load_data(config, augment=False)
+    folder = config.split_dir or Path(card.get("snapshot_of", run_dir)) / "split"
+    return data, fscil.read_split(folder, np.asarray(data.train.targets), getattr(data.train, "paths", None))
 
 
 @torch.no_grad()
@@ -328,8 +326,7 @@ def evaluate(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
-    data = load_data(run_savc_config(run_dir, card), augment=False)
+    data, split = run_data_and_split(run_dir, card)
     check_data_fingerprint(data, card, run_dir)
-    split = _split_for_run(run_dir, card, data)
     row = fscil.session_accuracy(network.module, data.test, split, split.num_sessions)
     return {"test_acc": row["acc_all"], "test_acc_base": row["acc_base"], "test_acc_novel": row["acc_novel"]}
