@@ -575,18 +575,9 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
         raised, see :func:`failed_units`) and ``notes`` (JSON list of metrics that could not
         apply to a region, each reported once).
     """
-    protocol = Protocol() if protocol is None else protocol
-    models, metrics = list(models), list(metrics)
-    _check_sweep(models, datasets, metrics, protocol)
-    layers = check_layers(layers, models) if layers else ()
-    per_model = dict(weights) if isinstance(weights, Mapping) else {m: weights for m in models}
-    settings = SweepSettings(
-        protocol=protocol, metrics=tuple(metrics), weights=tuple((m, per_model.get(m)) for m in models),
-        datasets=tuple(d for d in datasets if not isinstance(d, str)),
-        data_options=tuple((k, dict(v)) for k, v in (data_options or {}).items()),
-        activation_cache=str(activation_cache) if isinstance(activation_cache, os.PathLike) else activation_cache,
-        device=str(device), layers=layers,
-    )
+    models = list(models)
+    settings = _sweep_settings(models, datasets, list(metrics), protocol, weights, data_options,
+                               activation_cache, device, layers)
     dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
     identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}
     units = [Unit(model, name, fingerprint(_unit_settings(settings, model, identities[name])))
@@ -602,6 +593,21 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
     if output_dir is not None:
         save_scores(scores, output_dir)
     return scores
+
+
+def _sweep_settings(models: list, datasets: Sequence, metrics: list, protocol, weights, data_options,
+                    activation_cache, device, layers) -> SweepSettings:
+    """The checked settings of :func:`sweep` (its arguments of the same names)."""
+    protocol = Protocol() if protocol is None else protocol
+    _check_sweep(models, datasets, metrics, protocol)
+    per_model = dict(weights) if isinstance(weights, Mapping) else {m: weights for m in models}
+    return SweepSettings(
+        protocol=protocol, metrics=tuple(metrics), weights=tuple((m, per_model.get(m)) for m in models),
+        datasets=tuple(d for d in datasets if not isinstance(d, str)),
+        data_options=tuple((k, dict(v)) for k, v in (data_options or {}).items()),
+        activation_cache=str(activation_cache) if isinstance(activation_cache, os.PathLike) else activation_cache,
+        device=str(device), layers=check_layers(layers, models) if layers else (),
+    )
 
 
 def _check_sweep(models: list, datasets: Sequence, metrics: list, protocol) -> None:

@@ -70,37 +70,26 @@ def _sew_resnet(name: str, pretrained: bool, num_classes: int) -> Architecture:
     return finish_snn(name, net, study_specs(name, net), pretrained)
 
 
-@register_model("sew_resnet18", family="snn")
-def sew_resnet18(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """SEW-ResNet-18 (Fang et al. 2021, ADD): sn1, max-pool, the 8 SEW blocks, average pool."""
-    return _sew_resnet("sew_resnet18", pretrained, num_classes)
+SEW_RESNETS = {  # spikingjelly's builders, ADD connections: name -> what its blocks are
+    "sew_resnet18": "the 8 SEW blocks", "sew_resnet34": "the 16 SEW blocks",
+    "sew_resnet50": "the 16 SEW bottlenecks", "sew_resnet101": "the 33 SEW bottlenecks",
+    "sew_resnet152": "the 50 SEW bottlenecks",
+}
 
 
-@register_model("sew_resnet34", family="snn")
-def sew_resnet34(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """SEW-ResNet-34 (Fang et al. 2021, ADD): sn1, max-pool, the 16 SEW blocks, average pool."""
-    return _sew_resnet("sew_resnet34", pretrained, num_classes)
+def _register_sew_resnet(name: str, blocks: str) -> None:
+    def factory(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
+        return _sew_resnet(name, pretrained, num_classes)
+
+    depth = name.removeprefix("sew_resnet")
+    factory.__name__ = name
+    factory.__doc__ = f"SEW-ResNet-{depth} (Fang et al. 2021, ADD): sn1, max-pool, {blocks}, average pool."
+    register_model(name, family="snn")(factory)
 
 
-@register_model("sew_resnet50", family="snn")
-def sew_resnet50(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """SEW-ResNet-50 (Fang et al. 2021, ADD): sn1, max-pool, the 16 SEW bottlenecks, average pool."""
-    return _sew_resnet("sew_resnet50", pretrained, num_classes)
-
-
-@register_model("sew_resnet101", family="snn")
-def sew_resnet101(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """SEW-ResNet-101 (Fang et al. 2021, ADD): sn1, max-pool, the 33 SEW bottlenecks, average pool."""
-    return _sew_resnet("sew_resnet101", pretrained, num_classes)
-
-
-@register_model("sew_resnet152", family="snn")
-def sew_resnet152(pretrained: bool = False, num_classes: int = 1000) -> Architecture:
-    """SEW-ResNet-152 (Fang et al. 2021, ADD): sn1, max-pool, the 50 SEW bottlenecks, average pool."""
-    return _sew_resnet("sew_resnet152", pretrained, num_classes)
-
-
-for _name in ("sew_resnet18", "sew_resnet34", "sew_resnet50", "sew_resnet101", "sew_resnet152"):
+for _name, _blocks in SEW_RESNETS.items():
+    _register_sew_resnet(_name, _blocks)
+for _name in SEW_RESNETS:
     declare_study_checkpoint(_name)
 for _name in ("spiking_resnet18", "spiking_vgg11_bn", "spiking_vgg16_bn"):
     declare_weights(_name, WeightsSource(filename=f"{_name}_imagenet.pth", origin=SPIKING_ORIGIN))

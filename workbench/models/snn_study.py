@@ -232,40 +232,27 @@ def _shallow(name: str, pretrained: bool, blocks_per_stage: int, make_units, wid
     return finish_snn(name, net, study_specs(name, net), pretrained)
 
 
-@register_model("sew_resnet8", family="snn")
-def sew_resnet8(pretrained: bool = False) -> Architecture:
-    """SEW-ResNet-8 (Huang et al. 2023): sn1, max-pool, 3 SEW blocks (128/256/512 ch), average pool."""
-    return _shallow("sew_resnet8", pretrained, 1, basic_units)
+SHALLOW_SNNS = {  # name: (title, blocks per stage, block units, width factor, what the blocks are)
+    "sew_resnet8": ("SEW-ResNet-8", 1, basic_units, 1, "3 SEW blocks (128/256/512 ch)"),
+    "sew_resnet14": ("SEW-ResNet-14", 2, basic_units, 1, "6 SEW blocks (128/256/512 ch)"),
+    "wide_sew_resnet8": ("Wide-SEW-ResNet-8", 1, basic_units, 4, "3 SEW blocks (512/1024/2048 ch)"),
+    "wide_sew_resnet14": ("Wide-SEW-ResNet-14", 2, basic_units, 4, "6 SEW blocks (512/1024/2048 ch)"),
+    "sew_resnext11": ("SEW-ResNeXt-11", 1, resnext_units, 1, "3 grouped SEW bottlenecks"),
+    "sew_resnext20": ("SEW-ResNeXt-20", 2, resnext_units, 1, "6 grouped SEW bottlenecks"),
+}
 
 
-@register_model("sew_resnet14", family="snn")
-def sew_resnet14(pretrained: bool = False) -> Architecture:
-    """SEW-ResNet-14 (Huang et al. 2023): sn1, max-pool, 6 SEW blocks (128/256/512 ch), average pool."""
-    return _shallow("sew_resnet14", pretrained, 2, basic_units)
+def _register_shallow(name: str, title: str, blocks_per_stage: int, make_units, widen: int, blocks: str) -> None:
+    def factory(pretrained: bool = False) -> Architecture:
+        return _shallow(name, pretrained, blocks_per_stage, make_units, widen)
+
+    factory.__name__ = name
+    factory.__doc__ = f"{title} (Huang et al. 2023): sn1, max-pool, {blocks}, average pool."
+    register_model(name, family="snn")(factory)
 
 
-@register_model("wide_sew_resnet8", family="snn")
-def wide_sew_resnet8(pretrained: bool = False) -> Architecture:
-    """Wide-SEW-ResNet-8 (Huang et al. 2023): sn1, max-pool, 3 SEW blocks (512/1024/2048 ch), average pool."""
-    return _shallow("wide_sew_resnet8", pretrained, 1, basic_units, widen=4)
-
-
-@register_model("wide_sew_resnet14", family="snn")
-def wide_sew_resnet14(pretrained: bool = False) -> Architecture:
-    """Wide-SEW-ResNet-14 (Huang et al. 2023): sn1, max-pool, 6 SEW blocks (512/1024/2048 ch), average pool."""
-    return _shallow("wide_sew_resnet14", pretrained, 2, basic_units, widen=4)
-
-
-@register_model("sew_resnext11", family="snn")
-def sew_resnext11(pretrained: bool = False) -> Architecture:
-    """SEW-ResNeXt-11 (Huang et al. 2023): sn1, max-pool, 3 grouped SEW bottlenecks, average pool."""
-    return _shallow("sew_resnext11", pretrained, 1, resnext_units)
-
-
-@register_model("sew_resnext20", family="snn")
-def sew_resnext20(pretrained: bool = False) -> Architecture:
-    """SEW-ResNeXt-20 (Huang et al. 2023): sn1, max-pool, 6 grouped SEW bottlenecks, average pool."""
-    return _shallow("sew_resnext20", pretrained, 2, resnext_units)
+for _name, _row in SHALLOW_SNNS.items():
+    _register_shallow(_name, *_row)
 
 
 @register_model("spikingmobilenet", family="snn")
