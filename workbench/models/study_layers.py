@@ -22,7 +22,6 @@ StudyLayer(name='classifier', shape=(1664,), type='pool', depth=173, recorded_sh
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 from torch import nn
 
 from workbench.errors import ValidationError
+from workbench.validation import did_you_mean
 
 STUDY_FILE = Path(__file__).with_name("study") / "huang2023_layers.json"
 STUDY_FAMILIES = ("snn", "cnn", "vit")
@@ -95,9 +95,7 @@ def study_models(family: str | None = None) -> list[str]:
 def _model(name: str) -> dict:
     models = _study()["models"]
     if name not in models:
-        close = difflib.get_close_matches(str(name), list(models), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValidationError(f"{name!r} is not one of the study's {len(models)} networks{hint} "
+        raise ValidationError(f"{name!r} is not one of the study's {len(models)} networks{did_you_mean(name, models)} "
                               f"(listed in {STUDY_FILE.name})")
     return models[name]
 
