@@ -102,3 +102,15 @@ def test_one_fingerprint_length_computed_from_the_canonical_json():
     payload = {"class": "TrainConfig", "fields": {k: v for k, v in config.to_dict().items()
                                                   if k not in ("device", "num_workers", "log_every", "checkpoint_every")}}
     assert config_hash(config) == hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("config, keyword, message", [
+    (Toy, "cont", "Toy has no field 'cont'; did you mean 'count'? (fields: flag, count, rate, mode, root, steps, "
+                  "names, weights)"),
+    (Protocol, "timesteps", "Protocol has no field 'timesteps'; did you mean 'time_steps'? (fields: "),
+    (TrainConfig, "epoch", "TrainConfig has no field 'epoch'; did you mean 'epochs'? (fields: "),
+])
+def test_an_unknown_keyword_names_the_field_with_hints_and_every_field(config, keyword, message):
+    with pytest.raises(ValidationError) as info:
+        config(**{keyword: 8})
+    assert str(info.value).startswith(message) and all(name in str(info.value) for name in config.field_names())

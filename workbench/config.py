@@ -8,7 +8,8 @@ subclass is a frozen dataclass whose annotations are the types; the base gives i
   ``zscore=False`` are one config; ``epochs="3"`` is an error naming the field),
 - :meth:`Config.parse_overrides`: ``["epochs=2", "augment=off"]`` parsed to the fields' types
   (one set of spellings for booleans, lists and mappings, below),
-- one unknown-field error with close-match hints that lists every field,
+- one unknown-field error with close-match hints that lists every field (also for a keyword
+  argument of the constructor),
 - :meth:`Config.replace`, :meth:`Config.from_dict`, :meth:`Config.to_dict`,
 - :attr:`Config.fingerprint`: :data:`FINGERPRINT_DIGITS` hex digits of a sha256.
 
@@ -69,6 +70,10 @@ class Config:
     OPTION: ClassVar[str] = "--set"
     #: Allowed values of string fields (a subclass extends its parent's).
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __new__(cls, *args, **kwargs):
+        cls.check_fields(kwargs)  # ``Protocol(timesteps=8)``: the field list and hints, not a bare TypeError
+        return super().__new__(cls)
 
     def __post_init__(self):
         for name, hint in _field_hints(type(self)).items():

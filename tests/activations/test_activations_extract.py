@@ -144,3 +144,19 @@ def test_cuda_gives_the_cpu_result(sew8, images):
     cpu = extract(sew8, images, layers=["block2.0"])["block2.0"].values
     gpu = extract(sew8, images, layers=["block2.0"], device="cuda")["block2.0"].values
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
+def test_a_layer_that_was_not_extracted_is_a_keyerror_naming_the_layers(cornet, images, tmp_path):
+    from workbench.activations import extract_stats
+
+    stats = extract_stats(cornet, images[:4], ["V1", "V4"], cache=tmp_path)
+    per_step = extract_stats(cornet, images[:4], ["V1", "V4"], cache=tmp_path, time_reduce=None)
+    features = extract(cornet, images[:4], ["V1", "V4"])
+    for by_layer in (stats, per_step, features):
+        assert by_layer.get("V4.0") is None and "V4.0" not in by_layer
+        with pytest.raises(KeyError) as info:
+            by_layer["V4.0"]
+        assert info.value.args[0] == "layer 'V4.0' was not extracted; did you mean 'V4'? (extracted layers: V1, V4)"
+    with pytest.raises(KeyError) as info:
+        stats["layer9"]
+    assert str(info.value) == "\"layer 'layer9' was not extracted (extracted layers: V1, V4)\""

@@ -7,6 +7,7 @@ from analysis_factory import registered_models, toy_dataset
 
 from workbench.activations import extract, extract_stats
 from workbench.analysis import Protocol, score_layer, sweep
+from workbench.errors import ValidationError
 from workbench.metrics import compare
 from workbench.models import Architecture, Preprocessing, create
 
@@ -83,3 +84,14 @@ def test_score_layer_without_permutations_has_no_null(cell_model):
     values = score_layer(stats, dataset=dataset, region="V4", protocol=PROTOCOL.replace(permutations=0))
     assert values.null == {} and np.isnan(list(values.p_value.values())).all()
     assert values == score_layer(stats, dataset=dataset, region="V4", protocol=PROTOCOL)  # the scores themselves
+
+
+@pytest.mark.parametrize("region", ["V4", "IT"])  # responses and a published RDM
+def test_score_layer_with_another_stimulus_count_is_one_error_before_scoring(region, caplog):
+    dataset = _dataset()
+    features = np.random.default_rng(0).random((N - 4, 12))
+    with caplog.at_level("WARNING"), pytest.raises(ValidationError) as error:
+        score_layer(features, dataset=dataset, region=region, protocol=PROTOCOL)
+    message = str(error.value)
+    assert f"X has {N - 4} stimuli" in message and f"{dataset.name}/{region} has {N}" in message
+    assert "expected one row of X per stimulus" in message and caplog.records == []

@@ -221,3 +221,33 @@ def _write_tiny_dataset(folder):
     path = folder / "tiny_v1.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path
+
+
+TRAINED = '''
+import torch
+from torch import nn
+from workbench.models import wrap_model
+
+
+def trained():
+    """Loads its own checkpoint, as a user's factory does."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+    net.load_state_dict(torch.load({path!r}, weights_only=True))
+    return wrap_model(net, ["0", "1"], input_size=16)
+'''
+
+
+def test_checking_a_factory_that_loads_its_checkpoint_warns_nothing(plugin, tmp_path, recwarn):
+    from workbench.analysis.checks import check_layers, check_weights
+    from workbench.models import model_info
+
+    state = {"0.weight": torch.randn(4, 3, 3, 3), "0.bias": torch.randn(4)}
+    torch.save(state, tmp_path / "trained.pth")
+    (tmp_path / f"{plugin}_trained.py").write_text(TRAINED.format(path=str(tmp_path / "trained.pth")))
+    name = f"{plugin}_trained:trained"
+    assert check_model_names([name]) == [name] and model_info(name).layers == ("0", "1")
+    assert check_layers(["0"], [name]) == ("0",)
+    check_weights({name: str(tmp_path / "trained.pth")})
+    model = create(name)
+    assert [str(w.message) for w in recwarn] == []
+    assert torch.equal(model.module[0].weight, state["0.weight"]) and torch.equal(model.module[0].bias, state["0.bias"])

@@ -147,6 +147,7 @@ def test_demo_passes_its_fixed_choices_and_overrides(tmp_path, monkeypatch):
 # -- issue 19, point 1: failures visible, early and non-zero; point 4: your own model ----------
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -216,6 +217,7 @@ def test_every_argument_is_checked_before_any_work(command, tmp_path, monkeypatc
         (["--device", "tpu"], "--device 'tpu' is not valid; expected cpu, cuda or cuda:N"),
         (["--weights", str(tmp_path / "absent.pth")], "does not exist"),
         (["--weights", "alexnet=x.pth"], "--weights names model(s) ['alexnet'] that are not in --models"),
+        (["--dask", "local:two"], "--dask: executor='local:two' is not valid; expected \"serial\", \"local:N\""),
     ]
     for extra, expected in cases:
         assert main(base + extra) == 1, extra
@@ -370,3 +372,59 @@ def test_last_line_of_a_failed_unit_is_the_whole_final_exception():
     text = ('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n    f()\n    ^^^\n'
             "workbench.errors.DataError: checkpoint a.pth is not readable\n\nCheck the documentation")
     assert _last_line(text) == "workbench.errors.DataError: checkpoint a.pth is not readable Check the documentation"
+
+
+def test_ctrl_c_during_score_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("workbench.cli.study._score", interrupted)
+    argv = ["score", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", str(tmp_path)]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "workbench score: interrupted; run the same command again to resume\n"
+    assert "130  interrupted (Ctrl-C)" in build_parser().format_help()
+
+
+def test_sigint_to_a_running_command_exits_130_with_one_line(tmp_path):
+    code = ("import sys, time; import workbench.cli.study as study; from workbench.cli import main; "
+            "study._score = lambda args: print('started', flush=True) or time.sleep(60); "
+            f"sys.exit(main(['score', '--models', 'm', '--datasets', 'd', '--out', {str(tmp_path)!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"started\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == b"workbench score: interrupted; run the same command again to resume\n"
+
+
+@pytest.mark.parametrize("command", [
+    ["score", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", "run"],
+    ["report", "--models", "resnet18", "--datasets", "cowley2023_v4", "--out", "run"],
+    ["demo"],
+    ["compare-models", "resnet18", "alexnet", "--dataset", "cowley2023_v4", "--out", "run"],
+])
+def test_protocol_takes_several_values_and_can_be_repeated(command):
+    args = build_parser().parse_args(command + ["--protocol", "time_steps=8", "permutations=0",
+                                                "--protocol", "bootstrap=3", "--device", "cpu"])
+    assert args.protocol == ["time_steps=8", "permutations=0", "bootstrap=3"]
+    assert build_parser().parse_args(command).protocol == []
+
+
+def test_run_study_with_a_bad_executor_creates_no_folder(tmp_path):
+    from workbench.errors import ValidationError
+    from workbench.reports.study import run_study
+
+    with pytest.raises(ValidationError, match="--dask: executor='local:two' is not valid"):
+        run_study(["resnet18"], ["cowley2023_v4"], tmp_path / "run", executor="local:two")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_given_as_a_path_is_named_as_a_missing_or_unfinished_run(tmp_path, capsys):
+    folder = tmp_path / "runs" / "latz"
+    argv = ["score", "--datasets", "cowley2023_v4", "--out", str(tmp_path / "out"), "--models"]
+    assert main(argv + [str(folder)]) == 1
+    assert f"no run directory {folder} (expected the --out folder of `workbench train`" in _one_error_line(capsys, "score")
+    folder.mkdir(parents=True)
+    assert main(argv + ["resnet18", str(folder)]) == 1
+    assert f"{folder} is a folder but not a finished run directory: no model_card.json" in \
+        _one_error_line(capsys, "score")
+    assert not (tmp_path / "out").exists()

@@ -43,15 +43,6 @@ def test_cuda_training_uses_bf16_autocast(tmp_path):
     assert read_card(tmp_path / "run")["device"].startswith("cuda")
 
 
-@pytest.mark.slow
-def test_report_executes_on_the_micro_run(micro_run, tmp_path, check_run_report):
-    import shutil
-
-    run = tmp_path / "run"  # a copy: the session's run stays as the other tests expect it
-    shutil.copytree(micro_run, run)
-    check_run_report(run)
-
-
 def test_a_failing_report_cell_is_kept_and_named(micro_run, tmp_path, monkeypatch, capsys):
     import shutil
 
@@ -74,3 +65,22 @@ def test_a_failing_report_cell_is_kept_and_named(micro_run, tmp_path, monkeypatc
     executed = nbformat.read(run / "report.ipynb", as_version=4)
     assert any(o.get("ename") == "RuntimeError" for c in executed.cells for o in c.get("outputs", []))
     assert not (run / "report.html").exists()
+
+
+def test_ctrl_c_during_train_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("workbench.training.train", interrupted)
+    assert main(["train", "supervised", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err == "workbench train: interrupted; run the same command again to resume\n"
+
+
+def test_set_takes_several_values_and_can_be_repeated():
+    from workbench.cli import build_parser
+
+    argv = ["train", "supervised", "--out", "run", "--set", "epochs=1", "batch_size=8", "--set", "lr=0.1",
+            "--seed", "3"]
+    args = build_parser().parse_args(argv)
+    assert args.overrides == ["epochs=1", "batch_size=8", "lr=0.1"] and args.seed == 3
+    assert build_parser().parse_args(argv[:4]).overrides == []

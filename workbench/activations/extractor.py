@@ -19,8 +19,18 @@ from workbench.activations.hooks import hooked
 from workbench.activations.stimuli import check_stimuli, iter_batches
 from workbench.errors import ValidationError
 from workbench.models.registry import ModelWrapper
+from workbench.validation import did_you_mean
 
 TIME_REDUCTIONS = ("mean", None)
+
+
+class ByLayer(dict):
+    """What an extraction returns: a dict of layer to result, whose missing layer is a KeyError
+    that names it, close matches and the layers extracted."""
+
+    def __missing__(self, layer):
+        raise KeyError(f"layer {layer!r} was not extracted{did_you_mean(layer, self)} "
+                       f"(extracted layers: {', '.join(self)})")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from workbench.activations.extractor import feature_shapes, forward_batches, resolve_settings
+from workbench.activations.extractor import ByLayer, feature_shapes, forward_batches, resolve_settings
 from workbench.activations.packaging import package_layer
 from workbench.activations.stimuli import check_stimuli, stimulus_ids
 
@@ -53,9 +53,9 @@ def extract(model, stimuli, layers=None, *, batch_size: int = 32, time_steps: in
                 arrays[layer] = np.empty((n, *lead, int(np.prod(shapes[layer]))), np.float32)
         for layer, out in outputs.items():
             arrays[layer][start:start + out.shape[0]] = out.reshape(arrays[layer][0:out.shape[0]].shape)
-    return {
+    return ByLayer({
         layer: package_layer(arrays[layer], layer=layer, model=model.name, stimulus_ids=ids,
                              feature_shape=shapes[layer],
                              channels_last=layer in model.channels_last, weights=model.weights)
         for layer in settings.layers
-    }
+    })

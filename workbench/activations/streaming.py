@@ -51,7 +51,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from workbench.activations.cache import StatsCache, entry_key, spill_prefix
-from workbench.activations.extractor import feature_shapes, forward_batches, resolve_settings
+from workbench.activations.extractor import ByLayer, feature_shapes, forward_batches, resolve_settings
 from workbench.activations.stimuli import check_stimuli, stimulus_fingerprint, stimulus_ids
 from workbench.activations.store import LayerWriter, activation_path
 from workbench.errors import DataError, ValidationError
@@ -447,10 +447,10 @@ def _spill_folder(model, spill_root: Path, run_key: str | None, stack: contextli
 
 def _arrange(results: dict, settings, steps: list):
     per_step = [s for s in steps if s is not None]
-    by_step = {layer: [results[layer, s] for s in per_step] for layer in settings.layers}
+    by_step = ByLayer({layer: [results[layer, s] for s in per_step] for layer in settings.layers})
     if settings.time_reduce is None:
         return by_step
-    averaged = {layer: results[layer, None] for layer in settings.layers}
+    averaged = ByLayer({layer: results[layer, None] for layer in settings.layers})
     return (averaged, by_step) if per_step else averaged
 
 

@@ -141,6 +141,18 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_executor(executor: str) -> str:
+    """``executor`` (``--dask``): ``"serial"``, ``"local:N"`` or ``"tcp://HOST:PORT"``
+    (:func:`workbench.analysis.execution.parse_executor`)."""
+    from workbench.analysis.execution import parse_executor
+
+    try:
+        parse_executor(executor)
+    except ValidationError as exc:
+        raise ValidationError(f"--dask: {exc}") from None
+    return executor
+
+
 def check_layers(layers: Sequence[str] | None, models: Sequence[str]) -> tuple[str, ...] | None:
     """The layers to score (None: every model's declared ones), each checked to be a layer
     spec (:mod:`workbench.models.layer_spec`) on a submodule of every model.
@@ -217,6 +229,7 @@ def check_study(
     protocol=None,
     layers: Sequence[str] | None = None,
     device: str = "cpu",
+    executor: str = "serial",
 ) -> dict:
     """Check every argument of a study before any extraction starts.
 
@@ -225,7 +238,7 @@ def check_study(
     dict
         The normalised arguments: ``models`` (list), ``datasets``, ``metrics``, ``weights``
         (``{model: None | "imagenet" | path}``), ``protocol`` (a Protocol), ``layers``,
-        ``device`` and ``out_dir`` (a Path or None).
+        ``device``, ``executor`` and ``out_dir`` (a Path or None).
 
     Raises
     ------
@@ -255,5 +268,6 @@ def check_study(
         "protocol": protocol,
         "layers": check_layers(layers, models),
         "device": check_device(device),
+        "executor": check_executor(executor),
         "out_dir": out,
     }

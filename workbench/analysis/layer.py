@@ -99,18 +99,15 @@ def score_layer(
     """
     from workbench.analysis.cells import derive, inapplicable_metrics, prepare, score_region
     from workbench.analysis.nulls import null_for_layer
-    from workbench.analysis.sweeps import SWEEP_METRICS
-    from workbench.metrics import list_metrics
 
-    protocol = Protocol() if protocol is None else protocol
-    if not isinstance(protocol, Protocol):
-        raise ValidationError(f"protocol must be a Protocol, found {type(protocol).__name__}")
-    metrics = list(SWEEP_METRICS if metrics is None else ([metrics] if isinstance(metrics, str) else metrics))
-    unknown = [m for m in metrics if m not in list_metrics()]
-    if unknown or not metrics:
-        raise ValidationError(f"metrics {metrics}: expected one or more of {list_metrics()}")
-    target = _target(Y, dataset, region, rdm, protocol)
+    protocol, metrics = _checked_protocol_and_metrics(protocol, metrics)
+    target, source = _target(Y, dataset, region, rdm, protocol)
     stats = _layer_stats(X)
+    n_neural = target.values.shape[0]
+    if stats.n_stimuli != n_neural:
+        raise ValidationError(
+            f"X has {stats.n_stimuli} stimuli but {source} has {n_neural}: expected one row of X per "
+            f"stimulus of the region, in the dataset's stimulus order")
     reasons = inapplicable_metrics(target, metrics, protocol, stats.n_stimuli)
     if reasons:
         target = dataclasses.replace(target, inapplicable=frozenset(reasons))
@@ -128,13 +125,30 @@ def score_layer(
     return LayerScores({metric: float(value) for metric, value in zip(metrics, values)}, null)
 
 
+def _checked_protocol_and_metrics(protocol: Protocol | None, metrics) -> tuple[Protocol, list[str]]:
+    """The protocol (default ``Protocol()``) and the list of metric names, each checked."""
+    from workbench.analysis.sweeps import SWEEP_METRICS
+    from workbench.metrics import list_metrics
+
+    protocol = Protocol() if protocol is None else protocol
+    if not isinstance(protocol, Protocol):
+        raise ValidationError(f"protocol must be a Protocol, found {type(protocol).__name__}")
+    metrics = list(SWEEP_METRICS if metrics is None else ([metrics] if isinstance(metrics, str) else metrics))
+    unknown = [m for m in metrics if m not in list_metrics()]
+    if unknown or not metrics:
+        raise ValidationError(f"metrics {metrics}: expected one or more of {list_metrics()}")
+    return protocol, metrics
+
+
 def _target(Y, dataset, region: str | None, rdm, protocol: Protocol):
-    """The region's :class:`~workbench.analysis.cells.Target`: ``Y`` or ``rdm`` as given, else
-    ``region`` (default: the first) of ``dataset`` (loaded when given by name); SVCCA reduces
-    the responses when the protocol says so for the dataset's name as given."""
+    """The region's :class:`~workbench.analysis.cells.Target` and what it is called in messages
+    (``"Y"``, ``"rdm"`` or ``"dataset/region"``): ``Y`` or ``rdm`` as given, else ``region``
+    (default: the first) of ``dataset`` (loaded when given by name); SVCCA reduces the
+    responses when the protocol says so for the dataset's name as given."""
     from workbench.analysis.cells import Target
 
     name = dataset if isinstance(dataset, str) or dataset is None else dataset.name
+    source = "Y" if rdm is None else "rdm"
     if Y is None and rdm is None:
         if dataset is None:
             raise ValidationError("score_layer needs Y (responses), rdm, or a loaded dataset (with region)")
@@ -143,6 +157,7 @@ def _target(Y, dataset, region: str | None, rdm, protocol: Protocol):
 
             dataset = load(dataset)
         region = region or dataset.regions[0]
+        source = f"{dataset.name}/{region}"
         if dataset.kind(region) == "rdm":
             rdm = dataset.rdm(region).values
         else:
@@ -150,11 +165,11 @@ def _target(Y, dataset, region: str | None, rdm, protocol: Protocol):
     if Y is not None and rdm is not None:
         raise ValidationError("give either Y (responses) or rdm, not both")
     if rdm is not None:
-        return Target("rdm", np.asarray(rdm, dtype=np.float64), False)
+        return Target("rdm", np.asarray(rdm, dtype=np.float64), False), source
     values = np.asarray(getattr(Y, "values", Y), dtype=np.float64)
     if values.ndim != 2:
         raise ValidationError(f"Y must be 2-D (stimuli x neuroids), found shape {values.shape}")
-    return Target("responses", values, name is not None and protocol.reduces_neural(name))
+    return Target("responses", values, name is not None and protocol.reduces_neural(name)), source
 
 
 def _layer_stats(X):

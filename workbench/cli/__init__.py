@@ -25,6 +25,8 @@ EXIT_USAGE = 2
 #: The command finished and wrote its results, but some units (model x dataset) failed;
 #: ``--allow-failures`` turns this into 0.
 EXIT_PARTIAL = 3
+#: Interrupted (Ctrl-C, SIGINT); every write is atomic, so the same command resumes the work.
+EXIT_INTERRUPTED = 130
 #: The output was closed early (e.g. ``workbench cache list | head -1``); nothing is printed.
 EXIT_BROKEN_PIPE = 141
 
@@ -35,6 +37,7 @@ EPILOG = f"""exit codes:
   {EXIT_USAGE}    malformed command line
   {EXIT_PARTIAL}    results written, but some units (model x dataset) failed: each is listed on
        stderr and kept in scores.csv with its error; --allow-failures exits {EXIT_OK} instead
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): run the same command again to resume
   {EXIT_BROKEN_PIPE}  output closed early (e.g. piped into `head`)
 """
 
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line
         print(f"workbench {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"workbench {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE

@@ -33,8 +33,9 @@ def register(subparsers) -> None:
                          help='"random" (default), "imagenet" or a checkpoint path for both; MODEL=WEIGHTS per model')
     compare.add_argument("--layers-a", nargs="+", default=None, metavar="LAYER", help="layers of A (default: all)")
     compare.add_argument("--layers-b", nargs="+", default=None, metavar="LAYER", help="layers of B (default: all)")
-    compare.add_argument("--protocol", action="append", default=[], metavar="FIELD=VALUE",
-                         help="override a Protocol field (z-scoring, time_steps, batch_size, seed)")
+    compare.add_argument("--protocol", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
+                         help="override Protocol fields (z-scoring, time_steps, batch_size, seed): several "
+                              "values; the flag may be repeated")
     compare.add_argument("--device", default="cpu", metavar="DEVICE", help='"cpu" (default), "cuda" or "cuda:N"')
     compare.set_defaults(func=_compare)
 

@@ -40,9 +40,9 @@ def _add_study_arguments(parser: argparse.ArgumentParser, *, required: bool = Tr
 
 
 def _add_protocol_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a Protocol field, e.g. --protocol bootstrap=100, or permutations=0 to skip "
-                             "the chance level (repeatable)")
+    parser.add_argument("--protocol", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
+                        help="override Protocol fields, e.g. --protocol bootstrap=100 time_steps=8, or "
+                             "permutations=0 to skip the chance level (several values; the flag may be repeated)")
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,7 +120,8 @@ def _study_kwargs(args: argparse.Namespace, models=None, datasets=None) -> tuple
     protocol = parse_protocol(args.protocol)
     weights = _weights(args, models)
     checked = check_study(models, datasets, args.out, metrics=getattr(args, "metrics", None), weights=weights,
-                          protocol=protocol, layers=getattr(args, "layers", None), device=args.device)
+                          protocol=protocol, layers=getattr(args, "layers", None), device=args.device,
+                          executor=args.dask)
     kwargs = {
         "metrics": getattr(args, "metrics", None),
         "weights": weights,

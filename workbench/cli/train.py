@@ -21,8 +21,9 @@ def register(subparsers) -> None:
     train.add_argument("method", metavar="METHOD", help="a method (see `workbench methods list`)")
     train.add_argument("--preset", default="tiny", help='"tiny" (CPU, offline, minutes; default) or "paper"')
     train.add_argument("--out", required=True, metavar="DIR", help="the run directory")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config field, e.g. --set epochs=3 (repeatable)")
+    train.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="override config fields, e.g. --set epochs=3 batch_size=64 (several values; the "
+                            "flag may be repeated)")
     train.add_argument("--seed", type=int, default=None, help="override the config's seed")
     train.add_argument("--device", choices=("cpu", "cuda"), default=None, help="override the config's device")
     resume = train.add_mutually_exclusive_group()

@@ -22,7 +22,7 @@ from torch import nn
 from workbench.errors import ValidationError
 from workbench.models.layer_spec import LAYER_SPEC_GRAMMAR, absent_layers
 from workbench.models.preprocessing import Preprocessing
-from workbench.models.weights import load_checkpoint, state_dict_hash
+from workbench.models.weights import load_checkpoint, state_dict_hash, without_weights
 from workbench.validation import check_choice, did_you_mean
 
 FAMILIES = ("snn", "cnn", "vit")
@@ -139,11 +139,25 @@ def model_entry(name: str) -> ModelEntry:
         plugin = plugin_entry(name)  # package.module:factory, or a "workbench.models" entry point
         if plugin is not None:
             return plugin
+        _check_not_a_path(name)
         raise ValidationError(
             f"unknown model {name!r}{did_you_mean(name, _REGISTRY)} (`workbench models list` shows all "
             f"{len(_REGISTRY)} models)"
         )
     return _REGISTRY[name]
+
+
+def _check_not_a_path(name: str) -> None:
+    """Raise, naming the run directory, when an unknown model ``name`` is meant as one: it
+    contains a path separator or is an existing folder (a finished run is not unknown)."""
+    from workbench.training.model_card import CARD_FILE
+
+    if Path(name).is_dir():
+        raise ValidationError(f"{name} is a folder but not a finished run directory: no {CARD_FILE} "
+                              "(`workbench train` writes it when the run finishes)")
+    if any(sep and sep in name for sep in (os.sep, os.altsep)):
+        raise ValidationError(f"no run directory {name} (expected the --out folder of `workbench train`, "
+                              f"holding {CARD_FILE})")
 
 
 def list_models(family: str | None = None, pattern: str | None = None) -> list[str]:
@@ -396,11 +410,11 @@ def light_architecture(name) -> Architecture:
     if _is_run(name):
         from workbench.models.runs import run_architecture
 
-        with torch.device("meta"):
+        with without_weights():
             return run_architecture(name, load_weights=False)[1]
     entry = model_entry(name)
     try:
-        with torch.device("meta"):
+        with without_weights():
             return entry.factory(pretrained=False)
     except NotImplementedError:
         with torch.random.fork_rng(devices=[]):
@@ -412,7 +426,7 @@ def model_info(name: str) -> ModelInfo:
     if _is_run(name):
         from workbench.models.runs import run_architecture
 
-        with torch.device("meta"):
+        with without_weights():
             card, arch = run_architecture(name, load_weights=False)
         return ModelInfo(str(name), card["family"], tuple(arch.layers), int(arch.time_steps),
                          arch.preprocessing, f"{card['method']} run of {card['architecture']}")

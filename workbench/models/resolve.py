@@ -27,9 +27,8 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable
 
-import torch
-
 from workbench.errors import ValidationError, WeightsUnavailableError
+from workbench.models.weights import without_weights
 
 #: The entry-point group a package declares its models in.
 ENTRY_POINT_GROUP = "workbench.models"
@@ -113,7 +112,7 @@ def plugin_entry(name: str):
         return as_architecture(built, name)
 
     try:
-        with torch.device("meta"):
+        with without_weights():
             arch, family = build(False)
     except ValidationError:
         raise

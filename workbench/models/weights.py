@@ -17,10 +17,12 @@ are saved); a file pickling any other global is refused, naming it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,6 +257,21 @@ def _unsafe_global_message(path: Path, name: str) -> str:
             f"so it is refused: torch.load(weights_only=True) allows only tensors, plain containers "
             f"and {allowed}. If the file is trusted, re-save its state dict: "
             "torch.save(model.state_dict(), PATH) on a machine where torch.load(PATH, weights_only=False) works")
+
+
+@contextlib.contextmanager
+def without_weights():
+    """Build networks inside this block on torch's ``meta`` device: structure and shapes only.
+
+    A factory that loads its own checkpoint loads it into meta parameters there, which torch
+    treats as a key and shape check (a mismatch still raises) followed by a copy that does
+    nothing, announced once per tensor ("copying from a non-meta parameter ... is a no-op").
+    No copy is wanted here (:func:`workbench.models.create` builds the network with its
+    weights), so that warning, and no other, is not shown inside this block.
+    """
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"for \S+: copying from a non-meta parameter in the checkpoint")
+        yield
 
 
 def check_state_dict(module: nn.Module, state: Mapping, path) -> None:

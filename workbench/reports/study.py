@@ -109,7 +109,7 @@ def run_study(models: Sequence[str], datasets: Sequence[str], out_dir: str | os.
 
     if checked is None:
         checked = check_study(models, datasets, out_dir, metrics=metrics, weights=weights,
-                              protocol=make_protocol(protocol), layers=layers, device=device)
+                              protocol=make_protocol(protocol), layers=layers, device=device, executor=executor)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol, weights, device = checked["protocol"], checked["weights"], checked["device"]
