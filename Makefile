@@ -38,8 +38,11 @@ test-demo: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workbench demo
 
+# Containers and cloud notebooks run as root, where Jupyter refuses to start without --allow-root.
+USER_ID ?= $(shell id -u)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(USER_ID)),--allow-root,)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py

@@ -1,9 +1,11 @@
 """The set-up promises of the README: one place for pins, a mirror for conda, two commands."""
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,3 +86,12 @@ def test_allensdk_runtime_dependencies_are_pinned_in_requirements():
         if _name(requirement) in declared | {"setuptools"}:
             name, version = requirement.split("==")
             assert metadata.version(name) == version, requirement
+
+
+@pytest.mark.parametrize("user_id, allow_root", [("0", True), ("1000", False)])
+def test_make_lab_starts_jupyter_as_root_too(user_id, allow_root):
+    """Jupyter refuses to run as root without --allow-root (containers, cloud notebooks)."""
+    dry_run = subprocess.run(["make", "-n", "lab", f"USER_ID={user_id}"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    lab = [line for line in dry_run.splitlines() if "jupyter lab notebooks" in line]
+    assert len(lab) == 1 and ("--allow-root" in lab[0]) == allow_root
