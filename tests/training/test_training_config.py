@@ -88,3 +88,14 @@ def test_lr_schedules_step_by_step():
     assert [multistep(s) for s in range(8)] == [1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
     assert TrainConfig.parse_value("milestones", "[30, 60]") == (30, 60)
     assert TrainConfig.parse_value("milestones", "30,60") == (30, 60)
+
+
+@pytest.mark.parametrize("method, field, value, minimum", [
+    ("part", "parts", 0, 1), ("mada", "num_anchors", 0, 1), ("mada", "adapt2_steps", -1, 0),
+    ("savc", "small_crops", -1, 0), ("unidet", "fpn_channels", 0, 1), ("qsam", "meta_batch_size", 0, 1),
+])
+def test_method_config_minimums_name_the_class_and_field(method, field, value, minimum):
+    cls = get_method(method).config_cls
+    with pytest.raises(ValidationError, match=rf"^{cls.__name__}\.{field} must be >= {minimum}, found {value}$"):
+        cls(**{field: value})
+    cls(**{field: minimum})  # the bound itself is allowed

@@ -150,12 +150,9 @@ class MADAConfig(TrainConfig):
         super().__post_init__()
         if not 0 < self.budget <= 1:
             raise ValidationError(f"config field 'budget' is {self.budget}; expected a fraction in (0, 1]")
-        for name in ("num_anchors", "adapt_steps", "adapt_batch_size", "source_images", "target_images",
-                     "test_images", "min_pixels"):
-            if getattr(self, name) < 1:
-                raise ValidationError(f"config field {name!r} must be >= 1, found {getattr(self, name)}")
-        if self.adapt2_steps < 0:
-            raise ValidationError(f"config field 'adapt2_steps' must be >= 0, found {self.adapt2_steps}")
+        self.check_minimum(1, "num_anchors", "adapt_steps", "adapt_batch_size", "source_images", "target_images",
+                           "test_images", "min_pixels")
+        self.check_minimum(0, "adapt2_steps")
         for name in ("anchor_momentum", "teacher_momentum", "pseudo_threshold"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValidationError(f"config field {name!r} is {getattr(self, name)}; expected a value in [0, 1]")

@@ -87,8 +87,8 @@ class PARTConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.parts < 1:
-            raise ValidationError(f"config field 'parts' must be >= 1, found {self.parts}")
+        self.check_minimum(1, "parts", "tiny_classes", "tiny_train_per_class", "tiny_test_per_class")
+        self.check_minimum(0, "part_loss_weight")
         if self.top_channels < self.parts:
             raise ValidationError(f"config field 'top_channels' ({self.top_channels}) must be >= "
                                   f"'parts' ({self.parts})")
@@ -97,11 +97,6 @@ class PARTConfig(TrainConfig):
                                   f"{self.tau_test}; expected 0 < tau_min <= tau_max <= 1 and 0 < tau_test <= 1")
         if not 0 <= self.nms_iou <= 1:
             raise ValidationError(f"config field 'nms_iou' must be in [0, 1], found {self.nms_iou}")
-        if self.part_loss_weight < 0:
-            raise ValidationError(f"config field 'part_loss_weight' must be >= 0, found {self.part_loss_weight}")
-        for name in ("tiny_classes", "tiny_train_per_class", "tiny_test_per_class"):
-            if getattr(self, name) < 1:
-                raise ValidationError(f"config field {name!r} must be >= 1, found {getattr(self, name)}")
 
 
 def arch_kwargs(config: PARTConfig, num_classes: int, parts: int) -> dict[str, Any]:

@@ -117,8 +117,7 @@ class QSAMConfig(TrainConfig):
                                       "JPEG qualities (integers 1..100)")
         if len(set(self.base_qualities)) != len(self.base_qualities):
             raise ValidationError(f"config field 'base_qualities' repeats a quality: {list(self.base_qualities)}")
-        if self.meta_epochs < 1 or self.meta_batch_size < 1:
-            raise ValidationError("config fields 'meta_epochs' and 'meta_batch_size' must be >= 1")
+        self.check_minimum(1, "meta_epochs", "meta_batch_size")
         if "branches" in self.arch_kwargs:
             raise ValidationError("arch_kwargs must not set 'branches': it is len(base_qualities)")
 

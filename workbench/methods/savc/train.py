@@ -116,11 +116,8 @@ class SAVCConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("moco_dim", "moco_k", "global_size", "small_size"):
-            if getattr(self, name) < 1:
-                raise ValidationError(f"config field {name!r} must be >= 1, found {getattr(self, name)}")
-        if self.small_crops < 0:
-            raise ValidationError(f"config field 'small_crops' must be >= 0, found {self.small_crops}")
+        self.check_minimum(1, "moco_dim", "moco_k", "global_size", "small_size")
+        self.check_minimum(0, "small_crops")
         if not 0 <= self.moco_m <= 1:
             raise ValidationError(f"config field 'moco_m' must be in [0, 1], found {self.moco_m}")
         if not self.moco_t > 0:

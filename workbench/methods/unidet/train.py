@@ -129,9 +129,7 @@ class UniDetConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("synthetic_train", "synthetic_test", "image_size", "fpn_channels"):
-            if getattr(self, name) < 1:
-                raise ValidationError(f"config field {name!r} must be >= 1, found {getattr(self, name)}")
+        self.check_minimum(1, "synthetic_train", "synthetic_test", "image_size", "fpn_channels")
         if len(self.anchor_sizes) != 3:
             raise ValidationError(f"config field 'anchor_sizes' needs 3 sizes (strides 8, 16, 32), found {self.anchor_sizes}")
         if not 0 < self.test_fraction < 1:
