@@ -58,7 +58,8 @@ def test_a_dict_with_nested_values_is_read_as_yaml_flow_syntax():
     ("flag=maybe", "--toy 'flag=maybe': flag expects true or false (also yes/no, on/off, 1/0), found 'maybe'"),
     ("steps=1,x", "--toy 'steps=1,x': steps expects a comma-separated list, found '1,x'"),
     ("weights=x", "--toy 'weights=x': weights expects KEY:VALUE pairs separated by commas, found 'x'"),
-    ("count", "--toy expects FIELD=VALUE, found 'count'"),
+    ("count", "--toy expects FIELD=VALUE, found 'count'; it takes every value up to the next option, so put "
+              "positional arguments before --toy (or end its values with --)"),
     ("cont=2", "--toy 'cont=2': Toy has no field 'cont'; did you mean 'count'? (fields: flag, count, rate, mode, "
                "root, steps, names, weights)"),
 ])
@@ -114,3 +115,19 @@ def test_an_unknown_keyword_names_the_field_with_hints_and_every_field(config, k
     with pytest.raises(ValidationError) as info:
         config(**{keyword: 8})
     assert str(info.value).startswith(message) and all(name in str(info.value) for name in config.field_names())
+
+
+def test_a_fingerprint_of_a_set_is_the_same_on_every_run():
+    """Sets are hashed in sorted order, not in their (hash-seed dependent) iteration order."""
+    from workbench.config import fingerprint_of
+
+    names = [f"region_{i}" for i in range(12)]
+    assert fingerprint_of({"regions": frozenset(names)}) == fingerprint_of({"regions": sorted(names)})
+    with pytest.raises(TypeError, match="found object"):
+        fingerprint_of({"x": object()})
+
+
+def test_a_positional_argument_after_an_override_option_says_where_to_put_it():
+    with pytest.raises(ValidationError, match=r"found 'resnet18'; .*put positional arguments before --toy "
+                                              r"\(or end its values with --\)"):
+        Toy.parse_overrides(["count=2", "resnet18"])

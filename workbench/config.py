@@ -51,9 +51,17 @@ NONE_WORDS = ("none", "null", "~")
 
 
 def fingerprint_of(payload) -> str:
-    """:data:`FINGERPRINT_DIGITS` hex digits of the sha256 of ``payload``'s canonical JSON."""
-    text = json.dumps(payload, sort_keys=True, default=list)
+    """:data:`FINGERPRINT_DIGITS` hex digits of the sha256 of ``payload``'s canonical JSON
+    (dict keys sorted, tuples as lists, sets as sorted lists: the same on every run)."""
+    text = json.dumps(payload, sort_keys=True, default=_canonical)
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_DIGITS]
+
+
+def _canonical(value):
+    """What JSON cannot write directly: a set in a fixed order (not its hash-seed order)."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=lambda item: json.dumps(item, sort_keys=True, default=_canonical))
+    raise TypeError(f"a fingerprint covers JSON values, sets, tuples and lists; found {type(value).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +157,9 @@ class Config:
             key, sep, text = str(pair).partition("=")
             key = key.strip()
             if not sep or not key:
-                raise ValidationError(f"{cls.OPTION} expects FIELD=VALUE, found {pair!r}")
+                raise ValidationError(f"{cls.OPTION} expects FIELD=VALUE, found {pair!r}; it takes every "
+                                      f"value up to the next option, so put positional arguments before "
+                                      f"{cls.OPTION} (or end its values with --)")
             cls.check_fields([key], where=f"{cls.OPTION} {pair!r}")
             try:
                 out[key] = cls.parse_value(key, text)

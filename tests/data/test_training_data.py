@@ -475,3 +475,11 @@ def test_imagenet_layout_errors(tmp_path):
     with pytest.raises(DataError) as info:
         load_training_data("imagenet", root=tmp_path / "c")
     assert str(tmp_path / "c" / "val") in str(info.value) and "n02" in str(info.value)
+
+
+def test_download_of_a_dataset_that_cannot_be_downloaded_is_refused_naming_where_files_go(tmp_path):
+    from workbench.data.training import load_training_data
+
+    with pytest.raises(ValidationError, match=r"'cub200' cannot be downloaded \(download=True\); place its files "
+                                              r"under root \(default .*cub200\)"):
+        load_training_data("cub200", root=tmp_path, download=True)

@@ -7,7 +7,7 @@ import pytest
 
 from workbench.data.training import load_training_data
 from workbench.errors import ValidationError
-from workbench.methods.part.data import BENCHMARK_VIEW, MOTIF, load_data, make_glyphs, make_motif_task
+from workbench.methods.part.data import MOTIF, load_data, make_glyphs, make_motif_task
 
 
 def test_motif_task_is_deterministic_and_records_the_motif_box():
@@ -62,7 +62,6 @@ def test_part_reads_the_benchmarks_at_its_448_px_view(tmp_path):
     write_cub(tmp_path)
     config = SimpleNamespace(dataset="cub200", data_root=tmp_path)
     part, default = load_data(config, augment=False), load_training_data("cub200", root=tmp_path, augment=False)
-    assert BENCHMARK_VIEW == {"size": 448, "resize": (512, 512), "augmentation": "fine_grained"}
     assert part.test[0][0].shape == (3, 448, 448) and default.test[0][0].shape == (3, 224, 224)
     assert part.preprocessing.input_size == 448 and part.fingerprint != default.fingerprint
     assert part.train.boxes.tolist() == default.train.boxes.tolist()

@@ -157,11 +157,7 @@ def _target(Y, dataset, region: str | None, rdm, protocol: Protocol):
 
             dataset = load(dataset)
         region = region or dataset.regions[0]
-        source = f"{dataset.name}/{region}"
-        if dataset.kind(region) == "rdm":
-            rdm = dataset.rdm(region).values
-        else:
-            Y = dataset.responses(region).values
+        return Target.of_region(dataset, region, protocol), f"{dataset.name}/{region}"
     if Y is not None and rdm is not None:
         raise ValidationError("give either Y (responses) or rdm, not both")
     if rdm is not None:

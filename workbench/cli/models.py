@@ -45,12 +45,13 @@ def _list(args: argparse.Namespace) -> int:
 
     Models are built on torch's meta device only (no memory, no weights).
     """
-    from workbench.models import FAMILIES, list_models, model_aliases, model_info, study_models
+    from workbench.models import (FAMILIES, list_models, model_aliases, model_info, model_study_name,
+                                  study_models)
 
     families = [args.family] if args.family else list(FAMILIES)
     for family in families:
-        infos = [model_info(name) for name in list_models(family=family, pattern=args.pattern)]
-        infos = [info for info in infos if info.study or not args.study]
+        names = list_models(family=family, pattern=args.pattern)
+        infos = [model_info(name) for name in names if model_study_name(name) or not args.study]
         if not infos:
             continue
         print(f"{family} ({len(infos)} models)")
@@ -62,7 +63,8 @@ def _list(args: argparse.Namespace) -> int:
             print(f"  {info.name:<34} {info.family:<6} {info.study or '-':<34} {len(info.layers):>3} layers  "
                   f"{t:<4} {info.description}{also}")
     if args.pattern is None:
-        missing = [n for f in families for n in study_models(f) if n not in list_models(family=f)]
+        zoo = set(list_models())
+        missing = [n for f in families for n in study_models(f) if n not in zoo]
         if missing:
             print(f"# {len(missing)} of the study's networks are not in the zoo: {', '.join(missing)}")
     return 0

@@ -13,7 +13,6 @@ import os
 import numpy as np
 
 from workbench.errors import DataError, ValidationError
-from workbench.storage import atomic_path
 from workbench.validation import check_array, check_choice, check_finite
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -163,23 +162,17 @@ class GramStats:
 
     # -- persistence --------------------------------------------------------------------
     def write_npz(self, path: str | os.PathLike) -> None:
-        """Write the statistics to ``path`` as ``.npz`` (not atomically: see :meth:`save`).
-
-        The activation cache writes entries through this with a sha256 record
-        (:func:`workbench.storage.write_verified`).
+        """Write the statistics to ``path`` as ``.npz``, not atomically: write through
+        :func:`workbench.storage.write_verified` (as the activation cache does) or
+        :func:`workbench.storage.atomic_path`.
         """
         with open(path, "wb") as fh:
             np.savez(fh, gram=self.gram, row_sums=self.row_sums, n_features=np.int64(self.n_features),
                      dtype=np.str_(self.dtype))
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the statistics to ``path`` (``.npz``) atomically."""
-        with atomic_path(path) as tmp:
-            self.write_npz(tmp)
-
     @classmethod
     def load(cls, path: str | os.PathLike) -> "GramStats":
-        """Read statistics written by :meth:`save`; a file that is not one raises DataError.
+        """Read statistics written by :meth:`write_npz`; a file that is not one raises DataError.
 
         A truncated file, or one whose members fail the zip CRC, is not readable; a file read
         back from the cache was also checked against its sha256 record first.

@@ -15,11 +15,11 @@ from torch import nn
 from torchvision import models as tvm
 
 from workbench.errors import ValidationError
-from workbench.models.hub import build_timm, timm_weights
+from workbench.models.hub import build_timm, hf_hub_weights
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
 from workbench.models.study_layers import study_input_size, study_layers, study_specs
-from workbench.models.weights import declare_weights, ensure_hub_file, published_weights
+from workbench.models.weights import declare_weights, ensure_hub_file, published_weights, url_source
 
 IMAGENET_224 = Preprocessing(input_size=224)
 
@@ -82,13 +82,14 @@ def _register_torchvision_cnn(name: str, title: str) -> None:
     factory.__doc__ = (f"{title}, torchvision IMAGENET1K_V1: the study's {len(study_layers(name))} "
                        "layers")
     register_model(name, family="cnn")(factory)
+    declare_weights(name, url_source(weights_enum.url))
 
 
 for _name, _title in TORCHVISION_CNNS.items():
     _register_torchvision_cnn(_name, _title)
 
 INCEPTION_RESNET_V2 = ("inception_resnet_v2", "tf_in1k")  # timm architecture and pretrained tag
-declare_weights("inceptionresnetv2", timm_weights(*INCEPTION_RESNET_V2))
+declare_weights("inceptionresnetv2", hf_hub_weights("timm/inception_resnet_v2.tf_in1k", "inception_resnet_v2.tf_in1k"))
 
 
 @register_model("inceptionresnetv2", family="cnn")

@@ -40,7 +40,6 @@ LAYER_SPEC_GRAMMAR = ('"<dotted module path>" (its output), "<path>:input" (its 
                       'input), "<path>:out[i]" (element i of its tuple/list output) or '
                       '"<path>:call[k]" (its output on call k of one forward pass, 0-based, '
                       'negative from the end)')
-KINDS = ("output", "input", "out", "call")
 
 _INDEX = r"(?:0|-?[1-9][0-9]*)"
 _SPEC = re.compile(

@@ -85,12 +85,11 @@ def _register_sew_resnet(name: str, blocks: str) -> None:
     factory.__name__ = name
     factory.__doc__ = f"SEW-ResNet-{depth} (Fang et al. 2021, ADD): sn1, max-pool, {blocks}, average pool."
     register_model(name, family="snn")(factory)
+    declare_study_checkpoint(name)
 
 
 for _name, _blocks in SEW_RESNETS.items():
     _register_sew_resnet(_name, _blocks)
-for _name in SEW_RESNETS:
-    declare_study_checkpoint(_name)
 for _name in ("spiking_resnet18", "spiking_vgg11_bn", "spiking_vgg16_bn"):
     declare_weights(_name, WeightsSource(filename=f"{_name}_imagenet.pth", origin=SPIKING_ORIGIN))
 

@@ -249,6 +249,7 @@ def _register_shallow(name: str, title: str, blocks_per_stage: int, make_units, 
     factory.__name__ = name
     factory.__doc__ = f"{title} (Huang et al. 2023): sn1, max-pool, {blocks}, average pool."
     register_model(name, family="snn")(factory)
+    declare_study_checkpoint(name)
 
 
 for _name, _row in SHALLOW_SNNS.items():
@@ -262,6 +263,4 @@ def spikingmobilenet(pretrained: bool = False) -> Architecture:
     return finish_snn("spikingmobilenet", net, study_specs("spikingmobilenet", net), pretrained)
 
 
-for _name in ("sew_resnet8", "sew_resnet14", "wide_sew_resnet8", "wide_sew_resnet14",
-              "sew_resnext11", "sew_resnext20", "spikingmobilenet"):
-    declare_study_checkpoint(_name)
+declare_study_checkpoint("spikingmobilenet")

@@ -14,6 +14,7 @@ from torchvision import models as tvm
 
 from workbench.models._layers import children
 from workbench.models.cnn import IMAGENET_224, build_torchvision
+from workbench.models.hub import build_timm
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
 from workbench.models.weights import declare_weights, published_weights, url_source
@@ -67,12 +68,6 @@ def deit_tiny(pretrained: bool = False) -> Architecture:
     Layers: the 12 transformer blocks and the final norm. The study's network is
     ``deit_tiny_distilled_patch16_224``.
     """
-    import timm
-
-    if pretrained:
-        net = timm.create_model("deit_tiny_patch16_224", pretrained=True,
-                                pretrained_cfg_overlay={"file": str(published_weights("deit_tiny"))})
-    else:
-        net = timm.create_model("deit_tiny_patch16_224", pretrained=False)
+    net = build_timm("deit_tiny_patch16_224", "fb_in1k", published_weights("deit_tiny") if pretrained else None)
     return Architecture(net, (*children(net, "blocks"), "norm"),
                         Preprocessing(224, interpolation="bicubic"))

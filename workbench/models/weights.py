@@ -163,21 +163,11 @@ def published_weights(model: str) -> Path:
 def weights_source(model: str) -> WeightsSource | None:
     """Where registered model ``model``'s published weights come from, read without building it.
 
-    The source its module declared (:func:`declare_weights`); for an undeclared torchvision
-    model (family cnn/vit, registered under torchvision's name), torchvision's
-    ``IMAGENET1K_V1`` file, as the study used; else ``None``.
+    The source its module declared (:func:`declare_weights`), else ``None``.
     """
     from workbench.models.registry import model_entry
 
-    entry = model_entry(model)  # loads the zoo, whose modules declare their weights; resolves aliases
-    model, family = entry.name, entry.family
-    if model in _DECLARED:
-        return _DECLARED[model]
-    from torchvision import models as tvm
-
-    if family in ("cnn", "vit") and model in tvm.list_models():
-        return url_source(tvm.get_model_weights(model)["IMAGENET1K_V1"].url)
-    return None
+    return _DECLARED.get(model_entry(model).name)  # model_entry loads the zoo, which declares them
 
 
 def weights_file_status(source: WeightsSource) -> str:

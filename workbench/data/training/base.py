@@ -158,6 +158,9 @@ def load_training_data(
     if unknown:
         takes = sorted(set(accepted) - set(_COMMON))
         raise ValidationError(f"training dataset {name!r} takes no option(s) {unknown}; its options: {takes}")
+    if download and "download" not in accepted:
+        raise ValidationError(f"training dataset {name!r} cannot be downloaded (download=True); place its "
+                              f"files under root (default {default_root(name)}) as its loader's docstring says")
     common = {"root": root, "augment": bool(augment), "download": bool(download)}
     data = loader(**{k: v for k, v in common.items() if k in accepted}, **options)
     log.info("loaded training data %s: %s", name, data.description)

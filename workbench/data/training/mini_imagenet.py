@@ -14,10 +14,10 @@ The fingerprint hashes the two csv files (not the images) and the view.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from workbench.data.training.annotations import hash_files
 from workbench.data.training.files import image_files_data
 from workbench.errors import DataError
 
@@ -57,11 +57,9 @@ def load_mini_imagenet(root: str | os.PathLike | None = None, *, augment: bool =
     def split(rows):
         return [folder / "images" / name for name, _ in rows], [wnids[w] for _, w in rows], None
 
-    digest = hashlib.sha256(b"mini_imagenet/v1")
-    for f in ("train.csv", "test.csv"):
-        digest.update((folder / "split" / f).read_bytes())
+    split_digest = hash_files(folder / "split" / "train.csv", folder / "split" / "test.csv")
     return image_files_data(
         "mini_imagenet", {"train": split(train_rows), "test": split(test_rows)}, tuple(wnids), size=size,
-        resize=resize, augmentation=augmentation, augment=augment, annotations_digest=digest.hexdigest(),
+        resize=resize, augmentation=augmentation, augment=augment, annotations_digest=split_digest,
         description=(f"miniImageNet ({folder}): {len(wnids)} classes, {len(train_rows):,} train / "
                      f"{len(test_rows):,} test images"))

@@ -495,11 +495,9 @@ def load_scenes(*, augment: bool = True, seed: int = 0, source_images: int = 240
 def load_domains(config) -> DomainData:
     """The run's domains from its config (``dataset``: scenes, gta5_cityscapes or synthia_cityscapes)."""
     if config.dataset == "scenes":
-        from workbench.data.training import load_training_data
-
-        return load_training_data("mada_scenes", augment=config.augment, seed=config.scene_seed,
-                                  source_images=config.source_images, target_images=config.target_images,
-                                  test_images=config.test_images, size=int(config.image_size[0]))
+        return load_scenes(augment=config.augment, seed=config.scene_seed, source_images=config.source_images,
+                           target_images=config.target_images, test_images=config.test_images,
+                           size=int(config.image_size[0]))
     source_kind = {"gta5_cityscapes": "gta5", "synthia_cityscapes": "synthia"}.get(config.dataset)
     if source_kind is None:
         raise ValidationError(f"config field 'dataset' is {config.dataset!r}; expected 'scenes', "
