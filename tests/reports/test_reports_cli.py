@@ -386,7 +386,9 @@ def test_ctrl_c_during_score_is_one_line_and_exit_130(tmp_path, monkeypatch, cap
 
 
 def test_sigint_to_a_running_command_exits_130_with_one_line(tmp_path):
-    code = ("import sys, time; import workbench.cli.study as study; from workbench.cli import main; "
+    # as from a terminal: a pytest-xdist worker ignores SIGINT, and an ignored signal is inherited
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "import sys, time; import workbench.cli.study as study; from workbench.cli import main; "
             "study._score = lambda args: print('started', flush=True) or time.sleep(60); "
             f"sys.exit(main(['score', '--models', 'm', '--datasets', 'd', '--out', {str(tmp_path)!r}]))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
