@@ -167,7 +167,11 @@ def test_sweep_records_unscored_cells_and_lists_them(gated_model, dark_dataset, 
     frame = pd.read_csv(tmp_path / "scores.csv")
     rows = frame[(frame.metric == "rsa") & (frame.layer == 0)]
     assert (rows.n_zero_variance == len(DARK)).all() and rows.score.isna().all()
-    assert frame.error.isna().all() and frame.warning.str.startswith("rsa: 4 cell(s) left unscored").all()
+    # per cell (issue 30, point 14): the reason on the four unscored rows only, and no error anywhere
+    flagged = frame[frame.warning.notna()]
+    assert frame.error.isna().all() and len(flagged) == 4 and (flagged.metric == "rsa").all()
+    assert flagged.warning.eq("3 stimuli have a zero-variance pattern, so RSA is undefined "
+                              "(protocol zero_variance_stimuli='unscored')").all()
 
     excluded = sweep([gated_model], [dark_dataset], protocol=protocol.replace(zero_variance_stimuli="exclude"),
                      activation_cache=False, progress=False)

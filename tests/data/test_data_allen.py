@@ -23,6 +23,7 @@ with warnings.catch_warnings():  # allensdk 2.16.2 uses marshmallow 3 APIs depre
     from allensdk.brain_observatory.ecephys.ecephys_session_api import EcephysSessionApi
 
 import workbench.data.loaders.allen as allen
+from workbench.data import reliability as rel
 from workbench.cli import main
 from workbench.data import load
 from workbench.data.loaders.allen import (N_SCENES, UNIT_FILTER, cached_session_repeats,
@@ -360,3 +361,26 @@ def test_fetch_says_what_it_would_download_offline(data_cache, tmp_path, monkeyp
     out = capsys.readouterr().out
     assert f"downloads into {existing}," in out
     assert f"Found an allensdk cache in {existing}: 1 session NWB file(s), 0.0 GB." in out
+
+
+def test_units_kept_per_area_are_counted_and_logged_beside_the_study(monkeypatch, caplog):
+    """kept/total per area after the split-half selection, counted directly from the sessions."""
+    apis = [SessionApi(units_per_area=4, n_repeats=4), SessionApi(session_id=719161530, n_repeats=5, seed=1)]
+    monkeypatch.setattr(allen, "open_cache", lambda folder=None: FakeProjectCache(apis))
+    with caplog.at_level(logging.INFO, logger="workbench.data.loaders.allen"):
+        dataset = load(NAME, reliability_splits=10)
+    expected = {}
+    for area in AREAS:
+        parts = [session_repeats(EcephysSession(api=api), areas=[area]) for api in apis]
+        depth = max(part.sizes["repetition"] for part in parts)
+        pooled = np.concatenate([np.pad(part.values, ((0, 0), (0, 0), (0, depth - part.sizes["repetition"])),
+                                        constant_values=np.nan) for part in parts], axis=1)
+        reliability = rel.split_half_reliability(pooled, n_splits=10)
+        expected[area] = (int(np.sum(np.nan_to_num(reliability, nan=-1) >= 0.8)), pooled.shape[1])
+    assert {area: total for area, (_, total) in expected.items()} == dict.fromkeys(AREAS, 7)
+    assert all(kept >= 2 for kept, _ in expected.values())  # the scene-driven unit of each session
+    assert allen.unit_counts(dataset) == expected
+    for area, (kept, total) in expected.items():
+        study_kept, study_total = allen.STUDY_UNIT_COUNTS[area]
+        assert (f"{NAME} {area}: kept {kept} of {total} units (split-half reliability >= 0.8); "
+                f"the study kept {study_kept} of {study_total}") in caplog.messages

@@ -1,15 +1,18 @@
 """MajajHong2015 (Brain-Score netCDF) and Chang 2021 loaders on small files in their formats."""
 
+import hashlib
 import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 from PIL import Image
 
-from workbench.data import load
-from workbench.errors import DataError
+from workbench.data import fetch, load, read_manifest
+from workbench.data.fetch import MIRROR_HINT
+from workbench.errors import ChecksumError, DataError
 
 N_IMAGES, N_V4, N_IT = 8, 3, 4
 
@@ -51,9 +54,20 @@ def _write_majajhong(folder, *, drop_image=None, extra_image=False, time_bins=((
     return ids, presented, values[:, :, 0]
 
 
-def test_majajhong_groups_presentations_into_repeats(data_cache):
-    ids, presented, values = _write_majajhong(data_cache / "majajhong2015")
-    dataset = load("majajhong2015", expected_stimuli=None)
+def _local_majajhong(tmp_path, **kwargs):
+    """The shipped manifest, on small files in Brain-Score's format under a local ``root``
+    (the real files' pinned checksums would refuse them)."""
+    raw = yaml.safe_load(read_manifest("majajhong2015").source.read_text())
+    raw["root"] = "files"
+    raw["files"] = [{"path": entry["path"]} for entry in raw["files"]]
+    path = tmp_path / "majajhong2015.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, _write_majajhong(tmp_path / "files" / "majajhong2015", **kwargs)
+
+
+def test_majajhong_groups_presentations_into_repeats(tmp_path):
+    manifest, (ids, presented, values) = _local_majajhong(tmp_path)
+    dataset = load(manifest, expected_stimuli=None)
     assert dataset.regions == ["V4", "IT"]
     assert dataset.stimuli.ids == ids
     it = dataset.responses("IT")
@@ -69,33 +83,70 @@ def test_majajhong_groups_presentations_into_repeats(data_cache):
     assert set(it["species"].values) == {"macaque"}
 
 
-def test_majajhong_count_check_of_the_shipped_manifest(data_cache):
-    _write_majajhong(data_cache / "majajhong2015")
+def test_majajhong_count_check_of_the_shipped_manifest(tmp_path):
+    manifest, _ = _local_majajhong(tmp_path)
     with pytest.raises(DataError, match="8 stimuli, expected 3200"):
-        load("majajhong2015")
+        load(manifest)
 
 
-def test_majajhong_bad_files(data_cache):
-    folder = data_cache / "majajhong2015"
-    _write_majajhong(folder, drop_image=2)
+def test_majajhong_bad_files(tmp_path):
+    manifest, _ = _local_majajhong(tmp_path, drop_image=2)
+    folder = tmp_path / "files" / "majajhong2015"
     with pytest.raises(DataError, match=r"1 stimuli were never presented.*image count and response count"):
-        load("majajhong2015", expected_stimuli=None)
+        load(manifest, expected_stimuli=None)
     _write_majajhong(folder, extra_image=True)
     with pytest.raises(DataError, match=r"1 presentation\(s\) of images not in the stimulus set"):
-        load("majajhong2015", expected_stimuli=None)
+        load(manifest, expected_stimuli=None)
     _write_majajhong(folder, time_bins=((70, 170), (170, 270)))
     with pytest.raises(DataError, match=r"no time bin \[50.0, 100.0\]; the file has \[\(70, 170\), \(170, 270\)\]"):
-        load("majajhong2015", expected_stimuli=None, time_bin=[50, 100])
+        load(manifest, expected_stimuli=None, time_bin=[50, 100])
     with pytest.raises(DataError, match="2 time bins; choose one"):
-        load("majajhong2015", expected_stimuli=None, time_bin=None)
-    assert load("majajhong2015", expected_stimuli=None, time_bin=[170, 270]).regions == ["V4", "IT"]
+        load(manifest, expected_stimuli=None, time_bin=None)
+    assert load(manifest, expected_stimuli=None, time_bin=[170, 270]).regions == ["V4", "IT"]
     with pytest.raises(DataError, match=r"no neuroids in region\(s\) \['V1'\]"):
-        load("majajhong2015", expected_stimuli=None, regions=["V1"])
+        load(manifest, expected_stimuli=None, regions=["V1"])
 
 
-def test_majajhong_missing_files_say_where_to_put_them(data_cache):
-    with pytest.raises(DataError, match="provided by the user.*brainio-brainscore"):
+def test_majajhong_is_fetched_from_its_pinned_public_urls_with_brainscore_sha1s():
+    manifest = read_manifest("majajhong2015")
+    assert not manifest.user_provided
+    for entry in manifest.files:
+        name = entry.path.split("/")[-1]
+        assert entry.url.startswith(f"https://brainio-brainscore.s3.amazonaws.com/{name}?versionId=")
+        assert len(entry.sha1) == 40
+    assert manifest.file(".nc").sha1 == "13d28ca0ce88ee550b54db3004374ae19096e9b9"
+
+
+def test_majajhong_offline_takes_the_mirror_and_checks_it(tmp_path, data_cache):
+    """The mirror is read and verified against the shipped sha1s (small files fail them)."""
+    manifest = read_manifest("majajhong2015")
+    _write_majajhong(tmp_path / "mirror" / "majajhong2015")
+    nc = (tmp_path / "mirror" / manifest.file(".nc").path).read_bytes()
+    with pytest.raises(ChecksumError, match=rf"assy_dicarlo_MajajHong2015_public.nc \(from "
+                       rf"{tmp_path}/mirror/.*\): sha1 {hashlib.sha1(nc).hexdigest()}, expected "
+                       "13d28ca0ce88ee550b54db3004374ae19096e9b9"):
+        fetch(manifest, mirror=tmp_path / "mirror", progress=False)
+    assert not (data_cache / "majajhong2015").exists() or not any(
+        (data_cache / "majajhong2015").iterdir())
+
+
+def test_majajhong_failed_download_gives_the_mirror_hint(data_cache, monkeypatch):
+    import pooch
+
+    class Offline:
+        def __init__(self, **kwargs):
+            pass
+
+        def __call__(self, url, output_file, pooch_instance):
+            raise ConnectionError(f"no route to host for {url}")
+
+    monkeypatch.setattr(pooch, "HTTPDownloader", Offline)
+    with pytest.raises(DataError) as caught:
         load("majajhong2015")
+    message = str(caught.value)
+    assert message.startswith("majajhong2015/assy_dicarlo_MajajHong2015_public.nc: download from "
+                              "https://brainio-brainscore.s3.amazonaws.com/")
+    assert "no route to host" in message and message.endswith(MIRROR_HINT)
 
 
 def _write_chang(folder, n_images=60, n_neurons=6):

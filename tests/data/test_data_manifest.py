@@ -67,6 +67,7 @@ def test_extra_manifest_folders_are_searched_first(tmp_path, monkeypatch):
     (lambda r: r.update(regions=["V1", "V1"]), "regions"),
     (lambda r: r["files"][0].update(sha256="abc"), r"files\[0\].sha256"),
     (lambda r: r["files"][0].pop("sha256"), r"files\[0\].sha256"),
+    (lambda r: r["files"][0].update(sha1="ABC"), r"files\[0\].sha1"),
     (lambda r: r["files"][0].pop("url"), r"files\[0\].url"),
     (lambda r: r["files"][0].update(path="/etc/passwd"), r"files\[0\].path"),
     (lambda r: r["files"][0].update(path="../x.npy"), r"files\[0\].path"),
@@ -97,3 +98,11 @@ def test_not_yaml_and_unknown_names_are_clear(tmp_path):
         read_manifest("cowley2023")
     with pytest.raises(DataError, match="does not exist"):
         read_manifest(tmp_path / "absent.yaml")
+
+
+def test_a_fetched_file_may_give_the_sha1_its_upstream_publishes(tmp_path):
+    raw = _valid()
+    del raw["files"][0]["sha256"]
+    raw["files"][0]["sha1"] = hashlib.sha1(b"x").hexdigest()
+    entry = read_manifest(_write(tmp_path, raw)).files[0]
+    assert entry.sha256 is None and entry.sha1 == hashlib.sha1(b"x").hexdigest()

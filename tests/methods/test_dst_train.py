@@ -29,6 +29,10 @@ def test_config_refuses_what_dst_cannot_train():
         DSTConfig(arch="small_sew_resnet")
     with pytest.raises(ValidationError, match="set the config field 'connect'"):
         DSTConfig(arch_kwargs={"connect": "OR"})
+    with pytest.raises(ValidationError, match="set the config field 'surrogate'"):
+        DSTConfig(arch_kwargs={"surrogate": "atan"})
+    with pytest.raises(ValidationError, match=r"DSTConfig.surrogate='relu' is not valid; expected one of"):
+        DSTConfig(surrogate="relu")
     with pytest.raises(ValidationError, match=r"DSTConfig.connect='ADD' is not valid; expected one of \[.AND., .IAND."):
         DSTConfig(connect="ADD")
     with pytest.raises(ValidationError, match="aap_weight"):
@@ -117,7 +121,7 @@ def test_micro_run_writes_fsnn_dsnn_and_baseline(micro_dst):
 
     card = read_card(micro_dst)
     assert card["method"] == "dst" and card["architecture"] == "fsnn_tiny" and card["family"] == "snn"
-    assert card["architecture_kwargs"] == {"num_classes": 10, "connect": "IAND", "width": 2}
+    assert card["architecture_kwargs"] == {"num_classes": 10, "connect": "IAND", "surrogate": "sigmoid", "width": 2}
     dsnn_card = read_card(micro_dst / DSNN_DIR)
     base_card = read_card(micro_dst / BASELINE_DIR)
     assert dsnn_card["architecture"] == "dsnn_tiny" and base_card["architecture"] == "fsnn_tiny"
@@ -175,3 +179,9 @@ def test_presets_resolve_tiny_deep_enough_and_paper_as_the_reference_recipe():
     assert (paper.arch, paper.dataset, paper.connect, paper.time_steps) == ("fsnn18", "imagenet", "IAND", 4)
     assert (paper.optimizer, paper.lr, paper.momentum, paper.weight_decay) == ("sgd", 0.1, 0.9, 1e-5)
     assert (paper.epochs, paper.batch_size, paper.scheduler, paper.aap_weight) == (320, 512, "cosine", 1.0)
+    # the reference's neurons (Sigmoid surrogate, alpha 4), its per-GPU BatchNorm statistics and
+    # its max_test_acc1 (best epoch of the spike head, recorded beside the final one)
+    assert (paper.surrogate, paper.sync_batchnorm, paper.best_metric) == ("sigmoid", False, "acc")
+    assert tiny.surrogate == "atan"  # the benchmark numbers of the README were measured with it
+    sn = build_dst_network(paper.replace(arch_kwargs={}), 10).module.layer1[0].sn1.surrogate_function
+    assert (type(sn).__name__, sn.alpha) == ("Sigmoid", 4.0)

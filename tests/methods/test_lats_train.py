@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -46,13 +47,14 @@ def test_micro_lats_run_exports_pruned_plain_weights_and_logs_the_schedule(tmp_p
     assert card["sparsity"]["overall"] == pytest.approx(report.overall)
     assert card["sparsity"]["layers"]["layer1.0"]["zeros"] == 0  # first layer kept dense
     assert report.pruned_overall > 0
-    # every logged threshold (log_every=1) is the LATS schedule after that many steps
+    # every logged threshold (log_every=1) is the LATS schedule after that many steps: the
+    # pruning epochs weighted 1 + cos(pi n/N) (the reference's), not by the run's learning rate
     metrics = pd.read_csv(out / "metrics.csv")
     thr = metrics[(metrics.split == "train") & (metrics.metric == "threshold")]
     spe, epochs, dense = 2, 3, 1
-    lrs = [0.5 * (1 + torch.cos(torch.tensor(torch.pi * (dense + n) / epochs))).item() for n in range(epochs - dense)]
+    weights = [1 + math.cos(math.pi * n / (epochs - dense)) for n in range(epochs - dense)]
     for step, value in zip(thr.step, thr.value):
-        expected = 0.0 if step <= dense * spe else lats_threshold(step - dense * spe, spe, lrs, D)
+        expected = 0.0 if step <= dense * spe else lats_threshold(step - dense * spe, spe, weights, D)
         assert value == pytest.approx(expected, abs=1e-9)
     assert len(thr) == epochs * spe
     # snapshots: the dense network and one per pruning epoch, each a model name

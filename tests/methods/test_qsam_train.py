@@ -50,6 +50,28 @@ def test_run_directory_holds_qsam_its_baselines_and_the_tables(qsam_run):
     assert [p.name for p in phases] == sorted(["qsam_stage1", "qsam_stage2", "noqac_stage1", "noqac_stage2",
                                                "single_bn", "uncompressed"]) and min(walls) > 0
     assert card["wall_time_s"] == pytest.approx(sum(walls), abs=1e-3)  # the card keeps milliseconds
+    # stage 2 is evaluated at the evaluation qualities (the reference's best-epoch criterion is their mean)
+    stage2 = json.loads((qsam_run / "phases" / "qsam_stage2" / "evaluation.json").read_text())
+    assert set(stage2) == {"test_acc", "test_acc_q90", "test_acc_q50", "test_acc_q10"}
+
+
+@pytest.mark.slow
+def test_paper_wiring_on_the_micro_scale_keeps_stage2_best_epoch_labelled(train_micro):
+    from workbench.training import read_card
+
+    run = train_micro("qsam", ["best_metric=acc", "meta_images=separate", "augment=true", "baselines=false",
+                               "meta_epochs=2"])
+    card = read_card(run)
+    stage2 = pd.read_csv(run / "phases" / "qsam_stage2" / "metrics.csv")
+    per_epoch = stage2[(stage2.split == "test") & (stage2.metric == "acc")].value.tolist()
+    assert len(per_epoch) == 2
+    assert card["evaluation"]["best_test_acc"] == pytest.approx(max(per_epoch), abs=1e-12)   # csv round trip
+    best = max(range(2), key=lambda e: (round(per_epoch[e], 12), -e))                   # a tie keeps the first
+    assert card["evaluation"]["best_epoch"] == 1 + best
+    assert card["evaluation_labels"]["best_test_acc"].startswith("best epoch")
+    assert card["evaluation_labels"]["test_acc"].startswith("final epoch")
+    assert (run / "phases" / "qsam_stage2" / "checkpoints" / "best.pt").is_file()
+    assert not (run / "phases" / "qsam_stage1" / "checkpoints" / "best.pt").exists()   # stage 1 keeps none
 
 
 @pytest.mark.slow

@@ -95,13 +95,35 @@ def test_presets_resolve_to_the_documented_recipes():
     from workbench.training import resolve_config
 
     spec = get_method("savc")
-    assert spec.presets() == ["micro", "paper", "tiny"]
+    assert spec.presets() == ["micro", "paper", "paper_cub", "tiny"]
     paper = resolve_config(spec, "paper")
     assert (paper.arch_kwargs["backbone"], paper.dataset, paper.fantasy, paper.epochs, paper.batch_size) == \
-        ("resnet20", "cifar100", "rotation2", 500, 128)
+        ("resnet20", "cifar100", "rotation2", 600, 128)
     assert (paper.lr, paper.weight_decay, paper.scheduler, paper.moco_k, paper.moco_m, paper.moco_t) == \
         (0.1, 0.0005, "cosine", 8192, 0.995, 0.07)
+    assert paper.nesterov and paper.small_pairing == "reference" and paper.arch_kwargs["projector_bias"] is False
+    cub = resolve_config(spec, "paper_cub")
+    assert (cub.arch_kwargs["backbone"], cub.backbone_weights, cub.dataset, cub.epochs, cub.lr) == \
+        ("resnet18", "imagenet", "cub200", 120, 0.002)
+    assert (cub.scheduler, cub.milestones, cub.gamma, cub.nesterov, cub.global_size, cub.small_size) == \
+        ("multistep", (60, 80, 100), 0.1, True, 224, 96)
     assert (paper.alpha, paper.beta, paper.scale, paper.small_crops) == (0.2, 0.8, 16.0, 4)
     tiny = resolve_config(spec, "tiny", ["shots=3"])
     assert (tiny.dataset, tiny.fantasy, tiny.base_classes, tiny.ways, tiny.sessions, tiny.shots) == \
         ("digits32", "rot0_90", 6, 2, 2, 3)
+
+
+def test_summary_keeps_the_best_base_epoch_beside_the_final_one():
+    from types import SimpleNamespace
+
+    from workbench.methods.savc.train import _summary
+    from workbench.training.model_card import evaluation_labels
+
+    sessions = [{"session": 1, "acc_all": 0.5, "acc_base": 0.5, "acc_novel": None},
+                {"session": 2, "acc_all": 0.4, "acc_base": 0.45, "acc_novel": 0.2}]
+    final_only = _summary(sessions, SimpleNamespace(evaluation={"test_acc": 0.6}))
+    assert "best_base_train_test_acc" not in final_only and final_only["base_train_test_acc"] == 0.6
+    summary = _summary(sessions, SimpleNamespace(evaluation={"test_acc": 0.6, "best_test_acc": 0.7, "best_epoch": 3}))
+    assert (summary["base_train_test_acc"], summary["best_base_train_test_acc"], summary["best_epoch"]) == (0.6, 0.7, 3)
+    labels = evaluation_labels(summary)
+    assert labels["best_base_train_test_acc"].startswith("best epoch") and labels["test_acc"].startswith("final")

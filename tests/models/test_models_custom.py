@@ -126,6 +126,7 @@ def test_entry_point_group_makes_a_model_known_by_name(plugin, tmp_path, monkeyp
     assert "my_entry_net" in resolve.entry_point_names()
     model = create("my_entry_net")
     assert model.name == "my_entry_net" and model.layers == ("0", "1")
+    assert model.weights.startswith("custom (sha256 ")  # its factory's weights, not random (issue 30)
 
 
 def test_compare_models_self_similarity_and_direct_values(plugin):
@@ -189,7 +190,7 @@ def test_compare_models_command_writes_results_and_heatmaps(plugin, tmp_path, ca
 
     manifest = _write_tiny_dataset(tmp_path)
     out = tmp_path / "cmp"
-    argv = ["compare-models", "cornet_z", f"{plugin}:small", "--dataset", str(manifest), "--out", str(out),
+    argv = ["compare-models", "cornet_z", f"{plugin}:small", "--datasets", str(manifest), "--out", str(out),
             "--layers-a", "V1", "V4"]
     assert main(argv) == 0, capsys.readouterr().err
     sim = xr.load_dataarray(out / "model_similarity.nc", engine="h5netcdf")
@@ -251,3 +252,48 @@ def test_checking_a_factory_that_loads_its_checkpoint_warns_nothing(plugin, tmp_
     model = create(name)
     assert [str(w.message) for w in recwarn] == []
     assert torch.equal(model.module[0].weight, state["0.weight"]) and torch.equal(model.module[0].bias, state["0.bias"])
+
+
+LABELLED = TRAINED + '''
+
+def labelled():
+    """Loads its checkpoint and says what it holds."""
+    net = trained().module
+    return wrap_model(net, ["0", "1"], input_size=16, weights="digits, epoch 3")
+'''
+
+
+def test_a_network_is_labelled_by_the_weights_it_holds(plugin, tmp_path):
+    """Issue 30, point 2: a factory's network is its own label, else its state dict's sha256;
+    never "random" (create() gets no weights for it)."""
+    from workbench.models import state_dict_hash
+
+    state = {"0.weight": torch.randn(4, 3, 3, 3), "0.bias": torch.randn(4)}
+    torch.save(state, tmp_path / "trained.pth")
+    (tmp_path / f"{plugin}_labels.py").write_text(LABELLED.format(path=str(tmp_path / "trained.pth")))
+    model = create(f"{plugin}_labels:trained")
+    assert model.weights == f"custom (sha256 {state_dict_hash(model.module)[:12]})"
+    assert create(f"{plugin}_labels:labelled").weights == "digits, epoch 3"
+    assert create(f"{plugin}:as_arch").weights.startswith("custom (sha256 ")
+    assert create("cornet_z", seed=2).weights == "random(seed=2)"
+    wrapped = wrap_model(_net(), ["1", "4"], input_size=16)
+    before = wrapped.weights
+    assert before == f"custom (sha256 {state_dict_hash(wrapped.module)[:12]})"
+    with torch.no_grad():
+        wrapped.module[4].weight.mul_(2)  # in place, as load_state_dict copies
+    assert wrapped.weights != before and wrapped.weights_id == state_dict_hash(wrapped.module)
+
+
+def test_the_activation_cache_follows_the_weights_the_network_holds_when_extracted(tmp_path):
+    """Issue 30, point 1: a wrapped network whose weights change after a first extraction is
+    extracted again, not served the cached statistics of its former weights."""
+    from workbench.activations import extract_stats
+
+    stimuli, cache = _stimuli(), tmp_path / "stats"
+    model = wrap_model(_net(), ["1", "4"], input_size=16)
+    first = extract_stats(model, stimuli, cache=cache)["4"]
+    model.module.load_state_dict({k: 2 * v for k, v in model.module.state_dict().items()})
+    second = extract_stats(model, stimuli, cache=cache)["4"]
+    direct = extract_stats(model, stimuli, cache=False)["4"]
+    np.testing.assert_allclose(second.gram, direct.gram)
+    assert not np.allclose(first.gram, second.gram)

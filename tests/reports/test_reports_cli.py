@@ -40,6 +40,7 @@ def test_execution_options_reach_the_sweep(command, scores, tmp_path, monkeypatc
 
     target = "workbench.reports.study.run_study" if command == "score" else "workbench.reports.demo.run_report"
     monkeypatch.setattr(target, fake)
+    monkeypatch.setattr("workbench.analysis.checks.check_published_weights", lambda model: None)  # no download
     argv = [command, "--models", "resnet18", "sew_resnet18", "--datasets", "cowley2023_v4", "--out", str(tmp_path),
             "--metrics", "rsa", "cka", "--dask", "local:2", "--force", "--weights", "imagenet",
             "--protocol", "bootstrap=10", "--protocol", "zscore=false"]
@@ -430,3 +431,188 @@ def test_a_model_given_as_a_path_is_named_as_a_missing_or_unfinished_run(tmp_pat
     assert f"{folder} is a folder but not a finished run directory: no model_card.json" in \
         _one_error_line(capsys, "score")
     assert not (tmp_path / "out").exists()
+
+
+CHECKPOINT_FACTORY = '''
+import os
+
+import torch
+from torch import nn
+from workbench.models import wrap_model
+
+
+def net():
+    """Loads the checkpoint $WB_TEST_CHECKPOINT names, as a user's factory loads its own."""
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    module.load_state_dict(torch.load(os.environ["WB_TEST_CHECKPOINT"], weights_only=True))
+    return wrap_model(module, ["0", "1", "2"], input_size=32)
+'''
+
+
+def test_a_factory_whose_checkpoint_changed_is_scored_again_and_labelled_by_its_weights(
+        tiny_dataset, isolated_caches, monkeypatch, capsys):
+    """Issue 30, points 1 and 2: the same command after the factory's checkpoint was overwritten
+    recomputes (the unit and the activation cache are keyed by the state dict's sha256), and
+    scores.csv labels the network by its weights, never as randomly initialised."""
+    from workbench.models import create
+
+    tmp = isolated_caches
+    (tmp / "wb_test_checkpoint_factory.py").write_text(CHECKPOINT_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp))
+    checkpoint = tmp / "net.pth"
+    monkeypatch.setenv("WB_TEST_CHECKPOINT", str(checkpoint))
+    model = "wb_test_checkpoint_factory:net"
+
+    def score(out):
+        argv = ["score", "--models", model, "--datasets", str(tiny_dataset), "--out", str(out),
+                "--metrics", "rsa", "--protocol", "permutations=0"]
+        assert main(argv) == 0, capsys.readouterr().err
+        return pd.read_csv(out / "scores.csv", keep_default_na=False)
+
+    labels = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        torch.save(nn.Sequential(nn.Conv2d(3, 4, 3, stride=2)).state_dict(), checkpoint)
+        again, fresh = score(tmp / "run"), score(tmp / f"fresh{seed}")
+        pd.testing.assert_series_equal(again["score"], fresh["score"])
+        labels.append(f"custom (sha256 {create(model).weights_id[:12]})")
+        assert (again["weights"] == labels[-1]).all()
+    first = pd.read_csv(tmp / "fresh1" / "scores.csv")["score"]
+    assert not np.allclose(first, again["score"]) and labels[0] != labels[1]
+
+
+def test_the_report_never_calls_a_factorys_own_weights_random(plugin):
+    """Issue 30, point 2: the report's weights line for a factory that loads its own weights."""
+    from workbench.reports import report_header
+
+    first = report_header([f"{plugin}:tiny"], ["cowley2023_v4"]).splitlines()[0]
+    assert first.startswith("**Weights: custom, loaded by each model's own factory**") and "random" not in first
+    mixed = report_header([f"{plugin}:tiny", "resnet18"], ["cowley2023_v4"]).splitlines()[0]
+    assert mixed == (f"**Weights per model:** {plugin}:tiny: `custom (loaded by its factory)`, "
+                     "resnet18: `random (seed=0)`.")
+
+
+def _without_ten_images(manifest):
+    for image in sorted((manifest.parent / "tiny" / "images").iterdir())[:10]:
+        image.unlink()
+    return str(manifest), "responses to 16 stimuli but 6 images"
+
+
+def _naming_a_missing_file(manifest):
+    import yaml
+
+    fields = yaml.safe_load(manifest.read_text())
+    fields["files"].append({"path": "absent.npy"})
+    manifest.write_text(yaml.safe_dump(fields))
+    return str(manifest), f"file {manifest.parent / 'tiny' / 'absent.npy'} does not exist"
+
+
+def _provided_by_the_user(manifest):
+    """A dataset whose files the user supplies (as majajhong2015's were), not supplied."""
+    import yaml
+
+    fields = yaml.safe_load(manifest.read_text())
+    del fields["root"]
+    fields.update(name="tiny_user", user_provided=True, files=[{"path": "tiny_user/responses.npy"}])
+    path = manifest.parent / "tiny_user.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    return str(path), "tiny_user/responses.npy: dataset tiny_user is provided by the user, not downloaded"
+
+
+@pytest.mark.parametrize("broken", [_naming_a_missing_file, _without_ten_images, _provided_by_the_user])
+def test_missing_data_stop_the_study_before_any_extraction(broken, plugin, tiny_dataset, isolated_caches,
+                                                           monkeypatch, capsys):
+    """Issue 30, point 4: one line (the traceback only with -v), exit 1, no run directory."""
+    monkeypatch.delenv("WORKBENCH_DATA_MIRROR", raising=False)
+    monkeypatch.setattr("workbench.activations.extract_stats", lambda *a, **kw: pytest.fail("extraction started"))
+    dataset, expected = broken(tiny_dataset)
+    out = isolated_caches / "run"
+    argv = ["score", "--models", f"{plugin}:tiny", "--datasets", dataset, "--out", str(out)]
+    assert main(argv) == 1
+    err = _one_error_line(capsys, "score")
+    assert err.startswith(f"workbench score: error: --datasets {dataset}: ") and err.count(expected) == 1, err
+    assert not out.exists()
+    assert main(["-v"] + argv) == 1
+    verbose = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in verbose and verbose.count(expected) == 2  # traceback + line
+
+
+def test_published_weights_that_cannot_be_had_stop_the_study_before_any_work(tiny_dataset, isolated_caches,
+                                                                            monkeypatch, capsys):
+    """Issue 30, point 4: ``--weights imagenet`` offline, without the file."""
+    def offline(url, destination):
+        raise OSError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(isolated_caches / "torch"))
+    monkeypatch.setattr("workbench.models.weights._download_url", offline)
+    out = isolated_caches / "run"
+    argv = ["score", "--models", "cornet_z", "--datasets", str(tiny_dataset), "--out", str(out), "--weights", "imagenet"]
+    assert main(argv) == 1
+    err = _one_error_line(capsys, "score")
+    assert err.startswith("workbench score: error: --weights imagenet for cornet_z: cannot download the published "
+                          "weights (OSError: no network)") and "put the file at" in err
+    assert not out.exists()
+
+
+def test_a_run_that_scores_nothing_writes_no_result_file(plugin, tiny_dataset, isolated_caches, capsys):
+    """Issue 30, point 4: a failure that only extraction finds: its message once, exit 1, no
+    scores.csv, scores.nc or store/."""
+    out = isolated_caches / "run"
+    argv = ["score", "--models", f"{plugin}:mismatched", "--datasets", str(tiny_dataset), "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.replace("\r", "\n")  # the progress bar's lines, then the error
+    assert "Traceback" not in err and err.count("mat1 and mat2 shapes cannot be multiplied") == 1
+    err = err.strip().splitlines()[-1]
+    assert err.startswith("workbench score: error: ")
+    assert "no model produced any score, so no result file was written" in err
+    assert not any((out / name).exists() for name in ("scores.csv", "scores.nc", "store"))
+
+
+def _subcommands(parser, path=""):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield f"{path} {name}".strip(), sub
+                yield from _subcommands(sub, f"{path} {name}")
+
+
+def test_every_subcommand_help_has_a_description_and_an_example():
+    """Issue 30, point 17: and `score --help` names run directories as models."""
+    commands = dict(_subcommands(build_parser()))
+    assert {"score", "train", "compare-models", "data info", "study run", "cache clear"} <= set(commands)
+    for command, parser in commands.items():
+        text = parser.format_help()
+        assert parser.description and " ".join(parser.description.split()) in " ".join(text.split()), command
+        assert "example:\n  workbench " in text or "examples:\n  workbench " in text, command
+    score = " ".join(commands["score"].format_help().split())
+    assert "training run directories (the --out folder of `workbench train`" in score
+    assert "workbench score --models runs/lats resnet18" in score
+
+
+def test_device_and_datasets_are_spelled_alike_by_every_command(capsys):
+    """Issue 30, point 17: --device cpu|cuda|cuda:N for train as for score and compare-models;
+    compare-models takes --datasets as score does (--dataset stays, unlisted)."""
+    parser = build_parser()
+    for argv in (["train", "lats", "--out", "x"], ["score", "--models", "m", "--datasets", "d", "--out", "x"],
+                 ["compare-models", "a", "b", "--datasets", "d", "--out", "x"]):
+        assert parser.parse_args(argv + ["--device", "cpu"]).device == "cpu"
+        assert parser.parse_args(argv + ["--device", "cuda:0"]).device in ("cuda", "cuda:0")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "lats", "--out", "x", "--device", "tpu"])
+    assert "argument --device: 'tpu' is not valid; expected cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert parser.parse_args(["compare-models", "a", "b", "--dataset", "d", "--out", "x"]).dataset == "d"
+    compare = " ".join(dict(_subcommands(parser))["compare-models"].format_help().split())
+    assert "--datasets DATASET" in compare and "--dataset " not in compare
+
+
+def test_a_run_directory_given_no_weights_is_labelled_by_its_run(train_micro):
+    """Issue 30, point 2: a training run holds its own weights; neither a failed unit's row nor
+    the report's weights line calls it randomly initialised."""
+    from workbench.analysis.sweeps import weights_label
+    from workbench.reports import report_header
+
+    run = train_micro("supervised")
+    assert weights_label(None, 0, str(run)) == f"run:{run.resolve()}"
+    assert report_header([str(run)], ["cowley2023_v4"]).splitlines()[0] == f"**Weights: checkpoint `run:{run.resolve()}`.**"

@@ -67,6 +67,7 @@ def test_a_run_where_no_model_scores_raises_with_each_models_error(tiny_dataset,
         raise RuntimeError("extraction failed")
 
     monkeypatch.setattr("workbench.activations.extract_stats", failing_extraction)
-    with pytest.raises(WorkbenchError, match=r"no model produced any score .*cornet_z: .*tiny_v1.*extraction failed"):
+    with pytest.raises(WorkbenchError, match=r"no model produced any score, so no result file was written; "
+                                             r"errors: cornet_z: .*tiny_v1.*extraction failed"):
         run_study(["cornet_z"], [str(tiny_dataset)], tmp_path / "run", progress=False)
-    assert (tmp_path / "run" / "scores.nc").is_file()
+    assert not any((tmp_path / "run" / name).exists() for name in ("scores.nc", "scores.csv", "store"))  # issue 30

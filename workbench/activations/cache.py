@@ -1,7 +1,9 @@
 """On-disk cache of per-layer feature statistics (:class:`~workbench.metrics.GramStats`).
 
 An entry is keyed by the sha256 of a canonical JSON of everything that determines it: model
-name, weights hash, layer, stimulus-set fingerprint, preprocessing, T, time reduction (and
+name, weights hash (the sha256 of the state dict the network holds when it is extracted,
+:attr:`workbench.models.ModelWrapper.weights_id`, so weights changed in place or reloaded are
+never served their former statistics), layer, stimulus-set fingerprint, preprocessing, T, time reduction (and
 time step), dtype and the extraction format version. Entries are written atomically, each
 with a record holding its sha256 (:func:`workbench.storage.write_verified`), so a corrupt or
 partial entry is detected, removed and recomputed.

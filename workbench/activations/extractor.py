@@ -79,7 +79,8 @@ def resolve_settings(model: ModelWrapper, layers: Iterable[str] | str | None, ba
 
 
 def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
-                    first: int = 0, *, per_step: bool = False) -> Iterator[tuple]:
+                    first: int = 0, *, per_step: bool = False,
+                    on_device: bool = False) -> Iterator[tuple]:
     """Run the network batch by batch and yield each batch's hooked outputs.
 
     ``first`` (a multiple of the batch size) skips the stimuli before it, to resume a pass.
@@ -90,6 +91,9 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
         With ``time_reduce="mean"``: also keep every time step, from the same forward pass
         (the averages are computed from the very tensors that are kept), and yield
         ``(start, outputs, step_outputs)``.
+    on_device : bool, default: False
+        Yield float32 torch tensors left on ``settings.device`` (copies, safe from later
+        in-place operations of the network) instead of numpy arrays on the CPU.
 
     Yields
     ------
@@ -112,6 +116,11 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
     captured: dict[str, np.ndarray] = {}
     captured_steps: dict[str, np.ndarray] = {}
 
+    def keep(out: torch.Tensor):
+        if on_device:
+            return out.to(dtype=torch.float32, copy=True)
+        return out.to("cpu", torch.float32, copy=True).numpy()
+
     def on_output(layer: str, out: torch.Tensor) -> None:
         if layer in captured:
             raise ValidationError(
@@ -121,11 +130,11 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
         if model.is_spiking:
             out = out.transpose(0, 1)  # (T, b, ...) -> (b, T, ...)
             if per_step:
-                captured_steps[layer] = out.to("cpu", torch.float32, copy=True).numpy()
+                captured_steps[layer] = keep(out)
             out = out.mean(dim=1) if reduce else out
         elif not reduce:
             out = out.unsqueeze(1)  # T = 1
-        captured[layer] = out.to("cpu", torch.float32, copy=True).numpy()
+        captured[layer] = keep(out)
         if per_step and not model.is_spiking:
             captured_steps[layer] = captured[layer][:, None]  # T = 1: the step is the output
 

@@ -20,6 +20,13 @@ Per-step statistics. ``extract_stats(per_step=True)`` keeps both the average ove
 time step from the same forward pass (one spill per layer and step), so a time-resolved
 analysis costs no second pass.
 
+Device statistics. With ``device="cuda"`` (or ``device_stats=True`` on any device), a
+layer's activations stay on the device and its Gram matrix is extended there with every batch
+(:mod:`workbench.activations.device_stats`): only the n x n statistics come back, nothing is
+spilled, and the statistics equal the spilled path's up to float32 rounding. Layers that do not
+fit the device budget (``device_bytes``, default half the free memory) take the spill path.
+Such a pass is not checkpointed: interrupted, it starts again from its first batch.
+
 Resuming. With a cache, the spill of one extraction lives in a folder named after everything
 that determines it (``<cache>/spill/<model>_<key>``), and after every batch a checkpoint
 ``progress.json`` (written atomically) records how many stimuli every spill file holds. A run
@@ -36,6 +43,7 @@ checkpoint trails the network by at most the one batch being written in the back
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -51,6 +59,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from workbench.activations.cache import StatsCache, entry_key, spill_prefix
+from workbench.activations.device_stats import DeviceGram, device_budget, device_layers
 from workbench.activations.extractor import ByLayer, feature_shapes, forward_batches, resolve_settings
 from workbench.activations.stimuli import check_stimuli, stimulus_fingerprint, stimulus_ids
 from workbench.activations.store import LayerWriter, activation_path
@@ -307,7 +316,8 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
                   time_steps: int | None = None, time_reduce: str | None = "mean", device="cpu",
                   cache=True, save_activations=None, memory_bytes: int = DEFAULT_MEMORY_BYTES,
                   block_bytes: int = DEFAULT_BLOCK_BYTES, resume: bool = True,
-                  per_step: bool = False):
+                  per_step: bool = False, device_stats: bool | None = None,
+                  device_bytes: int | None = None):
     """Per-layer :class:`~workbench.metrics.GramStats` of the flattened activations, streamed.
 
     All requested layers are computed in a single forward pass over the stimuli, without
@@ -341,6 +351,13 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
         (``time_reduce="mean"`` and ``time_reduce=None``), so either call afterwards is a
         cache hit; layers whose statistics are all cached are not run again. For a
         non-spiking model (T = 1) the one step's statistics equal the averaged ones.
+    device_stats : bool, optional
+        Accumulate the Gram statistics on ``device`` with torch during the pass (module
+        notes); default: True on a CUDA device, False elsewhere. ``True`` on the CPU runs the
+        same torch path there. Not resumable (``resume`` is ignored then).
+    device_bytes : int, optional
+        Device memory the device statistics may take (default: half the free memory of a
+        CUDA device; no limit elsewhere); layers beyond it are spilled as without them.
 
     Returns
     -------
@@ -365,15 +382,20 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
         return _arrange(results, settings, steps)
     logger.info("%s: extracting %d layer(s) (%d cached)", model.name, len(todo),
                 len(settings.layers) - len(todo))
+    on_device = settings.device.type == "cuda" if device_stats is None else bool(device_stats)
     _run_pass(model, stimuli, settings, todo, steps, store, keys, metas, results, save_activations=save_activations,
-              memory_bytes=memory_bytes, block_bytes=block_bytes, resume=resume)
+              memory_bytes=memory_bytes, block_bytes=block_bytes, resume=resume and not on_device,
+              device_budget=device_budget(settings.device, device_bytes) if on_device else False)
     return _arrange(results, settings, steps)
 
 
 def _run_pass(model, stimuli, settings, todo: list, steps: list, store: StatsCache | None, keys: dict, metas: dict,
-              results: dict, *, save_activations, memory_bytes: int, block_bytes: int, resume: bool) -> None:
+              results: dict, *, save_activations, memory_bytes: int, block_bytes: int, resume: bool,
+              device_budget: int | None | bool = False) -> None:
     """One forward pass over ``todo``'s layers: their statistics into ``results`` (and the cache),
-    through a spill folder that is kept, on an interruption, to resume from (see ``resume``)."""
+    through a spill folder that is kept, on an interruption, to resume from (see ``resume``).
+    ``device_budget``: False for host statistics, else the device bytes of
+    :func:`_stream`'s device statistics (None: no limit)."""
     spill_root = Path(tempfile.gettempdir()) if store is None else store.root / "spill"
     spill_root.mkdir(parents=True, exist_ok=True)
 
@@ -393,7 +415,8 @@ def _run_pass(model, stimuli, settings, todo: list, steps: list, store: StatsCac
         spill_dir, run_key = _spill_folder(model, spill_root, run_key, stack)
         try:
             _stream(model, stimuli, settings, todo, steps, spill_dir, save_activations,
-                    memory_bytes, block_bytes, run_key=run_key, results=results, keep=keep)
+                    memory_bytes, block_bytes, run_key=run_key, results=results, keep=keep,
+                    device_budget=device_budget)
         except BaseException as exc:
             # an error would recur: drop the spill; an interruption (Ctrl-C) keeps it to resume
             if isinstance(exc, Exception) or run_key is None:
@@ -550,12 +573,39 @@ def _resume_spills(model, stimuli, settings, layers, steps, spill_dir, memory_by
     return layers, spills, shapes, rows
 
 
+def _on_device(model, spills: dict, shapes: dict, n: int, device, budget: int | None) -> dict:
+    """``spills`` with those (layer, step) entries that fit ``budget`` replaced by a
+    :class:`DeviceGram` on ``device``."""
+    sizes = {key: int(np.prod(shapes[key[0]])) for key in spills}
+    chosen = device_layers(sizes, n, budget)
+    logger.info("%s: Gram statistics of %d of %d layer(s) accumulate on %s", model.name,
+                len(chosen), len(spills), device)
+    return {key: DeviceGram(n, sizes[key], device, name=spill.name) if key in chosen else spill
+            for key, spill in spills.items()}
+
+
+def _activation_writers(model, stimuli, layers, shapes: dict, folder, time_steps) -> dict:
+    """One :class:`LayerWriter` per layer, writing its full activations into ``folder``."""
+    return {layer: LayerWriter(activation_path(folder, model.name, layer), layer=layer,
+                               model=model.name, stimulus_ids=stimulus_ids(stimuli),
+                               feature_shape=shapes[layer], time_steps=time_steps,
+                               channels_last=layer in model.channels_last, weights=model.weights)
+            for layer in layers}
+
+
+def _host(values) -> np.ndarray:
+    """A batch as a host numpy array (torch tensors are copied off their device)."""
+    return values if isinstance(values, np.ndarray) else values.cpu().numpy()
+
+
 def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations,
-            memory_bytes, block_bytes, *, run_key: str | None, results: dict, keep) -> None:
+            memory_bytes, block_bytes, *, run_key: str | None, results: dict, keep,
+            device_budget: int | None | bool = False) -> None:
     """One forward pass over ``layers``; ``keep((layer, step), GramStats)`` for each new result.
 
     With ``run_key``, the spill is checkpointed in ``spill_dir`` after every batch and an
-    earlier checkpoint of the same run is continued.
+    earlier checkpoint of the same run is continued. Unless ``device_budget`` is False, the
+    layers that fit it (None: all) accumulate on the device (:class:`DeviceGram`).
     """
     n = check_stimuli(stimuli)
     spills: dict[tuple[str, int | None], FeatureSpill] = {}
@@ -566,8 +616,7 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
                                  block_bytes, run_key, results)
         if resumed is not None:
             layers, spills, shapes, first = resumed
-    pass_settings = type(settings)(tuple(layers), settings.time_steps, settings.time_reduce,
-                                   settings.batch_size, settings.device)
+    pass_settings = dataclasses.replace(settings, layers=tuple(layers))
     live = [key for key in spills if key not in results]
     writers: dict[str, LayerWriter] = {}
     # the averaged statistics and every step's, from the same pass (extract_stats(per_step=True))
@@ -582,9 +631,10 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
             per_t = step_outputs[layer].reshape(b, -1, flat.shape[1]) if both else flat
             for step in steps:
                 if (layer, step) in live:
-                    spills[layer, step].append(flat if step is None else per_t[:, step])
+                    rows, target = (flat if step is None else per_t[:, step]), spills[layer, step]
+                    target.append(rows if isinstance(target, DeviceGram) else _host(rows))
             if layer in writers:
-                writers[layer].append(flat)
+                writers[layer].append(_host(flat))
         if run_key is not None:
             _write_progress(spill_dir, {
                 "run_key": run_key, "rows": start + b, "n_stimuli": n, "layers": list(layers),
@@ -595,8 +645,8 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
     # the spill is written (and checkpointed) by a background thread while the network runs
     # the next batch: file writes and copies release the GIL, as does torch
     writer = _Background(store)
-    batches = (forward_batches(model, stimuli, pass_settings, first, per_step=both) if first < n
-               else iter(()))
+    batches = (forward_batches(model, stimuli, pass_settings, first, per_step=both,
+                               on_device=device_budget is not False) if first < n else iter(()))
     try:
         for start, outputs, *step_outputs in batches:
             if not spills:
@@ -604,15 +654,12 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
                 spills = _new_spills(model, layers, steps, shapes, n, spill_dir, memory_bytes,
                                      block_bytes, persistent=run_key is not None,
                                      time_steps=settings.time_steps)
+                if device_budget is not False:
+                    spills = _on_device(model, spills, shapes, n, settings.device, device_budget)
                 live = list(spills)
                 if save_activations is not None:
-                    for layer in layers:
-                        writers[layer] = LayerWriter(
-                            activation_path(save_activations, model.name, layer), layer=layer,
-                            model=model.name, stimulus_ids=stimulus_ids(stimuli),
-                            feature_shape=shapes[layer],
-                            time_steps=None if None in steps else settings.time_steps,
-                            channels_last=layer in model.channels_last, weights=model.weights)
+                    writers = _activation_writers(model, stimuli, layers, shapes, save_activations,
+                                                  None if None in steps else settings.time_steps)
             elif feature_shapes(outputs, pass_settings) != shapes:
                 raise ValidationError(
                     f"{model.name}: layer output shapes {feature_shapes(outputs, pass_settings)} "

@@ -4,9 +4,13 @@
 model names (:func:`workbench.models.check_model_names`), dataset names and manifests,
 metric names, protocol fields and values, weights (per model: each checkpoint read with
 ``torch.load(weights_only=True)`` and its keys and shapes compared with the network built
-on torch's ``meta`` device), layers, device and the output directory. Each problem is one
-:class:`~workbench.errors.ValidationError` or :class:`~workbench.errors.DataError` whose
-message names the argument, what was found and what was expected.
+on torch's ``meta`` device), layers, device, the output directory, and (on request) what the
+study reads: published weights found or downloaded, and each dataset loaded as the sweep loads
+it, so that its files are present and verified and its images there (what ``workbench data
+info`` checks). Each
+problem is one :class:`~workbench.errors.ValidationError`, :class:`~workbench.errors.DataError`
+or :class:`~workbench.errors.WeightsUnavailableError` whose message names the argument, what
+was found and what was expected.
 """
 
 from __future__ import annotations
@@ -80,8 +84,7 @@ def weights_by_model(weights, models: Sequence[str]) -> dict[str, str | None]:
 def check_weights(weights: Mapping[str, str | None]) -> None:
     """Check each model's checkpoint: it exists, is a state dict, and fits the network.
 
-    ``"imagenet"`` and random weights are not checked here (published files are found or
-    downloaded when the model is built).
+    ``"imagenet"`` (:func:`check_published_weights`) and random weights are not checked here.
     """
     from workbench.models.registry import light_architecture
     from workbench.models.weights import check_state_dict, read_state_dict
@@ -108,6 +111,59 @@ def check_weights(weights: Mapping[str, str | None]) -> None:
             raise DataError(f"--weights for {model}: {exc}") from None
 
 
+def check_published_weights(model: str) -> None:
+    """Make a model's declared published weights available now (found, or downloaded), so that
+    ``--weights imagenet`` without network fails before any extraction.
+
+    Models that declare no source (a user's factory, a hub name) are left to their factory.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The file is absent and cannot be downloaded; the message names the URL or page and
+        the exact path to put the file at.
+    """
+    from workbench.errors import WeightsUnavailableError
+    from workbench.models.registry import model_entry
+    from workbench.models.weights import published_weights, weights_source
+    from workbench.training.model_card import is_run_directory
+
+    if is_run_directory(model) or weights_source(model) is None:
+        return
+    try:
+        published_weights(model_entry(model).name)
+    except WeightsUnavailableError as exc:
+        raise WeightsUnavailableError(f"--weights imagenet for {model}: {exc}") from None
+
+
+def check_data(datasets: Sequence, protocol) -> None:
+    """Load each dataset named in ``datasets`` as the sweep loads it (files fetched or found and
+    verified against their checksums, user-provided files present, the images there and
+    matching the responses), so that missing data stop a study before any extraction.
+
+    Datasets given as objects are loaded already. Datasets that ``allensdk`` downloads when
+    they are loaded (``loader: allen_neuropixels``) are left to the sweep: loading them is the
+    download itself.
+
+    Raises
+    ------
+    DataError
+        A file is missing, damaged or not provided, or the images do not match the responses;
+        the message names the dataset argument and the file (as ``workbench data info`` does).
+    """
+    from workbench.analysis.sweeps import SweepSettings
+    from workbench.data import read_manifest
+
+    settings = SweepSettings(protocol=protocol, metrics=())
+    for dataset in datasets:
+        if not isinstance(dataset, (str, os.PathLike)) or read_manifest(dataset).loader == "allen_neuropixels":
+            continue
+        try:
+            settings.load_dataset(str(dataset))
+        except DataError as exc:
+            raise DataError(f"--datasets {dataset}: {exc}") from None
+
+
 def check_out_dir(out: str | os.PathLike, argument: str = "--out") -> Path:
     """``out`` as a Path, unless it exists and is not a directory (or cannot be created)."""
     path = Path(out)
@@ -123,18 +179,50 @@ def check_out_dir(out: str | os.PathLike, argument: str = "--out") -> Path:
     return path
 
 
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (every command's ``--device``) as ``(kind, N or None)``.
+
+    Raises
+    ------
+    ValidationError
+        Any other spelling.
+    """
+    kind, _, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise ValidationError(f"--device {device!r} is not valid; expected cpu, cuda or cuda:N")
+    return kind, int(index) if index else None
+
+
+def training_device(device: str) -> str:
+    """``workbench train --device`` (argparse ``type``): ``cpu``, ``cuda`` or ``cuda:N`` as the
+    other commands take it. A training config names ``"cpu"`` or ``"cuda"``, so ``cuda:N`` makes
+    GPU N the current CUDA device (where one exists; else training says there is none) and
+    gives ``"cuda"``; under torchrun each process uses its local rank's GPU.
+    """
+    import argparse
+
+    import torch
+
+    try:
+        kind, index = parse_device(device)
+        if index is not None and torch.cuda.is_available():
+            check_device(device)
+            torch.cuda.set_device(index)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device ")) from None
+    return kind
+
+
 def check_device(device: str) -> str:
     """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a CUDA device must exist."""
     import torch
 
     device = str(device)
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
-        raise ValidationError(f"--device {device!r} is not valid; expected cpu, cuda or cuda:N")
+    kind, index = parse_device(device)
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValidationError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
-        if index and int(index) >= torch.cuda.device_count():
+        if index is not None and index >= torch.cuda.device_count():
             raise ValidationError(
                 f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) (0-based)"
             )
@@ -230,8 +318,14 @@ def check_study(
     layers: Sequence[str] | None = None,
     device: str = "cpu",
     executor: str = "serial",
+    resources: bool = False,
 ) -> dict:
     """Check every argument of a study before any extraction starts.
+
+    With ``resources``, also make what the study reads available now, last: the published
+    weights of ``"imagenet"`` models (:func:`check_published_weights`) and each dataset's data
+    (:func:`check_data`), so that a missing file stops the study with one message instead of
+    failing its units (``workbench score``, ``report`` and ``demo`` ask for it).
 
     Returns
     -------
@@ -242,7 +336,7 @@ def check_study(
 
     Raises
     ------
-    ValidationError, DataError
+    ValidationError, DataError, WeightsUnavailableError
         The first argument found wrong, named in the message.
     """
     from workbench.analysis.protocol import Protocol
@@ -260,7 +354,7 @@ def check_study(
     metrics = check_metrics(metrics)
     per_model = weights_by_model(weights, models)
     check_weights(per_model)
-    return {
+    checked = {
         "models": models,
         "datasets": datasets,
         "metrics": metrics,
@@ -271,3 +365,9 @@ def check_study(
         "executor": check_executor(executor),
         "out_dir": out,
     }
+    if resources:  # last: they may be downloaded
+        for model, value in per_model.items():
+            if value == "imagenet":
+                check_published_weights(model)
+        check_data(datasets, protocol)
+    return checked

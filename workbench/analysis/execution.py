@@ -73,6 +73,7 @@ __all__ = [
     "ExecutorSpec",
     "fingerprint",
     "parse_executor",
+    "largest_first",
     "run_units",
     "load_unit",
     "unit_path",
@@ -432,6 +433,24 @@ def _check_units(units: Iterable) -> list:
     return units
 
 
+def largest_first(units: Iterable, cost: Callable) -> list:
+    """``units`` in the order to compute them: the costliest first (ties keep their order).
+
+    Starting the longest units first keeps the end of a grid from waiting on one large unit
+    (and lets Dask fill its workers with the small ones meanwhile).
+
+    Parameters
+    ----------
+    units : iterable of Unit
+    cost : callable
+        ``cost(unit) -> float``, an estimate in any unit (e.g. parameters x stimuli).
+    """
+    units = list(units)
+    costs = [float(cost(unit)) for unit in units]
+    order = sorted(range(len(units)), key=lambda i: -costs[i])
+    return [units[i] for i in order]
+
+
 def run_units(
     units: Iterable,
     compute: Callable,
@@ -543,7 +562,8 @@ class _Collector:
         unit = self.by_id[outcome.unit_id]
         if outcome.error:
             self.failures[unit.unit_id] = outcome.error
-            logger.error("unit %s failed:\n%s", unit.unit_id, outcome.error)
+            # the traceback for -v; the sweep reports the failure once, on one line
+            logger.info("unit %s failed:\n%s", unit.unit_id, outcome.error)
         else:
             loaded = load_unit(self.store_dir, unit)
             if loaded is None:  # the worker's file is not visible here: commit the returned copy

@@ -3,7 +3,7 @@
 :func:`compare_models` extracts both networks' layers on the same stimuli (streamed into
 Gram statistics and cached, as the sweep does), prepares them by the protocol (z-scoring,
 SNN time steps) and scores every pair of layers with CKA and/or RSA. ``workbench
-compare-models A B --dataset D --out DIR`` writes the result and its heatmaps
+compare-models A B --datasets D --out DIR`` writes the result and its heatmaps
 (:func:`workbench.reports.model_comparison.plot_model_similarity`).
 """
 
@@ -66,8 +66,9 @@ def compare_models(
     metrics : sequence of {"cka", "rsa"}, default: ("cka", "rsa")
         Linear CKA of the two layers' features; RSA (Spearman correlation of their
         correlation-distance RDMs). A pair in which some stimuli have a zero-variance pattern
-        (a silent spiking layer) follows ``protocol.zero_variance_stimuli`` for RSA: NaN
-        (logged) by default, or scored on the other stimuli.
+        (a silent spiking layer) follows ``protocol.zero_variance_stimuli`` for RSA: NaN by
+        default, or scored on the other stimuli. Pairs left without a score are summarised in
+        one logged warning and in ``attrs["unscored_<metric>"]``.
     protocol : Protocol, optional
         z-scoring, SNN time steps, batch size and the seed of random weights (default
         ``Protocol()``).
@@ -83,7 +84,9 @@ def compare_models(
     -------
     xarray.DataArray
         Dims ``(metric, layer_a, layer_b)``, the layer names as coordinates, and attrs
-        ``model_a``, ``model_b``, ``weights_a``, ``weights_b``, ``n_stimuli``, ``protocol``.
+        ``model_a``, ``model_b``, ``weights_a``, ``weights_b``, ``n_stimuli``, ``protocol`` and,
+        for each metric with pairs left without a score, ``unscored_<metric>``
+        (:func:`unscored_summary`).
     """
     protocol = Protocol() if protocol is None else protocol
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -94,22 +97,46 @@ def compare_models(
     net_a, names_a, prep_a = _side(model_a, weights_a, layers_a, stimuli, protocol, cache, device)
     net_b, names_b, prep_b = _side(model_b, weights_b, layers_b, stimuli, protocol, cache, device)
     values = np.full((len(metrics), len(names_a), len(names_b)), np.nan)
+    failures: dict[str, list[str]] = {}  # metric -> why each unscored pair has no score
     for i in range(len(names_a)):
         for j in range(len(names_b)):
             for k, metric in enumerate(metrics):
                 try:
                     values[k, i, j] = _pair_score(prep_a[i], prep_b[j], metric, protocol)
                 except ValidationError as exc:
-                    logger.warning("%s %s vs %s %s, %s: %s", net_a.name, names_a[i], net_b.name, names_b[j],
-                                   metric, exc)
+                    failures.setdefault(metric, []).append(str(exc))
+    unscored = unscored_summary(failures, len(names_a) * len(names_b))
+    if unscored:
+        logger.warning("%s vs %s: %s", net_a.name, net_b.name, "; ".join(unscored.values()))
     return xr.DataArray(
         values,
         dims=("metric", "layer_a", "layer_b"),
         coords={"metric": metrics, "layer_a": names_a, "layer_b": names_b},
         name="similarity",
         attrs={"model_a": net_a.name, "model_b": net_b.name, "weights_a": net_a.weights,
-               "weights_b": net_b.weights, "n_stimuli": len(stimuli), "protocol": protocol.to_json()},
+               "weights_b": net_b.weights, "n_stimuli": len(stimuli), "protocol": protocol.to_json(),
+               **{f"unscored_{metric}": text for metric, text in unscored.items()}},
     )
+
+
+def unscored_summary(failures: dict[str, list[str]], n_pairs: int) -> dict[str, str]:
+    """Per metric, one clause on its layer pairs without a score: how many of ``n_pairs`` and
+    the first reason, e.g. ``{"rsa": "rsa: 9 of 12 layer pairs unscored (3 stimuli have a
+    zero-variance pattern ...) [first of 2 distinct reasons]"}``; empty when all have one.
+
+    Parameters
+    ----------
+    failures : dict metric -> list of str
+        The error message of each unscored pair.
+    n_pairs : int
+        The number of layer pairs per metric.
+    """
+    out = {}
+    for metric, reasons in failures.items():
+        distinct = list(dict.fromkeys(reasons))
+        more = f" [first of {len(distinct)} distinct reasons]" if len(distinct) > 1 else ""
+        out[metric] = f"{metric}: {len(reasons)} of {n_pairs} layer pairs unscored ({distinct[0]}){more}"
+    return out
 
 
 def _side(model, weights, layers, stimuli, protocol: Protocol, cache, device: str):

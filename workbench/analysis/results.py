@@ -5,7 +5,12 @@ Every file is written atomically (:func:`workbench.storage.atomic_path`) and rea
 
 - :func:`save_scores`, :func:`load_scores`: the scores Dataset (schema in
   :mod:`workbench.analysis.scores`) as netCDF (h5netcdf engine) and a tidy CSV
-  (:func:`~workbench.analysis.scores.to_frame`).
+  (:func:`~workbench.analysis.scores.to_frame`). In ``scores.nc`` the ``layer`` dimension is
+  indexed by layer *name* (the union of the models' layers, in order of appearance), so that
+  ``xr.open_dataset("scores.nc").sel(model="sew_resnet18", layer="layer2.1")`` works; each
+  model's ``layer_position`` (``-1`` where it has no such layer) gives the positions that
+  :func:`load_scores` restores (the in-memory schema indexes layers by position, as do files
+  written before names; both are read).
 - :func:`save_rdms`, :func:`load_rdms`: the RDM pairs the heatmaps show (each model's best layer
   beside each brain region), one netCDF group per pair (:func:`rdm_pairs_tree`).
 """
@@ -26,6 +31,10 @@ from workbench.storage import atomic_path
 SCORES_FILE = "scores.nc"
 SCORES_CSV = "scores.csv"
 RDMS_FILE = "rdms.nc"
+#: String variables of the scores, stored as text and read back as Python strings.
+_STRING_VARS = ("layer_name", "error", "warning", "cell_error", "cell_warning")
+#: The variable of ``scores.nc`` that marks its layers as indexed by name (:func:`layers_by_name`).
+LAYER_POSITION = "layer_position"
 
 
 def save_scores(scores: xr.Dataset, directory: str | os.PathLike) -> tuple[Path, Path]:
@@ -33,8 +42,8 @@ def save_scores(scores: xr.Dataset, directory: str | os.PathLike) -> tuple[Path,
     validate_scores(scores)
     directory = Path(directory)
     nc_path, csv_path = directory / SCORES_FILE, directory / SCORES_CSV
-    encoded = scores.copy()
-    for var in ("layer_name", "error", "warning"):
+    encoded = layers_by_name(scores)
+    for var in _STRING_VARS:
         if var in encoded:
             encoded[var] = encoded[var].astype(str)
     with atomic_path(nc_path) as tmp:
@@ -51,16 +60,73 @@ def load_scores(path: str | os.PathLike) -> xr.Dataset:
         scores = xr.load_dataset(path, engine="h5netcdf")
     except Exception as exc:
         raise DataError(f"{path}: not a readable scores file ({type(exc).__name__}: {exc})") from exc
-    for var in ("layer_name", "error"):
-        scores[var] = scores[var].astype(object)
-    if "warning" in scores:
-        scores["warning"] = scores["warning"].astype(object)
-    elif "error" in scores:  # written before `warning` split it off `error`: no caveats recorded
+    if LAYER_POSITION in scores:
+        scores = layers_by_position(scores)
+    for var in _STRING_VARS:
+        if var in scores:
+            scores[var] = scores[var].astype(object)
+    if "warning" not in scores and "error" in scores:  # written before `warning` split it off `error`: no caveats recorded
         scores["warning"] = (scores["error"].dims, np.full(scores["error"].shape, "", dtype=object))
     try:
         return validate_scores(scores, name=str(path))
     except ValidationError as exc:
         raise DataError(str(exc)) from exc
+
+
+def layers_by_name(scores: xr.Dataset) -> xr.Dataset:
+    """The scores as ``scores.nc`` stores them: ``layer`` indexed by layer name.
+
+    The ``layer`` coordinate becomes the union of the models' layer names (in the order they
+    first appear, model by model); ``layer_name`` is replaced by ``layer_position`` (model,
+    layer): the layer's position in its model, ``-1`` where the model has no such layer (its
+    cells are NaN, ``""`` or False there). :func:`layers_by_position` inverts it.
+    """
+    names = scores["layer_name"].transpose(dims.MODEL, dims.LAYER).values.astype(str)
+    order = list(dict.fromkeys(name for row in names for name in row if name))
+    position = np.full((names.shape[0], len(order)), -1, dtype=np.int64)
+    for m, row in enumerate(names):
+        for p, name in enumerate(row):
+            if name:
+                position[m, order.index(name)] = p
+    out = _relayer(scores.drop_vars("layer_name"), position, order)
+    out[LAYER_POSITION] = ((dims.MODEL, dims.LAYER), position)
+    return out
+
+
+def layers_by_position(stored: xr.Dataset) -> xr.Dataset:
+    """The in-memory scores (``layer`` = position in each model) from the by-name layout of
+    :func:`layers_by_name`."""
+    position = stored[LAYER_POSITION].transpose(dims.MODEL, dims.LAYER).values
+    n_layers = int(position.max()) + 1 if position.size else 0
+    names = np.full((position.shape[0], n_layers), "", dtype=object)
+    # positions of the stored columns at each in-memory slot: the inverse permutation per model
+    column = np.full((position.shape[0], n_layers), -1, dtype=np.int64)
+    for m, j in zip(*np.nonzero(position >= 0)):
+        column[m, position[m, j]] = j
+        names[m, position[m, j]] = str(stored[dims.LAYER].values[j])
+    out = _relayer(stored.drop_vars(LAYER_POSITION).drop_vars(dims.LAYER), column, np.arange(n_layers))
+    out["layer_name"] = ((dims.MODEL, dims.LAYER), names)
+    return out
+
+
+def _relayer(scores: xr.Dataset, take: np.ndarray, layers) -> xr.Dataset:
+    """Every variable with a ``layer`` dim re-gathered: slot ``(m, j)`` of the result holds the
+    model's layer ``take[m, j]`` (``-1``: none, filled with NaN, ``""`` or False); the
+    ``layer`` coordinate becomes ``layers``."""
+    models = np.arange(take.shape[0])[:, None]
+    missing = take < 0
+    out = scores.drop_dims(dims.LAYER)
+    for name, var in scores.data_vars.items():
+        if dims.LAYER not in var.dims:
+            continue
+        order = (dims.MODEL, dims.LAYER) + tuple(d for d in var.dims if d not in (dims.MODEL, dims.LAYER))
+        values = var.transpose(*order).values[models, take.clip(0)]
+        fill = np.nan if values.dtype.kind in "fc" else (False if values.dtype.kind == "b" else "")
+        if values.dtype.kind in "iu":
+            values = values.astype(float)
+        values[missing] = fill
+        out[name] = xr.DataArray(values, dims=order, attrs=var.attrs).transpose(*var.dims)
+    return out.assign_coords({dims.LAYER: layers})
 
 
 def check_rdm(rdm, name: str) -> np.ndarray:

@@ -24,6 +24,11 @@ variable                  dims                                meaning
                                                               nulls not computed, per-step
                                                               gaps; ``""`` = none (files
                                                               before it: read as ``""``)
+``cell_error``,           (model, layer, region, metric)      optional; the same per cell:
+``cell_warning``                                              why that cell has no score, its
+                                                              caveats; ``""`` = none (the
+                                                              columns ``error``/``warning`` of
+                                                              :func:`to_frame`)
 ``ci_low``, ``ci_high``   (model, layer, region, metric)      optional bootstrap interval
 ``score_per_step``        (model, layer, region, metric,      optional; SNNs per time step,
                           time_step)                          NaN for non-spiking models
@@ -56,7 +61,8 @@ with ``dataset``, ``species``, ``stimulus_set`` (fingerprint of the dataset's st
 ``data_version`` (sha256 over the checksums of the dataset's files);
 ``metric``. Attributes: ``protocol`` and ``versions`` (JSON), ``seed``, ``created`` (ISO time).
 
-Files: ``scores.nc`` (netCDF, h5netcdf engine) and a tidy ``scores.csv`` (:func:`to_frame`),
+Files: ``scores.nc`` (netCDF, h5netcdf engine; there ``layer`` is indexed by layer name, so
+``.sel(layer="layer2.1")`` works on the file) and a tidy ``scores.csv`` (:func:`to_frame`),
 written and read by :mod:`workbench.analysis.results`.
 """
 
@@ -96,7 +102,11 @@ OPTIONAL_VARS = {
     "null_p95": (MODEL, LAYER, REGION, METRIC),
     "p_value": (MODEL, LAYER, REGION, METRIC),
     "warning": (MODEL,),
+    "cell_error": (MODEL, LAYER, REGION, METRIC),
+    "cell_warning": (MODEL, LAYER, REGION, METRIC),
 }
+#: Optional per-cell message variables (strings, ``""`` = none), merged like the scores.
+CELL_MESSAGE_VARS = ("cell_error", "cell_warning")
 #: The permutation-null variables (:mod:`workbench.analysis.nulls`), per cell like the scores.
 NULL_VARS = ("null_mean", "null_p95", "p_value")
 #: Optional per-(model, layer, region) variables, merged like the scores.
@@ -247,6 +257,8 @@ class _Merged:
             self.cells["score_per_step"] = np.full(shape + (len(self.steps),), np.nan)
         self.per_layer_region = {name: np.full(shape[:3], np.nan) for name in LAYER_REGION_VARS
                                  if any(name in p for p in parts)}
+        self.cell_messages = {name: np.full(shape, "", dtype=object) for name in CELL_MESSAGE_VARS
+                              if any(name in p for p in parts)}
         grid = (len(self.regions), len(self.metrics))
         self.applicable = np.zeros(grid, bool)
         self.ceiling = np.full(grid, np.nan)
@@ -321,12 +333,18 @@ class _Merged:
             if name in part:
                 cell = np.ix_(mi, layers, ri)
                 target[cell] = _combine(target[cell], part[name].values, name)
+        for name, target in self.cell_messages.items():
+            if name in part:  # each cell is scored in one part: its messages come from there
+                cell = np.ix_(mi, layers, ri, ki)
+                new = part[name].values.astype(str)
+                target[cell] = np.where(new != "", new, target[cell]).astype(object)
 
     def dataset(self) -> xr.Dataset:
         """The merged scores (without attributes)."""
         data_vars = {name: (REQUIRED_VARS.get(name) or OPTIONAL_VARS[name], values)
                      for name, values in self.cells.items()}
         data_vars.update({name: (OPTIONAL_VARS[name], values) for name, values in self.per_layer_region.items()})
+        data_vars.update({name: (OPTIONAL_VARS[name], values) for name, values in self.cell_messages.items()})
         if self.ceiling_low is not None:
             data_vars["ceiling_low"] = (OPTIONAL_VARS["ceiling_low"], self.ceiling_low)
         data_vars.update(
@@ -426,8 +444,8 @@ def to_frame(scores: xr.Dataset) -> pd.DataFrame:
 
     Columns: model, family, weights, layer, layer_name, relative_depth, region, dataset,
     species, metric, applicable, score, ceiling, ci_low, ci_high, n_zero_variance, null_mean,
-    null_p95, p_value, error (the model's cells without a score: why), warning (its caveats;
-    ``""`` for scores written before it existed). Rows
+    null_p95, p_value, error (why this cell has no score), warning (this cell's caveats): each
+    row carries only its own (:func:`cell_messages`). Rows
     past a model's last layer are left out; not-applicable rows are kept with NaN score. A model
     that failed on every dataset keeps one row per (region, metric), with an empty layer and its error.
     """
@@ -462,10 +480,57 @@ def to_frame(scores: xr.Dataset) -> pd.DataFrame:
     frame = frame[(frame["layer_name"] != "") | failed_rows].copy()
     if failed_rows.any():
         frame[LAYER] = frame[LAYER].astype("Int64").mask(frame["layer_name"] == "")
+    frame = cell_messages(frame, scores)
     columns = [MODEL, "family", "weights", LAYER, "layer_name", "relative_depth", REGION, DATASET,
                SPECIES, METRIC, "applicable", "score", "ceiling", "ci_low", "ci_high", "n_zero_variance",
                *NULL_VARS, "error", "warning"]
     return frame[columns].reset_index(drop=True)
+
+
+def cell_messages(frame: pd.DataFrame, scores: xr.Dataset) -> pd.DataFrame:
+    """Set the ``error`` and ``warning`` columns of :func:`to_frame`'s rows to each cell's own.
+
+    ``error``: the cell's ``cell_error``; for a cell of a unit that raised (or of a model with
+    no layer), the model's ``error``. ``warning``: the cell's ``cell_warning``, and its
+    zero-variance stimuli (left unscored by the protocol's choice, which is no error, or scored
+    without them). Scores written before per-cell messages keep the model's ``error`` on its
+    unscored rows and its ``warning`` on its scored rows.
+    """
+    unscored = frame["score"].isna() & frame["applicable"].astype(bool)
+    no_layer = frame["layer_name"] == ""
+    if "cell_error" not in scores:
+        frame["error"] = frame["error"].where(unscored | no_layer, "")
+        frame["warning"] = frame["warning"].where(~unscored, "")
+        return frame
+    cells = scores[list(CELL_MESSAGE_VARS)].reset_coords(drop=True).to_dataframe().reset_index()
+    frame = frame.merge(cells, on=[MODEL, LAYER, REGION, METRIC], how="left")
+    frame[list(CELL_MESSAGE_VARS)] = frame[list(CELL_MESSAGE_VARS)].fillna("").astype(str)
+    try:
+        failed = {(u["model"], u["dataset"]) for u in json.loads(scores.attrs.get("failed_units", "[]"))}
+    except (TypeError, ValueError, KeyError):
+        failed = set()
+    unit_failed = no_layer | (unscored & pd.Series(
+        [(m, d) in failed for m, d in zip(frame[MODEL], frame[DATASET])], index=frame.index))
+    frame["error"] = frame["cell_error"].where(frame["cell_error"] != "", frame["error"].where(unit_failed, ""))
+    policy = zero_variance_policy(scores) or "unscored"
+    zero = [zero_variance_reason(n, policy, scored=not u) if n > 0 else ""
+            for n, u in zip(frame["n_zero_variance"].fillna(0), unscored)]
+    frame["warning"] = ["; ".join(filter(None, pair)) for pair in zip(frame["cell_warning"], zero)]
+    return frame.drop(columns=list(CELL_MESSAGE_VARS))
+
+
+def _shorten(text: str, width: int = 120) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def zero_variance_reason(count: float, policy: str, *, scored: bool) -> str:
+    """Why a cell with ``count`` zero-variance stimuli has no score (``scored=False``), or what
+    its score left out (``scored=True``)."""
+    if scored:
+        return f"scored without {int(count)} stimuli whose pattern has zero variance"
+    return (f"{int(count)} stimuli have a zero-variance pattern, so RSA is undefined "
+            f"(protocol zero_variance_stimuli={policy!r})")
 
 
 def zero_variance_policy(scores: xr.Dataset) -> str:
@@ -517,11 +582,10 @@ def unscored_cells(scores: xr.Dataset) -> pd.DataFrame:
                 continue
             count = n_zero[m, layer, r, k]
             model = str(scores[MODEL].values[m])
-            if status == "excluded":
-                reason = f"scored without {int(count)} stimuli whose pattern has zero variance"
-            elif count > 0:
-                reason = (f"{int(count)} stimuli have a zero-variance pattern, so RSA is undefined "
-                          f"(protocol zero_variance_stimuli={policy or 'unscored'!r})")
+            if status == "excluded" or count > 0:
+                reason = zero_variance_reason(count, policy or "unscored", scored=status == "excluded")
+            elif "cell_error" in scores and str(scores["cell_error"].values[m, layer, r, k]):
+                reason = str(scores["cell_error"].values[m, layer, r, k])
             else:
                 error = str(scores["error"].values[m])
                 reason = f"metric raised; model error: {error}" if error else "no score computed"
@@ -551,7 +615,9 @@ def unscored_summary(scores: xr.Dataset, *, max_lines: int = 12) -> str:
         part = cells[cells["status"] == status]
         if part.empty:
             continue
-        lines.append(f"{len(part)} {title} (protocol zero_variance_stimuli={policy!r}):")
+        # the policy decides only the cells with zero-variance stimuli; other causes are their own
+        zero = (part["n_zero_variance"].fillna(0) > 0).any()
+        lines.append(f"{len(part)} {title}" + (f" (protocol zero_variance_stimuli={policy!r}):" if zero else ":"))
         groups = list(part.groupby([MODEL, REGION, METRIC], sort=False))
         for (model, region, metric), group in groups[:max_lines]:
             layers = ", ".join(group["layer_name"])
@@ -560,7 +626,8 @@ def unscored_summary(scores: xr.Dataset, *, max_lines: int = 12) -> str:
             if len(counts) and (counts > 0).any():
                 detail = f" ({'/'.join(str(int(c)) for c in counts)} zero-variance stimuli)"
             elif status == "unscored":
-                detail = " (see scores.csv, column 'error')"
+                reasons = list(dict.fromkeys(group["reason"]))
+                detail = f" ({_shorten(reasons[0])}{'; and other reasons' if len(reasons) > 1 else ''})"
             lines.append(f"  {model} on {region}, {metric}: {layers}{detail}")
         if len(groups) > max_lines:
             lines.append(f"  ... and {len(groups) - max_lines} more (scores.csv lists every cell)")

@@ -40,7 +40,7 @@ into its ``warning``: cells with zero-variance stimuli (either policy), bootstra
 permutation nulls that could not be computed, SVCCA sides reduced to their numerical rank, and
 per-step scores that could not be computed (e.g. a layer that is silent at the first time step).
 A unit that raises (the model cannot be built, its weights are missing, extraction fails) leaves
-its model's scores NaN on that dataset with the error message; the other units go on, and rerunning the sweep recomputes only the failed units.
+its model's scores NaN on that dataset with the error message; the other units go on, and rerunning the sweep recomputes only the failed units. When every unit raises, the sweep raises instead and writes nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,11 +65,11 @@ from workbench import __version__
 from workbench.analysis.cells import RDM_METRIC, Target, bootstrap_interval, derive, inapplicable_metrics, prepare
 from workbench.analysis.cells import score_region
 from workbench.analysis.checks import check_layers
-from workbench.analysis.execution import Unit, UnitsFailedError, fingerprint, run_units
+from workbench.analysis.execution import Unit, UnitsFailedError, fingerprint, largest_first, run_units
 from workbench.analysis.protocol import Protocol
 from workbench.analysis.results import save_scores
 from workbench.analysis.scores import merge_scores, new_scores, region_label, stamp
-from workbench.errors import ValidationError
+from workbench.errors import ValidationError, WorkbenchError
 from workbench.storage import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,28 @@ SWEEP_METRICS = ("svcca", "tsvd_regression", "rsa", "cka")
 _MAX_MESSAGES = 3
 
 
-def weights_label(weights, seed: int) -> str:
-    """The description :func:`workbench.models.create` records for ``weights``."""
+#: What a model whose factory loads its own weights holds, before it is built (then its
+#: factory's label or ``"custom (sha256 <12 hex>)"``, :attr:`workbench.models.ModelWrapper.weights`).
+OWN_WEIGHTS = "custom (loaded by its factory)"
+
+
+def own_weights_label(model: str) -> str | None:
+    """What ``model`` holds when given no weights, where that is not a random initialisation:
+    a training run directory's own (``"run:<path>"``, as :func:`workbench.models.create` labels
+    them), :data:`OWN_WEIGHTS` for a factory that loads its own (a user's
+    ``package.module:factory`` or entry point); else None."""
+    from workbench.training.model_card import is_run_directory
+
+    if is_run_directory(model):
+        return f"run:{Path(model).resolve()}"
+    return OWN_WEIGHTS if _loads_own_weights(model) else None
+
+
+def weights_label(weights, seed: int, model: str | None = None) -> str:
+    """The description :func:`workbench.models.create` records for ``weights`` (for ``model``,
+    when given: a factory that loads its own weights is not randomly initialised)."""
+    if weights is None and model is not None and own_weights_label(model) is not None:
+        return own_weights_label(model)
     if weights is None:
         return f"random(seed={int(seed)})"
     if isinstance(weights, str) and weights == "imagenet":
@@ -104,6 +125,36 @@ def run_identity(model: str) -> dict:
     if not is_run_directory(model):
         return {}
     return {"path": str(Path(model).resolve()), "weights_sha256": run_weights_sha256(model)}
+
+
+def network_identity(model: str, weights, seed: int) -> dict:
+    """For a model whose factory loads its own weights (``package.module:factory``, an entry
+    point): the sha256 of the state dict its network holds when built now, so that results of
+    an overwritten checkpoint are never taken for this one's. Empty for other models (their
+    weights are identified by :func:`weights_identity` and :func:`run_identity`).
+
+    A network that cannot be built here gets ``None`` (its unit fails with its own message).
+    """
+    if not _loads_own_weights(model):
+        return {}
+    from workbench.models import create
+
+    try:
+        return {"state_dict_sha256": create(model, weights, seed=seed).weights_id}
+    except Exception:  # the unit builds it again and reports why it cannot
+        return {"state_dict_sha256": None}
+
+
+def _loads_own_weights(model: str) -> bool:
+    from workbench.models.registry import model_entry
+    from workbench.training.model_card import is_run_directory
+
+    if is_run_directory(model):
+        return False
+    try:
+        return model_entry(model).own_weights
+    except ValidationError:
+        return False
 
 
 def data_version(dataset) -> str:
@@ -283,7 +334,8 @@ def _empty_part(model, dataset, targets: list[Target], metrics: list[str], proto
 
 class _UnitScorer:
     """Fills one unit's scores layer by layer, and collects the model's ``error`` (cells left
-    without a score) and ``warning`` (cells with a score and a caveat)."""
+    without a score) and ``warning`` (cells with a score and a caveat), and the same per cell
+    (``cell_error``, ``cell_warning``: each message on the cells it concerns)."""
 
     def __init__(self, part: xr.Dataset, regions, targets: list[Target], metrics: list[str], protocol: Protocol):
         self.part, self.regions, self.targets = part, list(regions), targets
@@ -295,6 +347,7 @@ class _UnitScorer:
             self.nulls = UnitNulls(targets, metrics, protocol, part.sizes["layer"])
         self.messages: list[str] = []
         self.cautions: list[str] = []
+        self.cell_notes = {"cell_error": CellNotes(metrics), "cell_warning": CellNotes(metrics)}
 
     def score_layer(self, i: int, layer: str, stats) -> bool:
         """Score layer ``i`` against every region; False when its statistics cannot be scored."""
@@ -302,6 +355,8 @@ class _UnitScorer:
             x = prepare(stats, self.protocol)
         except ValidationError as exc:
             self.messages.append(f"layer {layer!r}: {exc}")
+            for r in range(len(self.regions)):
+                self.cell_notes["cell_error"].add(i, r, str(exc))
             return False
         xd = derive(x)  # shared by the regions' scores and their permutation nulls
         for r, target in enumerate(self.targets):
@@ -326,6 +381,9 @@ class _UnitScorer:
             part["ci_low"].values[0, i, r], part["ci_high"].values[0, i, r] = low, high
         self.messages += [f"layer {layer!r}, {self.regions[r]}: {m}" for m in messages]
         self.cautions += [f"layer {layer!r}, {self.regions[r]}: {m}" for m in cautions]
+        for store, notes in (("cell_error", messages), ("cell_warning", cautions)):
+            for message in notes:
+                self.cell_notes[store].add(i, r, message)
 
     def score_steps(self, i: int, layer: str, steps: list) -> None:
         """Layer ``i``'s per-step scores (``score_per_step``), without intervals or nulls."""
@@ -334,6 +392,8 @@ class _UnitScorer:
                 xt = prepare(step, self.protocol)
             except ValidationError as exc:  # e.g. a layer that is silent at the first steps
                 self.cautions.append(f"layer {layer!r}, time step {t} (per-step score): {exc}")
+                for r in range(len(self.regions)):
+                    self.cell_notes["cell_warning"].add(i, r, f"time step {t} (per-step score): {exc}")
                 continue
             for r, target in enumerate(self.targets):
                 failures: list[str] = []
@@ -341,6 +401,8 @@ class _UnitScorer:
                     xt, target, self.metrics, self.protocol, failures)
                 self.cautions += [f"layer {layer!r}, {self.regions[r]}, time step {t} (per-step score): {m}"
                                   for m in failures]
+                for message in failures:
+                    self.cell_notes["cell_warning"].add(i, r, f"time step {t} (per-step score): {message}")
 
     def finish(self, unit: Unit) -> None:
         """Write the nulls' summaries, and the model's ``error`` and ``warning``."""
@@ -357,6 +419,41 @@ class _UnitScorer:
             logger.info("unit %s: scored, with %d caveat(s): %s", unit.unit_id, len(self.cautions), self.cautions[0])
         part["error"].values[0] = _summarise(self.messages)
         part["warning"].values[0] = _summarise(self.cautions)
+        for name, notes in self.cell_notes.items():
+            part[name] = (part["score"].dims, notes.array(part["score"].shape))
+
+
+class CellNotes:
+    """Messages per (layer, region, metric) cell of one unit, for ``cell_error``/``cell_warning``.
+
+    A message concerns the metrics that its first ``"name: "`` (or ``"a/b: "``, ``"name
+    permutation null: "``) prefix names, e.g. ``"svcca: ..."`` or ``"bootstrap subsample of 80
+    stimuli: rsa: ..."``; a message naming no metric concerns every metric of the cell.
+    """
+
+    def __init__(self, metrics: Sequence[str]):
+        self.metrics = list(metrics)
+        self.notes: dict[tuple[int, int, int], list[str]] = {}
+
+    def metrics_named(self, message: str) -> list[int]:
+        """Positions of the metrics ``message`` is about (all of them when it names none)."""
+        for segment in message.split(": ")[:-1]:
+            names = segment.split(" ", 1)[0].split("/")
+            if all(name in self.metrics for name in names):
+                return [self.metrics.index(name) for name in names]
+        return list(range(len(self.metrics)))
+
+    def add(self, layer: int, region: int, message: str) -> None:
+        """Note ``message`` on the cells of (``layer``, ``region``) it concerns."""
+        for k in self.metrics_named(message):
+            self.notes.setdefault((layer, region, k), []).append(message)
+
+    def array(self, shape: tuple[int, int, int, int]) -> np.ndarray:
+        """The notes as a ``(1, layer, region, metric)`` array of strings (``""``: none)."""
+        out = np.full(shape, "", dtype=object)
+        for (i, r, k), messages in self.notes.items():
+            out[0, i, r, k] = _summarise(messages)
+        return out
 
 
 def _with_layers(model, layers: Sequence[str]) -> tuple:
@@ -483,7 +580,7 @@ def _failed_part(unit: Unit, settings: SweepSettings, message: str) -> xr.Datase
     return new_scores(
         model=unit.model,
         family=family,
-        weights=weights_label(settings.weights_for(unit.model), protocol.seed),
+        weights=weights_label(settings.weights_for(unit.model), protocol.seed, unit.model),
         layer_names=[],
         regions=[],
         datasets=[],
@@ -574,25 +671,83 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
         ``versions``, ``seed``, ``created``, ``failed_units`` (JSON list of the units that
         raised, see :func:`failed_units`) and ``notes`` (JSON list of metrics that could not
         apply to a region, each reported once).
+
+    Raises
+    ------
+    WorkbenchError
+        Every unit raised: nothing is written (no result file, and ``store_dir`` is removed
+        when this call created it); the message names each unit's error.
     """
     models = list(models)
     settings = _sweep_settings(models, datasets, list(metrics), protocol, weights, data_options,
                                activation_cache, device, layers)
     dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
     identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}
-    units = [Unit(model, name, fingerprint(_unit_settings(settings, model, identities[name])))
+    networks = {model: network_identity(model, settings.weights_for(model), settings.protocol.seed)
+                for model in models}
+    units = [Unit(model, name, fingerprint(_unit_settings(settings, model, identities[name], networks[model])))
              for model in models for name in dataset_names]
     compute = functools.partial(compute_unit, settings=settings)
+    store_existed = store_dir is not None and Path(store_dir).exists()
     with _unit_store(store_dir) as store:
         failures: dict[str, str] = {}
         try:
-            results = run_units(units, compute, store, executor=executor, force=force, progress=progress)
+            costs = unit_costs(models, datasets, settings.protocol.time_steps)  # largest units first;
+            # the results keep the units' order
+            schedule = largest_first(units, lambda unit: costs[unit.model, unit.dataset])
+            results = run_units(schedule, compute, store, executor=executor, force=force, progress=progress)
         except UnitsFailedError as exc:
             results, failures = exc.results, exc.failures
+        if not results:  # nothing to write: no result file, and no store this call made
+            _remove_new_store(store_dir, store_existed)
+            raise WorkbenchError(_nothing_scored(units, failures))
     scores = _merged_units(units, results, failures, settings)
     if output_dir is not None:
         save_scores(scores, output_dir)
     return scores
+
+
+def unit_costs(models: Sequence[str], datasets: Sequence, time_steps: int = 4) -> dict[tuple[str, str], float]:
+    """An estimate of each (model, dataset) unit's cost, to schedule the largest first.
+
+    The model's activation size per stimulus (the sum over the study's layers of their output
+    sizes, from :func:`workbench.models.study_layers`; times ``time_steps`` for a spiking
+    network) times the dataset's stimulus count: the forward pass and the Gram statistics both
+    grow with it. No network is built. Only the order matters.
+
+    Returns
+    -------
+    dict
+        ``{(model, dataset name): cost}``; a model that is not one of the reference study's
+        networks costs 0 (scheduled after them, in the order given).
+    """
+    sizes = {model: _model_size(model, time_steps) for model in models}
+    counts = {(d if isinstance(d, str) else d.name): _stimulus_count(d) for d in datasets}
+    return {(model, name): float(sizes[model] * count) for model in models for name, count in counts.items()}
+
+
+def _model_size(model: str, time_steps: int) -> int:
+    """Features per stimulus summed over a study network's layers (x T for an SNN); 0 for another model."""
+    from workbench.models import list_models, model_study_name, study_family, study_layers
+
+    study = model_study_name(model) if model in list_models() else None
+    if study is None:
+        return 0
+    size = sum(int(np.prod(layer.shape)) for layer in study_layers(study))
+    return size * (time_steps if study_family(study) == "snn" else 1)
+
+
+def _stimulus_count(dataset) -> int:
+    """Stimuli of a loaded dataset, or as its manifest declares them (its session's, where per session)."""
+    if not isinstance(dataset, str):
+        return len(dataset.stimuli)
+    from workbench.data import read_manifest
+
+    manifest = read_manifest(dataset)
+    count = manifest.stimuli.get("count")
+    if isinstance(count, dict):
+        count = count.get(str(manifest.options.get("session")), max(count.values(), default=1))
+    return int(count) if isinstance(count, (int, float)) else 1
 
 
 def _sweep_settings(models: list, datasets: Sequence, metrics: list, protocol, weights, data_options,
@@ -630,8 +785,22 @@ def _check_sweep(models: list, datasets: Sequence, metrics: list, protocol) -> N
     check_model_names(models)  # every name, before any unit starts
 
 
-def _unit_settings(settings: SweepSettings, model: str, dataset_identity: dict) -> dict:
-    """Everything that changes one unit's result: what its ``settings_hash`` fingerprints."""
+def _nothing_scored(units: list[Unit], failures: dict) -> str:
+    """The one line that says no unit produced a score, with each unit's error."""
+    errors = "; ".join(f"{unit.model}: {unit.dataset}: {_last_line(failures.get(unit.unit_id, 'unit did not finish'))}"
+                       for unit in units)
+    return f"no model produced any score, so no result file was written; errors: {errors}"
+
+
+def _remove_new_store(store_dir, existed: bool) -> None:
+    """Remove ``store_dir`` when this sweep created it (every unit failed, so it holds no result)."""
+    if store_dir is not None and not existed:
+        shutil.rmtree(store_dir, ignore_errors=True)
+
+
+def _unit_settings(settings: SweepSettings, model: str, dataset_identity: dict, network: dict | None = None) -> dict:
+    """Everything that changes one unit's result: what its ``settings_hash`` fingerprints
+    (``network``: :func:`network_identity`, for a factory that loads its own weights)."""
     protocol = settings.protocol
     return {
         "protocol": protocol.to_dict(),
@@ -642,6 +811,7 @@ def _unit_settings(settings: SweepSettings, model: str, dataset_identity: dict) 
         "dataset": dataset_identity,
         "data_options": dict(settings.data_options).get(dataset_identity["name"], {}),
         **({"layers": list(settings.layers)} if settings.layers else {}),
+        **({"network": network} if network else {}),
     }
 
 
@@ -657,7 +827,7 @@ def _merged_units(units: list[Unit], results: dict, failures: dict, settings: Sw
             parts.append(results[unit.unit_id])
         else:
             message = _last_line(failures.get(unit.unit_id, "unit did not finish"))
-            logger.error("%s failed on %s: %s", unit.model, unit.dataset, message)
+            logger.info("%s failed on %s: %s", unit.model, unit.dataset, message)  # failed_units has it
             parts.append(_failed_part(unit, settings, message))
             failed.append({"model": unit.model, "dataset": unit.dataset, "error": message})
     notes = list(dict.fromkeys(n for part in parts for n in json.loads(part.attrs.get("notes", "[]"))))

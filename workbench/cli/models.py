@@ -24,8 +24,10 @@ def register(subparsers) -> None:
         help="layer x layer CKA/RSA between two networks on one stimulus set (heatmaps, .nc, .csv)")
     compare.add_argument("model_a", metavar="A", help="a model name, or package.module:factory")
     compare.add_argument("model_b", metavar="B", help="a model name, or package.module:factory (may equal A)")
-    compare.add_argument("--dataset", required=True, metavar="DATASET",
+    dataset = compare.add_mutually_exclusive_group(required=True)  # --datasets, as `score` spells it
+    dataset.add_argument("--datasets", dest="dataset", metavar="DATASET",
                          help="dataset name or manifest path whose stimuli both models see")
+    dataset.add_argument("--dataset", dest="dataset", help=argparse.SUPPRESS)  # the former spelling
     compare.add_argument("--out", required=True, metavar="DIR", help="where to write the results")
     compare.add_argument("--metrics", nargs="+", default=["cka", "rsa"], choices=("cka", "rsa"), metavar="METRIC",
                          help="cka and/or rsa (default: both)")

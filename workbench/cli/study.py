@@ -6,8 +6,8 @@
 - ``figures RUN_DIR``: redraws every figure of a saved run from its files alone.
 - ``demo``: the two small real datasets, an SNN, a CNN and a ViT, reported to ``reports/demo``.
 
-Every argument is checked before any extraction starts
-(:func:`workbench.analysis.checks.check_study`). When some units (model x dataset) fail, the
+Every argument is checked before any extraction starts, the data and published weights too
+(:func:`workbench.analysis.checks.check_study` with ``resources=True``). When some units (model x dataset) fail, the
 results are still written, each failure is listed on stderr and kept in ``scores.csv``, and
 the exit code is 3 (``EXIT_PARTIAL``) unless ``--allow-failures`` is given.
 """
@@ -20,7 +20,8 @@ import sys
 
 def _add_study_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--models", nargs="+", required=required, metavar="MODEL",
-                        help="model names (`workbench models list`), or your own model as "
+                        help="model names (`workbench models list`), training run directories (the --out "
+                             "folder of `workbench train`, e.g. runs/lats), or your own model as "
                              "package.module:factory (a factory returning workbench.models.wrap_model(...)) "
                              "or a name declared in the 'workbench.models' entry-point group")
     parser.add_argument("--datasets", nargs="+", required=required, metavar="DATASET",
@@ -121,7 +122,7 @@ def _study_kwargs(args: argparse.Namespace, models=None, datasets=None) -> tuple
     weights = _weights(args, models)
     checked = check_study(models, datasets, args.out, metrics=getattr(args, "metrics", None), weights=weights,
                           protocol=protocol, layers=getattr(args, "layers", None), device=args.device,
-                          executor=args.dask)
+                          executor=args.dask, resources=True)
     kwargs = {
         "metrics": getattr(args, "metrics", None),
         "weights": weights,

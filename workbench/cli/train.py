@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from workbench.analysis.checks import training_device
+
 
 def register(subparsers) -> None:
     methods = subparsers.add_parser("methods", help="the training methods")
@@ -25,10 +27,14 @@ def register(subparsers) -> None:
                        help="override config fields, e.g. --set epochs=3 batch_size=64 (several values; the "
                             "flag may be repeated)")
     train.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    train.add_argument("--device", choices=("cpu", "cuda"), default=None, help="override the config's device")
+    train.add_argument("--device", type=training_device, default=None, metavar="DEVICE",
+                       help='"cpu", "cuda" or "cuda:N", as for `workbench score` (default: the config\'s device)')
     resume = train.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     resume.add_argument("--force", action="store_true", help="delete a previous run in --out and train again")
+    train.add_argument("--smoke", action="store_true",
+                       help="a smoke run: every phase for 2 steps on CPU at the preset's architecture and "
+                            "resolution, on a few generated images in the dataset's format (docs/training.md)")
     train.add_argument("--report", action="store_true", help="then run the method's report (report.html)")
     train.set_defaults(func=_train)
 
@@ -51,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
     from workbench.training import read_card, train
 
     out = train(args.method, out=args.out, preset=args.preset, overrides=args.overrides, seed=args.seed,
-                device=args.device, resume=args.resume, force=args.force)
+                device=args.device, resume=args.resume, force=args.force, smoke=args.smoke)
     if not _is_main():
         return 0
     card = read_card(out)

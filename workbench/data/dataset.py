@@ -34,11 +34,12 @@ class RegionData:
     rdm : DataArray or None
         A published ``(stimulus, stimulus_2)`` RDM (regions without responses).
     reliability : ndarray or None
-        Split-half reliability of the kept neuroids (Spearman-Brown corrected).
+        Reliability of the kept neuroids: split-half (Spearman-Brown corrected), or the
+        values of the manifest's ``reliability_file`` when it gives one.
     n_recorded : int or None
         Number of neuroids before reliability filtering.
     recorded_reliability : ndarray or None
-        Split-half reliability of every recorded (non-constant) neuroid, before filtering.
+        Reliability of every recorded (non-constant) neuroid, before filtering.
     subject_rdms : ndarray or None
         ``(subject, stimulus, stimulus)`` per-subject RDMs for a leave-one-subject-out ceiling.
     """
@@ -153,7 +154,8 @@ class NeuralDataset:
         return self.region_data(region).repeats
 
     def reliability(self, region: str) -> np.ndarray | None:
-        """Split-half reliability of each kept neuroid, or None without repeats."""
+        """Reliability of each kept neuroid (split-half over the repeats, or the values of the
+        manifest's reliability file), or None for averaged responses without such a file."""
         return self.region_data(region).reliability
 
     def rdm(self, region: str) -> xr.DataArray:
@@ -242,28 +244,73 @@ class NeuralDataset:
         return out
 
 
-def build_region(repeats: xr.DataArray, *, species: str, threshold: float | None,
-                 method: str = rel.DEFAULT_METHOD, n_splits: int = rel.DEFAULT_SPLITS,
-                 seed: int = rel.DEFAULT_SEED) -> RegionData:
-    """A response region from checked per-repeat data, filtered by split-half reliability.
+def _keep_reliable(assembly: xr.DataArray, reliability: np.ndarray, threshold: float | None
+                   ) -> tuple[xr.DataArray, np.ndarray]:
+    """The neuroids of ``assembly`` (and their ``reliability``) reaching ``threshold``.
 
-    Neuroids with reliability ``< threshold`` (or NaN) are dropped when ``threshold`` is
-    not None; the kept neuroids' reliability becomes the ``reliability`` coordinate.
+    None keeps every neuroid; the kept values become the ``reliability`` coordinate.
     """
-    options = {"method": method, "n_splits": n_splits, "seed": seed}
-    reliability = recorded = rel.split_half_reliability(repeats, **options)
-    n_recorded = repeats.sizes[NEUROID]
-    region = str(repeats[REGION].values[0])
     if threshold is not None:
         keep = rel.reliable_neuroids(reliability, threshold)
         if not keep.any():
             raise DataError(
-                f"{repeats[DATASET].values[0]}/{region}: no neuroid reaches reliability "
-                f"{threshold} (max {np.nanmax(reliability):.3f})"
+                f"{assembly[DATASET].values[0]}/{assembly[REGION].values[0]}: no neuroid reaches "
+                f"reliability {threshold} (max {np.nanmax(reliability):.3f})"
             )
-        repeats, reliability = repeats.isel({NEUROID: np.flatnonzero(keep)}), reliability[keep]
-    repeats = repeats.assign_coords(reliability=(NEUROID, reliability))
-    return RegionData(name=region, species=species, responses=average_repeats(repeats),
-                      repeats=repeats, reliability=reliability, n_recorded=n_recorded,
-                      recorded_reliability=recorded, reliability_options=options)
+        assembly, reliability = assembly.isel({NEUROID: np.flatnonzero(keep)}), reliability[keep]
+    return assembly.assign_coords(reliability=(NEUROID, reliability)), reliability
 
+
+def build_region(repeats: xr.DataArray, *, species: str, threshold: float | None,
+                 method: str = rel.DEFAULT_METHOD, n_splits: int = rel.DEFAULT_SPLITS,
+                 seed: int = rel.DEFAULT_SEED, reliability: np.ndarray | None = None
+                 ) -> RegionData:
+    """A response region from checked per-repeat data, filtered by split-half reliability.
+
+    Neuroids with reliability ``< threshold`` (or NaN) are dropped when ``threshold`` is
+    not None; the kept neuroids' reliability becomes the ``reliability`` coordinate.
+    ``reliability`` (shape ``(neuroid,)``, e.g. read from a manifest's reliability file)
+    replaces the split-half estimate when given.
+    """
+    options = {"method": method, "n_splits": n_splits, "seed": seed}
+    if reliability is None:
+        reliability = rel.split_half_reliability(repeats, **options)
+    recorded = np.asarray(reliability, dtype=np.float64)
+    n_recorded = repeats.sizes[NEUROID]
+    repeats, kept = _keep_reliable(repeats, recorded, threshold)
+    return RegionData(name=str(repeats[REGION].values[0]), species=species,
+                      responses=average_repeats(repeats), repeats=repeats, reliability=kept,
+                      n_recorded=n_recorded, recorded_reliability=recorded,
+                      reliability_options=options)
+
+
+def build_averaged_region(responses: xr.DataArray, *, species: str, threshold: float | None,
+                          reliability: np.ndarray | None) -> RegionData:
+    """A region from pre-averaged ``(stimulus, neuroid)`` responses, with the reliability
+    published beside them when there is one.
+
+    Parameters
+    ----------
+    responses : DataArray, shape (stimulus, neuroid)
+        Checked repeat-averaged responses (as :func:`~workbench.data.assemblies.make_assembly`
+        builds them).
+    species : str
+    threshold : float or None
+        Keep neuroids whose ``reliability`` is at least this (NaN never passes); None keeps all.
+    reliability : ndarray, shape (neuroid,), or None
+        Per-neuroid reliability or noise ceiling published with the data (e.g. a manifest's
+        ``reliability_file``); None when there is none, and then ``threshold`` must be None.
+    """
+    n_recorded = responses.sizes[NEUROID]
+    if reliability is None:
+        if threshold is not None:
+            raise ValidationError(f"{responses[DATASET].values[0]}/{responses[REGION].values[0]}: "
+                                  f"reliability threshold {threshold} given for pre-averaged "
+                                  "responses without a per-neuroid reliability")
+        return RegionData(name=str(responses[REGION].values[0]), species=species,
+                          responses=responses, n_recorded=n_recorded)
+    recorded = np.asarray(reliability, dtype=np.float64)
+    kept_responses, kept = _keep_reliable(responses, recorded, threshold)
+    return RegionData(name=str(responses[REGION].values[0]), species=species,
+                      responses=kept_responses, reliability=kept, n_recorded=n_recorded,
+                      recorded_reliability=recorded)

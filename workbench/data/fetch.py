@@ -1,4 +1,5 @@
-"""Fetching dataset files into the cache, verified by sha256 and written atomically.
+"""Fetching dataset files into the cache, verified by checksum (sha256, or sha1 where the
+upstream publishes only that) and written atomically.
 
 Files come from a local mirror (``mirror=`` or ``$WORKBENCH_DATA_MIRROR``: a folder laid out
 like ``../shared/data``) or are downloaded from their upstream URL with pooch's HTTP
@@ -10,6 +11,7 @@ could be used, and the next fetch simply starts again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -40,8 +42,14 @@ def default_mirror() -> Path | None:
     return Path(env) if env else None
 
 
+def _sha1_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha1").hexdigest()
+
+
 def verify_file(path: Path, entry: FileEntry, *, origin: str) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` has the entry's size and sha256.
+    """Raise :class:`ChecksumError` unless ``path`` has the entry's size, sha256 and sha1
+    (those the manifest gives).
 
     ``origin`` says where the bytes came from (a URL or mirror path) for the message.
     """
@@ -50,13 +58,15 @@ def verify_file(path: Path, entry: FileEntry, *, origin: str) -> None:
             f"{entry.path} (from {origin}): size {path.stat().st_size} bytes, expected "
             f"{entry.size} bytes per the manifest; the file was not used"
         )
-    if entry.sha256 is not None:
-        found = sha256_file(path)
-        if found != entry.sha256:
-            raise ChecksumError(
-                f"{entry.path} (from {origin}): sha256 {found}, expected {entry.sha256} per "
-                "the manifest; the file was not used"
-            )
+    for name, expected, digest in (("sha256", entry.sha256, sha256_file),
+                                   ("sha1", entry.sha1, _sha1_file)):
+        if expected is not None:
+            found = digest(path)
+            if found != expected:
+                raise ChecksumError(
+                    f"{entry.path} (from {origin}): {name} {found}, expected {expected} per "
+                    "the manifest; the file was not used"
+                )
 
 
 def _is_valid(path: Path, entry: FileEntry) -> bool:

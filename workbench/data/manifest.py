@@ -24,7 +24,8 @@ from workbench.validation import did_you_mean
 BUILTIN_MANIFESTS = Path(__file__).resolve().parents[2] / "data_manifests"
 MANIFESTS_ENV = "WORKBENCH_MANIFESTS"
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: The checksums a file entry may give, with their length in hex digits.
+DIGEST_LENGTHS = {"sha256": 64, "sha1": 40}
 _REQUIRED = ("name", "description", "species", "regions", "stimuli", "files", "license",
              "citation", "loader")
 
@@ -41,16 +42,20 @@ class FileEntry:
     url : str or None
         Upstream URL; None for files that exist only locally or that the user provides.
     sha256 : str or None
-        Hex sha256 of the file; required unless the manifest has a local ``root`` or is
-        ``user_provided`` (checked whenever given).
+        Hex sha256 of the file; a fetched file (no local ``root``, not ``user_provided``)
+        needs it or ``sha1`` (checked whenever given).
     size : int or None
         Size in bytes, checked before hashing when given.
+    sha1 : str or None
+        Hex sha1 of the file, for upstreams that publish only sha1 (Brain-Score's data
+        registry); checked whenever given.
     """
 
     path: str
     url: str | None
     sha256: str | None
     size: int | None
+    sha1: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,12 +176,16 @@ def read_manifest(name: str | os.PathLike) -> Manifest:
         rel = entry["path"]
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             fail(f"{where}.path", f"must be relative and stay inside the data root, found {rel!r}")
-        sha = entry.get("sha256")
-        if sha is None and pinned:
+        digests = {name: entry.get(name) for name in DIGEST_LENGTHS}
+        if pinned and all(d is None for d in digests.values()):
             fail(f"{where}.sha256", "is required for files that are fetched (no local 'root' "
-                 "and not 'user_provided')")
-        if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
-            fail(f"{where}.sha256", f"must be 64 lowercase hex digits, found {sha!r}")
+                 "and not 'user_provided'); give 'sha1' instead where the upstream publishes "
+                 "only that")
+        for name, digest in digests.items():
+            length = DIGEST_LENGTHS[name]
+            if digest is not None and not (isinstance(digest, str)
+                                           and re.fullmatch(f"[0-9a-f]{{{length}}}", digest)):
+                fail(f"{where}.{name}", f"must be {length} lowercase hex digits, found {digest!r}")
         size = entry.get("size")
         if size is not None and (not isinstance(size, int) or size < 0):
             fail(f"{where}.size", f"must be a non-negative integer (bytes), found {size!r}")
@@ -184,7 +193,8 @@ def read_manifest(name: str | os.PathLike) -> Manifest:
         if url is None and pinned:
             fail(f"{where}.url", "is required for files that are fetched (no local 'root' and "
                  "not 'user_provided')")
-        files.append(FileEntry(path=rel, url=url, sha256=sha, size=size))
+        files.append(FileEntry(path=rel, url=url, sha256=digests["sha256"], size=size,
+                               sha1=digests["sha1"]))
     return Manifest(
         name=raw["name"],
         description=raw["description"].strip(),

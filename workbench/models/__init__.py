@@ -10,6 +10,7 @@ Examples
 """
 
 from workbench.models.layer_spec import LAYER_SPEC_GRAMMAR, LayerSpec, parse_layer_spec
+from workbench.models.metadata import ModelMetadata, model_metadata
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import (
     FAMILIES,
@@ -44,6 +45,7 @@ __all__ = [
     "Architecture",
     "LayerSpec",
     "ModelInfo",
+    "ModelMetadata",
     "ModelWrapper",
     "Preprocessing",
     "StudyLayer",
@@ -55,6 +57,7 @@ __all__ = [
     "model_description",
     "model_family",
     "model_info",
+    "model_metadata",
     "model_study_name",
     "parse_layer_spec",
     "register_model",

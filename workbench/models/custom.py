@@ -55,7 +55,7 @@ def wrap_model(
     name: str = "custom",
     family: str | None = None,
     time_steps: int | None = None,
-    weights: str = "custom",
+    weights: str | None = None,
     channels_last: Sequence[str] = (),
 ) -> ModelWrapper:
     """Wrap any ``nn.Module`` with its analysis layers and preprocessing, in one call.
@@ -88,8 +88,11 @@ def wrap_model(
     time_steps : int, optional
         Time steps T of a spiking network (default 4 for an SNN, 1 otherwise). SNNs are set
         to spikingjelly's multi-step mode.
-    weights : str, default: "custom"
-        How the weights are described in scores (e.g. a checkpoint path).
+    weights : str, optional
+        How the weights are described in scores (e.g. ``"my_net.pth, epoch 30"``); default
+        ``"custom (sha256 <first 12 hex digits of the state dict's sha256>)"``, read when asked
+        (so it describes the weights the network holds then). A factory named on the command
+        line gives its label here.
     channels_last : sequence of str, default: ()
         Layers whose output is (N, H, W, C) rather than (N, C, H, W).
 
@@ -113,7 +116,7 @@ def wrap_model(
     preprocessing = _with_changes(preprocessing or Preprocessing(), input_size, mean, std)
     prepare_for_analysis(module, family if spiking else "cnn")  # multi-step mode for neurons only
     arch = Architecture(module, layers, preprocessing, time_steps, frozenset(channels_last))
-    return ModelWrapper(name, family, arch, str(weights))
+    return ModelWrapper(name, family, arch, None if weights is None else str(weights))
 
 
 def _checked_layers(module: nn.Module, layers: Sequence[str] | str | None, name: str) -> tuple[str, ...]:
@@ -162,11 +165,11 @@ def as_architecture(built, spec: str) -> tuple[Architecture, str | None]:
     """Normalise what a plugin factory returned: ``(Architecture, family or None)``.
 
     A factory may return an :class:`Architecture` or the :class:`ModelWrapper` of
-    :func:`wrap_model` (whose family is kept).
+    :func:`wrap_model` (whose family and weights label are kept).
     """
     if isinstance(built, ModelWrapper):
         return (Architecture(built.module, built.layers, built.preprocessing, built.time_steps,
-                             built.channels_last), built.family)
+                             built.channels_last, built.declared_weights), built.family)
     if isinstance(built, Architecture):
         return built, None
     if isinstance(built, nn.Module):

@@ -30,8 +30,12 @@ classifier (``fc``); the network returns per-time-step logits (T, N, classes), w
 is the prediction (what :meth:`workbench.training.Network.logits` takes), as the reference
 code's mean over T before its linear classifier.
 
-The zoo has both forms of each layout (family ``snn``, IF neurons with detached reset, ATan
-surrogate, T = 4 as the study's SNNs):
+The zoo has both forms of each layout (family ``snn``, IF neurons with hard reset to 0 and
+detached reset, T = 4 as the study's SNNs). The surrogate gradient (``surrogate``,
+:data:`SURROGATES`) is by default spikingjelly's Sigmoid with alpha 4, what the reference code
+ran (the default of the multi-step IF node of the spikingjelly version it names);
+``surrogate="atan"`` gives the study's ATan (alpha 2). The forward pass is the same for both:
+only the gradients differ.
 
 - ``fsnn_tiny`` / ``dsnn_tiny``: 32 px inputs, 3x3 stem (``width`` channels, stride
   ``stem_stride``, default 2, no max-pool), four stages of ``blocks`` blocks (default 2 each:
@@ -69,6 +73,8 @@ HEADS = ("spike", "acc", "both")
 TIME_STEPS = 4
 #: Prefix of the AAP's parameters in a DSNN's state dict.
 AAP_PREFIX = "aap."
+#: Surrogate gradients of the IF neurons: name -> (spikingjelly class name, alpha).
+SURROGATES = {"sigmoid": ("Sigmoid", 4.0), "atan": ("ATan", 2.0)}
 #: The DSNN form of every FSNN architecture in the zoo.
 DSNN_OF = {"fsnn_tiny": "dsnn_tiny", "fsnn18": "dsnn18", "fsnn34": "dsnn34"}
 
@@ -105,10 +111,22 @@ def connect(s_id: torch.Tensor, s_res: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValidationError(f"connect={kind!r}; expected one of {list(CONNECT_FUNCTIONS)}")
 
 
-def _neuron():
+def check_surrogate(name: str) -> str:
+    """``name`` if it is in :data:`SURROGATES`; otherwise a ValidationError naming the choices."""
+    if name not in SURROGATES:
+        raise ValidationError(f"surrogate={name!r}; expected one of {list(SURROGATES)}")
+    return name
+
+
+def _neuron(surrogate: str = "sigmoid"):
+    """IF neuron (threshold 1, hard reset to 0, detached reset) with the ``surrogate`` gradient."""
+    from spikingjelly.activation_based import surrogate as surrogates
+
     from workbench.models.snn import neuron_kwargs
 
     kwargs = neuron_kwargs()
+    class_name, alpha = SURROGATES[check_surrogate(surrogate)]
+    kwargs["surrogate_function"] = getattr(surrogates, class_name)(alpha=alpha)
     return kwargs.pop("spiking_neuron")(**kwargs)
 
 
@@ -123,24 +141,27 @@ class FullSpikeBlock(nn.Module):
     stride : int
         Of the first 3x3 conv and of the shortcut's 1x1 conv.
     connect : {"IAND", "AND", "OR", "XOR"}
+    surrogate : {"sigmoid", "atan"}
+        Surrogate gradient of the block's IF neurons (:data:`SURROGATES`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, connect: str = "IAND"):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, connect: str = "IAND",
+                 surrogate: str = "sigmoid"):
         super().__init__()
         from spikingjelly.activation_based import layer
 
         self.connect = check_connect(connect)
         self.conv1 = layer.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = layer.BatchNorm2d(out_channels)
-        self.sn1 = _neuron()
+        self.sn1 = _neuron(surrogate)
         self.conv2 = layer.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = layer.BatchNorm2d(out_channels)
-        self.sn2 = _neuron()
+        self.sn2 = _neuron(surrogate)
         self.downsample = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
                 layer.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                layer.BatchNorm2d(out_channels), _neuron())
+                layer.BatchNorm2d(out_channels), _neuron(surrogate))
 
     def forward(self, x: torch.Tensor, return_residual: bool = False):
         """The block's output spikes; with ``return_residual`` also the residual spikes ``s_res``."""
@@ -219,11 +240,14 @@ class FullSpikeResNet(nn.Module):
         Start every block's last BN scale at 0 (the reference code's ``--zero_init_residual``):
         the residual spikes are then 0 at first and a block passes its identity spikes through
         (IAND, OR, XOR; AND passes nothing).
+    surrogate : {"sigmoid", "atan"}, default: "sigmoid"
+        Surrogate gradient of every IF neuron (:data:`SURROGATES`; the reference's Sigmoid).
     """
 
     def __init__(self, blocks: Sequence[int], widths: Sequence[int], strides: Sequence[int], *,
                  stem: str = "tiny", num_classes: int = 10, connect: str = "IAND", aap: bool = False,
-                 head: str | None = None, stem_stride: int = 1, zero_init_residual: bool = False):
+                 head: str | None = None, stem_stride: int = 1, zero_init_residual: bool = False,
+                 surrogate: str = "sigmoid"):
         super().__init__()
         from spikingjelly.activation_based import functional, layer
 
@@ -235,6 +259,7 @@ class FullSpikeResNet(nn.Module):
                                   f"widths {list(widths)}")
         check_connect(connect)
         self.connect = connect
+        self.surrogate = check_surrogate(surrogate)
         self.has_aap = bool(aap)
         self.head = head or ("acc" if aap else "spike")
         self._check_head(self.head)
@@ -248,7 +273,7 @@ class FullSpikeResNet(nn.Module):
         else:
             raise ValidationError(f"stem={stem!r}; expected 'tiny' or 'imagenet'")
         self.bn1 = layer.BatchNorm2d(cin)
-        self.sn1 = _neuron()
+        self.sn1 = _neuron(surrogate)
         if stem == "imagenet":
             self.maxpool = layer.MaxPool2d(3, stride=2, padding=1)
         self.stem = stem
@@ -256,7 +281,7 @@ class FullSpikeResNet(nn.Module):
         for s, (n, width, stride) in enumerate(zip(blocks, widths, strides)):
             stage = []
             for b in range(int(n)):
-                stage.append(FullSpikeBlock(cin, int(width), int(stride) if b == 0 else 1, connect))
+                stage.append(FullSpikeBlock(cin, int(width), int(stride) if b == 0 else 1, connect, surrogate))
                 steps.append((cin, int(width), int(stride) if b == 0 else 1))
                 cin = int(width)
             setattr(self, f"layer{s + 1}", nn.Sequential(*stage))
@@ -349,70 +374,73 @@ def _no_weights(name: str) -> None:
 
 
 def _tiny(name: str, pretrained: bool, num_classes: int, connect: str, width: int, blocks, stem_stride: int,
-          zero_init_residual: bool, aap: bool):
+          zero_init_residual: bool, surrogate: str, aap: bool):
     if pretrained:
         _no_weights(name)
     if int(width) < 1 or int(stem_stride) < 1:
         raise ValidationError(f"width={width}, stem_stride={stem_stride}; expected positive integers")
     net = FullSpikeResNet(_blocks_arg(blocks), [int(width) * k for k in (1, 2, 4, 8)], (1, 2, 2, 2),
                           stem="tiny", num_classes=num_classes, connect=connect, aap=aap,
-                          stem_stride=int(stem_stride), zero_init_residual=bool(zero_init_residual))
+                          stem_stride=int(stem_stride), zero_init_residual=bool(zero_init_residual),
+                          surrogate=surrogate)
     return Architecture(net, net.layer_names(), _TINY_PREPROCESSING, time_steps=TIME_STEPS)
 
 
 def _imagenet(name: str, pretrained: bool, num_classes: int, connect: str, blocks, zero_init_residual: bool,
-              aap: bool):
+              surrogate: str, aap: bool):
     if pretrained:
         _no_weights(name)
     net = FullSpikeResNet(blocks, (64, 128, 256, 512), (1, 2, 2, 2), stem="imagenet",
                           num_classes=num_classes, connect=connect, aap=aap,
-                          zero_init_residual=bool(zero_init_residual))
+                          zero_init_residual=bool(zero_init_residual), surrogate=surrogate)
     return Architecture(net, net.layer_names(), Preprocessing(224), time_steps=TIME_STEPS)
 
 
 @register_model("fsnn_tiny", family="snn")
 def fsnn_tiny(pretrained: bool = False, num_classes: int = 10, connect: str = "IAND", width: int = 8,
-              blocks=(2, 2, 2, 2), stem_stride: int = 2, zero_init_residual: bool = False) -> Architecture:
+              blocks=(2, 2, 2, 2), stem_stride: int = 2, zero_init_residual: bool = False,
+              surrogate: str = "sigmoid") -> Architecture:
     """Full-spike SEW-ResNet for 32 px (IAND, 8 blocks, 8-64 channels): sn1, the blocks, avgpool."""
     return _tiny("fsnn_tiny", pretrained, num_classes, connect, width, blocks, stem_stride, zero_init_residual,
-                 aap=False)
+                 surrogate, aap=False)
 
 
 @register_model("dsnn_tiny", family="snn")
 def dsnn_tiny(pretrained: bool = False, num_classes: int = 10, connect: str = "IAND", width: int = 8,
-              blocks=(2, 2, 2, 2), stem_stride: int = 2, zero_init_residual: bool = False) -> Architecture:
+              blocks=(2, 2, 2, 2), stem_stride: int = 2, zero_init_residual: bool = False,
+              surrogate: str = "sigmoid") -> Architecture:
     """fsnn_tiny with its auxiliary accumulation pathway (AAP head): sn1, aap.0-7, acc_avgpool."""
     return _tiny("dsnn_tiny", pretrained, num_classes, connect, width, blocks, stem_stride, zero_init_residual,
-                 aap=True)
+                 surrogate, aap=True)
 
 
 @register_model("fsnn18", family="snn")
 def fsnn18(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
-           zero_init_residual: bool = False) -> Architecture:
+           zero_init_residual: bool = False, surrogate: str = "sigmoid") -> Architecture:
     """Full-spike SEW-ResNet-18 (IAND; Chen et al. 2023): sn1, max-pool, the 8 blocks, average pool."""
     return _imagenet("fsnn18", pretrained, num_classes, connect, (2, 2, 2, 2), zero_init_residual,
-                     aap=False)
+                     surrogate, aap=False)
 
 
 @register_model("dsnn18", family="snn")
 def dsnn18(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
-           zero_init_residual: bool = False) -> Architecture:
+           zero_init_residual: bool = False, surrogate: str = "sigmoid") -> Architecture:
     """fsnn18 with its auxiliary accumulation pathway (AAP head): sn1, max-pool, aap.0-7, acc_avgpool."""
     return _imagenet("dsnn18", pretrained, num_classes, connect, (2, 2, 2, 2), zero_init_residual,
-                     aap=True)
+                     surrogate, aap=True)
 
 
 @register_model("fsnn34", family="snn")
 def fsnn34(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
-           zero_init_residual: bool = False) -> Architecture:
+           zero_init_residual: bool = False, surrogate: str = "sigmoid") -> Architecture:
     """Full-spike SEW-ResNet-34 (IAND; Chen et al. 2023): sn1, max-pool, the 16 blocks, average pool."""
     return _imagenet("fsnn34", pretrained, num_classes, connect, (3, 4, 6, 3), zero_init_residual,
-                     aap=False)
+                     surrogate, aap=False)
 
 
 @register_model("dsnn34", family="snn")
 def dsnn34(pretrained: bool = False, num_classes: int = 1000, connect: str = "IAND",
-           zero_init_residual: bool = False) -> Architecture:
+           zero_init_residual: bool = False, surrogate: str = "sigmoid") -> Architecture:
     """fsnn34 with its auxiliary accumulation pathway (AAP head): sn1, max-pool, aap.0-15, acc_avgpool."""
     return _imagenet("dsnn34", pretrained, num_classes, connect, (3, 4, 6, 3), zero_init_residual,
-                     aap=True)
+                     surrogate, aap=True)

@@ -16,7 +16,8 @@ are mixed per image by weights that an MLP computes from the image file's quanti
     the branches' statistics never change in this mode.
 
 - :class:`QACMixer`: the MLP (128 -> 128 -> 256 -> K, ReLU) on the flattened luma and chroma
-  tables (natural 8 x 8 order, luma first, values divided by 255), giving ``z``; the mixing
+  tables (natural 8 x 8 order, luma first, values divided by ``table_scale``: 255 by default,
+  1 = the raw steps the reference feeds, the paper preset's), giving ``z``; the mixing
   weights are ``w = z / sum(z)`` (they sum to 1; the denominator is kept at least 1e-5 away from
   0, with its sign).
 - :class:`QSAMNet`: a backbone whose ``BatchNorm2d`` layers are all replaced by QABN, plus the
@@ -29,7 +30,7 @@ Registered: ``qsam_cnn`` (a compact CNN for 32 px inputs, the tiny preset) and
 ``qsam_resnet18`` (ResNet-18 with the CIFAR stem: 3 x 3 stride-1 first conv, no max-pool; the
 paper's network). Both take ``branches`` (K, default 4); ``branches=1`` is a plain single-BN
 network (the mixer is absent and every sample goes through the one branch), used for the
-baselines.
+baselines; and ``table_scale`` (the mixer's input divisor, default :data:`TABLE_SCALE`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from workbench.models.registry import Architecture, register_model
 
 #: Number of values the mixer reads: the 64 luma and 64 chroma quantisation steps.
 TABLE_FEATURES = 128
-#: Divisor of the table values fed to the mixer (8-bit tables hold steps 1..255).
+#: Default divisor of the table values fed to the mixer (8-bit tables hold steps 1..255); the
+#: reference code (LiMaPKU/QSAM, ``MetaMLP``) feeds the raw steps, i.e. a divisor of 1.
 TABLE_SCALE = 255.0
 #: Smallest magnitude of ``sum(z)`` in ``w = z / sum(z)``.
 MIX_EPS = 1e-5
@@ -108,16 +110,22 @@ class QABatchNorm2d(nn.Module):
 
 
 class QACMixer(nn.Module):
-    """MLP from the flattened quantisation tables (N, 128) to mixing weights (N, K) that sum to 1."""
+    """MLP from the flattened quantisation tables (N, 128) to mixing weights (N, K) that sum to 1.
 
-    def __init__(self, branches: int = 4, in_features: int = TABLE_FEATURES):
+    ``table_scale``: the tables are divided by it before ``fc1`` (1: raw steps, as the reference).
+    """
+
+    def __init__(self, branches: int = 4, in_features: int = TABLE_FEATURES, table_scale: float = TABLE_SCALE):
         super().__init__()
+        if not table_scale > 0:
+            raise ValidationError(f"QACMixer: table_scale must be > 0, found {table_scale}")
+        self.table_scale = float(table_scale)
         self.fc1 = nn.Linear(in_features, 128)
         self.fc2 = nn.Linear(128, 256)
         self.fc3 = nn.Linear(256, branches)
 
     def forward(self, tables: torch.Tensor) -> torch.Tensor:
-        z = self.fc3(F.relu(self.fc2(F.relu(self.fc1(tables / TABLE_SCALE)))))
+        z = self.fc3(F.relu(self.fc2(F.relu(self.fc1(tables / self.table_scale)))))
         total = z.sum(dim=1, keepdim=True)
         sign = torch.where(total < 0, -1.0, 1.0).to(total.dtype)
         safe = torch.where(total.abs() < MIX_EPS, sign * MIX_EPS, total)
@@ -138,14 +146,16 @@ class QSAMNet(nn.Module):
         Image (N, 3, H, W) -> logits (N, classes); its BatchNorm2d layers are replaced in place.
     branches : int
         K; 1 makes a plain single-BN network (no mixer).
+    table_scale : float
+        The mixer's input divisor (:class:`QACMixer`).
     """
 
-    def __init__(self, backbone: nn.Module, branches: int = 4):
+    def __init__(self, backbone: nn.Module, branches: int = 4, table_scale: float = TABLE_SCALE):
         super().__init__()
         self.branches = int(branches)
         _replace_bn(backbone, self.branches)
         self.backbone = backbone
-        self.mixer = QACMixer(self.branches) if self.branches > 1 else None
+        self.mixer = QACMixer(self.branches, table_scale=table_scale) if self.branches > 1 else None
         self._qabns = [m for m in backbone.modules() if isinstance(m, QABatchNorm2d)]
 
     def mixing_weights(self, tables: torch.Tensor) -> torch.Tensor:
@@ -238,18 +248,19 @@ def _no_weights(name: str, pretrained: bool) -> None:
 
 @register_model("qsam_cnn", family="cnn")
 def qsam_cnn(pretrained: bool = False, num_classes: int = 10, branches: int = 4,
-             widths=(16, 32, 64, 128)) -> Architecture:
+             widths=(16, 32, 64, 128), table_scale: float = TABLE_SCALE) -> Architecture:
     """Compact CNN for 32 px inputs with K-branch quantisation-aware BN and a table mixer (QSAM, tiny preset)."""
     _no_weights("qsam_cnn", pretrained)
     if len(widths) != 4:
         raise ValidationError(f"qsam_cnn: widths must hold 4 channel counts, found {list(widths)}")
-    net = QSAMNet(TinyCNN(num_classes, widths), branches)
+    net = QSAMNet(TinyCNN(num_classes, widths), branches, table_scale)
     layers = tuple(f"backbone.{n}" for n in ("layer1", "layer2", "layer3", "layer4", "avgpool"))
     return Architecture(net, layers, QSAM_PREPROCESSING)
 
 
 @register_model("qsam_resnet18", family="cnn")
-def qsam_resnet18(pretrained: bool = False, num_classes: int = 10, branches: int = 4) -> Architecture:
+def qsam_resnet18(pretrained: bool = False, num_classes: int = 10, branches: int = 4,
+                  table_scale: float = TABLE_SCALE) -> Architecture:
     """ResNet-18 with the CIFAR stem and K-branch quantisation-aware BN plus a table mixer (QSAM, paper preset)."""
     _no_weights("qsam_resnet18", pretrained)
     import torchvision.models as tvm
@@ -257,6 +268,6 @@ def qsam_resnet18(pretrained: bool = False, num_classes: int = 10, branches: int
     backbone = tvm.resnet18(num_classes=num_classes)
     backbone.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
     backbone.maxpool = nn.Identity()
-    net = QSAMNet(backbone, branches)
+    net = QSAMNet(backbone, branches, table_scale)
     layers = tuple(f"backbone.{n}" for n in ("relu", "layer1", "layer2", "layer3", "layer4", "avgpool"))
     return Architecture(net, layers, QSAM_PREPROCESSING)

@@ -13,7 +13,6 @@ import fnmatch
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -46,6 +45,11 @@ class Architecture:
         Number of simulation steps (T) a static image is repeated over; > 1 only for SNNs.
     channels_last : frozenset of str, default: empty
         Layers whose output is (N, H, W, C) rather than (N, C, H, W) (Swin stages).
+    weights : str, optional
+        How a factory that loads its own weights (a user's ``package.module:factory`` or
+        entry point) describes them, e.g. ``"trained on digits, epoch 30"``; it becomes the
+        model's weights label in scores. Zoo factories leave it None (:func:`create` labels
+        their weights).
     """
 
     module: nn.Module
@@ -53,12 +57,15 @@ class Architecture:
     preprocessing: Preprocessing = Preprocessing()
     time_steps: int = 1
     channels_last: frozenset = frozenset()
+    weights: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     """A registered model: its name, family, factory, one-line description, the study name it
-    stands for (None if it is not one of the study's networks) and its aliases."""
+    stands for (None if it is not one of the study's networks), its aliases, and whether its
+    factory loads its own weights (``own_weights``: a user's factory or entry point, whose
+    network :func:`create` labels by what it holds rather than as randomly initialised)."""
 
     name: str
     family: str
@@ -66,6 +73,7 @@ class ModelEntry:
     description: str
     study: str | None = None
     aliases: tuple[str, ...] = ()
+    own_weights: bool = False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -223,12 +231,15 @@ class ModelWrapper:
     time_steps : int
         Default T (4 for the SNNs, 1 otherwise).
     weights : str
-        ``"random(seed=<seed>)"``, ``"imagenet"`` or the checkpoint path.
+        ``"random(seed=<seed>)"``, ``"imagenet"``, the checkpoint path, the label a user's
+        factory gave (:class:`Architecture` ``weights``), or, for a network given no label,
+        ``"custom (sha256 <first 12 hex digits of weights_id>)"``.
     weights_id : str
-        sha256 of the state dict (computed on first use, then kept).
+        sha256 of the state dict as the network holds it now (:func:`state_dict_hash`; hashed
+        again only after a tensor of it changed in place or was replaced).
     """
 
-    def __init__(self, name: str, family: str, arch: Architecture, weights: str):
+    def __init__(self, name: str, family: str, arch: Architecture, weights: str | None):
         self.name = name
         self.family = family
         self.module = arch.module
@@ -236,12 +247,21 @@ class ModelWrapper:
         self.preprocessing = arch.preprocessing
         self.time_steps = int(arch.time_steps)
         self.channels_last = frozenset(arch.channels_last)
-        self.weights = weights
+        self.declared_weights = weights  # None: described by its sha256 (`weights`)
         self.is_spiking = family == "snn"
 
-    @cached_property
+    @property
+    def weights(self) -> str:
+        return self.declared_weights if self.declared_weights is not None else custom_weights_label(self.weights_id)
+
+    @property
     def weights_id(self) -> str:
-        return state_dict_hash(self.module)
+        state = tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape))
+                      for name, t in self.module.state_dict().items())
+        known = self.__dict__.get("_weights_hash")
+        if known is None or known[0] != state:
+            self._weights_hash = (state, state_dict_hash(self.module))
+        return self._weights_hash[1]
 
     def with_preprocessing(self, **changes) -> "ModelWrapper":
         """A wrapper sharing this network with some preprocessing fields changed.
@@ -284,6 +304,12 @@ class ModelWrapper:
         )
 
 
+def custom_weights_label(weights_id: str) -> str:
+    """The weights label of a network whose weights have no other description: its state
+    dict's sha256 (``weights_id``), first 12 hex digits."""
+    return f"custom (sha256 {weights_id[:12]})"
+
+
 def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0) -> ModelWrapper:
     """Build a registered model.
 
@@ -293,7 +319,9 @@ def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0
         A name from :func:`list_models`; unknown names get close-match suggestions.
     weights : None, "imagenet" or path, default: None
         ``None``: random initialisation drawn from a generator seeded with ``seed`` (recorded
-        as ``"random(seed=<seed>)"``). ``"imagenet"``: the published weights (torchvision,
+        as ``"random(seed=<seed>)"``), or, for a factory that loads its own weights
+        (``package.module:factory``, an entry point), the weights it loaded (recorded as its
+        label, :class:`Architecture` ``weights``, else ``"custom (sha256 <12 hex>)"``). ``"imagenet"``: the published weights (torchvision,
         timm; a local file for the SNNs); offline, a clear error names the file to download
         and where to put it. A path: a local checkpoint read with
         ``torch.load(weights_only=True)`` and loaded with strict key checking.
@@ -316,7 +344,7 @@ def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0
         torch.manual_seed(int(seed))
         if weights is None:
             arch = entry.factory(pretrained=False)
-            description = f"random(seed={int(seed)})"
+            description = arch.weights if entry.own_weights else f"random(seed={int(seed)})"
         elif isinstance(weights, str) and weights == "imagenet":
             arch = entry.factory(pretrained=True)
             description = "imagenet"

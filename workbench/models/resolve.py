@@ -16,6 +16,12 @@ A model name is one of:
 
   after which ``workbench score --models my_net ...`` finds it.
 
+Such a factory may load its own weights (a checkpoint it reads): built without a ``--weights``
+value, the network is labelled by the factory's own description of them (``wrap_model(...,
+weights="...")`` or ``Architecture(..., weights="...")``), else ``"custom (sha256 <12 hex>)"``,
+and never as randomly initialised; a sweep keys its results by the state dict's sha256
+(:func:`workbench.analysis.sweeps.network_identity`), so a changed checkpoint is scored again.
+
 :func:`check_model_names` validates a list of names at once and raises one
 :class:`~workbench.errors.ValidationError` naming every bad one, so the CLI and
 :func:`workbench.analysis.sweep` reject a typo before any extraction starts.
@@ -127,7 +133,7 @@ def plugin_entry(name: str):
         family = "snn" if arch.time_steps > 1 or is_spiking(arch.module) else "cnn"
     doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
     _PLUGINS[name] = ModelEntry(name, family, lambda pretrained=False: build(pretrained)[0],
-                            doc[0] if doc else f"plugin model {name}")
+                                doc[0] if doc else f"plugin model {name}", own_weights=True)
     return _PLUGINS[name]
 
 

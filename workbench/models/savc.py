@@ -21,8 +21,12 @@ views run through the same weights without firing hooks on the declared layers.
 Backbones: ``"small"`` (four conv-BN-ReLU stages for 32 px inputs, like ``small_cnn``;
 ``"tiny"``: the same with a max-pool after the first stage too, 4x cheaper, for the CPU preset),
 ``"resnet20"`` (the CIFAR ResNet-20 of He et al. 2016: 3 stages of 3 basic blocks, 16/32/64
-channels, d = 64, the paper's CIFAR-100 backbone) and ``"resnet18"`` (torchvision's
-ResNet-18 without its classifier, d = 512, the paper's miniImageNet and CUB-200 backbone).
+channels, d = 64, the paper's CIFAR-100 backbone; convolutions initialised as the reference's
+``resnet20_cifar``: Kaiming normal, fan-out, ReLU gain) and ``"resnet18"`` (torchvision's
+ResNet-18 without its classifier, d = 512, the paper's miniImageNet and CUB-200 backbone;
+:func:`load_backbone_weights` loads ImageNet weights into it, as the reference does for CUB-200).
+The projector is ``Linear(d, d) - ReLU - Linear(d, moco_dim)``; the reference's last layer has
+no bias (``projector_bias=False``, the paper presets), the default keeps one.
 """
 
 from __future__ import annotations
@@ -172,7 +176,11 @@ def build_backbone(kind: str, widths: tuple[int, ...] = ()) -> tuple[nn.Sequenti
             stages[f"layer{i}"] = nn.Sequential(*blocks)
             cin = width
         stages["avgpool"] = nn.AdaptiveAvgPool2d(1)
-        return nn.Sequential(stages), w[-1], ("layer1", "layer2", "layer3")
+        encoder = nn.Sequential(stages)
+        for module in encoder.modules():   # the reference's resnet20_cifar initialisation
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        return encoder, w[-1], ("layer1", "layer2", "layer3")
     if kind == "resnet18":
         from torchvision.models import resnet18
 
@@ -181,6 +189,43 @@ def build_backbone(kind: str, widths: tuple[int, ...] = ()) -> tuple[nn.Sequenti
                             ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"))
         return nn.Sequential(parts), 512, ("layer1", "layer2", "layer3", "layer4")
     raise ValidationError(f"backbone {kind!r} is unknown; expected 'small', 'tiny', 'resnet20' or 'resnet18'")
+
+
+def load_backbone_weights(net: SAVCNet, weights: str) -> None:
+    """Load pretrained ResNet-18 weights into ``net.encoder`` (every weight but the classifier's).
+
+    Parameters
+    ----------
+    net : SAVCNet
+        With backbone ``resnet18`` (its encoder's names are torchvision's).
+    weights : str
+        ``"imagenet"`` (torchvision's ``IMAGENET1K_V1``, fetched into torch's hub cache on first
+        use, as the reference's ``resnet18(pretrained=True)`` for CUB-200) or the path of a
+        torchvision ResNet-18 state dict.
+    """
+    if not hasattr(net.encoder, "layer4") or net.dim != 512:
+        raise ValidationError("backbone_weights needs the 'resnet18' backbone")
+    state = {k: v for k, v in imagenet_resnet18_state(weights).items() if not k.startswith("fc.")}
+    net.encoder.load_state_dict(state, strict=True)
+
+
+def imagenet_resnet18_state(weights: str) -> dict[str, torch.Tensor]:
+    """A torchvision ResNet-18 state dict: ``"imagenet"`` (``IMAGENET1K_V1``) or a file's."""
+    if weights == "imagenet":
+        from torchvision.models import ResNet18_Weights
+
+        return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    from pathlib import Path
+
+    path = Path(weights)
+    if not path.is_file():
+        raise ValidationError(f"backbone_weights {weights!r} is neither 'imagenet' nor an existing file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing = {"conv1.weight", "layer4.1.bn2.running_var"} - set(state)
+    if missing:
+        raise ValidationError(f"backbone_weights {str(path)!r} is not a torchvision ResNet-18 state dict "
+                              f"(no {sorted(missing)})")
+    return state
 
 
 class SAVCNet(nn.Module):
@@ -199,6 +244,8 @@ class SAVCNet(nn.Module):
         Output size of the projector ``d -> d -> moco_dim`` (ReLU between).
     scale : float
         Cosine-classifier scale.
+    projector_bias : bool
+        Whether the projector's last layer has a bias (the reference's has none).
 
     Attributes
     ----------
@@ -207,7 +254,8 @@ class SAVCNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10, fantasy: str = "rotation2", backbone: str = "small",
-                 widths: tuple[int, ...] = (), moco_dim: int = 32, scale: float = DEFAULT_SCALE):
+                 widths: tuple[int, ...] = (), moco_dim: int = 32, scale: float = DEFAULT_SCALE,
+                 projector_bias: bool = True):
         super().__init__()
         self.fantasy = fantasy
         self.m = fantasy_size(fantasy)
@@ -215,7 +263,7 @@ class SAVCNet(nn.Module):
         self.encoder, self.dim, self.stages = build_backbone(backbone, tuple(widths))
         self.embedding = nn.Flatten(1)
         self.projector = nn.Sequential(nn.Linear(self.dim, self.dim), nn.ReLU(inplace=True),
-                                       nn.Linear(self.dim, moco_dim))
+                                       nn.Linear(self.dim, moco_dim, bias=bool(projector_bias)))
         self.fc = CosineClassifier(self.dim, self.num_classes * self.m, scale)
         self.register_buffer("num_seen", torch.tensor(self.num_classes, dtype=torch.long))
 
@@ -263,14 +311,14 @@ class SAVCNet(nn.Module):
 @register_model("savc_net", family="cnn")
 def savc_net(pretrained: bool = False, num_classes: int = 10, fantasy: str = "rotation2",
              backbone: str = "small", widths: tuple = (), moco_dim: int = 32,
-             scale: float = DEFAULT_SCALE) -> Architecture:
+             scale: float = DEFAULT_SCALE, projector_bias: bool = True) -> Architecture:
     """SAVC network: backbone + cosine classifier over virtual classes (train with `workbench train savc`)."""
     if pretrained:
         from workbench.errors import WeightsUnavailableError
 
         raise WeightsUnavailableError("savc_net has no published weights; train it (`workbench train savc`)")
     net = SAVCNet(num_classes, fantasy=fantasy, backbone=backbone, widths=tuple(widths), moco_dim=moco_dim,
-                  scale=scale)
+                  scale=scale, projector_bias=projector_bias)
     size = 224 if backbone == "resnet18" else 32
     preprocessing = Preprocessing(input_size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     layers = tuple(f"encoder.{s}" for s in net.stages) + ("embedding",)

@@ -55,7 +55,14 @@ def declare_study_checkpoint(name: str) -> None:
 
 
 def finish_snn(name: str, net: nn.Module, layers, pretrained: bool) -> Architecture:
-    """The Architecture of a spiking network at 224 px and T=4, loading its declared weights."""
+    """The Architecture of a spiking network at 224 px and T=4 in multi-step mode, with its declared weights.
+
+    spikingjelly builds its networks in single-step mode; a network is switched to multi-step
+    here, so that training (which feeds (T, N, C, H, W)) and analysis get the same network.
+    """
+    from spikingjelly.activation_based import functional
+
+    functional.set_step_mode(net, "m")
     if pretrained:
         load_checkpoint(net, published_weights(name))
     return Architecture(net, tuple(layers), Preprocessing(224), time_steps=TIME_STEPS)

@@ -15,7 +15,6 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
@@ -74,7 +73,7 @@ def _panel_grid(n_panels: int, *, panel_size=(3.2, 2.6), max_cols: int = 4):
 
 def _family_legend(fig, families) -> None:
     handles = [
-        Line2D([], [], color=style.family_color(f), marker="o", label=f.upper())
+        Line2D([], [], color=style.family_color(f), marker="o", label=style.family_label(f))
         for f in dict.fromkeys(families)
     ]
     fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), title="family")
@@ -125,9 +124,24 @@ def ceiling_reason(scores: xr.Dataset, region: str, metric: str) -> str:
     return "no noise ceiling: no repeated\npresentations in the recording"
 
 
-def _panel_note(ax, text: str, *, y: float = 0.5, size: int = 8) -> None:
-    ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="center", fontsize=size,
-            color="0.35", wrap=True, bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 1.5})
+def applicable_regions(scores: xr.Dataset, metric: str) -> list[str]:
+    """The regions where ``metric`` applies, in the Dataset's order: the only ones a figure of
+    that metric gives a panel or slot (an RDM-only region can never hold an SVCCA score)."""
+    return [str(r) for r in scores[dims.REGION].values if not not_applicable_reason(scores, str(r), metric)]
+
+
+def axis_label(metric: str, *, normalized: bool = False) -> str:
+    """:func:`style.metric_label` with the statistic on its own line (``"SVCCA\n(mean ...)"``),
+    short enough for a panel's y axis to stay clear of the title."""
+    return style.metric_label(metric, normalized=normalized).replace(" (", "\n(", 1)
+
+
+def model_weights(scores: xr.Dataset) -> list[tuple[str, str]]:
+    """(model, weights label) of every model, for :func:`style.mark_random_weights`; empty when
+    the scores do not record weights."""
+    if "weights" not in scores.coords:
+        return []
+    return [(str(m), str(w)) for m, w in zip(scores[dims.MODEL].values, scores["weights"].values)]
 
 
 def _layers_used(best: xr.Dataset, model: str, regions) -> tuple[int, int, int]:
@@ -160,8 +174,10 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     (``ceiling_low``, e.g. leave-one-subject-out bounds); a panel without one says why. Layers that could not be scored
     (:func:`workbench.analysis.scores.unscored_mask`) get an ``x`` at the bottom of the panel,
     layers scored without their zero-variance stimuli a hollow marker, and a model whose best
-    layer was taken over fewer than all its layers says so in the legend. Every region has a
-    panel: where the metric does not apply it reads "n/a (RDM-only data)".
+    layer was taken over fewer than all its layers says so in the legend. Only regions where the
+    metric applies have a panel (:func:`applicable_regions`; the caption says so), and a note
+    above a panel, never over its data, says what it lacks. A figure of networks with random
+    weights says so under its title.
 
     Parameters
     ----------
@@ -169,8 +185,8 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     metric : str
     normalized : bool, default: False
         Divide every score by its region's noise ceiling
-        (:func:`workbench.analysis.normalize_by_ceiling`; regions without a positive ceiling
-        show a note instead of curves).
+        (:func:`workbench.analysis.normalize_by_ceiling`); regions without a positive ceiling
+        have no panel.
     """
     from workbench.analysis.statistics import normalize_by_ceiling
 
@@ -181,7 +197,9 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
         ceiling = scores["ceiling"]
         data = normalize_by_ceiling(scores.assign(ceiling=ceiling.where(ceiling > 0)))
     sel = data.sel({dims.METRIC: metric})
-    regions = [str(r) for r in scores[dims.REGION].values]
+    regions = applicable_regions(scores, metric)
+    if normalized:
+        regions = [r for r in regions if _ceiling(scores.sel({dims.REGION: r, dims.METRIC: metric})) > 0]
     styles = model_styles(scores)
     marks = _layer_marks(scores, metric)
     drawn = {"ceiling": False, "unscored": False, "excluded": False, "ceiling band": False, "null": False}
@@ -190,13 +208,8 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
         for ax, region in zip(axes, regions):
             ax.set_title(region)
             ax.set_xlabel("relative depth (0 = first layer, 1 = last)")
-            ax.set_ylabel(style.metric_label(metric, normalized=normalized))
+            ax.set_ylabel(axis_label(metric, normalized=normalized))
             ax.set_xlim(-0.02, 1.02)
-            reason = not_applicable_reason(scores, region, metric)
-            if reason:
-                _panel_note(ax, reason, size=9)
-                ax.set_yticks([])
-                continue
             reg = sel.sel({dims.REGION: region})
             for model in reg[dims.MODEL].values:
                 where = {dims.MODEL: model, dims.REGION: region}
@@ -207,6 +220,7 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
         title = f"Layer-wise similarity: {style.metric_label(metric)}"
         fig.suptitle(title + (", divided by the noise ceiling" if normalized else ""))
+        style.mark_random_weights(fig, model_weights(scores))
     return fig
 
 
@@ -260,7 +274,7 @@ def _draw_ceiling(ax, reg: xr.Dataset, scores: xr.Dataset, region: str, metric: 
     """The region's noise ceiling (dashed) with its band down to the lower bound, or why none."""
     if not np.isfinite(_ceiling(reg)):
         why = ceiling_reason(scores, region, metric)
-        _panel_note(ax, why + ("\n(scores cannot be normalised)" if normalized else ""), y=0.9, size=7)
+        style.note_above_axes(ax, why)
         return
     drawn["ceiling"] = True
     ax.axhline(1.0 if normalized else _ceiling(reg), color="k", ls="--", lw=0.8, label="ceiling")
@@ -271,16 +285,15 @@ def _draw_ceiling(ax, reg: xr.Dataset, scores: xr.Dataset, region: str, metric: 
                    color="0.5", alpha=0.2, lw=0, zorder=0)
 
 
-def _layer_curves_legend(scores: xr.Dataset, metric: str, regions: list[str], styles: dict, normalized: bool,
+def _layer_curves_legend(scores: xr.Dataset, metric: str, applicable: list[str], styles: dict, normalized: bool,
                          drawn: dict) -> list:
-    """The legend's handles: each model (with the layers its best was taken over), then the
-    marks and bands that some panel drew."""
+    """The legend's handles: each model (with the layers its best was taken over over the
+    ``applicable`` regions), then the marks and bands that some panel drew."""
     best = best_layer(scores).sel({dims.METRIC: metric})
-    applicable = [r for r in regions if not not_applicable_reason(scores, r, metric)]
     handles = []
     for model, family in zip(map(str, scores[dims.MODEL].values), map(str, scores["family"].values)):
         used = _layers_label(*_layers_used(best, model, applicable))
-        label = f"{model} ({family.upper()}{'; ' + used if used else ''})"
+        label = f"{model} ({style.family_label(family)}{'; ' + used if used else ''})"
         handles.append(Line2D([], [], label=label, **styles[model]))
     handles.append(Line2D([], [], color="0.3", marker="o", ls="none", ms=4, label="best layer (argmax)"))
     if drawn["ceiling"]:
@@ -327,23 +340,19 @@ def plot_best_layer_depth(scores: xr.Dataset, metric: str) -> Figure:
     One dot per model (coloured by family, offset per family), with the family mean as a
     horizontal bar. The best layer is the argmax over layers
     (:func:`workbench.analysis.best_layer`); a dot labelled ``k/L`` was taken over only the
-    ``k`` of the model's ``L`` layers that have a score. Regions where the metric does not
-    apply keep their slot, marked "n/a (RDM-only data)".
+    ``k`` of the model's ``L`` layers that have a score. Only regions where the metric applies
+    have a slot (:func:`applicable_regions`).
     """
     check_scores(scores)
     _check_metric(scores, metric)
     best = best_layer(scores).sel({dims.METRIC: metric})
-    regions = [str(r) for r in scores[dims.REGION].values]
+    regions = applicable_regions(scores, metric)
     families = list(dict.fromkeys(str(f) for f in scores["family"].values))
     width = 0.8 / max(len(families), 1)
     partial = False
     with style.figure_style():
         fig = style.new_figure((max(4.5, 1.4 * len(regions) + 2), 3.6))
         ax = fig.subplots()
-        for i, region in enumerate(regions):
-            reason = not_applicable_reason(scores, region, metric)
-            if reason:
-                ax.text(i, 0.5, reason.replace(" (", "\n("), ha="center", va="center", fontsize=7, color="0.35")
         for k, family in enumerate(families):
             offset = (k - (len(families) - 1) / 2) * width
             color = style.family_color(family)
@@ -370,20 +379,24 @@ def plot_best_layer_depth(scores: xr.Dataset, metric: str) -> Figure:
                 else "best taken over all of each model's layers")
         ax.set_title(f"Best-matching layer per region: {style.metric_label(metric)}\n({note})")
         _family_legend(fig, families)
+        style.mark_random_weights(fig, model_weights(scores))
     return fig
 
 
 def plot_family_comparison(scores: xr.Dataset) -> Figure:
-    """Bars of the mean model score per family and metric, with t confidence intervals.
+    """Mean model score per family and metric (a dot), with its t interval and chance level.
 
     A model's score is the mean over applicable regions of its best-layer scores; the
     interval is across the family's models at the protocol's ``ci_level``
     (:func:`workbench.analysis.family_means`). A family of one model gets no error bar and
-    reads "n = 1" (its interval is undefined, not zero).
+    reads "n = 1" (its interval is undefined, not zero); the legend gives each family's number
+    of models. Where the scores hold permutation nulls, a dashed tick marks the family's
+    chance level (:func:`family_chance`). The y axis is fitted to the data, not drawn from 0.
     """
     check_scores(scores)
     level = ci_level(scores)
     means = family_means(scores, level=level)
+    chance = family_chance(scores)
     metrics = [str(m) for m in means[dims.METRIC].values]
     families = [str(f) for f in means["family"].values]
     width = 0.8 / max(len(families), 1)
@@ -395,34 +408,58 @@ def plot_family_comparison(scores: xr.Dataset) -> Figure:
             x = np.arange(len(metrics)) + (k - (len(families) - 1) / 2) * width
             mean, low, high = fam["mean"].values, fam["ci_low"].values, fam["ci_high"].values
             n_models = fam["n_models"].values
-            color = style.family_color(family)
             counts = sorted({int(n) for n in n_models if n > 0})
             shown = "/".join(map(str, counts)) or "0"
-            ax.bar(x, np.nan_to_num(mean), width * 0.9, color=color,
-                   label=f"{family.upper()} (n = {shown} model{'' if counts == [1] else 's'})")
+            color = style.family_color(family)
+            ax.plot(x, mean, "o", ms=6, color=color, ls="none",
+                    label=f"{style.family_label(family)} (n = {shown} model{'' if counts == [1] else 's'})")
             interval = np.isfinite(low) & np.isfinite(high)
             if interval.any():
                 ax.errorbar(x[interval], mean[interval],
                             yerr=np.vstack([mean[interval] - low[interval], high[interval] - mean[interval]]),
-                            fmt="none", ecolor="k", capsize=3, lw=1)
+                            fmt="none", ecolor=color, capsize=3, lw=1)
+            if chance is not None:
+                ax.hlines(chance.sel(family=family).values, x - width * 0.4, x + width * 0.4, colors="0.3",
+                          linestyles="--", lw=1)
             for xi, mi, n in zip(x, mean, n_models):
                 if n == 1 and np.isfinite(mi):
-                    ax.annotate("n = 1", (xi, mi), xytext=(0, 2), textcoords="offset points",
-                                ha="center", va="bottom", fontsize=7)
+                    ax.annotate("n = 1", (xi, mi), xytext=(0, -7), textcoords="offset points",
+                                ha="center", va="top", fontsize=7)
+        if chance is not None:
+            ax.plot([], [], color="0.3", ls="--", lw=1, label="chance (null mean at the best layers)")
         ax.set_xticks(range(len(metrics)), [style.metric_label(m) for m in metrics], rotation=15, ha="right")
         ax.set_ylabel("model score (best layer,\nmean over regions)")
-        ax.axhline(0, color="k", lw=0.6)
-        ax.set_title(f"Family comparison: mean over models, {level:.0%} t-interval\n"
-                     "(no error bar for a family of one model: n = 1)")
-        fig.legend(loc="outside right upper", title="family")
+        single = "\n(no error bar for a family of one model: n = 1)" if (means["n_models"] == 1).any() else ""
+        ax.set_title(f"Family comparison: mean over models, {level:.0%} t-interval{single}")
+        fig.legend(loc="outside lower center", ncols=2)
+        style.mark_random_weights(fig, model_weights(scores))
     return fig
+
+
+def family_chance(scores: xr.Dataset) -> xr.DataArray | None:
+    """Chance level of each (family, metric) on the scale of :func:`plot_family_comparison`.
+
+    The permutation-null mean (``null_mean``) at each model's best layer, averaged as its
+    scores are: over the applicable regions, then over the family's models. ``None`` when the
+    scores hold no nulls.
+    """
+    if "null_mean" not in scores:
+        return None
+    best = best_layer(scores)
+    applicable = scores["applicable"]
+    per_model = best["null_mean"].where(applicable).mean(dims.REGION)
+    families = list(dict.fromkeys(str(f) for f in scores["family"].values))
+    return xr.concat([per_model.isel({dims.MODEL: scores["family"].values == f}).mean(dims.MODEL)
+                      for f in families], dim=xr.DataArray(families, dims="family", name="family"))
 
 
 def plot_rank_agreement(scores: xr.Dataset) -> Figure:
     """Matrix of Spearman correlations between metrics of the models' scores.
 
     Computed by :func:`workbench.analysis.rank_agreement`; a cell needs at least three models
-    scored by both metrics, otherwise it reads "n/a" and the figure says why.
+    scored by both metrics, otherwise it reads "n/a" and the figure says why. With fewer than
+    :data:`RANK_AGREEMENT_MIN_MODELS` models the title says how few values rho can take
+    (:func:`rank_correlation_values`): with 3 models only -1, -0.5, 0.5 and 1.
     """
     check_scores(scores)
     agreement = rank_agreement(scores)
@@ -445,16 +482,48 @@ def plot_rank_agreement(scores: xr.Dataset) -> Figure:
         ax.grid(False)
         fig.colorbar(image, ax=ax, label="Spearman rho of model scores", shrink=0.8)
         title = f"Metric rank agreement\n({count} model{'' if count == 1 else 's'})"
+        most = int(n_models.max()) if n_models.size else 0
         if np.isnan(rho).all():
-            most = int(n_models.max()) if n_models.size else 0
             title += (f"\nn/a: a rank correlation needs >= 3 models scored by both metrics; "
                       f"at most {most} here")
+        elif most < RANK_AGREEMENT_MIN_MODELS:
+            values = rank_correlation_values(most)
+            listed = ", ".join(f"{v:g}" for v in values) if len(values) <= 5 else f"{len(values)} values"
+            title += (f"\ncoarse: over {most} models rho takes only {listed};\n"
+                      f"read it from {RANK_AGREEMENT_MIN_MODELS} models on")
         ax.set_title(title, wrap=True)
+        style.mark_random_weights(fig, model_weights(scores))
     return fig
+
+
+#: Fewest models over which the metric rank agreement is more than a handful of values.
+RANK_AGREEMENT_MIN_MODELS = 5
+
+
+def rank_correlation_values(n: int) -> list[float]:
+    """Every value Spearman's rho can take between two rankings of ``n`` items without ties
+    (``1 - 6 sum(d^2) / (n (n^2 - 1))`` over the ``n!`` permutations; ``n`` at most 8).
+
+    Examples
+    --------
+    >>> rank_correlation_values(3)
+    [-1.0, -0.5, 0.5, 1.0]
+    """
+    from itertools import permutations
+
+    if not 2 <= n <= 8:
+        raise ValidationError(f"n must lie between 2 and 8 (permutations are enumerated), found {n}")
+    ranks = np.arange(n)
+    sums = {int(((ranks - np.array(p)) ** 2).sum()) for p in permutations(range(n))}
+    return sorted(round(1 - 6 * d / (n * (n * n - 1)), 12) for d in sums)
 
 
 def plot_per_step(scores: xr.Dataset, metric: str) -> Figure:
     """Similarity per SNN time step at each spiking model's best layer, one panel per region.
+
+    Each model keeps its line style of the other figures (:func:`model_styles`: its family's
+    colour); a time step without a score is an ``x`` at the bottom of the panel, with a legend
+    entry, never a silently shorter line.
 
     Raises
     ------
@@ -473,25 +542,31 @@ def plot_per_step(scores: xr.Dataset, metric: str) -> Figure:
     best = best_layer(scores).sel({dims.METRIC: metric})
     regions = _regions_with_scores(per_step.sel({dims.MODEL: models}))
     steps = per_step[dims.TIME_STEP].values
+    styles = model_styles(scores)
     with style.figure_style():
         fig, axes = _panel_grid(len(regions))
-        cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
         for ax, region in zip(axes, regions):
-            for k, model in enumerate(models):
-                layer = int(best[dims.LAYER].sel({dims.MODEL: model, dims.REGION: region}))
+            for model in models:
+                where = {dims.MODEL: model, dims.REGION: region}
+                layer = int(best[dims.LAYER].sel(where))
                 if layer < 0:
                     continue
-                y = per_step.sel({dims.MODEL: model, dims.REGION: region}).isel({dims.LAYER: layer}).values
-                name = str(best["layer_name"].sel({dims.MODEL: model, dims.REGION: region}).values)
-                ax.plot(steps, y, "o-", ms=3, color=cycle[k % len(cycle)], label=f"{model} ({name})")
-                overall = float(best["score"].sel({dims.MODEL: model, dims.REGION: region}))
-                ax.axhline(overall, color=cycle[k % len(cycle)], ls=":", lw=0.8)
+                y = per_step.sel(where).isel({dims.LAYER: layer}).values
+                name = str(best["layer_name"].sel(where).values)
+                ax.plot(steps, y, marker="o", ms=3, label=f"{model} ({name})", **styles[model])
+                ax.axhline(float(best["score"].sel(where)), color=styles[model]["color"], ls=":", lw=0.8)
+                missing = ~np.isfinite(y)
+                if missing.any():
+                    ax.plot(steps[missing], np.full(missing.sum(), 0.04), "x", color=styles[model]["color"],
+                            ms=6, mew=1.5, transform=ax.get_xaxis_transform(), clip_on=False,
+                            label=f"{model}: no score at this step")
             ax.set_title(region)
             ax.set_xlabel("time step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(style.metric_label(metric))
-            ax.legend(loc="best")
+            ax.set_ylabel(axis_label(metric))
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=7)  # under the panel
         fig.suptitle(f"SNN similarity per time step at the best layer ({metric}; dotted: all steps)")
+        style.mark_random_weights(fig, model_weights(scores))
     return fig
 
 
@@ -549,6 +624,20 @@ def plot_rdm_pair(
     return fig
 
 
+def stimulus_categories(brain_rdm: xr.DataArray) -> np.ndarray | None:
+    """Each stimulus's category from a region's RDM (``dataset.rdm(region)``): its ``category``
+    coordinate, which the dataset's stimulus metadata supply (the 92-image set's ``"human
+    face"``, ``"natural object"``, ...), for :func:`plot_rdm_pair`; None when it has none.
+
+    Parameters
+    ----------
+    brain_rdm : xarray.DataArray, shape (n_stimuli, n_stimuli)
+    """
+    if "category" not in brain_rdm.coords:
+        return None
+    return np.asarray(brain_rdm["category"].values).astype(str)
+
+
 def category_runs(categories) -> list[tuple[str, int, int]]:
     """Runs of consecutive equal categories: ``(category, start, stop)`` with ``stop`` exclusive."""
     categories = [str(c) for c in categories]
@@ -574,8 +663,16 @@ def _label_categories(ax, categories, n: int) -> None:
         ax.axvline(start - 0.5, color="white", lw=0.5)
 
 
-def plot_rdms(rdms: xr.DataTree):
+def plot_rdms(rdms: xr.DataTree, weights=None):
     """Heatmap pairs of every (model layer, brain region) RDM pair of a run's ``rdms.nc``.
+
+    Parameters
+    ----------
+    rdms : xarray.DataTree
+        :func:`workbench.analysis.load_rdms`'s result.
+    weights : mapping model -> weights label, optional
+        The run's weights (e.g. ``dict(model_weights(scores))``): a pair of a network with random
+        weights says so under its title (:func:`style.mark_random_weights`).
 
     Yields
     ------
@@ -596,6 +693,8 @@ def plot_rdms(rdms: xr.DataTree):
             title=f"RDMs over {pair.sizes['stimulus_a']} stimuli",
             categories=categories,
         )
+        if weights and model in weights:
+            style.mark_random_weights(fig, [(model, weights[model])])
         yield f"rdm_{slug(model)}__{slug(region)}", fig
 
 
@@ -646,8 +745,11 @@ def render_all_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike | 
     for name, make in figures:
         written.extend(style.savefig(make(), out_dir / name))
     if (run_dir / RDMS_FILE).is_file():
-        for name, fig in plot_rdms(load_rdms(run_dir / RDMS_FILE)):
+        for name, fig in plot_rdms(load_rdms(run_dir / RDMS_FILE), dict(model_weights(scores))):
             written.extend(style.savefig(fig, out_dir / name))
+    from workbench.reports.appendix_figures import render_appendix_figures  # the study's appendix analyses
+
+    written.extend(render_appendix_figures(scores, out_dir))
     logger.info("wrote %d figure files to %s", len(written), out_dir)
     return written
 
@@ -661,32 +763,39 @@ _CAPTIONS = {
         "mean to 95th percentile of the scores of the same layer with the neural side's stimuli "
         "shuffled (stimulus-permutation null); a curve inside its band is not above chance. "
         "Dashed line: the region's "
-        "noise ceiling; a panel without one says why. x at the bottom: a layer the metric could "
-        "not score (listed in the report); a legend entry 'best of k/L layers' says over how many "
-        "layers the best was taken. Panels reading 'n/a (RDM-only data)': the dataset gives only "
-        "an RDM for that region, so only RSA applies."
+        "noise ceiling; a panel without one says why above it. x at the bottom: a layer the metric "
+        "could not score (listed in the report); a legend entry 'best of k/L layers' says over how "
+        "many layers the best was taken. Regions where the metric cannot apply have no panel: a "
+        "dataset that gives only an RDM for a region (the 92-image set's IT) admits only RSA there. "
+        "A line under the title says when the networks have random weights."
     ),
     "layer_curves_normalized": (
         "The same curves divided by each region's noise ceiling (1 = the ceiling, the score the "
-        "region's own repeated measurements reach); regions without a ceiling cannot be normalised."
+        "region's own repeated measurements reach); regions without a ceiling cannot be normalised "
+        "and have no panel."
     ),
     "best_layer_depth": (
         "Relative depth (0 = first layer, 1 = last) of each model's best layer by {label}, per "
         "region; dots are models, bars family means. A dot labelled k/L was taken over the k of "
-        "the model's L layers that have a score."
+        "the model's L layers that have a score. Only regions where the metric applies have a slot."
     ),
     "family_comparison": (
-        "Mean model score per family and metric; a model's score is the mean over applicable "
-        "regions of its best-layer scores. Error bars: t-interval across the family's models; a "
-        "family of one model has none and reads 'n = 1'."
+        "Mean model score per family and metric (dots; the y axis is fitted to the scores, not "
+        "drawn from 0); a model's score is the mean over applicable regions of its best-layer "
+        "scores. Error bars: t-interval across the family's models, whose number the legend gives; "
+        "a family of one model has none and reads 'n = 1'. Dashed tick: the family's chance level "
+        "(stimulus-permutation null mean at the same best layers), where the run computed nulls."
     ),
     "metric_rank_agreement": (
         "Spearman correlation between metrics of the models' scores (do the metrics rank the "
-        "models alike?); 'n/a' where fewer than three models have scores for both metrics."
+        "models alike?); 'n/a' where fewer than three models have scores for both metrics. Over "
+        "fewer than five models rho takes only a few values (with three: -1, -0.5, 0.5, 1), and "
+        "the title says so."
     ),
     "snn_per_step": (
         "{label} of each spiking model's best layer at each time step; dotted: the score of the "
-        "features averaged over all time steps."
+        "features averaged over all time steps. Lines in the family colour of each model; x at the "
+        "bottom: a time step without a score (e.g. no spike for some stimuli at the first step)."
     ),
     "rdm": (
         "Representational dissimilarity matrices over the same stimuli: left, the model's best "
@@ -704,7 +813,11 @@ def figure_caption(name: str) -> str:
     name : str
         A file stem such as ``"layer_curves_rsa"`` or ``"rdm_resnet18__cowley2023_v4-V4"``.
     """
+    from workbench.reports.appendix_figures import appendix_caption
+
     name = Path(str(name)).stem
+    if appendix_caption(name) is not None:
+        return appendix_caption(name)
     for prefix in ("layer_curves", "best_layer_depth", "snn_per_step"):
         if name.startswith(prefix + "_"):
             rest = name[len(prefix) + 1:]

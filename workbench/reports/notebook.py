@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 KERNEL_NAME = "python3"
 #: Log level of the kernel process itself (its cells' output is unaffected).
 KERNEL_LOG_LEVEL = "ERROR"
+#: Run in the kernel before the first cell: tqdm's "IProgress not found" warning (no ipywidgets:
+#: tqdm.auto falls back to its plain bar, which a report disables anyway) would print a red
+#: box into every report.
+KERNEL_STARTUP = 'import warnings; warnings.filterwarnings("ignore", message="IProgress not found")'
 #: Environment variable that overrides where the notebooks are looked up.
 NOTEBOOKS_ENV = "WORKBENCH_NOTEBOOKS"
 NOTEBOOKS = {
@@ -140,7 +144,8 @@ def execute_notebook(
             log_output=log_output,
             # the kernel's own start-up warnings ("Kernel is running over TCP without
             # encryption": it listens on localhost only) would land on the user's terminal
-            extra_arguments=[f"--IPKernelApp.log_level={KERNEL_LOG_LEVEL}"],
+            extra_arguments=[f"--IPKernelApp.log_level={KERNEL_LOG_LEVEL}",
+                             f"--IPKernelApp.exec_lines={KERNEL_STARTUP}"],
         )
     except PapermillExecutionError as exc:
         raise NotebookError(

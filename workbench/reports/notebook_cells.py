@@ -13,20 +13,14 @@ Examples
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 
 def open_report(run_dir: str | os.PathLike) -> tuple[Path, dict]:
-    """The run directory and its model card (read with :func:`workbench.training.read_card`).
-
-    Also silences the "IProgress not found" warning that tqdm gives in a notebook without
-    widgets, which would otherwise clutter the report.
-    """
+    """The run directory and its model card (read with :func:`workbench.training.read_card`)."""
     from workbench.training import read_card
 
-    warnings.filterwarnings("ignore", message="IProgress not found")
     run = Path(run_dir)
     return run, read_card(run)
 

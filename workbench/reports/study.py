@@ -256,6 +256,16 @@ def zero_variance_statement(policy: str) -> str:
             "regression use every stimulus.")
 
 
+#: What the report adds to the protocol of Huang et al. 2023, said in every report.
+ADDITIONS_STATEMENT = (
+    "**Additions to the paper's protocol:** CKA (a fourth metric), the stimulus-permutation null of "
+    "every score (its chance level and p-value; `Protocol.permutations`) and the noise ceilings of "
+    "the regions are additions to the paper's protocol: Huang et al. 2023 report SVCCA, TSVD "
+    "regression and RSA without them. They change no score of the paper's metrics; "
+    "`workbench study run huang2023 --paper-metrics` leaves CKA and the null out."
+)
+
+
 def report_header(
     models: Sequence[str],
     datasets: Sequence[str],
@@ -276,7 +286,9 @@ def report_header(
     from workbench.analysis.checks import weights_by_model
 
     protocol = make_protocol(protocol)
-    per_model = weights_by_model(weights, models)
+    from workbench.analysis.sweeps import OWN_WEIGHTS, own_weights_label
+
+    per_model = {m: own_weights_label(m) if w is None else w for m, w in weights_by_model(weights, models).items()}
     resolved = next(iter(per_model.values()), None)
     if len(set(per_model.values())) > 1:
         shown = ", ".join(f"{m}: `{w or f'random (seed={protocol.seed})'}`" for m, w in per_model.items())
@@ -289,6 +301,9 @@ def report_header(
         )
     elif resolved == "imagenet":
         weights_line = "**Weights: published ImageNet weights** (torchvision, timm; local files for the SNNs)."
+    elif resolved == OWN_WEIGHTS:
+        weights_line = ("**Weights: custom, loaded by each model's own factory** (the sweep table and "
+                        "`scores.csv` give each network's label or state-dict sha256).")
     else:
         weights_line = f"**Weights: checkpoint `{resolved}`.**"
     lines = [
@@ -305,6 +320,8 @@ def report_header(
         "```",
         "",
         zero_variance_statement(protocol.zero_variance_stimuli),
+        "",
+        ADDITIONS_STATEMENT,
         "",
         "**Datasets and citations**",
         "",
@@ -431,3 +448,91 @@ def unscored_section(scores: xr.Dataset) -> str:
                 f"(`zero_variance_stimuli={policy!r}`).")
     return "```\n" + text + "\n```"
 
+
+
+def appendix_section(scores: xr.Dataset, *, paper_scores=None) -> list:
+    """The report's section on the study's appendix analyses, from the scores alone.
+
+    Parameters
+    ----------
+    scores : Dataset
+    paper_scores : DataFrame, optional
+        The paper's scores; default :func:`workbench.studies.load_paper_scores` of ``huang2023``.
+
+    Returns
+    -------
+    list of str or pandas.DataFrame
+        Markdown paragraphs and tables, in the order to display them: the appendix figures
+        that could not be drawn and why, the tests between families, the SEW-ResNet vs ResNet
+        gain, best-layer depths of mouse vs macaque regions, metric rank agreement, the score
+        regressions on size and ImageNet top-1, multi- vs single-branch networks, and the run
+        against the paper's scores. The figures themselves are drawn by
+        :func:`workbench.reports.render_all_figures`.
+    """
+    from workbench.analysis import appendix
+    from workbench.reports.appendix_figures import appendix_figures, model_properties, study_paper_scores
+    from workbench.reports.figures import ci_level
+
+    level = ci_level(scores)
+    paper_scores = study_paper_scores() if paper_scores is None else paper_scores
+    properties = model_properties(scores[dims.MODEL].values)
+    skipped = [f"- `{f.stem}`: {f.reason}." for f in appendix_figures(scores, paper_scores=paper_scores,
+                                                                      properties=properties) if f.make is None]
+    items = ["**Appendix figures not drawn**, and why:\n\n" + "\n".join(skipped) if skipped
+             else "Every appendix figure was drawn.",
+             f"**Family means and tests** per dataset and metric ({level:.0%} t-interval across models; "
+             "Kruskal-Wallis H across families, two-sided Mann-Whitney U per pair, p uncorrected):",
+             appendix.family_summary(scores, level=level), appendix.family_tests(scores)]
+    items += _paired_gain_items(scores, level)
+    for depth in appendix.DEPTHS:
+        depths = appendix.best_layer_depths(scores, depth=depth)
+        items += [f"**Best-layer depth per region, and mouse vs macaque regions** (depth: {depth}; "
+                  f"{level:.0%} t-interval across models; Wilcoxon signed-rank over models):",
+                  appendix.depth_by_region(depths, level=level), appendix.depth_by_species(depths, level=level)]
+    items += ["**Metric rank agreement** per dataset (Spearman; NaN below "
+              f"{appendix.MIN_RANK_MODELS} models):", appendix.metric_rank_agreement(scores),
+              "**Model properties** (`workbench.models.model_metadata`):", properties]
+    for column, log10 in (("params", True), ("gflops", True), ("top1", False)):
+        items += [f"**Score vs {column}** ({'log10, ' if log10 else ''}`scipy.stats.linregress`):",
+                  appendix.score_regression(scores, properties[column].to_dict(), log10=log10)]
+    items += ["**Multi-branch vs single-branch networks on the mouse regions** (two-sided Mann-Whitney U):",
+              appendix.branch_comparison(scores, properties["branches"].to_dict())]
+    items += _paper_items(scores, paper_scores)
+    return [item if isinstance(item, str) or len(item) else "*(nothing to compute here: see the figures not "
+            "drawn above)*" for item in items]
+
+
+def _paired_gain_items(scores: xr.Dataset, level: float) -> list:
+    """The SEW-ResNet vs ResNet gain: a summary sentence and the per-cell table, or why none."""
+    from workbench.analysis import appendix
+
+    try:
+        gain = appendix.paired_gain(scores, level=level)
+    except ValidationError as exc:
+        return [f"**SEW-ResNet vs ResNet of the same depth:** not computed: {exc}."]
+    return [f"**SEW-ResNet vs ResNet of the same depth:** mean relative gain {100 * gain.mean:+.2f} % "
+            f"({level:.0%} t-interval {100 * gain.ci_low:+.2f} to {100 * gain.ci_high:+.2f} %) over "
+            f"{gain.n_cells} (pair, dataset, metric) cells, {gain.n_positive} positive; sign test p = "
+            f"{gain.sign_test_p:.3g}, Wilcoxon signed-rank p = {gain.wilcoxon_p:.3g} (the paper: +6.6 %, 42 of 45).",
+            gain.cells]
+
+
+def _paper_items(scores: xr.Dataset, paper_scores) -> list:
+    """The run against the paper's scores: a summary table and the models the run lacks."""
+    from workbench.analysis import appendix
+    from workbench.reports.style import random_weights_note
+    from workbench.reports.figures import model_weights
+
+    comparison = appendix.compare_with_paper(appendix.dataset_table(scores), paper_scores)
+    if comparison.summary.empty:
+        return ["**This run against the paper's appendix scores:** not compared: the run shares no (model, "
+                "dataset, metric) with the paper's scores (its datasets: "
+                + ", ".join(dict.fromkeys(paper_scores[dims.DATASET])) + ")."]
+    note = random_weights_note(model_weights(scores))
+    items = ["**This run against the paper's appendix scores**"
+             + (f" ({note}: the paper's networks are trained, so the two are not expected to agree)" if note else "")
+             + ":", comparison.summary]
+    if comparison.missing:
+        items.append(f"The run lacks {len(comparison.missing)} of the paper's models: "
+                     + ", ".join(f"`{m}`" for m in comparison.missing) + ".")
+    return items

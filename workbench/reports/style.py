@@ -62,6 +62,78 @@ STYLE = {
 }
 
 
+#: Colour of the notes that explain what a panel lacks (no ceiling, random weights, ...).
+NOTE_COLOR = "0.35"
+
+
+def note_above_axes(ax, text: str, *, fontsize: float = 7) -> None:
+    """Write ``text`` above ``ax``, between its top edge and its title: never over data.
+
+    The axes' title (set it first) is lifted by the note's height; constrained layout makes
+    room for both. Use it for what a panel lacks ("no noise ceiling: ...").
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    text : str
+        The note; a newline character breaks lines.
+    fontsize : float, default: 7
+        In points.
+    """
+    gap = 3.0  # points between the axes' top edge and the note
+    ax.annotate(text, xy=(0.5, 1.0), xycoords="axes fraction", xytext=(0, gap), textcoords="offset points",
+                ha="center", va="bottom", fontsize=fontsize, color=NOTE_COLOR, annotation_clip=False)
+    n_lines = text.count("\n") + 1
+    ax.set_title(ax.get_title(), pad=2 * gap + 1.4 * fontsize * n_lines)
+
+
+def random_weights_note(weights) -> str:
+    """The line that says which networks have random weights; ``""`` when none has.
+
+    Parameters
+    ----------
+    weights : sequence of (model, weights) pairs, or a mapping model -> weights
+        Each model's weights label as the scores record it (``"random(seed=0)"``,
+        ``"imagenet"``, a checkpoint path, ...).
+    """
+    pairs = list(weights.items()) if hasattr(weights, "items") else list(weights)
+    random = [(str(m), str(w)) for m, w in pairs if str(w).startswith("random")]
+    if not random:
+        return ""
+    seeds = sorted({w[len("random"):] for _, w in random})
+    seed = seeds[0].strip("()") if len(seeds) == 1 else ""
+    which = "all networks" if len(random) == len(pairs) else ", ".join(m for m, _ in random)
+    return f"random weights ({which}{'; ' + seed if seed else ''}): untrained networks"
+
+
+def mark_random_weights(fig, weights) -> None:
+    """Say on ``fig`` (a line under its suptitle) which networks have random weights.
+
+    Nothing is added when no network has random weights. Call it after the figure's
+    ``suptitle`` is set (or with none); constrained layout keeps the line off the panels.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    weights : sequence of (model, weights) pairs, or a mapping model -> weights
+        See :func:`random_weights_note`.
+    """
+    note = random_weights_note(weights)
+    if not note:
+        return
+    title = fig.get_suptitle()
+    fig.suptitle(f"{title}\n{note}" if title else note)
+
+
+#: How each model family is written in figures and tables.
+FAMILY_LABELS = {"snn": "SNN", "cnn": "CNN", "vit": "ViT"}
+
+
+def family_label(family: str) -> str:
+    """How a model family is written: ``"SNN"``, ``"CNN"``, ``"ViT"``; others upper-cased."""
+    return FAMILY_LABELS.get(str(family), str(family).upper())
+
+
 def family_color(family: str) -> str:
     """Return the colour of a model family (``"snn"``, ``"cnn"``, ``"vit"``), grey otherwise."""
     return FAMILY_COLORS.get(str(family), OTHER_COLOR)

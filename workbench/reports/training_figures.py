@@ -7,7 +7,7 @@ objects of a training process, so a report can be rebuilt from a run directory a
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -77,3 +77,91 @@ def evaluation_table(run_dirs: Sequence[str | os.PathLike], *, labels: Sequence[
         row.update({f: card.get(f, float("nan")) for f in fields})
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
+
+
+def relabel_models(scores, names: Mapping[str, str]):
+    """``scores`` with its models renamed by ``names`` (e.g. run directory -> ``"dense"``), so
+    that legends show short names instead of paths; models not in ``names`` keep theirs."""
+    return scores.assign_coords(model=[names.get(str(m), str(m)) for m in scores["model"].values])
+
+
+def plot_similarity_against_sparsity(scores, sparsity: Mapping[str, float], *,
+                                     labels: Mapping[str, str] | None = None):
+    """Best-layer brain similarity of networks against their sparsity: one panel per
+    applicable (region, metric), with its chance level, noise ceiling and error bars.
+
+    Each dot is a network's best-layer score (:func:`workbench.analysis.best_layer`) at its
+    sparsity, with the best layer's bootstrap interval (``ci_low``/``ci_high``, when the
+    sweep's protocol had ``bootstrap > 0``) as error bars; the grey band is the chance level
+    (stimulus-permutation null, mean to 95th percentile at the same layers) and the dashed line
+    the region's noise ceiling. The y axis always spans 0 and the ceiling (or the top of the
+    data), so that differences within noise do not look like a trend.
+
+    Parameters
+    ----------
+    scores : xarray.Dataset
+        A sweep's scores over the networks (:func:`workbench.analysis.sweep`).
+    sparsity : mapping model -> float
+        Each network's sparsity as a fraction (0 = dense); networks not in it are left out.
+    labels : mapping model -> str, optional
+        Short name of each network in the title's list of networks and sparsities; default:
+        the last part of the model's name (a run directory's folder name, never its path).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+
+    from workbench.analysis.statistics import best_layer
+    from workbench.reports.style import figure_style, new_figure
+
+    models = [str(m) for m in scores["model"].values if str(m) in sparsity]
+    best = best_layer(scores).sel(model=models)
+    x = 100 * np.array([sparsity[m] for m in models])
+    order = np.argsort(x)
+    panels = [(str(r), str(k)) for r in scores["region"].values for k in scores["metric"].values
+              if bool(scores["applicable"].sel(region=r, metric=k))]
+    with figure_style():
+        fig = new_figure((3.6 * min(len(panels), 3), 3.0 * -(-len(panels) // 3)))
+        axes = np.atleast_1d(fig.subplots(-(-len(panels) // 3), min(len(panels), 3), squeeze=False)).ravel()
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        for ax, (region, metric) in zip(axes, panels):
+            cell = best.sel(region=region, metric=metric)
+            _draw_sparsity_panel(ax, x[order], {v: cell[v].values[order] for v in cell.data_vars
+                                                if cell[v].dims == ("model",)},
+                                 float(scores["ceiling"].sel(region=region, metric=metric)))
+            ax.set_title(f"{region}: {metric}", fontsize=9)
+        fig.supxlabel("sparsity (% of conv/linear weights = 0)")
+        entries = {}  # one legend for all panels: every mark some panel drew
+        for ax in axes[:len(panels)]:
+            entries.update(zip(*reversed(ax.get_legend_handles_labels())))
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=len(entries))
+        names = labels or {}
+        fig.suptitle("best-layer similarity vs sparsity: " + ", ".join(
+            f"{names.get(m, Path(m).name)} {sparsity[m]:.0%}" for m in np.array(models)[order]), fontsize=8)
+    return fig
+
+
+def _draw_sparsity_panel(ax, x, cell: Mapping, ceiling: float) -> None:
+    """One (region, metric) panel: dots with error bars, chance band, ceiling, y from 0."""
+    import numpy as np
+
+    y = cell["score"]
+    if "ci_low" in cell and np.isfinite(cell["ci_low"]).any():
+        yerr = np.vstack([y - cell["ci_low"], cell["ci_high"] - y])
+        ax.errorbar(x, y, yerr=np.nan_to_num(yerr), fmt="o-", color="k", ms=4, capsize=3, lw=1,
+                    label="best layer (bootstrap CI)")
+    else:
+        ax.plot(x, y, "o-", color="k", ms=4, lw=1, label="best layer (no bootstrap: no CI)")
+    if "null_mean" in cell and np.isfinite(cell["null_mean"]).any():
+        ax.fill_between(x, cell["null_mean"], cell["null_p95"], color="0.6", alpha=0.35, lw=0,
+                        label="chance (null mean to 95th pct.)")
+    top = np.nanmax(np.append(y, cell.get("ci_high", y)))
+    if np.isfinite(ceiling):
+        ax.axhline(ceiling, color="k", ls="--", lw=0.8, label="noise ceiling")
+        top = max(top, ceiling)
+    low = min(0.0, np.nanmin(np.append(y, cell.get("null_mean", y))))
+    ax.set_ylim(low, 1.1 * top if np.isfinite(top) and top > 0 else 1.0)
+    ax.set_ylabel("similarity (best layer)")

@@ -1,7 +1,8 @@
 """The report of a training run: its method's notebook, executed by papermill into the run.
 
 ``report_run(DIR)`` runs ``notebooks/methods/<method>.ipynb`` with ``run_dir = DIR`` injected
-after its ``parameters`` cell, writes ``DIR/report.ipynb`` and ``DIR/report.html``, and raises
+after its ``parameters`` cell, writes ``DIR/report.ipynb`` and ``DIR/report.html`` (outputs
+only: the code cells are hidden, as in the study report), and raises
 :class:`~workbench.reports.notebook.NotebookError` naming the failing cell (the executed
 notebook with its traceback is kept) when a cell fails.
 """
@@ -40,4 +41,4 @@ def report_run(run_dir: str | os.PathLike, *, execution_timeout: float | None = 
     notebook = method_notebook(card["method"])
     executed = execute_notebook(notebook, run_dir / "report.ipynb", {"run_dir": str(run_dir.resolve())},
                                 execution_timeout=execution_timeout)
-    return export_html(executed, run_dir / "report.html")
+    return export_html(executed, run_dir / "report.html", exclude_input=True)

@@ -81,6 +81,19 @@ class TrainConfig(Config):
         Steps between checkpoints (0: at the end of every epoch only).
     limit_train, limit_test : int
         Use only the first N samples of a split (0: all); for micro configs and smoke tests.
+    max_steps : int
+        Stop every :func:`~workbench.training.fit` (each phase of a method) after this many
+        optimiser steps, evaluating the epoch cut short (0: no limit); the learning-rate
+        schedule stays that of ``epochs``. ``--smoke`` sets it to 2.
+    sync_batchnorm : bool
+        Under torchrun, synchronise BatchNorm statistics over the processes (SyncBatchNorm,
+        CUDA only; spikingjelly's multi-step BatchNorm kept multi-step). Default False:
+        per-process statistics, as most reference codes train (DDP without SyncBatchNorm).
+    best_metric : str
+        Name of a test metric of the method's evaluation (e.g. ``"acc"``) whose best epoch the
+        loop keeps (``checkpoints/best.pt``) and reports beside the final epoch, as
+        ``best_test_<metric>`` and ``best_epoch``, for papers that report their best epoch on
+        the test set ("": the final epoch only). Higher is better.
     """
 
     arch: str = "small_cnn"
@@ -110,6 +123,9 @@ class TrainConfig(Config):
     checkpoint_every: int = 0
     limit_train: int = 0
     limit_test: int = 0
+    max_steps: int = 0
+    sync_batchnorm: bool = False
+    best_metric: str = ""
 
     #: Allowed values of string fields (a subclass extends this with its own).
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
@@ -123,7 +139,7 @@ class TrainConfig(Config):
         super().__post_init__()
         self.check_minimum(1, "epochs", "batch_size", "log_every", "time_steps")
         self.check_minimum(0, "warmup_epochs", "grad_clip", "num_workers", "checkpoint_every",
-                           "limit_train", "limit_test")
+                           "limit_train", "limit_test", "max_steps")
 
     def fingerprint_payload(self) -> dict[str, Any]:
         """The class name and every field but :data:`EXECUTION_FIELDS`."""

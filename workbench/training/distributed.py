@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import DistributedSampler
 
 from workbench.errors import ValidationError
@@ -84,6 +85,68 @@ def init_distributed(device: str) -> DistributedContext:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     return DistributedContext(rank, world_size, target)
+
+
+class MultiStepSyncBatchNorm(nn.SyncBatchNorm):
+    """SyncBatchNorm that also takes spikingjelly's multi-step input ``(T, N, C, ...)``.
+
+    The counterpart of ``spikingjelly.activation_based.layer.BatchNorm{1,2,3}d``: with
+    ``step_mode == "m"`` the time and batch axes are merged into one batch of ``T * N``
+    samples, normalised, and split again (the statistics are those of all ``T * N`` samples,
+    as in spikingjelly); with ``"s"`` it is a plain SyncBatchNorm. Parameters and buffers are
+    a BatchNorm's, so state dicts load either way.
+    """
+
+    step_mode: str = "s"
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", step_mode={self.step_mode}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.step_mode != "m":
+            return super().forward(x)
+        return super().forward(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+
+def _is_spikingjelly_batchnorm(module: nn.Module) -> bool:
+    """Whether ``module`` is spikingjelly's BatchNorm{1,2,3}d (a BatchNorm with a ``step_mode``)."""
+    return (type(module).__module__.startswith("spikingjelly.") and type(module).__name__ in
+            ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"))
+
+
+def _sync_copy(bn: nn.modules.batchnorm._BatchNorm, cls: type) -> nn.SyncBatchNorm:
+    """A ``cls`` (SyncBatchNorm) with the hyper-parameters, parameters and buffers of ``bn``."""
+    sync = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    if bn.affine:
+        with torch.no_grad():
+            sync.weight, sync.bias = bn.weight, bn.bias
+    sync.running_mean, sync.running_var = bn.running_mean, bn.running_var
+    sync.num_batches_tracked = bn.num_batches_tracked
+    sync.train(bn.training)
+    return sync
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with every BatchNorm replaced by a SyncBatchNorm sharing its tensors.
+
+    torch's BatchNorm{1,2,3}d become :class:`torch.nn.SyncBatchNorm` (as
+    ``nn.SyncBatchNorm.convert_sync_batchnorm`` does); spikingjelly's multi-step
+    BatchNorm{1,2,3}d become :class:`MultiStepSyncBatchNorm` with the same ``step_mode``, so
+    a ``(T, N, C, H, W)`` input keeps working (torch's conversion turns them into plain
+    SyncBatchNorms that read T as the batch and N as the channels). Other normalisation
+    layers (e.g. spikingjelly's threshold-dependent BatchNorm) keep per-process statistics.
+    Returns the converted module (a new one when ``module`` itself is a BatchNorm).
+    """
+    plain = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    if _is_spikingjelly_batchnorm(module):
+        converted = _sync_copy(module, MultiStepSyncBatchNorm)
+        converted.step_mode = module.step_mode
+        return converted
+    if type(module) in plain:
+        return _sync_copy(module, nn.SyncBatchNorm)
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child))
+    return module
 
 
 class GlobalBatchSampler(DistributedSampler):

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from workbench.errors import ValidationError
 from workbench.training.checkpoint import load_verified, save_verified
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ class MetricsLog(Hook):
     a tqdm bar with loss, accuracy and images/s."""
 
     def before_train(self, trainer) -> None:
-        state = trainer.state
-        self.bar = tqdm(total=state.total_steps, initial=state.step, desc=f"train {trainer.network.name}",
+        state, limit = trainer.state, trainer.config.max_steps
+        self.bar = tqdm(total=min(state.total_steps, limit) if limit else state.total_steps, initial=state.step, desc=f"train {trainer.network.name}",
                         unit="step", disable=not trainer.ctx.is_main, dynamic_ncols=True)
         self.tick = time.perf_counter()
 
@@ -105,6 +106,10 @@ class MetricsLog(Hook):
         self.bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}",
                              acc=f"{logged.get('acc', float('nan')):.3f}", img_s=f"{rate:.0f}")
         self.tick, trainer.window, trainer.window_steps = now, {}, 0
+
+    def after_epoch(self, trainer) -> None:
+        if trainer.window_steps:  # an epoch cut short by max_steps
+            self._log(trainer)
 
     def after_train(self, trainer) -> None:
         self.bar.close()
@@ -133,13 +138,43 @@ class Evaluation(Hook):
         trainer.ctx.barrier()
 
 
+class BestEpoch(Hook):
+    """After every epoch's evaluation, on the main process: keep the epoch with the highest
+    ``test_<metric>`` so far (``trainer.best``) and its weights in ``run.best_checkpoint_file``.
+
+    ``trainer.best`` is ``{"metric": "test_<metric>", "value", "epoch" (epochs trained, from 1),
+    "step", "evaluation" (that epoch's whole evaluation)}``; a tie keeps the earlier epoch.
+    Choosing the epoch on the test set it reports makes the number optimistic (the maximum of
+    noisy estimates); the final epoch's evaluation is kept beside it.
+    """
+
+    def __init__(self, metric: str):
+        self.metric = metric
+
+    def after_epoch(self, trainer) -> None:
+        if not trainer.ctx.is_main:
+            return
+        key = f"test_{self.metric}"
+        if key not in trainer.evaluation:
+            raise ValidationError(f"config field 'best_metric' is {self.metric!r}, but the evaluation has no "
+                                  f"{key!r}; expected one of {sorted(k[5:] for k in trainer.evaluation)}")
+        value = float(trainer.evaluation[key])
+        if trainer.best is not None and not value > trainer.best["value"]:
+            return
+        state = trainer.state
+        trainer.best = {"metric": key, "value": value, "epoch": state.epoch + 1, "step": state.step,
+                        "evaluation": dict(trainer.evaluation)}
+        save_verified({"model": trainer.network.module.state_dict(), **trainer.best}, trainer.run.best_checkpoint_file)
+
+
 class Checkpointer(Hook):
     """Writes ``run.checkpoint_file`` (and ``metrics.csv``) every ``checkpoint_every`` steps and
     at every epoch's end; :meth:`load` puts a run back where its checkpoint left it.
 
     A checkpoint holds model, optimiser, scheduler, AMP scaler, the callbacks' states, every
     RNG state, the position (step, epoch, step in epoch), the open logging window, the last
-    evaluation, the metrics rows and the training time so far.
+    evaluation, the best epoch so far (:class:`BestEpoch`), the metrics rows and the training
+    time so far.
     """
 
     def __init__(self, callbacks: Sequence):
@@ -162,7 +197,7 @@ class Checkpointer(Hook):
             "callbacks": [c.state_dict() for c in self.callbacks], "rng": rng_state(),
             "step": trainer.state.step, "epoch": epoch, "step_in_epoch": step_in_epoch,
             "window": trainer.window, "window_steps": trainer.window_steps, "evaluation": trainer.evaluation,
-            "rows": trainer.run.rows, "elapsed_s": trainer.elapsed_s(),
+            "rows": trainer.run.rows, "elapsed_s": trainer.elapsed_s(), "best": trainer.best,
         }, trainer.run.checkpoint_file)
         trainer.run.flush_metrics()
 
@@ -180,6 +215,7 @@ class Checkpointer(Hook):
         state.step_in_epoch = checkpoint["step_in_epoch"]
         trainer.window, trainer.window_steps = checkpoint["window"], checkpoint["window_steps"]
         trainer.evaluation = checkpoint["evaluation"]
+        trainer.best = checkpoint.get("best")  # absent in checkpoints written before best_metric existed
         trainer.elapsed_before = checkpoint["elapsed_s"]
         run.rows = list(checkpoint["rows"])
         set_rng_state(checkpoint["rng"])

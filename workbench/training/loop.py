@@ -38,8 +38,16 @@ from torch.utils.data import DataLoader, Sampler, Subset
 
 from workbench.errors import ValidationError
 from workbench.training.config import TrainConfig
-from workbench.training.distributed import GlobalBatchSampler
-from workbench.training.hooks import Checkpointer, Evaluation, Hook, LRSchedule, MethodCallbacks, MetricsLog
+from workbench.training.distributed import GlobalBatchSampler, convert_sync_batchnorm
+from workbench.training.hooks import (
+    BestEpoch,
+    Checkpointer,
+    Evaluation,
+    Hook,
+    LRSchedule,
+    MethodCallbacks,
+    MetricsLog,
+)
 from workbench.training.network import Network
 
 
@@ -252,14 +260,19 @@ class Trainer:
         self.window: dict[str, float] = {}  # step logs summed since the last logged row
         self.window_steps = 0
         self.evaluation: dict[str, float] = {}
+        self.best: dict[str, Any] | None = None  # the best epoch so far (hooks.BestEpoch)
 
     def _place(self, network: Network) -> nn.Module:
-        """Move the network to the device; under torchrun wrap it in DDP (SyncBatchNorm on CUDA)."""
+        """Move the network to the device; under torchrun wrap it in DDP (SyncBatchNorm with
+        ``config.sync_batchnorm``, per-process BatchNorm statistics otherwise)."""
         network.module.to(self.device)
         if not self.ctx.enabled:
             return network.module
-        if self.device.type == "cuda":
-            network.module = nn.SyncBatchNorm.convert_sync_batchnorm(network.module)
+        if self.config.sync_batchnorm:
+            if self.device.type != "cuda":
+                raise ValidationError("config field 'sync_batchnorm' is true, but SyncBatchNorm needs CUDA "
+                                      f"(device is {self.device.type!r}); set sync_batchnorm=false")
+            network.module = convert_sync_batchnorm(network.module)
         return nn.parallel.DistributedDataParallel(
             network.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
@@ -291,6 +304,11 @@ class Trainer:
         self.state.step += 1
         self.state.step_in_epoch += 1
         return {k: float(v) for k, v in logs.items()}
+
+    @property
+    def reached_max_steps(self) -> bool:
+        """Whether ``config.max_steps`` (when set) optimiser steps are done."""
+        return bool(self.config.max_steps) and self.state.step >= self.config.max_steps
 
     def elapsed_s(self) -> float:
         """Training time of the run so far, its resumed parts summed (s)."""
@@ -330,26 +348,38 @@ def fit(config: TrainConfig, run, network: Network, data, *, callbacks: Sequence
     Returns
     -------
     FitResult
-        The trained network, the last evaluation (``{"test_" + name: value}``) and wall time (s).
+        The trained network, the last evaluation (``{"test_" + name: value}``; with
+        ``config.best_metric`` also the best epoch's, ``{"best_test_" + name: value}``, and
+        ``best_epoch``, the epochs trained up to it) and wall time (s).
     """
     trainer = Trainer(config, run, network, data, step_fn or classification_step, sampler_fn)
     checkpointer = Checkpointer(callbacks)
     if run.resume:
         checkpointer.load(trainer)
+    best = [BestEpoch(config.best_metric)] if config.best_metric else []
     hooks = [LRSchedule(), MethodCallbacks(callbacks), MetricsLog(), Evaluation(eval_fn or evaluate_classifier),
-             checkpointer]  # in this order at every event: the checkpoint last
+             *best, checkpointer]  # in this order at every event: the checkpoint last
     _call(hooks, "before_train", trainer)
     state = trainer.state
-    while state.epoch < config.epochs:
+    while state.epoch < config.epochs and not trainer.reached_max_steps:
         for inputs, targets in trainer.epoch_batches():
             _call(hooks, "before_step", trainer)
             logs = trainer.run_step(inputs, targets)
             _call(hooks, "after_step", trainer, logs)
+            if trainer.reached_max_steps:
+                break
         _call(hooks, "after_epoch", trainer)
         state.epoch += 1
         state.step_in_epoch = 0
     _call(hooks, "after_train", trainer)
-    return FitResult(network, trainer.evaluation, trainer.elapsed_s())
+    return FitResult(network, {**trainer.evaluation, **best_entries(trainer.best)}, trainer.elapsed_s())
+
+
+def best_entries(best: dict[str, Any] | None) -> dict[str, float]:
+    """The best epoch's evaluation as ``{"best_" + name: value}`` and ``best_epoch`` ({} without one)."""
+    if best is None:
+        return {}
+    return {**{f"best_{k}": v for k, v in best["evaluation"].items()}, "best_epoch": int(best["epoch"])}
 
 
 def _call(hooks: Sequence[Hook], event: str, *args) -> None:

@@ -3,8 +3,9 @@
 ``model_card.json`` is written last, atomically, when a run finishes; its presence marks a
 finished run. It names the zoo architecture (and the keyword arguments it was built with), the
 weights file and its sha256, the preprocessing the network was trained with, the data and its
-fingerprint, the seed, the config hash, the final evaluation, wall time, package versions and
-device. :func:`read_card` checks every required field and the weights' hash, naming the file
+fingerprint, the seed, the config hash, the evaluation (final epoch, and the best epoch where
+the config keeps one: ``evaluation_labels`` says which is which), wall time, package versions
+and device. :func:`read_card` checks every required field and the weights' hash, naming the file
 and the field at fault.
 """
 
@@ -84,6 +85,23 @@ def _check_fields(card: dict, path: Path) -> None:
             raise DataError(f"{path} lacks the field {field!r} (required: {', '.join(REQUIRED_FIELDS)})")
         if not isinstance(card[field], kind) or (kind is int and isinstance(card[field], bool)):
             raise DataError(f"{path} field {field!r} is {card[field]!r}; expected a JSON {kind.__name__}")
+
+
+#: What an evaluation value of a card is, by its name (:func:`evaluation_labels`).
+FINAL_LABEL = "final epoch: the network in the weights file"
+BEST_LABEL = ("best epoch, chosen on the test set it is measured on (optimistic: the maximum over epochs "
+              "of noisy test estimates; the paper reports this one)")
+BEST_EPOCH_LABEL = "epochs trained up to the best epoch (weights in checkpoints/best.pt)"
+
+
+def evaluation_labels(evaluation: dict[str, Any]) -> dict[str, str]:
+    """Which epoch each value of ``evaluation`` comes from: ``{name: label}``.
+
+    ``best_epoch`` and the ``best_*`` values (a config with ``best_metric``) are the best
+    epoch's, selected on the test set; every other value is the final epoch's.
+    """
+    return {name: BEST_EPOCH_LABEL if name == "best_epoch" else BEST_LABEL if name.startswith("best_")
+            else FINAL_LABEL for name in evaluation}
 
 
 def card_fields(method: str, network, data, config) -> dict[str, Any]:

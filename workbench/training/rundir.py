@@ -5,6 +5,7 @@
     DIR/config.yaml            the resolved config (written first)
     DIR/metrics.csv            step, epoch, split, metric, value: one row per logged value
     DIR/checkpoints/last.pt    model, optimiser, scheduler, AMP scaler, RNG states, step (+ .sha256)
+    DIR/checkpoints/best.pt    with ``best_metric``: the best epoch's weights and evaluation (+ .sha256)
     DIR/model.pt               the trained weights of the zoo architecture (+ .sha256)
     DIR/model_card.json        written last: the run is finished (see model_card.py)
     DIR/snapshots/NAME/        every other network the run keeps, each a run directory of its own
@@ -72,6 +73,11 @@ class RunDir:
     @property
     def checkpoint_file(self) -> Path:
         return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def best_checkpoint_file(self) -> Path:
+        """The weights of the best epoch (``best_metric``), with that epoch's evaluation."""
+        return self.path / "checkpoints" / "best.pt"
 
     @property
     def weights_file(self) -> Path:

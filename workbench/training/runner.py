@@ -13,6 +13,7 @@ import datetime
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ from workbench.training.config import (
     read_preset,
 )
 from workbench.training.distributed import init_distributed
+from workbench.training.model_card import evaluation_labels
 from workbench.training.network import Network
 from workbench.training.rundir import RunDir
+from workbench.training.smoke import smoke_values, write_smoke_data
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +67,25 @@ class TrainOutcome:
 
 
 def resolve_config(spec, preset: str, overrides: list[str] = (), *, seed: int | None = None,
-                   device: str | None = None):
-    """The method's config from a preset, ``key=value`` overrides, and the seed/device options."""
+                   device: str | None = None, smoke_data: str | os.PathLike | None = None):
+    """The method's config from a preset, ``key=value`` overrides, and the seed/device options.
+
+    ``smoke_data``: a folder for a smoke run's generated data (:mod:`workbench.training.smoke`);
+    the smoke settings apply before the overrides, the generated data's paths last.
+    """
     path = spec.preset_path(preset)
-    values = apply_overrides(spec.config_cls, read_preset(spec.config_cls, path), list(overrides))
+    values = read_preset(spec.config_cls, path)
+    if smoke_data is not None:
+        values = smoke_values(spec.config_cls, values)
+    values = apply_overrides(spec.config_cls, values, list(overrides))
     if seed is not None:
         values["seed"] = int(seed)
     if device is not None:
         values["device"] = device
-    return build_config(spec.config_cls, values, where=f"method {spec.name!r}, preset {preset!r} with --set")
+    config = build_config(spec.config_cls, values, where=f"method {spec.name!r}, preset {preset!r} with --set")
+    if smoke_data is not None:
+        config = config.replace(**write_smoke_data(config, smoke_data))
+    return config
 
 
 def _check_out(out: Path, config, spec, *, resume: bool, force: bool) -> None:
@@ -103,7 +116,8 @@ def _check_out(out: Path, config, spec, *, resume: bool, force: bool) -> None:
 
 
 def train(method: str, *, out: str | os.PathLike, preset: str = "tiny", overrides: list[str] = (),
-          seed: int | None = None, device: str | None = None, resume: bool = False, force: bool = False) -> Path:
+          seed: int | None = None, device: str | None = None, resume: bool = False, force: bool = False,
+          smoke: bool = False) -> Path:
     """Train ``method`` into the run directory ``out`` and return its path.
 
     Parameters
@@ -123,13 +137,23 @@ def train(method: str, *, out: str | os.PathLike, preset: str = "tiny", override
         Continue the run in ``out`` from its last checkpoint (a finished run is left as is).
     force : bool
         Delete a previous run in ``out`` and start over.
+    smoke : bool
+        A smoke run (:mod:`workbench.training.smoke`): every phase for 2 steps on CPU, on data
+        generated in the dataset's format into a temporary folder (deleted afterwards).
     """
+    if not smoke:
+        return _train(method, out, preset, overrides, seed, device, resume, force, None)
+    with tempfile.TemporaryDirectory(prefix="workbench-smoke-") as folder:
+        return _train(method, out, preset, overrides, seed, device, resume, force, Path(folder))
+
+
+def _train(method, out, preset, overrides, seed, device, resume, force, smoke_data) -> Path:
     from workbench.methods import get_method
 
     if resume and force:
         raise ValidationError("--resume and --force exclude each other")
     spec = get_method(method)
-    config = resolve_config(spec, preset, overrides, seed=seed, device=device)
+    config = resolve_config(spec, preset, overrides, seed=seed, device=device, smoke_data=smoke_data)
     out = Path(out)
     ctx = init_distributed(config.device)
     _check_out(out, config, spec, resume=resume, force=force)
@@ -149,7 +173,9 @@ def train(method: str, *, out: str | os.PathLike, preset: str = "tiny", override
     outcome: TrainOutcome = spec.train(config, run)
     run.finish(outcome.network, outcome.state_dict, outcome.data, {
         "preset": preset,
+        "smoke": smoke_data is not None,
         "evaluation": outcome.evaluation,
+        "evaluation_labels": evaluation_labels(outcome.evaluation),
         "wall_time_s": round(outcome.wall_time_s, 3),
         "started": started.isoformat(timespec="seconds"),
         "device": str(ctx.device) + (f" x {ctx.world_size} processes" if ctx.enabled else ""),

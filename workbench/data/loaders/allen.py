@@ -15,7 +15,8 @@ window_s)`` (250 ms by default, the scene's duration). Repetitions of a scene ar
 presentations in time order (about 50), NaN-padded; responses are their mean. Regions are the
 six visual areas (VISp, VISl, VISrl, VISal, VISpm, VISam); units from several sessions are
 pooled per area and kept where their split-half reliability is at least 0.8, as in the
-reference study.
+reference study; each load logs the kept/total units per area beside the study's counts
+(:func:`unit_counts`, :data:`STUDY_UNIT_COUNTS`).
 
 Processing a session (reading its NWB file through allensdk and counting every unit's spikes
 in every presentation) is done once: the counts are cached in ``<data cache>/allen_processed``
@@ -73,6 +74,12 @@ UNIT_FILTER = {"filter_by_validity": True, "amplitude_cutoff_maximum": 0.1,
 PROTOCOL = {"stimulus_name": STIMULUS_NAME, "n_scenes": N_SCENES, "blank_frame": -1,
             "count": "spikes in [start_time, start_time + window_s)", "version": 1}
 PROCESSED_DIR = "allen_processed"
+#: The study's units per area, ``(kept, total)``: kept where split-half reliability >= 0.8,
+#: of the units recorded in the area (Huang et al. 2023, counted from the per-unit
+#: reliabilities ``shr_<area>.npy`` of its released Allen files). Compare with
+#: :func:`unit_counts` of a load of all ``brain_observatory_1.1`` sessions.
+STUDY_UNIT_COUNTS = {"VISp": (1758, 2015), "VISl": (634, 933), "VISrl": (722, 1415),
+                     "VISal": (959, 1553), "VISpm": (524, 879), "VISam": (799, 1506)}
 
 
 def allen_cache_folder(folder=None) -> Path:
@@ -301,7 +308,27 @@ def dataset_from_repeats(manifest, parts, templates, *, areas=AREAS,
         regions.append(data)
     if not regions:
         raise DataError(f"{manifest.name}: no units in any of the areas {list(areas)}")
-    return NeuralDataset(manifest, stimuli, regions)
+    dataset = NeuralDataset(manifest, stimuli, regions)
+    _log_unit_counts(dataset, reliability_threshold)
+    return dataset
+
+
+def unit_counts(dataset: NeuralDataset) -> dict[str, tuple[int, int]]:
+    """Units per area after the split-half selection: ``{area: (kept, total)}``.
+
+    ``total`` counts every unit recorded in the area (all sessions pooled), ``kept`` those that
+    passed the reliability threshold; compare with :data:`STUDY_UNIT_COUNTS`.
+    """
+    summary = dataset.summary()["regions"]
+    return {area: (entry["n_neuroids"], entry["n_recorded"]) for area, entry in summary.items()}
+
+
+def _log_unit_counts(dataset: NeuralDataset, threshold) -> None:
+    for area, (kept, total) in unit_counts(dataset).items():
+        study = STUDY_UNIT_COUNTS.get(area)
+        log.info("%s %s: kept %d of %d units (split-half reliability >= %s)%s", dataset.name,
+                 area, kept, total, threshold,
+                 f"; the study kept {study[0]} of {study[1]}" if study else "")
 
 
 def _from_allensdk(get, what: str, folder: Path, manifest):

@@ -131,7 +131,7 @@ def load_brainscore_netcdf(manifest, files, *, assembly: str, stimulus_csv: str,
     if missing:
         raise DataError(f"{nc_path}: no neuroids in region(s) {missing}; the file has {found}")
     repeats = repeats.isel({NEUROID: np.flatnonzero(np.isin(repeats[REGION].values, wanted))})
-    return build_dataset(manifest, repeats, stimuli, where=str(nc_path),
+    return build_dataset(manifest, repeats, stimuli, where=str(nc_path), files=files,
                          species=species or manifest.species, default_region=wanted[0], **options)
 
 

@@ -24,7 +24,7 @@ from workbench.data.dataset import NeuralDataset, RegionData, build_region
 from workbench.data.loaders._io import read_npy
 from workbench.data.registry import register_loader
 from workbench.data.stimuli import StimulusSet
-from workbench.errors import DataError
+from workbench.errors import DataError, ValidationError
 
 REGION = "V4"
 SPECIES = "macaque"
@@ -61,7 +61,8 @@ def load_cowley2023(manifest, files, *, session: str = "210325",
     session : {"210325", "201025"}, default: "210325"
         Which recording session.
     reliability_threshold : float, optional
-        Keep neuroids whose split-half reliability is at least this (210325 only).
+        Keep neuroids whose split-half reliability is at least this (210325 only; session
+        201025 has no repeats, and a threshold for it is a ValidationError).
     reliability_method, reliability_splits, reliability_seed
         Split-half options (see :func:`workbench.data.reliability.split_half_means`).
     """
@@ -81,6 +82,11 @@ def load_cowley2023(manifest, files, *, session: str = "210325",
     common = dict(stimulus_ids=stimuli.ids, neuroid_ids=neuroid_ids, region=REGION,
                   species=SPECIES, dataset=manifest.name)
     if not raw_key:
+        if reliability_threshold is not None:
+            raise ValidationError(
+                f"manifest {manifest.source}: field 'options.reliability_threshold' is "
+                f"{reliability_threshold} but session {session} has repeat-averaged responses "
+                "only (no repeats to estimate reliability from); set it to null for this session")
         check_finite_responses(averaged, str(avg_path))
         responses = make_assembly(averaged.T, where=str(avg_path), **common)
         responses = drop_constant_neuroids(responses, where)

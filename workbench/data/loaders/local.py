@@ -26,7 +26,14 @@ Manifest options (``loader: local``; see ``data_manifests/README.md`` for a work
     Region name (for arrays without a ``region`` coordinate; default the manifest's first
     region) and species (default the manifest's ``species``).
 ``reliability_threshold``, ``reliability_method``, ``reliability_splits``, ``reliability_seed``
-    Split-half reliability filtering of data with repeats (default: no filtering).
+    Keep neuroids whose split-half reliability (over the repeats) reaches the threshold
+    (default: no filtering).
+``reliability_file`` (optional)
+    Manifest path of a ``.npy`` array with one reliability (or noise-ceiling) value per
+    neuroid of the responses file, in its neuroid order (e.g. the study's
+    ``noise_ceiling.npy``); it replaces the split-half estimate, and ``reliability_threshold``
+    is applied to it. Pre-averaged responses (no ``repetition`` axis) can be filtered only
+    this way: a threshold without repeats and without this file is an error.
 ``expected_stimuli``, ``expected_neuroids``
     Counts to check the files against (optional).
 """
@@ -42,16 +49,16 @@ import xarray as xr
 from workbench.data import reliability as rel
 from workbench.data.assemblies import (check_finite_responses, check_repeat_padding,
                                        drop_constant_neuroids, make_assembly)
-from workbench.data.dataset import NeuralDataset, RegionData, build_region
+from workbench.data.dataset import NeuralDataset, build_averaged_region, build_region
 from workbench.data.fetch import cache_dir
 from workbench.data.loaders._io import check_options, read_mat, read_npy
 from workbench.data.registry import register_loader
 from workbench.data.stimuli import StimulusSet
 from workbench.dims import NEUROID, NEUROID_ID, REGION, REPETITION, STIMULUS, STIMULUS_ID
-from workbench.errors import DataError
+from workbench.errors import DataError, ValidationError
 
 BUILD_OPTIONS = ("reliability_threshold", "reliability_method", "reliability_splits",
-                 "reliability_seed", "expected_stimuli", "expected_neuroids")
+                 "reliability_seed", "reliability_file", "expected_stimuli", "expected_neuroids")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 _ALLOWED_DIMS = (STIMULUS, NEUROID, REPETITION)
 
@@ -140,12 +147,48 @@ def images_from(source: Path, names: list[str] | None, ids_hint: list[str] | Non
     return StimulusSet.from_zip(source, names, ids)
 
 
+def read_reliability_file(manifest, files: dict, key: str, n_neuroids: int) -> np.ndarray:
+    """The per-neuroid values of a manifest's ``reliability_file`` (``.npy``), shape ``(neuroid,)``.
+
+    Raises
+    ------
+    DataError
+        The file is not among the manifest's files, is not a 1-D numeric ``.npy`` array, or
+        does not hold one value per neuroid of the responses; the message names the manifest,
+        the field and the file.
+    """
+    where = f"manifest {manifest.source}, field 'options.reliability_file'"
+    path = resolve(manifest, files, key)
+    try:
+        values = read_npy(path, ndim=1)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from exc
+    if values.size != n_neuroids:
+        raise DataError(f"{where}: {path} holds {values.size} values; expected one per neuroid "
+                        f"of the responses ({n_neuroids}), in their order")
+    return values
+
+
+def _unusable_threshold(manifest, threshold, where: str) -> ValidationError:
+    return ValidationError(
+        f"manifest {manifest.source}: field 'options.reliability_threshold' is {threshold} but "
+        f"it cannot be applied: the responses ({where}) are pre-averaged (no repetition axis) "
+        "and the manifest gives no 'options.reliability_file' (a .npy of one reliability or "
+        "noise-ceiling value per neuroid); add that file, or set reliability_threshold: null "
+        "to keep every neuroid")
+
+
 def build_dataset(manifest, responses: xr.DataArray, stimuli: StimulusSet, *, where: str,
-                  species: str, default_region: str, reliability_threshold=None,
+                  species: str, default_region: str, files: dict | None = None,
+                  reliability_threshold=None, reliability_file: str | None = None,
                   reliability_method=rel.DEFAULT_METHOD, reliability_splits=rel.DEFAULT_SPLITS,
                   reliability_seed=rel.DEFAULT_SEED, expected_stimuli=None,
                   expected_neuroids=None) -> NeuralDataset:
-    """Check labelled responses against the stimuli and build one region per region name."""
+    """Check labelled responses against the stimuli and build one region per region name.
+
+    ``files`` (manifest path to local file) is needed when ``reliability_file`` is given;
+    the other options are the ``local`` loader's (module docstring).
+    """
     n_stim, n_neur = responses.sizes[STIMULUS], responses.sizes[NEUROID]
     if n_stim != len(stimuli):
         raise DataError(f"{where}: responses to {n_stim} stimuli but {len(stimuli)} images; "
@@ -154,6 +197,11 @@ def build_dataset(manifest, responses: xr.DataArray, stimuli: StimulusSet, *, wh
         raise DataError(f"{where}: {n_stim} stimuli, expected {expected_stimuli}")
     if expected_neuroids is not None and n_neur != expected_neuroids:
         raise DataError(f"{where}: {n_neur} neuroids, expected {expected_neuroids}")
+    has_repeats = REPETITION in responses.dims
+    if reliability_threshold is not None and not has_repeats and reliability_file is None:
+        raise _unusable_threshold(manifest, reliability_threshold, where)
+    given = (None if reliability_file is None
+             else read_reliability_file(manifest, files or {}, reliability_file, n_neur))
     neuroid_ids = (responses[NEUROID_ID].values if NEUROID_ID in responses.coords
                    else [f"n{i:04d}" for i in range(n_neur)])
     regions = (responses[REGION].values.astype(str) if REGION in responses.coords
@@ -162,24 +210,26 @@ def build_dataset(manifest, responses: xr.DataArray, stimuli: StimulusSet, *, wh
     out = []
     for region in dict.fromkeys(regions):
         pick = np.flatnonzero(regions == region)
-        region_where = f"{where} (region {region})"
         common = dict(stimulus_ids=stimuli.ids, neuroid_ids=[str(neuroid_ids[i]) for i in pick],
                       region=str(region), species=species, dataset=manifest.name)
-        if REPETITION in responses.dims:
-            repeats = values[:, pick, :]
-            check_repeat_padding(repeats, where, same_across_neuroids=False)
-            assembly = make_assembly(repeats, where=where, **common)
-            assembly = drop_constant_neuroids(assembly, region_where)
-            data = build_region(assembly, species=species, threshold=reliability_threshold,
-                                method=reliability_method, n_splits=reliability_splits,
-                                seed=reliability_seed)
-            data.n_recorded = len(pick)
+        if has_repeats:
+            check_repeat_padding(values[:, pick, :], where, same_across_neuroids=False)
+            assembly = make_assembly(values[:, pick, :], where=where, **common)
         else:
             check_finite_responses(values[:, pick], where)
             assembly = make_assembly(values[:, pick], where=where, **common)
-            assembly = drop_constant_neuroids(assembly, region_where)
-            data = RegionData(name=str(region), species=species, responses=assembly,
-                              n_recorded=len(pick))
+        if given is not None:  # travels with its neuroid when constant ones are dropped
+            assembly = assembly.assign_coords(reliability=(NEUROID, given[pick]))
+        assembly = drop_constant_neuroids(assembly, f"{where} (region {region})")
+        reliability = None if given is None else assembly["reliability"].values
+        if has_repeats:
+            data = build_region(assembly, species=species, threshold=reliability_threshold,
+                                method=reliability_method, n_splits=reliability_splits,
+                                seed=reliability_seed, reliability=reliability)
+        else:
+            data = build_averaged_region(assembly, species=species,
+                                         threshold=reliability_threshold, reliability=reliability)
+        data.n_recorded = len(pick)
         out.append(data)
     return NeuralDataset(manifest, stimuli, out)
 
@@ -238,6 +288,6 @@ def load_local(manifest, files, *, responses: str = _MISSING, images: str | None
     else:
         stimuli = images_from(resolve(manifest, files, images, folder_ok=True), names, ids_hint,
                               where=str(path))
-    return build_dataset(manifest, array, stimuli, where=str(path),
+    return build_dataset(manifest, array, stimuli, where=str(path), files=files,
                          species=species or manifest.species,
                          default_region=region or manifest.regions[0], **options)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from workbench.errors import ValidationError
-from workbench.models.fsnn import CONNECT_FUNCTIONS, DSNN_OF, FullSpikeResNet, fsnn_state_dict
+from workbench.models.fsnn import CONNECT_FUNCTIONS, DSNN_OF, SURROGATES, FullSpikeResNet, fsnn_state_dict
 from workbench.training import Callback, Network, TrainConfig, TrainOutcome, build_network, fit
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class DSTConfig(TrainConfig):
         The FSNN trained (``fsnn_tiny``, ``fsnn18``, ``fsnn34``); DST trains its DSNN form.
     connect : {"IAND", "AND", "OR", "XOR"}, default: "IAND"
         Connect function of every block (passed to the architecture).
+    surrogate : {"sigmoid", "atan"}, default: "sigmoid"
+        Surrogate gradient of every IF neuron (passed to the architecture): spikingjelly's
+        Sigmoid with alpha 4, what the reference code ran, or ATan with alpha 2 (the study's).
     aap : bool, default: True
         Train with the AAP (DST). ``False`` trains the FSNN on its spike head alone (the
         baseline, as a run of its own).
@@ -70,21 +73,23 @@ class DSTConfig(TrainConfig):
 
     arch: str = "fsnn_tiny"
     connect: str = "IAND"
+    surrogate: str = "sigmoid"
     aap: bool = True
     aap_weight: float = 1.0
     baseline: bool = True
     grad_norms: bool = True
 
-    CHOICES = {**TrainConfig.CHOICES, "connect": CONNECT_FUNCTIONS}
+    CHOICES = {**TrainConfig.CHOICES, "connect": CONNECT_FUNCTIONS, "surrogate": tuple(SURROGATES)}
 
     def __post_init__(self):
         super().__post_init__()
         if self.arch not in DSNN_OF:
             raise ValidationError(f"config field 'arch' is {self.arch!r}; DST trains a full-spike network, "
                                   f"expected one of {sorted(DSNN_OF)}")
-        if "connect" in self.arch_kwargs:
-            raise ValidationError("config field 'arch_kwargs' sets 'connect'; set the config field 'connect' "
-                                  "instead (it is passed to the architecture)")
+        for field in ("connect", "surrogate"):
+            if field in self.arch_kwargs:
+                raise ValidationError(f"config field 'arch_kwargs' sets {field!r}; set the config field {field!r} "
+                                      "instead (it is passed to the architecture)")
         if not (self.aap_weight >= 0 and math.isfinite(self.aap_weight)):
             raise ValidationError(f"config field 'aap_weight' must be a finite number >= 0, found {self.aap_weight}")
 
@@ -214,7 +219,7 @@ def build_dst_network(config: DSTConfig, num_classes: int, *, aap: bool | None =
     aap = config.aap if aap is None else aap
     name = DSNN_OF[config.arch] if aap else config.arch
     return build_network(name, time_steps=config.time_steps, seed=config.seed, num_classes=num_classes,
-                         connect=config.connect, **config.arch_kwargs)
+                         connect=config.connect, surrogate=config.surrogate, **config.arch_kwargs)
 
 
 def export_fsnn(dsnn: Network, config: DSTConfig) -> Network:

@@ -22,8 +22,10 @@ from workbench.methods.lats.pruning import (
 from workbench.methods.lats.schedules import (
     SCHEDULES,
     ista_thresholds,
+    lats_epoch_weights,
     lats_threshold,
     linear_threshold,
+    pgh_threshold,
     slats_threshold,
     threshold_schedule,
 )

@@ -115,9 +115,11 @@ def prunable_layers(module: nn.Module, *, prune_first_last: bool = False) -> lis
     """The layers LATS prunes: every conv and linear layer, minus the first and last by default.
 
     "First" and "last" are the first and last conv/linear modules in registration order
-    (``named_modules``): the stem convolution and the classifier for the zoo's networks, as
-    the reference code keeps ``conv1`` and ``fc`` dense (``--first-layer-dense``,
-    ``--last-layer-dense``).
+    (``named_modules``): the stem convolution and the classifier for the zoo's networks. The
+    reference code prunes every layer, ``conv1``, the downsampling convs and ``fc`` included
+    (all its convs are ``STRConv``; ``--first-layer-dense`` and ``--last-layer-dense`` are off
+    in its configs): ``prune_first_last=True`` does the same. Keeping them dense (the default,
+    as STR and most pruning work do) caps the sparsity: 8.07 % of ResNet-50's weights.
 
     Parameters
     ----------

@@ -14,12 +14,16 @@ Keeping ``lambda`` constant (a time-invariant objective) means ``d_{t+1} - d_t =
 - :func:`slats_threshold` (S-LATS): with ``lr_s`` a cosine over the ``T`` pruning steps,
   ``sum_{s<t} lr_s / sum_{s<T} lr_s -> t/T + sin(pi t/T)/pi``, so
   ``d_t = D * (t/T + sin(pi t/T)/pi)``, per iteration, reaching ``D`` at ``t = T``.
-- :func:`lats_threshold` (LATS): the per-epoch discretisation. The learning rate is taken
-  constant within each pruning epoch ``n`` (``lr_n``, its value at the epoch's first step), the
-  threshold rises linearly inside the epoch by ``D * lr_n / sum_m lr_m``; at epoch boundaries
-  it equals ``D * sum_{m<n} lr_m / sum_m lr_m``. For the epoch-wise cosine
-  ``lr_n ~ 1 + cos(pi n/N)`` of the paper this is its closed form
-  ``(1 + 2n + sin(pi (n - 1/2)/N) / sin(pi/(2N))) / (2 (N + 1))`` at epoch starts.
+- :func:`lats_threshold` (LATS, the reference's ``--low-freq``): the per-epoch discretisation.
+  Pruning epoch ``n`` of ``N`` carries the weight ``w_n = 1 + cos(pi n/N)``
+  (:func:`lats_epoch_weights`: the epoch-wise cosine learning rate of the paper, over the
+  pruning epochs, whatever the run's actual learning rate); the threshold rises linearly inside
+  the epoch by ``D * w_n / sum_m w_m``, and at epoch boundaries equals
+  ``D * sum_{m<n} w_m / sum_m w_m``, the closed form
+  ``(1 + 2n + sin(pi (n - 1/2)/N) / sin(pi/(2N))) / (2 (N + 1))`` of the reference code.
+- :func:`pgh_threshold` (PGH, the reference's ``sinppgh``): the constant-lambda schedule made
+  to grow geometrically, ``lambda(x) ~ beta^x``, under the cosine learning rate:
+  ``d(x) = D * I(x) / I(1)`` with ``I(x) = int_0^x (1 + cos(pi s)) beta^s ds``, ``x = t/T``.
 - :func:`linear_threshold`: the baseline ramp ``d_t = D * t/T`` (a decaying ``lambda_t`` under a
   cosine learning rate).
 
@@ -38,7 +42,7 @@ import numpy as np
 from workbench.errors import ValidationError
 
 #: The schedules a LATS config can name.
-SCHEDULES = ("lats", "slats", "linear", "ista", "oneshot")
+SCHEDULES = ("lats", "slats", "pgh", "linear", "ista", "oneshot")
 
 
 def _check_steps(t: int, total: int) -> None:
@@ -61,6 +65,36 @@ def linear_threshold(t: int, total: int, D: float) -> float:
     return D * t / total
 
 
+def pgh_threshold(t: int, total: int, D: float, beta: float) -> float:
+    """PGH: ``D * I(t/T) / I(1)``, ``I(x) = int_0^x (1 + cos(pi s)) beta^s ds`` (``beta > 0``).
+
+    ``beta = 1`` is S-LATS (:func:`slats_threshold`); ``beta > 1`` moves the pruning late.
+    """
+    _check_steps(t, total)
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValidationError(f"PGH needs beta > 0, got {beta}")
+    if beta == 1.0:
+        return slats_threshold(t, total, D)
+    log_beta = math.log(beta)
+
+    def integral(x: float) -> float:
+        # int_0^x beta^s ds + int_0^x cos(pi s) beta^s ds, both in closed form
+        grow = beta ** x
+        plain = (grow - 1.0) / log_beta
+        wave = (grow * (log_beta * math.cos(math.pi * x) + math.pi * math.sin(math.pi * x)) - log_beta) \
+            / (log_beta ** 2 + math.pi ** 2)
+        return plain + wave
+
+    return D * integral(t / total) / integral(1.0)
+
+
+def lats_epoch_weights(epochs: int) -> list[float]:
+    """LATS's weight ``1 + cos(pi n/N)`` of each pruning epoch ``n = 0 .. N-1`` (``N = epochs``)."""
+    if epochs <= 0:
+        raise ValidationError(f"LATS needs >= 1 pruning epoch, got {epochs}")
+    return [1.0 + math.cos(math.pi * n / epochs) for n in range(epochs)]
+
+
 def lats_threshold(t: int, steps_per_epoch: int, epoch_lrs: Sequence[float], D: float) -> float:
     """LATS: per-epoch discretisation of the constant-lambda schedule.
 
@@ -71,7 +105,8 @@ def lats_threshold(t: int, steps_per_epoch: int, epoch_lrs: Sequence[float], D: 
     steps_per_epoch : int
         Optimiser steps per epoch.
     epoch_lrs : sequence of float
-        Learning rate of each pruning epoch (``N`` values, at least one > 0).
+        Weight of each pruning epoch (``N`` values >= 0, at least one > 0): the
+        epoch's learning rate in the theory, :func:`lats_epoch_weights` for LATS.
     D : float
         Final threshold.
 
@@ -118,22 +153,25 @@ def ista_thresholds(lrs: Sequence[float], lam: float) -> np.ndarray:
 
 
 def threshold_schedule(name: str, *, D: float, total_steps: int, steps_per_epoch: int,
-                       lr_at: Callable[[int], float] | None = None) -> Callable[[int], float]:
+                       lr_at: Callable[[int], float] | None = None,
+                       beta: float | None = None) -> Callable[[int], float]:
     """The function ``t -> d_t`` of a named schedule over a pruning phase of ``total_steps``.
 
     Parameters
     ----------
-    name : {"lats", "slats", "linear", "ista"}
+    name : {"lats", "slats", "pgh", "linear", "ista"}
         ``"ista"`` keeps lambda constant against the actual learning rates, normalised so that
-        ``d_T = D`` (``lambda = D / sum lr``); ``"lats"`` takes each pruning epoch's rate from
-        ``lr_at`` at the epoch's first step.
+        ``d_T = D`` (``lambda = D / sum lr``); ``"lats"`` weighs the pruning epochs by
+        :func:`lats_epoch_weights`, as the reference code (not by the actual learning rate).
     D : float
         Final threshold (>= 0).
     total_steps : int
         ``T``, steps of the pruning phase (a multiple of ``steps_per_epoch`` for ``"lats"``).
     steps_per_epoch : int
     lr_at : callable, optional
-        ``t -> learning rate`` of pruning step ``t``; required by ``"lats"`` and ``"ista"``.
+        ``t -> learning rate`` of pruning step ``t``; required by ``"ista"``.
+    beta : float, optional
+        PGH's growth base; required by ``"pgh"``.
     """
     if name not in SCHEDULES or name == "oneshot":
         valid = [s for s in SCHEDULES if s != "oneshot"]
@@ -146,15 +184,20 @@ def threshold_schedule(name: str, *, D: float, total_steps: int, steps_per_epoch
         return lambda t: slats_threshold(t, total_steps, D)
     if name == "linear":
         return lambda t: linear_threshold(t, total_steps, D)
-    if lr_at is None:
-        raise ValidationError(f"schedule {name!r} needs the learning rates (lr_at)")
+    if name == "pgh":
+        if beta is None:
+            raise ValidationError("schedule 'pgh' needs its growth base: pass --set beta=<beta > 0>")
+        pgh_threshold(0, total_steps, D, beta)  # checks beta now, not at the first step
+        return lambda t: pgh_threshold(t, total_steps, D, beta)
     if name == "lats":
         epochs, rest = divmod(total_steps, steps_per_epoch)
         if rest:
             raise ValidationError(f"LATS needs whole pruning epochs: {total_steps} steps is not a "
                                   f"multiple of {steps_per_epoch} steps per epoch")
-        epoch_lrs = [lr_at(n * steps_per_epoch) for n in range(epochs)]
-        return lambda t: lats_threshold(t, steps_per_epoch, epoch_lrs, D)
+        weights = lats_epoch_weights(epochs)
+        return lambda t: lats_threshold(t, steps_per_epoch, weights, D)
+    if lr_at is None:
+        raise ValidationError(f"schedule {name!r} needs the learning rates (lr_at)")
     lrs = [lr_at(s) for s in range(total_steps)]
     total = float(sum(lrs))
     if total <= 0:

@@ -10,10 +10,10 @@ Timeline of a run (``E = epochs``, ``E0 = dense_epochs``, ``S`` steps per epoch)
   fine-tunes with the mask fixed. A snapshot ``prune_eNN`` is written after every pruning
   epoch (its card holds the sparsity, threshold, step and epoch).
 
-The learning rate is the shared loop's (cosine over all ``E`` epochs by default). ``"lats"`` and
-``"ista"`` read it (constant L1 coefficient whatever the schedule); ``"slats"`` is the paper's
-closed form, exact when the cosine spans the pruning phase (``dense_epochs = 0`` and no warm-up)
-and an approximation otherwise.
+The learning rate is the shared loop's (cosine over all ``E`` epochs by default, updated every
+step). ``"ista"`` reads it (constant L1 coefficient whatever the learning rate); ``"lats"``,
+``"slats"`` and ``"pgh"`` are the reference code's closed forms for a cosine over the pruning
+phase (``--low-freq``, ``sinp``, ``sinppgh``), whatever the actual learning rate, as there.
 
 The weights saved as ``model.pt`` are the effective (pruned) weights of the plain zoo
 architecture (:func:`~.pruning.export_effective_state_dict`), so the run loads, scores and
@@ -44,15 +44,24 @@ class LATSConfig(TrainConfig):
 
     Parameters
     ----------
-    schedule : {"lats", "slats", "linear", "ista", "oneshot"}, default: "lats"
+    schedule : {"lats", "slats", "pgh", "linear", "ista", "oneshot"}, default: "lats"
         Threshold schedule of the pruning phase (see :mod:`workbench.methods.lats.schedules`).
+    beta : float or None, default: None
+        ``"pgh"`` only (required there): the growth base of its L1 coefficient (> 0).
     D : float or None, default: 0.05
         Final threshold (weight units). The final sparsity is an outcome of ``D``. ``None``
         (the paper preset) must be replaced with ``--set D=...`` before training.
     dense_epochs : int, default: 2
         Epochs of dense training before pruning starts (< ``epochs``; >= 1 for ``"oneshot"``).
     prune_first_last : bool, default: False
-        Also prune the first conv and the last linear layer (the reference code keeps them dense).
+        Also prune the first conv and the last linear layer. The reference code prunes every
+        layer (its configs leave ``--first-layer-dense`` / ``--last-layer-dense`` off): the paper
+        preset sets ``true``; the default keeps them dense, the small presets' choice.
+    init : {"zoo", "kaiming_fan_in"}, default: "zoo"
+        Initial weights of the pruned layers: the zoo architecture's own, or, as the reference
+        code's builder does for every conv (fc included), kaiming-normal with fan-in and the
+        ReLU gain, drawn from ``seed`` (the paper preset). One global threshold prunes every
+        layer, so the per-layer scale of the initial weights shapes where the sparsity falls.
     target_sparsity : float, default: 0.9
         ``"oneshot"`` only: fraction of the pruned layers' weights zeroed (global magnitude).
     snapshots : bool, default: True
@@ -60,13 +69,15 @@ class LATSConfig(TrainConfig):
     """
 
     schedule: str = "lats"
+    beta: float | None = None
     D: float | None = 0.05
     dense_epochs: int = 2
     prune_first_last: bool = False
+    init: str = "zoo"
     target_sparsity: float = 0.9
     snapshots: bool = True
 
-    CHOICES = {**TrainConfig.CHOICES, "schedule": SCHEDULES}
+    CHOICES = {**TrainConfig.CHOICES, "schedule": SCHEDULES, "init": ("zoo", "kaiming_fan_in")}
 
     def __post_init__(self):
         super().__post_init__()
@@ -78,6 +89,9 @@ class LATSConfig(TrainConfig):
                                   "magnitude pruning needs trained weights to rank")
         if self.D is not None and not self.D >= 0:
             raise ValidationError(f"config field 'D' (final threshold) must be >= 0, found {self.D}")
+        if self.schedule == "pgh" and not (self.beta is not None and self.beta > 0):
+            raise ValidationError(f"config field 'beta' is {self.beta}; schedule 'pgh' needs its growth base "
+                                  "beta > 0: pass --set beta=<beta>")
         if not 0 <= self.target_sparsity < 1:
             raise ValidationError(f"config field 'target_sparsity' must be in [0, 1), found {self.target_sparsity}")
 
@@ -106,7 +120,8 @@ class PruningCallback(Callback):
         if self.config.schedule != "oneshot":
             self._fn = threshold_schedule(
                 self.config.schedule, D=self.config.D, total_steps=state.total_steps - self._start,
-                steps_per_epoch=state.steps_per_epoch, lr_at=lambda t: state.lr_at(self._start + t))
+                steps_per_epoch=state.steps_per_epoch, lr_at=lambda t: state.lr_at(self._start + t),
+                beta=self.config.beta)
 
     def threshold_at(self, step: int) -> float:
         """``d`` after ``step`` optimiser steps of the whole run (0 during the dense phase)."""
@@ -173,9 +188,29 @@ class PruningCallback(Callback):
         self.masked = bool(state.get("masked", False))
 
 
+@torch.no_grad()
+def reference_init(module: torch.nn.Module, layers: list[str], seed: int) -> None:
+    """Kaiming-normal weights (fan-in, ReLU gain: std ``sqrt(2 / fan_in)``) for ``layers``, in order.
+
+    What the reference code's builder gives every conv of its networks (``init: kaiming_normal``,
+    ``mode: fan_in`` in its configs; its fc is a 1x1 conv). Drawn from a generator seeded by ``seed``.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    for name in layers:
+        weight = module.get_submodule(name).weight
+        fresh = torch.empty(weight.shape, dtype=weight.dtype)
+        torch.nn.init.kaiming_normal_(fresh, mode="fan_in", nonlinearity="relu", generator=generator)
+        weight.copy_(fresh)
+
+
 def prepare_network(network, config: LATSConfig) -> list[str]:
-    """Parametrise the prunable layers: soft threshold (d = 0), or an all-keep mask for oneshot."""
+    """Parametrise the prunable layers: soft threshold (d = 0), or an all-keep mask for oneshot.
+
+    With ``config.init == "kaiming_fan_in"`` their weights are first re-drawn as the reference's.
+    """
     layers = pruning.prunable_layers(network.module, prune_first_last=config.prune_first_last)
+    if config.init == "kaiming_fan_in":
+        reference_init(network.module, layers, config.seed)
     if config.schedule == "oneshot":
         for name in layers:
             sub = network.module.get_submodule(name)
@@ -203,7 +238,8 @@ def train(config: LATSConfig, run) -> TrainOutcome:
     evaluation = dict(result.evaluation) | {"sparsity": report.overall,
                                             "sparsity_pruned": report.pruned_overall}
     extra = {"pruning": {"schedule": config.schedule, "final_threshold": callback.threshold,
-                         "D": config.D, "dense_epochs": config.dense_epochs,
+                         "D": config.D, "beta": config.beta, "init": config.init,
+                         "dense_epochs": config.dense_epochs,
                          "target_sparsity": config.target_sparsity if config.schedule == "oneshot" else None,
                          "pruned_layers": layers},
              "sparsity": report.to_dict()}

@@ -9,12 +9,17 @@ quality ``None`` is the uncompressed version (that uint8 image, not encoded).
 
 Deterministic: the JPEG codec is, and any randomness is the base dataset's (torch's global RNG).
 With ``cache=True`` (only for a base split without augmentation) every item is encoded once.
+
+:class:`JointAugment` augments the decoded versions afterwards, as the reference code does
+(encode first, then reflect-pad, flip, crop; one draw for every version), and
+:class:`MetaPairs` pairs each stage-2 item with an independently drawn meta-test image.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from workbench.errors import ValidationError
 from workbench.methods.qsam.jpeg import decode, encode_jpeg
@@ -118,3 +123,70 @@ def encoded_files(base, quality: int | None, mean, std) -> list[bytes]:
         pixels = to_pixels(base[i][0], mean, std)
         files.append(encode_png(pixels) if quality is None else encode_jpeg(pixels, quality))
     return files
+
+
+def reflect_flip_crop(versions: torch.Tensor, pad: int, top: int, left: int, flip: bool) -> torch.Tensor:
+    """One draw of the reference's stage-1 augmentation, applied to every version alike.
+
+    ``versions`` (Q, 3, H, W) (already JPEG-decoded and normalised) are reflect-padded by
+    ``pad`` pixels, flipped horizontally if ``flip``, and cropped back to H x W at
+    (``top``, ``left``) of the padded image: the order of the reference code (LiMaPKU/QSAM:
+    encode, ``Pad(4, reflect)``, ``RandomHorizontalFlip``, ``RandomCrop(32)``). Reflection and
+    flips commute with the per-channel normalisation, so this equals augmenting the decoded
+    pixels and normalising afterwards.
+    """
+    h, w = versions.shape[-2:]
+    x = F.pad(versions, (pad, pad, pad, pad), mode="reflect") if pad else versions
+    if flip:
+        x = x.flip(-1)
+    return x[..., top:top + h, left:left + w]
+
+
+class JointAugment(torch.utils.data.Dataset):
+    """Items ``(reflect_flip_crop(versions, pad, ...), label)`` of a dataset of JPEG versions.
+
+    Each item draws from torch's global RNG, in this order, ``top`` and ``left`` (``randint``
+    in ``[0, 2 pad]``) and the flip (``rand < 0.5``); the draw is shared by the Q versions.
+    """
+
+    def __init__(self, versions, pad: int = 4):
+        self.versions, self.pad = versions, int(pad)
+        self.qualities = versions.qualities
+        self.targets = versions.targets
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def __getitem__(self, index):
+        items, label = self.versions[index]
+        top = int(torch.randint(0, 2 * self.pad + 1, size=()))
+        left = int(torch.randint(0, 2 * self.pad + 1, size=()))
+        flip = bool(torch.rand(1) < 0.5)
+        return reflect_flip_crop(items, self.pad, top, left, flip), label
+
+
+class MetaPairs(torch.utils.data.Dataset):
+    """Stage 2's items from two datasets of versions, as the reference's separate loaders draw them.
+
+    Item ``i`` is ``(cat(train_versions[i], test_versions[j]), tensor([label_i, label_j]))``
+    with ``j`` drawn uniformly from torch's global RNG: the meta-train and the meta-test image
+    of a step are independent draws from the training set (the reference code iterates one
+    shuffled loader per quality, its meta-train and meta-test loaders separately).
+    """
+
+    def __init__(self, train_versions, test_versions):
+        if len(train_versions) != len(test_versions):
+            raise ValidationError(f"MetaPairs: the two datasets differ in length ({len(train_versions)} "
+                                  f"and {len(test_versions)})")
+        self.train_versions, self.test_versions = train_versions, test_versions
+        self.qualities = tuple(train_versions.qualities) + tuple(test_versions.qualities)
+        self.targets = train_versions.targets
+
+    def __len__(self) -> int:
+        return len(self.train_versions)
+
+    def __getitem__(self, index):
+        other = int(torch.randint(0, len(self.test_versions), size=()))
+        first, label = self.train_versions[index]
+        second, other_label = self.test_versions[other]
+        return torch.cat([first, second]), torch.tensor([int(label), int(other_label)])

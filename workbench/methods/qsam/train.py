@@ -5,7 +5,9 @@ Timeline of a run (each phase is one call of :func:`workbench.training.fit` with
 weights in ``phases/<name>/model.pt``, so ``--resume`` skips the phases already done):
 
 1. ``qsam_stage1``: quantisation-aware training. Each training image is JPEG-encoded at the
-   base qualities (default 90, 60, 30, 10); the K versions are concatenated into one batch and
+   base qualities (default 90, 60, 30, 10), then, with ``augment``, the K decoded versions get one
+   shared reflect-pad (4 px), horizontal flip and crop, in the reference's order
+   (:class:`~workbench.methods.qsam.data.JointAugment`); the K versions are concatenated into one batch and
    chunk ``k`` goes through BN branch ``k`` of every QABN (shared convolutions). Loss
    ``sum_k QAC(QF_k) * CE_k`` (``qac_scale="raw"``, the paper's) or its version rescaled to a
    weighted mean (``"normalised"``: ``QAC`` divided by its mean over the base qualities, and the
@@ -13,10 +15,14 @@ weights in ``phases/<name>/model.pt``, so ``--resume`` skips the phases already 
    plain cross-entropy, which the short tiny preset needs).
 2. ``qsam_stage2``: the backbone (convolutions, BN branches and their running statistics, the
    classifier) is frozen; the mixer MLP is meta-learned in the MLDG style: at a random base
-   quality ``k`` (one draw per batch from torch's RNG) ``meta_train = QAC * CE`` with the
-   mixed network, ``L1 = mean |w - onehot_k|``; inner step ``theta' = theta - meta_step_size *
+   quality ``k`` (one draw per batch from torch's RNG) ``meta_train = N * QAC * CE`` with the
+   mixed network (``N`` the batch size: the reference's ``qac()`` sums over the batch),
+   ``L1 = mean |w - onehot_k|``; inner step ``theta' = theta - meta_step_size *
    grad(meta_train)`` (graph kept); at a random held-out quality ``j`` of ``meta_qualities``
-   ``meta_test = QAC * CE`` with ``theta'``; total ``meta_train + meta_test + L1``. Optimiser:
+   ``meta_test = N * QAC * CE`` with ``theta'`` on the same images (``meta_images="same"``) or on
+   independently drawn ones (``"separate"``, the reference's); total ``meta_train + meta_test +
+   L1``. Each epoch is evaluated at every quality of ``eval_qualities`` (``acc`` is their mean,
+   the reference's criterion for its best epoch). Optimiser:
    the shared loop's AdamW (lr ``meta_lr``, decoupled weight decay ``meta_weight_decay``; the
    paper uses Adam with L2 5e-4).
 3. With ``baselines=True``, as snapshots (each a scorable run directory):
@@ -50,7 +56,8 @@ import torch
 import torch.nn.functional as F
 
 from workbench.errors import ValidationError
-from workbench.methods.qsam.data import JpegVersions, SelectVersions, encoded_files, from_pixels
+from workbench.methods.qsam.data import (JointAugment, JpegVersions, MetaPairs, SelectVersions, encoded_files,
+                                        from_pixels)
 from workbench.methods.qsam.jpeg import decode, qac, quality_tables
 from workbench.training import TrainConfig, TrainOutcome, build_network
 from workbench.training.loop import limited
@@ -63,6 +70,8 @@ EVAL_QUALITIES = tuple(range(95, 5, -5))
 #: The baselines a run trains next to QSAM (snapshot names).
 BASELINES = ("qsam_noqac", "single_bn", "uncompressed")
 ACCURACY_FILE = "accuracy_by_quality.csv"
+#: First epoch (1-based) of the decay of stage 2's ``exponential`` schedule (the reference's ``exp_decay_at_epoch``).
+EXP_DECAY_START = 21
 WEIGHTS_FILE = "mixing_weights.csv"
 
 
@@ -86,7 +95,14 @@ class QSAMConfig(TrainConfig):
         Stage 2's epochs and batch size.
     meta_lr, meta_weight_decay, meta_step_size : float
         Stage 2's AdamW lr and weight decay, and the MLDG inner step size.
-    meta_scheduler : {"constant", "cosine"}
+    meta_scheduler : {"constant", "cosine", "exponential"}
+        Stage 2's schedule; ``exponential`` is the reference's ``adjust_lr_exp``: ``meta_lr`` up
+        to epoch 20, then ``meta_lr * 0.001 ** ((e - 20) / (meta_epochs - 21))`` at epoch ``e``
+        (1-based; ``meta_epochs = 150`` gives the reference's 129).
+    meta_images : {"same", "separate"}, default: "same"
+        Stage 2's meta-test image: ``same``, the meta-train image at a held-out quality;
+        ``separate``, an independent draw from the training set (the reference's separate
+        loaders; with ``augment`` each image also gets its own reflect-pad, flip and crop).
     baselines : bool, default: True
         Also train the baselines (``qsam_noqac``, ``single_bn``, ``uncompressed``).
     """
@@ -103,10 +119,13 @@ class QSAMConfig(TrainConfig):
     meta_weight_decay: float = 5e-4
     meta_step_size: float = 0.001
     meta_scheduler: str = "constant"
+    meta_images: str = "same"
     baselines: bool = True
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        **TrainConfig.CHOICES, "qac_scale": ("raw", "normalised"), "meta_scheduler": ("constant", "cosine")}
+        **TrainConfig.CHOICES, "qac_scale": ("raw", "normalised"),
+        "meta_scheduler": ("constant", "cosine", "exponential"),
+        "meta_images": ("same", "separate")}
 
     def __post_init__(self):
         super().__post_init__()
@@ -144,6 +163,16 @@ def chunk_weights(config: QSAMConfig, qualities, *, use_qac: bool | None = None)
     """Weights (K,) of the chunk losses of stage 1 (their sum is the loss)."""
     weights = torch.tensor([loss_weight(config, q, use_qac=use_qac) for q in qualities], dtype=torch.float32)
     return weights / len(qualities) if config.qac_scale == "normalised" else weights
+
+
+def meta_loss_weight(config: QSAMConfig, quality: int, batch: int, *, use_qac: bool) -> float:
+    """The factor of a stage-2 cross-entropy (a mean over ``batch`` images) at ``quality``.
+
+    ``qac_scale="raw"``: ``batch * QAC``, the reference's ``qac()`` of the batch's tables (it sums
+    ``1/Q`` over every image of the batch); ``"normalised"``: :func:`loss_weight`; 1 without QAC.
+    """
+    weight = loss_weight(config, quality, use_qac=use_qac)
+    return weight * batch if use_qac and config.qac_scale == "raw" else weight
 
 
 def table_tensor(qualities) -> torch.Tensor:
@@ -201,16 +230,22 @@ def stage1_eval(qualities, *, single: bool):
 
 
 def meta_step(config: QSAMConfig, *, use_qac: bool):
-    """``step_fn`` of stage 2 (MLDG on the mixer; the batch is (N, Kb + Km, 3, H, W))."""
+    """``step_fn`` of stage 2 (MLDG on the mixer).
+
+    The batch is (N, Kb + Km, 3, H, W): the base then the held-out versions; labels (N,) when
+    both come from the same image, (N, 2) (meta-train, meta-test label) for ``meta_images=
+    "separate"`` (:class:`~workbench.methods.qsam.data.MetaPairs`). Each cross-entropy is
+    weighted by :func:`meta_loss_weight`.
+    """
     from torch.func import functional_call
 
     base, held = tuple(config.base_qualities), tuple(config.meta_qualities)
     tables = table_tensor(base + held)
-    weights = [loss_weight(config, q, use_qac=use_qac) for q in base + held]
 
     def step(network, module, images, labels, config_):
         net = network.module
         n, kb = images.shape[0], len(base)
+        train_labels, test_labels = (labels[:, 0], labels[:, 1]) if labels.dim() == 2 else (labels, labels)
         k = int(torch.randint(len(base), (1,)))
         j = int(torch.randint(len(held), (1,)))
         params = dict(net.mixer.named_parameters())
@@ -218,19 +253,19 @@ def meta_step(config: QSAMConfig, *, use_qac: bool):
         t_test = tables[kb + j].to(images.device).expand(n, -1)
         w_train = functional_call(net.mixer, params, (t_train,))
         logits = net(images[:, k], weights=w_train).float()
-        meta_train = weights[k] * F.cross_entropy(logits, labels)
+        meta_train = meta_loss_weight(config, base[k], n, use_qac=use_qac) * F.cross_entropy(logits, train_labels)
         onehot = F.one_hot(torch.full((n,), k, device=images.device), len(base)).float()
         l1 = F.l1_loss(w_train, onehot)
         grads = torch.autograd.grad(meta_train, list(params.values()), create_graph=True)
         adapted = {name: p - config.meta_step_size * g for (name, p), g in zip(params.items(), grads)}
         w_test = functional_call(net.mixer, adapted, (t_test,))
         logits_test = net(images[:, kb + j], weights=w_test).float()
-        meta_test = weights[kb + j] * F.cross_entropy(logits_test, labels)
+        meta_test = meta_loss_weight(config, held[j], n, use_qac=use_qac) * F.cross_entropy(logits_test, test_labels)
         loss = meta_train + meta_test + l1
-        acc = (logits.argmax(1) == labels).float().mean()
+        acc = (logits.argmax(1) == train_labels).float().mean()
         return loss, {"loss": loss.detach(), "acc": acc.detach(), "meta_train": meta_train.detach(),
                       "meta_test": meta_test.detach(), "l1": l1.detach(),
-                      "meta_test_acc": (logits_test.argmax(1) == labels).float().mean().detach()}
+                      "meta_test_acc": (logits_test.argmax(1) == test_labels).float().mean().detach()}
 
     return step
 
@@ -270,11 +305,20 @@ def _build(config: QSAMConfig, data, branches: int):
                          num_classes=data.num_classes, branches=branches, **config.arch_kwargs)
 
 
+def _stage1_config(config: QSAMConfig) -> QSAMConfig:
+    """Stage 1 and the single-branch baselines: no best epoch (the reference keeps stage 2's only)."""
+    return dataclasses.replace(config, best_metric="")
+
+
 def _stage2_config(config: QSAMConfig) -> QSAMConfig:
+    schedule = {"scheduler": config.meta_scheduler}
+    if config.meta_scheduler == "exponential":   # one decay by gamma at each epoch from the 21st (1-based)
+        schedule = {"scheduler": "multistep", "milestones": tuple(range(EXP_DECAY_START - 1, config.meta_epochs)),
+                    "gamma": 0.001 ** (1.0 / max(1, config.meta_epochs - EXP_DECAY_START))}
     return dataclasses.replace(config, epochs=config.meta_epochs, batch_size=config.meta_batch_size,
                                optimizer="adamw", lr=config.meta_lr, momentum=0.9,
-                               weight_decay=config.meta_weight_decay, scheduler=config.meta_scheduler,
-                               warmup_epochs=0, label_smoothing=0.0)
+                               weight_decay=config.meta_weight_decay, warmup_epochs=0, label_smoothing=0.0,
+                               **schedule)
 
 
 def _train_qsam(run, config, data, phase_data, meta_data, *, use_qac: bool, prefix: str):
@@ -284,7 +328,7 @@ def _train_qsam(run, config, data, phase_data, meta_data, *, use_qac: bool, pref
     # wait for under torchrun (DDP expects one for every trainable parameter); unchanged in one
     # process, where the optimizer skips parameters without a gradient
     network.module.mixer.requires_grad_(False)
-    stage1 = run_phase(run, f"{prefix}_stage1", config, network, phase_data,
+    stage1 = run_phase(run, f"{prefix}_stage1", _stage1_config(config), network, phase_data,
                         step_fn=stage1_step(chunk_weights(config, base, use_qac=use_qac), single=False),
                         eval_fn=stage1_eval(base, single=False))
     network.module.mixer.requires_grad_(True)  # stage 2 trains the mixer alone
@@ -292,7 +336,7 @@ def _train_qsam(run, config, data, phase_data, meta_data, *, use_qac: bool, pref
         p.requires_grad_(False)
     stage2 = run_phase(run, f"{prefix}_stage2", _stage2_config(config), network, meta_data,
                         step_fn=meta_step(config, use_qac=use_qac),
-                        eval_fn=mixed_eval(base + tuple(config.meta_qualities)))
+                        eval_fn=mixed_eval(tuple(config.eval_qualities)))
     for p in network.module.parameters():
         p.requires_grad_(True)
     network.module.eval()
@@ -307,21 +351,26 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
     mean, std = data.preprocessing.mean, data.preprocessing.std
     base, held = tuple(config.base_qualities), tuple(config.meta_qualities)
 
-    # Every un-augmented image is encoded once at the base and held-out qualities and cached;
-    # stage 2 always reads these, stage 1 and the baselines too when ``augment`` is off.
+    # Every un-augmented image is encoded once at the base and held-out qualities and cached; with
+    # ``augment`` the reference's augmentation follows the encoding (JointAugment). Stage 2 is
+    # evaluated at the evaluation qualities (its mean is the reference's best-epoch criterion).
     train_all = JpegVersions(plain.train, base + held, mean, std, cache=True)
-    test_all = JpegVersions(plain.test, base + held, mean, std, cache=True)
-    meta_data = dataclasses.replace(data, train=train_all, test=test_all)
+    augmented = JointAugment if config.augment else (lambda versions: versions)
     first = range(len(base))
-    phase_data = dataclasses.replace(
-        data, test=SelectVersions(test_all, first),
-        train=JpegVersions(data.train, base, mean, std) if config.augment else SelectVersions(train_all, first))
-
-    def wrapped(qualities, *, train_augmented: bool):
-        return dataclasses.replace(
-            data, train=JpegVersions(data.train if train_augmented else plain.train, qualities, mean, std,
-                                     cache=not train_augmented),
-            test=JpegVersions(plain.test, qualities, mean, std, cache=True))
+    # with augment (GPU runs, DataLoader workers whose caches end with each epoch) stage 1 encodes
+    # only the base qualities; without, it shares stage 2's cache (one process)
+    stage1_versions = JpegVersions(plain.train, base, mean, std, cache=True) if config.augment else \
+        SelectVersions(train_all, first)
+    phase_data = dataclasses.replace(data, train=augmented(stage1_versions),
+                                     test=JpegVersions(plain.test, base, mean, std, cache=True))
+    meta_train = train_all if config.meta_images == "same" else MetaPairs(
+        augmented(SelectVersions(train_all, first)),
+        augmented(SelectVersions(train_all, range(len(base), len(base) + len(held)))))
+    meta_data = dataclasses.replace(data, train=meta_train, test=JpegVersions(
+        plain.test, tuple(config.eval_qualities), mean, std, cache=True))
+    uncompressed_data = dataclasses.replace(
+        data, train=augmented(JpegVersions(plain.train, (None,), mean, std, cache=True)),
+        test=JpegVersions(plain.test, (None,), mean, std, cache=True))
 
     networks, phases = {}, {}
     networks["qsam"], phases["qsam"] = _train_qsam(run, config, data, phase_data, meta_data,
@@ -330,13 +379,14 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
         networks["qsam_noqac"], phases["qsam_noqac"] = _train_qsam(run, config, data, phase_data, meta_data,
                                                                    use_qac=False, prefix="noqac")
         single = _build(config, data, 1)
-        phases["single_bn"] = run_phase(run, "single_bn", config, single, phase_data,
+        phases["single_bn"] = run_phase(run, "single_bn", _stage1_config(config), single, phase_data,
                                          step_fn=stage1_step(chunk_weights(config, base), single=True),
                                          eval_fn=stage1_eval(base, single=True))
         networks["single_bn"] = single
         uncompressed = _build(config, data, 1)
-        phases["uncompressed"] = run_phase(run, "uncompressed", config, uncompressed, wrapped(
-            (None,), train_augmented=config.augment), step_fn=stage1_step(torch.ones(1), single=True),
+        phases["uncompressed"] = run_phase(run, "uncompressed", _stage1_config(config), uncompressed,
+                                            uncompressed_data,
+                                            step_fn=stage1_step(torch.ones(1), single=True),
             eval_fn=stage1_eval((None,), single=True))
         networks["uncompressed"] = uncompressed
 
@@ -348,13 +398,16 @@ def train(config: QSAMConfig, run) -> TrainOutcome:
     run.write_text(ACCURACY_FILE, accuracy.to_csv(index=False))
     run.write_text(WEIGHTS_FILE, weights.to_csv(index=False))
     summaries = {name: _summary(accuracy, name) for name in networks}
+    for name in ("qsam", "qsam_noqac"):   # stage 2's best epoch (best_metric), labelled best_*
+        if name in phases:
+            summaries[name].update({k: v for k, v in phases[name]["stage2"].items() if k.startswith("best_")})
     for name, net in networks.items():
         if name != "qsam":
             run.write_snapshot(name, net, net.module.state_dict(), data, {
                 "evaluation": summaries[name], "phases": phases[name]}, role="baseline")
     qsam_eval = summaries["qsam"]
     step = adopt_phase_metrics(run, "qsam_stage1")
-    run.log(step, config.epochs, "test", {"qf_" + k[5:]: v for k, v in qsam_eval.items()})
+    run.log(step, config.epochs, "test", {"qf_" + k[5:]: v for k, v in qsam_eval.items() if k.startswith("test_")})
     run.flush_metrics()
     network = networks["qsam"]
     extra = {"qsam": {"base_qualities": list(base), "meta_qualities": list(held),

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.errors import ValidationError
+
 
 def random_resized_crops(images: torch.Tensor, size: int, scale: tuple[float, float],
                          ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
@@ -54,6 +56,30 @@ def random_resized_crops(images: torch.Tensor, size: int, scale: tuple[float, fl
     theta[:, 1, 2] = cy
     grid = F.affine_grid(theta.to(device, dtype), [n, images.shape[1], size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+#: How a small crop finds its positive key (:func:`small_crop_keys`).
+SMALL_PAIRINGS = ("transformation", "reference")
+
+
+def small_crop_keys(n: int, crops: int, m: int, pairing: str) -> torch.Tensor:
+    """Row of the key batch (N * M rows, image-major: row ``i M + t``) that each small crop pairs with.
+
+    The small crops are ordered ``(image i, crop c, transformation t)``: row ``(i S + c) M + t``
+    of N * S * M. ``"transformation"``: the key of the same image and transformation,
+    ``i M + t``. ``"reference"``: what the reference code computes (``q_small.view(b, -1, d)``
+    against the keys, ``targets_global.repeat_interleave(S)``): row ``r`` pairs with key row
+    ``r // S`` = ``i M + (c M + t) // S``, the same image but, for most crops, another
+    transformation's key and virtual label (50 % of the crops keep their own at M = 2, S = 4;
+    12.5 % at M = 12). Returns an int64 tensor (N * S * M,).
+    """
+    if pairing not in SMALL_PAIRINGS:
+        raise ValidationError(f"small-crop pairing {pairing!r} is unknown; expected one of {list(SMALL_PAIRINGS)}")
+    rows = torch.arange(n * crops * m)
+    if pairing == "reference":
+        return rows // crops
+    image, t = rows // (crops * m), rows % m
+    return image * m + t
 
 
 def sup_contrastive_loss(logits: torch.Tensor, positives: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -24,9 +24,14 @@ scores and classifies all classes like any run. Query and key views of the contr
 two random resized crops of ``global_size`` px (area in ``[global_scale_min,
 global_scale_max]``) and ``small_crops`` crops of ``small_size`` px, each with a random
 horizontal flip, made on the (already augmented) training batch; every view goes through the
-fantasy, and a small crop's positive key is the key of the same image and transformation.
-Deviations from the reference code: no colour jitter/grayscale on the crops, no constrained
-cropping, no incremental fine-tuning (its CIFAR-100 and miniImageNet results are without it).
+fantasy, and a small crop's positive key is the key of the same image and transformation
+(``small_pairing="transformation"``) or the reference code's (``"reference"``, the paper presets).
+CIFAR-100 is normalised with the reference's constants (:data:`REFERENCE_NORMALISATION`).
+Deviations from the reference code (README.md, "Reference and here", with their measured
+effects): no colour jitter/grayscale on the crops, no constrained cropping, no incremental
+fine-tuning (its CIFAR-100 and miniImageNet results are without it), the sessions run from the
+final base epoch (the reference: from the best one on the test set, recorded here with
+``best_metric``).
 Under torchrun the step's logits and projections come from one call through the DDP wrapper
 and every process queues the whole global batch's keys (in one-process order); each process
 draws its own crops.
@@ -46,8 +51,9 @@ import torch.nn.functional as F
 
 from workbench.errors import ValidationError
 from workbench.methods.savc import fscil
-from workbench.methods.savc.contrastive import MomentumQueue, random_resized_crops, sup_contrastive_loss
-from workbench.models.savc import FANTASIES, aggregate_logits, apply_fantasy, virtual_labels
+from workbench.methods.savc.contrastive import (SMALL_PAIRINGS, MomentumQueue, random_resized_crops,
+                                                small_crop_keys, sup_contrastive_loss)
+from workbench.models.savc import FANTASIES, aggregate_logits, apply_fantasy, load_backbone_weights, virtual_labels
 from workbench.training import Callback, RunDir, TrainConfig, TrainOutcome, build_network, fit
 from workbench.training.distributed import gather_in_rank_order
 
@@ -82,6 +88,14 @@ class SAVCConfig(TrainConfig):
         Side of the 2 global crops and of the ``small_crops`` small crops, in px.
     global_scale_min, global_scale_max, small_scale_min, small_scale_max : float
         Area fractions of the crops.
+    small_pairing : {"transformation", "reference"}, default: "transformation"
+        The positive key (and virtual label) of each small crop
+        (:func:`~workbench.methods.savc.contrastive.small_crop_keys`): the same image and
+        transformation's, or the reference code's index pairing (the paper presets).
+    backbone_weights : str or None
+        Pretrained weights loaded into a ``resnet18`` backbone before training: ``"imagenet"``
+        (torchvision's) or a state-dict file (:func:`workbench.models.savc.load_backbone_weights`);
+        the reference's CUB-200 recipe starts from ImageNet weights.
     alpha, beta : float
         Weights of the global and small-crop contrastive losses.
     scale : float
@@ -108,11 +122,14 @@ class SAVCConfig(TrainConfig):
     global_scale_max: float = 1.0
     small_scale_min: float = 0.2
     small_scale_max: float = 0.7
+    small_pairing: str = "transformation"
+    backbone_weights: str | None = None
     alpha: float = 0.2
     beta: float = 0.8
     scale: float = 16.0
 
-    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "fantasy": tuple(FANTASIES)}
+    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "fantasy": tuple(FANTASIES),
+               "small_pairing": SMALL_PAIRINGS}
 
     def __post_init__(self):
         super().__post_init__()
@@ -183,11 +200,8 @@ def make_step(config: SAVCConfig, variant: str, num_base: int, queue: MomentumQu
             loss = loss + config.alpha * loss_global
             logs["loss_global"] = loss_global.detach()
             if config.small_crops:
-                s = config.small_crops
-                qs = projections[1]
-                ks = k.reshape(n, 1, m, -1).expand(n, s, m, k.shape[-1]).reshape(-1, k.shape[-1])
-                ys = y.reshape(n, 1, m).expand(n, s, m).reshape(-1)
-                ls, ps = queue.logits(qs, ks, ys, config.moco_t)
+                rows = small_crop_keys(n, config.small_crops, m, config.small_pairing).to(k.device)
+                ls, ps = queue.logits(projections[1], k[rows], y[rows], config.moco_t)
                 loss_small = sup_contrastive_loss(ls, ps)
                 loss = loss + config.beta * loss_small
                 logs["loss_small"] = loss_small.detach()
@@ -199,11 +213,50 @@ def make_step(config: SAVCConfig, variant: str, num_base: int, queue: MomentumQu
     return step
 
 
+#: The reference's input normalisation where it differs from the registered dataset's own
+#: (zysong0113/SAVC, dataloader/cifar100/cifar.py: ``transforms.Normalize``); CUB-200 and
+#: miniImageNet use ImageNet's statistics in both.
+REFERENCE_NORMALISATION = {"cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))}
+
+
+class Renormalised(torch.utils.data.Dataset):
+    """Items of ``base`` (normalised with ``mean``/``std``) normalised with ``new_mean``/``new_std`` instead.
+
+    ``x' = (x * std + mean - new_mean) / new_std`` per channel, on every (3, H, W) image;
+    ``targets`` (and ``paths``, when the base has them) are the base's.
+    """
+
+    def __init__(self, base, mean, std, new_mean, new_std):
+        self.base = base
+        old_m, old_s = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+        new_m, new_s = torch.tensor(new_mean)[:, None, None], torch.tensor(new_std)[:, None, None]
+        self.scale, self.shift = old_s / new_s, (old_m - new_m) / new_s
+        self.targets = base.targets
+        if hasattr(base, "paths"):
+            self.paths = base.paths
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index):
+        image, label = self.base[index]
+        return image * self.scale + self.shift, label
+
+
 def load_data(config: SAVCConfig, *, augment: bool):
-    """The registered dataset of ``config`` (``cub200`` and ``mini_imagenet`` at their default 224 / 84 px views)."""
+    """The registered dataset of ``config`` (``cub200`` and ``mini_imagenet`` at their default 224 / 84 px views),
+    normalised as the reference normalises it (:data:`REFERENCE_NORMALISATION`)."""
     from workbench.data.training import load_training_data
 
-    return load_training_data(config.dataset, root=config.data_root, augment=augment)
+    data = load_training_data(config.dataset, root=config.data_root, augment=augment)
+    if config.dataset not in REFERENCE_NORMALISATION:
+        return data
+    mean, std = REFERENCE_NORMALISATION[config.dataset]
+    old = data.preprocessing
+    return dataclasses.replace(
+        data, train=Renormalised(data.train, old.mean, old.std, mean, std),
+        test=Renormalised(data.test, old.mean, old.std, mean, std),
+        preprocessing=dataclasses.replace(old, mean=mean, std=std))
 
 
 def resolve_split(config: SAVCConfig, data, run_path: Path | None = None) -> fscil.FSCILSplit:
@@ -219,9 +272,13 @@ def resolve_split(config: SAVCConfig, data, run_path: Path | None = None) -> fsc
 
 
 def build_variant_network(config: SAVCConfig, variant: str, num_classes: int):
-    return build_network(config.arch, seed=config.seed, num_classes=num_classes,
-                         fantasy=variant_fantasy(config, variant), moco_dim=config.moco_dim, scale=config.scale,
-                         **config.arch_kwargs)
+    """The variant's ``savc_net``, with ``backbone_weights`` loaded when set."""
+    network = build_network(config.arch, seed=config.seed, num_classes=num_classes,
+                            fantasy=variant_fantasy(config, variant), moco_dim=config.moco_dim, scale=config.scale,
+                            **config.arch_kwargs)
+    if config.backbone_weights:
+        load_backbone_weights(network.module, config.backbone_weights)
+    return network
 
 
 def train_variant(config: SAVCConfig, variant: str, run: RunDir, data, plain, split: fscil.FSCILSplit):
@@ -260,6 +317,9 @@ def _summary(sessions: list[dict], result) -> dict[str, float]:
     out["mean_session_acc"] = float(np.mean([r["acc_all"] for r in sessions]))
     if "test_acc" in result.evaluation:
         out["base_train_test_acc"] = result.evaluation["test_acc"]  # learnt classifier, before prototypes
+    if "best_test_acc" in result.evaluation:   # best_metric: the best base-session epoch, chosen on its test set
+        out["best_base_train_test_acc"] = result.evaluation["best_test_acc"]
+        out["best_epoch"] = result.evaluation["best_epoch"]
     return out
 
 

@@ -1,0 +1,105 @@
+"""``workbench train M --preset paper --smoke``: the generated files in each dataset's format, the smoke
+settings, and a smoke run of every paper preset (every fit 2 steps, the paper's architecture and input size)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from workbench.data.training import load_training_data
+from workbench.data.training.smoke import write_cifar, write_cub200, write_fscil_split, write_imagenet
+from workbench.errors import ValidationError
+from workbench.methods import get_method
+from workbench.training import TrainConfig, read_card, resolve_config, train
+from workbench.training.checkpoint import load_verified
+from workbench.training.smoke import SMOKE_BATCH, SMOKE_STEPS, smoke_values, write_smoke_data
+
+
+def test_generated_cifar_pickles_load_with_every_class(tmp_path):
+    c100 = load_training_data("cifar100", root=write_cifar(tmp_path, "cifar100", train_per_class=2), augment=False)
+    assert c100.num_classes == 100 and len(c100.train) == 200 and len(c100.test) == 100
+    assert np.bincount(c100.train.targets).tolist() == [2] * 100 and c100.test.targets == list(range(100))
+    c10 = load_training_data("cifar10", root=write_cifar(tmp_path, "cifar10", train_per_class=3), augment=False)
+    assert c10.num_classes == 10 and np.bincount(c10.train.targets).tolist() == [3] * 10
+    assert c10.train[0][0].shape == (3, 32, 32)
+    with pytest.raises(ValidationError, match="name is 'cifar5'; expected 'cifar10' or 'cifar100'"):
+        write_cifar(tmp_path, "cifar5")
+
+
+def test_generated_imagenet_tree_and_cub_files_load_at_224_px(tmp_path):
+    imagenet = load_training_data("imagenet", root=write_imagenet(tmp_path, classes=3), augment=False)
+    assert imagenet.classes == ("n00000000", "n00000001", "n00000002") and len(imagenet.test) == 3
+    assert imagenet.train[0][0].shape == (3, 224, 224)
+    cub = load_training_data("cub200", root=write_cub200(tmp_path, classes=20, test_every=10), augment=False)
+    assert cub.num_classes == 20 and len(cub.train) == 20 and cub.test.targets == [0, 10]
+    assert cub.train[0][0].shape == (3, 224, 224) and Path(cub.train.paths[3]).parent.name == "004.Class_004"
+
+
+def test_generated_fscil_split_has_the_reference_session_layout(tmp_path):
+    from workbench.methods.savc.fscil import read_split
+
+    cifar = load_training_data("cifar100", root=write_cifar(tmp_path, "cifar100", train_per_class=2), augment=False)
+    split = read_split(write_fscil_split(tmp_path / "c", "cifar100", cifar.train.targets), cifar.train.targets)
+    assert split.num_sessions == 9 and split.num_base == 60 and len(split.sessions[0]) == 120
+    assert [len(c) for c in split.classes[1:]] == [5] * 8 and split.order == tuple(range(100))
+    cub = load_training_data("cub200", root=write_cub200(tmp_path), augment=False)
+    folder = write_fscil_split(tmp_path / "u", "cub200", cub.train.targets, cub.train.paths)
+    assert (folder / "session_2.txt").read_text().splitlines()[0] == "CUB_200_2011/images/101.Class_101/Class_101_201.jpg"
+    split = read_split(folder, cub.train.targets, cub.train.paths)
+    assert split.num_sessions == 11 and split.num_base == 100 and [len(c) for c in split.classes[1:]] == [10] * 10
+
+
+def test_smoke_values_change_how_long_and_where_not_what():
+    lats = get_method("lats").config_cls
+    preset = {"arch": "resnet50", "batch_size": 256, "D": None, "device": "cuda", "num_workers": 16, "epochs": 100}
+    values = smoke_values(lats, preset)
+    assert values["arch"] == "resnet50" and values["epochs"] == 100
+    assert (values["batch_size"], values["device"], values["num_workers"], values["max_steps"]) == (2, "cpu", 0, 2)
+    assert values["D"] == lats().D  # left unset by the preset: the class default
+    qsam = smoke_values(get_method("qsam").config_cls, {"meta_batch_size": 128})
+    assert qsam["meta_batch_size"] == qsam["batch_size"] == SMOKE_BATCH
+    with pytest.raises(ValidationError, match=r"no generator of the dataset 'digits32' .*'cifar10', 'cifar100', "
+                                              r"'cub200', 'imagenet'"):
+        write_smoke_data(TrainConfig(), "unused")
+
+
+def test_set_overrides_win_over_the_smoke_settings(tmp_path):
+    config = resolve_config(get_method("supervised"), "paper", ["batch_size=4"], smoke_data=tmp_path)
+    assert config.batch_size == 4 and config.max_steps == SMOKE_STEPS and config.device == "cpu"
+    assert config.data_root == str(tmp_path / "cifar10") and (tmp_path / "cifar10" / "cifar-10-batches-py").is_dir()
+
+
+#: The CUB-200 recipe of SAVC (its paper preset's comment): ResNet-18 at 224 px.
+SAVC_CUB = ["dataset=cub200", "arch_kwargs={backbone: resnet18}", "lr=0.002", "moco_dim=128", "moco_m=0.999",
+            "global_size=224", "small_size=96"]
+
+# (method, --set, expected architecture, input size, classes, fits); baselines off for the multi-network
+# methods to keep the suite short (their baselines are other fits of the same phases)
+SMOKE_CASES = {
+    "lats-resnet50": ("lats", [], "resnet50", 224, 1000, 1),
+    "lats-sew_resnet18": ("lats", ["arch=sew_resnet18"], "sew_resnet18", 224, 1000, 1),
+    "dst": ("dst", [], "fsnn18", 224, 1000, 1),
+    "qsam": ("qsam", ["baselines=false"], "qsam_resnet18", 32, 10, 2),
+    "savc-cifar100": ("savc", ["baselines=false"], "savc_net", 32, 100, 1),
+    "savc-cub200": ("savc", [*SAVC_CUB, "baselines=false"], "savc_net", 224, 200, 1),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(SMOKE_CASES))
+def test_paper_preset_smoke_runs_every_fit_for_two_steps(tmp_path, case):
+    method, overrides, arch, size, classes, fits = SMOKE_CASES[case]
+    with torch.random.fork_rng(devices=[]):
+        out = train(method, out=tmp_path / "run", preset="paper", overrides=overrides, smoke=True)
+    card = read_card(out)
+    assert card["smoke"] is True and card["architecture"] == arch
+    assert card["preprocessing"]["input_size"] == size and card["architecture_kwargs"]["num_classes"] == classes
+    checkpoints = sorted(out.rglob("checkpoints/last.pt"))
+    assert len(checkpoints) == fits and all(load_verified(p)["step"] == SMOKE_STEPS for p in checkpoints)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (config["device"], config["max_steps"], config["batch_size"]) == ("cpu", SMOKE_STEPS, SMOKE_BATCH)
+    assert not Path(config["data_root"]).exists()  # the generated data went with the run's end
