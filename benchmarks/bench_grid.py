@@ -32,8 +32,20 @@ Usage::
     python benchmarks/bench_grid.py --device cuda --images 640
     python benchmarks/bench_grid.py --models resnet18 sew_resnet8 --skip-scoring-sizes 3200
 
-Results of 2026-12-07 on this project's CPU machine (2 cores shared with other jobs;
-``python benchmarks/bench_grid.py``): see the lead's README section for the quoted figure.
+Results of 2026-12-07 on this project's development machine, CPU only (2 cores, shared with
+other jobs: load average 16-20 during the run, so the rates are several times below an idle
+machine's; ``python benchmarks/bench_grid.py``)::
+
+    resnet18       128 images of cowley2023_v4: forward 2.2 img/s, extraction 2.0 img/s,
+                   unit (extraction + scoring vs V4) 67.0 s; forward 8.1 GFLOP/s
+    sew_resnet18   128 images: forward 0.6 img/s, extraction 0.7 img/s, unit 182.3 s;
+                   forward 8.6 GFLOP/s
+    Gram product: 71.0 GFLOP/s (float32)
+    scoring one layer x one region: 0.18 s at 118 stimuli, 8.45 s at 2100, 24.66 s at 3200
+    projected huang2023 grid on cpu: 330.1 h (243 units)
+      forward 269.9 h, statistics 33.0 h, scoring 27.2 h; SNNs 90.9 h, CNNs 135.0 h, ViTs 104.2 h
+
+No GPU was available to this session: run it with ``--device cuda`` on one and quote that.
 """
 
 from __future__ import annotations
@@ -67,7 +79,7 @@ def model_costs(name: str) -> tuple[float, int, int]:
     from workbench.models.study_layers import study_input_size
 
     arch = light_architecture(name)
-    module = arch.module.eval()
+    module = arch.module.eval().requires_grad_(False)
     device = next(module.parameters()).device
     size = study_input_size(name)
     steps = int(arch.time_steps)
@@ -212,6 +224,10 @@ def main() -> None:
     metrics = study.run_metrics()
     protocol = Protocol().replace(**study.run_protocol())
     dataset = workbench.data.load("cowley2023_v4")
+    start = time.perf_counter()
+    costs = {name: model_costs(name) for name in study.models}
+    print(f"FLOPs and layer sizes of the {len(costs)} models counted on the meta device in "
+          f"{time.perf_counter() - start:.0f} s")
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else os.cpu_count()} "
           f"{'GPU' if device.type == 'cuda' else 'CPU cores'}); torch threads {torch.get_num_threads()}")
     print(f"study huang2023: {len(study.models)} models x {len(STUDY_DATASETS)} datasets; metrics "
@@ -241,10 +257,6 @@ def main() -> None:
             how = "measured"
         score_per_dataset[dataset_name] = seconds
         print(f"scoring one layer x one region at {n} stimuli ({dataset_name}): {seconds:.2f} s ({how})")
-    start = time.perf_counter()
-    costs = {name: model_costs(name) for name in study.models}
-    print(f"FLOPs and layer sizes of the {len(costs)} models counted on the meta device in "
-          f"{time.perf_counter() - start:.0f} s")
     total, parts = project(study, rates, score_per_dataset, costs)
     print(f"projected huang2023 grid on {device}: {total / 3600:.1f} h "
           f"({len(study.models) * len(STUDY_DATASETS)} units; not counting downloads and "

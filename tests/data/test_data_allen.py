@@ -349,7 +349,7 @@ def test_fetch_says_what_it_would_download_offline(data_cache, tmp_path, monkeyp
     assert f"about {32 * 146.5 / 58:.0f} GB" in out and "1.7-3.3 GB each" in out
     assert f"118 natural-scene images: {118 * 918 * 1174 / 1e6:.0f} MB" in out
     assert "WORKBENCH_ALLEN_CACHE=DIR" in out and "-o cache_folder=DIR" in out
-    assert f"-o session_ids=[715093703,719161530]" in out
+    assert "-o session_ids=[715093703,719161530]" in out
     assert "No allensdk cache in" in out and "allensdk 2.16.2 is installed" in out
 
     existing = tmp_path / "allensdk_cache"

@@ -100,3 +100,25 @@ def test_depth_caption_names_the_depth_definition(depth):
     caption = af.appendix_caption(f"depth_species_{depth}")
     assert ("the study's depth of the layer in its network" in caption) == (depth == "study")
     assert af.appendix_caption("layer_curves_rsa") is None
+
+
+def test_report_section_lists_figures_not_drawn_and_compares_with_the_paper():
+    from workbench.reports.study import appendix_section
+
+    scores = synthetic_run()
+    items = appendix_section(scores, paper_scores=paper_table(scores))
+    text = "\n".join(i for i in items if isinstance(i, str))
+    assert "- `branches_mouse`: the run has no mouse region" in text
+    assert "mean relative gain" in text and "sign test p = " in text
+    assert "random weights (all networks; seed=0): untrained networks: the paper's networks are trained" in text
+    assert "The run lacks 1 of the paper's models: `alexnet`." in text
+    summary = next(i for i in items if isinstance(i, pd.DataFrame) and "mean_abs_difference" in i.columns)
+    assert summary["mean_abs_difference"].tolist() == pytest.approx([0.05, 0.05])
+
+
+def test_report_header_states_the_additions_to_the_papers_protocol():
+    from workbench.reports.study import report_header
+
+    header = report_header(["resnet18"], ["cowley2023_v4"])
+    assert "**Additions to the paper's protocol:** CKA (a fourth metric), the stimulus-permutation null" in header
+    assert "noise ceilings" in header and "--paper-metrics" in header

@@ -39,6 +39,29 @@ def test_generated_imagenet_tree_and_cub_files_load_at_224_px(tmp_path):
     assert cub.train[0][0].shape == (3, 224, 224) and Path(cub.train.paths[3]).parent.name == "004.Class_004"
 
 
+def test_generated_gta5_and_cityscapes_folders_load_as_mada_domains(tmp_path):
+    config = resolve_config(get_method("mada"), "paper", smoke_data=tmp_path)
+    assert (config.source_root, config.target_root) == (str(tmp_path / "gta5"), str(tmp_path / "cityscapes"))
+    from workbench.methods.mada.data import load_domains
+
+    domains = load_domains(config)
+    assert (len(domains.train), len(domains.test), domains.num_classes) == (4, 2, 19)
+    image, label = domains.train[0]
+    assert image.shape == (3, 512, 1024) and label.shape == (512, 1024)  # the paper's resolution
+    assert set(label.unique().tolist()) <= set(range(19)) | {255} and 255 in label.unique().tolist()
+
+
+def test_generated_detection_files_load_as_unidet_sources_with_every_class(tmp_path):
+    from workbench.methods.unidet.train import build_sources, build_space
+
+    config = resolve_config(get_method("unidet"), "paper", smoke_data=tmp_path)
+    assert config.limit_test == 0 and Path(config.label_map).is_file()
+    train_sources, test_sources = build_sources(config)
+    assert [(s.name, len(s.labels), len(s), len(t)) for s, t in zip(train_sources, test_sources)] == [
+        ("coco", 80, 2, 1), ("openimages", 601, 2, 1), ("vistas", 37, 2, 1)]
+    assert build_space(config, train_sources).num_classes == 80 + 601 + 37
+
+
 def test_generated_fscil_split_has_the_reference_session_layout(tmp_path):
     from workbench.methods.savc.fscil import read_split
 
@@ -48,7 +71,8 @@ def test_generated_fscil_split_has_the_reference_session_layout(tmp_path):
     assert [len(c) for c in split.classes[1:]] == [5] * 8 and split.order == tuple(range(100))
     cub = load_training_data("cub200", root=write_cub200(tmp_path), augment=False)
     folder = write_fscil_split(tmp_path / "u", "cub200", cub.train.targets, cub.train.paths)
-    assert (folder / "session_2.txt").read_text().splitlines()[0] == "CUB_200_2011/images/101.Class_101/Class_101_201.jpg"
+    first = (folder / "session_2.txt").read_text().splitlines()[0]
+    assert first == "CUB_200_2011/images/101.Class_101/Class_101_201.jpg"
     split = read_split(folder, cub.train.targets, cub.train.paths)
     assert split.num_sessions == 11 and split.num_base == 100 and [len(c) for c in split.classes[1:]] == [10] * 10
 
@@ -60,10 +84,13 @@ def test_smoke_values_change_how_long_and_where_not_what():
     assert values["arch"] == "resnet50" and values["epochs"] == 100
     assert (values["batch_size"], values["device"], values["num_workers"], values["max_steps"]) == (2, "cpu", 0, 2)
     assert values["D"] == lats().D  # left unset by the preset: the class default
+    part = smoke_values(get_method("part").config_cls,
+                        {"arch_kwargs": {"backbone": "resnet50", "pretrained_backbone": True}})
+    assert part["arch_kwargs"] == {"backbone": "resnet50", "pretrained_backbone": False}  # nothing downloaded
     qsam = smoke_values(get_method("qsam").config_cls, {"meta_batch_size": 128})
     assert qsam["meta_batch_size"] == qsam["batch_size"] == SMOKE_BATCH
     with pytest.raises(ValidationError, match=r"no generator of the dataset 'digits32' .*'cifar10', 'cifar100', "
-                                              r"'cub200', 'imagenet'"):
+                                              r"'coco\+openimages\+vistas', 'cub200', 'gta5_cityscapes', 'imagenet'"):
         write_smoke_data(TrainConfig(), "unused")
 
 
@@ -86,6 +113,8 @@ SMOKE_CASES = {
     "qsam": ("qsam", ["baselines=false"], "qsam_resnet18", 32, 10, 2),
     "savc-cifar100": ("savc", ["baselines=false"], "savc_net", 32, 100, 1),
     "savc-cub200": ("savc", [*SAVC_CUB, "baselines=false"], "savc_net", 224, 200, 1),
+    "part": ("part", ["baseline=false"], "part_net", 448, 200, 1),
+    "unidet": ("unidet", ["baselines=false"], "unidet_backbone", 512, None, 1),  # a backbone: no class head
 }
 
 
@@ -97,9 +126,23 @@ def test_paper_preset_smoke_runs_every_fit_for_two_steps(tmp_path, case):
         out = train(method, out=tmp_path / "run", preset="paper", overrides=overrides, smoke=True)
     card = read_card(out)
     assert card["smoke"] is True and card["architecture"] == arch
-    assert card["preprocessing"]["input_size"] == size and card["architecture_kwargs"]["num_classes"] == classes
+    assert card["preprocessing"]["input_size"] == size
+    assert classes is None or card["architecture_kwargs"]["num_classes"] == classes
     checkpoints = sorted(out.rglob("checkpoints/last.pt"))
     assert len(checkpoints) == fits and all(load_verified(p)["step"] == SMOKE_STEPS for p in checkpoints)
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert (config["device"], config["max_steps"], config["batch_size"]) == ("cpu", SMOKE_STEPS, SMOKE_BATCH)
-    assert not Path(config["data_root"]).exists()  # the generated data went with the run's end
+    generated = config["data_root"] or config["label_map"]
+    assert generated and not Path(generated).exists()  # the generated data went with the run's end
+
+
+@pytest.mark.slow
+def test_cli_smoke_flag_trains_the_paper_preset_on_generated_cifar(tmp_path):
+    from tests.training.conftest import workbench_cli
+
+    result = workbench_cli("train", "supervised", "--preset", "paper", "--smoke", "--out", str(tmp_path / "run"))
+    assert "trained supervised (resnet18) into" in result.stdout
+    card = read_card(tmp_path / "run")
+    assert card["smoke"] is True and card["data"]["name"] == "cifar10"
+    assert card["architecture_kwargs"] == {"num_classes": 10}
+    assert load_verified(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == SMOKE_STEPS

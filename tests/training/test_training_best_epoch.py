@@ -83,8 +83,12 @@ def test_card_labels_say_which_value_is_the_final_and_which_the_best_epoch():
 def test_a_run_card_carries_the_labels(micro_run):
     from workbench.training import read_card
 
+    from workbench.reports.training_report import evaluation_summary
+
     card = read_card(micro_run)
     assert card["evaluation_labels"] == {k: FINAL_LABEL for k in card["evaluation"]} and card["smoke"] is False
+    summary = evaluation_summary(micro_run)
+    assert summary["value"].to_dict() == card["evaluation"] and set(summary["epoch"]) == {FINAL_LABEL}
 
 
 def test_max_steps_stops_training_mid_epoch_and_evaluates_there(tmp_path):
@@ -107,3 +111,20 @@ def test_max_steps_stops_training_mid_epoch_and_evaluates_there(tmp_path):
     assert factor(4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 9)))
     checkpoint = load_verified(run.checkpoint_file)
     assert (checkpoint["step"], checkpoint["epoch"]) == (4, 2)
+
+
+def test_a_best_metric_run_reports_both_epochs_in_its_card_and_summary(tmp_path):
+    from tests.training.conftest import MICRO
+    from workbench.reports.training_report import evaluation_summary
+    from workbench.training import read_card, read_metrics, train
+
+    with torch.random.fork_rng(devices=[]):
+        out = train("supervised", out=tmp_path / "run", preset="tiny", overrides=[*MICRO, "best_metric=acc"])
+    card = read_card(out)
+    metrics = read_metrics(out)
+    accs = metrics[(metrics.split == "test") & (metrics.metric == "acc")].value.tolist()
+    assert card["evaluation"]["test_acc"] == accs[-1] and card["evaluation"]["best_test_acc"] == max(accs)
+    assert card["evaluation"]["best_epoch"] == accs.index(max(accs)) + 1
+    assert card["evaluation_labels"]["best_test_acc"] == BEST_LABEL
+    assert card["evaluation_labels"]["test_acc"] == FINAL_LABEL
+    assert evaluation_summary(out).loc["best_test_loss", "epoch"] == BEST_LABEL

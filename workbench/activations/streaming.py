@@ -385,16 +385,16 @@ def extract_stats(model, stimuli, layers=None, *, batch_size: int = 32,
     on_device = settings.device.type == "cuda" if device_stats is None else bool(device_stats)
     _run_pass(model, stimuli, settings, todo, steps, store, keys, metas, results, save_activations=save_activations,
               memory_bytes=memory_bytes, block_bytes=block_bytes, resume=resume and not on_device,
-              device_budget=device_budget(settings.device, device_bytes) if on_device else False)
+              device_limit=device_budget(settings.device, device_bytes) if on_device else False)
     return _arrange(results, settings, steps)
 
 
 def _run_pass(model, stimuli, settings, todo: list, steps: list, store: StatsCache | None, keys: dict, metas: dict,
               results: dict, *, save_activations, memory_bytes: int, block_bytes: int, resume: bool,
-              device_budget: int | None | bool = False) -> None:
+              device_limit: int | None | bool = False) -> None:
     """One forward pass over ``todo``'s layers: their statistics into ``results`` (and the cache),
     through a spill folder that is kept, on an interruption, to resume from (see ``resume``).
-    ``device_budget``: False for host statistics, else the device bytes of
+    ``device_limit``: False for host statistics, else the device bytes of
     :func:`_stream`'s device statistics (None: no limit)."""
     spill_root = Path(tempfile.gettempdir()) if store is None else store.root / "spill"
     spill_root.mkdir(parents=True, exist_ok=True)
@@ -416,7 +416,7 @@ def _run_pass(model, stimuli, settings, todo: list, steps: list, store: StatsCac
         try:
             _stream(model, stimuli, settings, todo, steps, spill_dir, save_activations,
                     memory_bytes, block_bytes, run_key=run_key, results=results, keep=keep,
-                    device_budget=device_budget)
+                    device_limit=device_limit)
         except BaseException as exc:
             # an error would recur: drop the spill; an interruption (Ctrl-C) keeps it to resume
             if isinstance(exc, Exception) or run_key is None:
@@ -600,11 +600,11 @@ def _host(values) -> np.ndarray:
 
 def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations,
             memory_bytes, block_bytes, *, run_key: str | None, results: dict, keep,
-            device_budget: int | None | bool = False) -> None:
+            device_limit: int | None | bool = False) -> None:
     """One forward pass over ``layers``; ``keep((layer, step), GramStats)`` for each new result.
 
     With ``run_key``, the spill is checkpointed in ``spill_dir`` after every batch and an
-    earlier checkpoint of the same run is continued. Unless ``device_budget`` is False, the
+    earlier checkpoint of the same run is continued. Unless ``device_limit`` is False, the
     layers that fit it (None: all) accumulate on the device (:class:`DeviceGram`).
     """
     n = check_stimuli(stimuli)
@@ -646,7 +646,7 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
     # the next batch: file writes and copies release the GIL, as does torch
     writer = _Background(store)
     batches = (forward_batches(model, stimuli, pass_settings, first, per_step=both,
-                               on_device=device_budget is not False) if first < n else iter(()))
+                               on_device=device_limit is not False) if first < n else iter(()))
     try:
         for start, outputs, *step_outputs in batches:
             if not spills:
@@ -654,8 +654,8 @@ def _stream(model, stimuli, settings, layers, steps, spill_dir, save_activations
                 spills = _new_spills(model, layers, steps, shapes, n, spill_dir, memory_bytes,
                                      block_bytes, persistent=run_key is not None,
                                      time_steps=settings.time_steps)
-                if device_budget is not False:
-                    spills = _on_device(model, spills, shapes, n, settings.device, device_budget)
+                if device_limit is not False:
+                    spills = _on_device(model, spills, shapes, n, settings.device, device_limit)
                 live = list(spills)
                 if save_activations is not None:
                     writers = _activation_writers(model, stimuli, layers, shapes, save_activations,

@@ -35,7 +35,7 @@ import scipy.stats
 import xarray as xr
 
 from workbench.analysis.statistics import (
-    _mean_over_applicable,
+    mean_over_applicable,
     best_layer,
     dataset_scores,
     paired_comparison,
@@ -414,7 +414,7 @@ def species_scores(scores: xr.Dataset, species: str) -> pd.DataFrame:
     """Columns model, family, metric, score: the mean over ``species``' applicable regions of
     each model's best-layer scores (NaN where a model lacks one or the species has no region)."""
     regions = scores[REGION].values[scores[SPECIES].values == species]
-    per = _mean_over_applicable(best_layer(scores)["score"], scores["applicable"], regions)
+    per = mean_over_applicable(best_layer(scores)["score"], scores["applicable"], regions)
     frame = per.rename("score").drop_vars([c for c in per.coords if c not in per.dims]).to_dataframe()
     frame = frame.reset_index()
     families = dict(zip(scores[MODEL].values.tolist(), scores["family"].values.tolist()))

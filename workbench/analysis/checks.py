@@ -7,10 +7,9 @@ metric names, protocol fields and values, weights (per model: each checkpoint re
 on torch's ``meta`` device), layers, device, the output directory, and (on request) what the
 study reads: published weights found or downloaded, and each dataset loaded as the sweep loads
 it, so that its files are present and verified and its images there (what ``workbench data
-info`` checks). Each
-problem is one :class:`~workbench.errors.ValidationError`, :class:`~workbench.errors.DataError`
-or :class:`~workbench.errors.WeightsUnavailableError` whose message names the argument, what
-was found and what was expected.
+info`` checks). Each problem is one :class:`~workbench.errors.ValidationError`,
+:class:`~workbench.errors.DataError` or :class:`~workbench.errors.WeightsUnavailableError`
+whose message names the argument, what was found and what was expected.
 """
 
 from __future__ import annotations

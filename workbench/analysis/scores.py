@@ -493,8 +493,9 @@ def cell_messages(frame: pd.DataFrame, scores: xr.Dataset) -> pd.DataFrame:
     ``error``: the cell's ``cell_error``; for a cell of a unit that raised (or of a model with
     no layer), the model's ``error``. ``warning``: the cell's ``cell_warning``, and its
     zero-variance stimuli (left unscored by the protocol's choice, which is no error, or scored
-    without them). Scores written before per-cell messages keep the model's ``error`` on its
-    unscored rows and its ``warning`` on its scored rows.
+    without them). Not-applicable cells carry neither (except a model's with no layer).
+    Scores written before per-cell messages keep the model's ``error`` on its unscored rows and
+    its ``warning`` on its scored rows.
     """
     unscored = frame["score"].isna() & frame["applicable"].astype(bool)
     no_layer = frame["layer_name"] == ""
@@ -516,6 +517,9 @@ def cell_messages(frame: pd.DataFrame, scores: xr.Dataset) -> pd.DataFrame:
     zero = [zero_variance_reason(n, policy, scored=not u) if n > 0 else ""
             for n, u in zip(frame["n_zero_variance"].fillna(0), unscored)]
     frame["warning"] = ["; ".join(filter(None, pair)) for pair in zip(frame["cell_warning"], zero)]
+    applicable = frame["applicable"].astype(bool)  # a layer-wide message concerns its applicable cells
+    frame["error"] = frame["error"].where(applicable | no_layer, "")
+    frame["warning"] = frame["warning"].where(applicable, "")
     return frame.drop(columns=list(CELL_MESSAGE_VARS))
 
 

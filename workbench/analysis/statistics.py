@@ -78,7 +78,7 @@ def best_layer(scores: xr.Dataset, *, var: str = "score") -> xr.Dataset:
     return xr.Dataset(out, coords=coords)
 
 
-def _mean_over_applicable(best: xr.DataArray, applicable: xr.DataArray, regions) -> xr.DataArray:
+def mean_over_applicable(best: xr.DataArray, applicable: xr.DataArray, regions) -> xr.DataArray:
     """Mean over ``regions`` where applicable; NaN if any applicable region is NaN or none is."""
     best = best.sel({REGION: regions})
     applicable = applicable.sel({REGION: regions})
@@ -94,7 +94,7 @@ def model_scores(scores: xr.Dataset) -> xr.DataArray:
     missing) gets NaN, never a mean over fewer regions.
     """
     best = best_layer(scores)["score"]
-    out = _mean_over_applicable(best, scores["applicable"], scores[REGION].values)
+    out = mean_over_applicable(best, scores["applicable"], scores[REGION].values)
     return out.rename("model_score")
 
 
@@ -103,7 +103,7 @@ def dataset_scores(scores: xr.Dataset) -> xr.DataArray:
     best = best_layer(scores)["score"]
     datasets = list(dict.fromkeys(scores[DATASET].values.tolist()))
     parts = [
-        _mean_over_applicable(best, scores["applicable"], scores[REGION].values[scores[DATASET].values == d])
+        mean_over_applicable(best, scores["applicable"], scores[REGION].values[scores[DATASET].values == d])
         for d in datasets
     ]
     return xr.concat(parts, dim=xr.DataArray(datasets, dims=DATASET, name=DATASET)).transpose(

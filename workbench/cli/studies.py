@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.study import _add_protocol_argument, add_execution_arguments, finish, parse_protocol
+from workbench.cli.study import add_protocol_argument, add_execution_arguments, finish, parse_protocol
 
 
 def register(subparsers) -> None:
@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     run.add_argument("--weights", nargs="+", default=None, metavar="WEIGHTS",
                      help='as for `workbench score`: "random", "imagenet", a checkpoint, or MODEL=WEIGHTS '
                           "items (default: the study's weights)")
-    _add_protocol_argument(run)
+    add_protocol_argument(run)
     add_execution_arguments(run)
     run.set_defaults(func=_run)
     listing = commands.add_parser("list", help="the study presets: name, models, datasets, title")
@@ -67,7 +67,7 @@ def _run_arguments(args: argparse.Namespace) -> tuple[dict, dict]:
     protocol = {**study.run_protocol(paper_only=args.paper_metrics), **parse_protocol(args.protocol)}
     weights = _weights(args.weights, study.weights, models)
     checked = check_study(models, datasets, args.out, metrics=metrics, weights=weights, protocol=protocol,
-                          device=args.device, executor=args.dask)
+                          device=args.device, executor=args.dask, resources=True)
     kwargs = {"metrics": metrics, "weights": weights, "protocol": protocol, "executor": args.dask,
               "force": args.force, "device": args.device}
     return kwargs, checked

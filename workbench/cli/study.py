@@ -36,11 +36,11 @@ def _add_study_arguments(parser: argparse.ArgumentParser, *, required: bool = Tr
                              "order and at their depth in it; others follow in the order given, with relative "
                              "depth NaN (left out of depth figures)")
     _add_weights_argument(parser)
-    _add_protocol_argument(parser)
+    add_protocol_argument(parser)
     add_execution_arguments(parser)
 
 
-def _add_protocol_argument(parser: argparse.ArgumentParser) -> None:
+def add_protocol_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                         help="override Protocol fields, e.g. --protocol bootstrap=100 time_steps=8, or "
                              "permutations=0 to skip the chance level (several values; the flag may be repeated)")
@@ -86,7 +86,7 @@ def register(subparsers) -> None:
         "demo", help="score an SNN, a CNN and a ViT on the two small real datasets (reports/demo)")
     demo.add_argument("--out", default="reports/demo", metavar="DIR", help="default: reports/demo")
     _add_weights_argument(demo)
-    _add_protocol_argument(demo)
+    add_protocol_argument(demo)
     add_execution_arguments(demo)
     demo.set_defaults(func=_demo)
 

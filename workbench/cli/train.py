@@ -2,7 +2,8 @@
 
 - ``methods list``: one line per method (name, presets, paper).
 - ``train METHOD --preset P --out DIR``: a run directory (see docs/training.md); under
-  ``torchrun --nproc_per_node N -m workbench train ...`` the processes share the work (DDP).
+  ``torchrun --nproc_per_node N -m workbench train ...`` the processes share the work (DDP);
+  ``--smoke``: every phase for 2 steps on CPU on generated files (:mod:`workbench.training.smoke`).
 - ``report-run DIR``: the method's papermill report of a finished run (``--report`` of train).
 """
 

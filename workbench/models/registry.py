@@ -321,9 +321,9 @@ def create(name: str, weights: str | os.PathLike | None = None, *, seed: int = 0
         ``None``: random initialisation drawn from a generator seeded with ``seed`` (recorded
         as ``"random(seed=<seed>)"``), or, for a factory that loads its own weights
         (``package.module:factory``, an entry point), the weights it loaded (recorded as its
-        label, :class:`Architecture` ``weights``, else ``"custom (sha256 <12 hex>)"``). ``"imagenet"``: the published weights (torchvision,
-        timm; a local file for the SNNs); offline, a clear error names the file to download
-        and where to put it. A path: a local checkpoint read with
+        label, :class:`Architecture` ``weights``, else ``"custom (sha256 <12 hex>)"``).
+        ``"imagenet"``: the published weights (torchvision, timm; a local file for the SNNs);
+        offline, a clear error names the file to download and where to put it. A path: a local checkpoint read with
         ``torch.load(weights_only=True)`` and loaded with strict key checking.
     seed : int, default: 0
         Seed of the random initialisation (also used before loading other weights, so any

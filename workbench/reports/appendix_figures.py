@@ -112,7 +112,7 @@ def plot_model_ranking(scores: xr.Dataset, dataset: str) -> Figure:
     metrics = list(dict.fromkeys(ranking[dims.METRIC]))
     n_models = int(ranking.groupby(dims.METRIC).size().max())
     with style.figure_style():
-        fig, axes = _panel_grid(len(metrics), panel_size=(3.4, 0.9 + 0.16 * n_models), max_cols=4)
+        fig, axes = _panel_grid(len(metrics), panel_size=(3.4, max(2.2, 0.9 + 0.16 * n_models)), max_cols=4)
         for ax, metric in zip(axes, metrics):
             cell = ranking[ranking[dims.METRIC] == metric]
             y = np.arange(len(cell))[::-1]

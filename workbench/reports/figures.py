@@ -204,7 +204,7 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     marks = _layer_marks(scores, metric)
     drawn = {"ceiling": False, "unscored": False, "excluded": False, "ceiling band": False, "null": False}
     with style.figure_style():
-        fig, axes = _panel_grid(len(regions))
+        fig, axes = _panel_grid(len(regions), panel_size=(3.4, 3.2))  # room for a note and a two-line y label
         for ax, region in zip(axes, regions):
             ax.set_title(region)
             ax.set_xlabel("relative depth (0 = first layer, 1 = last)")

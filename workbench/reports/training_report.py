@@ -25,6 +25,25 @@ def method_notebook(method: str) -> Path:
     return path
 
 
+def evaluation_summary(run_dir: str | os.PathLike):
+    """The run's evaluation, one row per value, with the epoch it comes from (final or best on test).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by metric name, columns ``value`` and ``epoch`` (the card's ``evaluation_labels``;
+        cards written before them: every value the final epoch's).
+    """
+    import pandas as pd
+
+    from workbench.training.model_card import evaluation_labels, read_card
+
+    card = read_card(run_dir, verify_weights=False)
+    evaluation = card.get("evaluation", {})
+    labels = card.get("evaluation_labels") or evaluation_labels(evaluation)
+    return pd.DataFrame({"value": evaluation, "epoch": {k: labels.get(k, "") for k in evaluation}})
+
+
 def report_run(run_dir: str | os.PathLike, *, execution_timeout: float | None = None) -> Path:
     """Execute the run's method notebook into ``run_dir/report.ipynb`` and ``report.html``.
 

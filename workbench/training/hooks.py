@@ -81,7 +81,8 @@ class MetricsLog(Hook):
 
     def before_train(self, trainer) -> None:
         state, limit = trainer.state, trainer.config.max_steps
-        self.bar = tqdm(total=min(state.total_steps, limit) if limit else state.total_steps, initial=state.step, desc=f"train {trainer.network.name}",
+        total = min(state.total_steps, limit) if limit else state.total_steps
+        self.bar = tqdm(total=total, initial=state.step, desc=f"train {trainer.network.name}",
                         unit="step", disable=not trainer.ctx.is_main, dynamic_ncols=True)
         self.tick = time.perf_counter()
 

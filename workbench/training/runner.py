@@ -52,7 +52,8 @@ class TrainOutcome:
     data : TrainingData
         The training data (name, fingerprint, preprocessing go into the card).
     evaluation : dict
-        The final evaluation (e.g. ``test_acc``).
+        The final evaluation (e.g. ``test_acc``); with ``best_metric`` also the best epoch's
+        (``best_test_acc``, ``best_epoch``): the card labels each (``evaluation_labels``).
     extra : dict
         Method-specific card fields (e.g. per-layer sparsity).
     wall_time_s : float

@@ -8,9 +8,12 @@ long and where it runs changes (:func:`smoke_values`):
   each baseline) stops after 2 optimiser steps and evaluates the epoch it cut short;
 - ``device`` cpu, ``num_workers`` 0, ``amp`` off, ``log_every`` 1, ``checkpoint_every`` 0;
 - every batch size (``batch_size`` and each ``*_batch_size`` field) :data:`SMOKE_BATCH`;
-- ``limit_test`` :data:`SMOKE_TEST_ITEMS`: each evaluation sees a few test images;
+- ``limit_test`` :data:`SMOKE_TEST_ITEMS` (unless ``--set``; image classification data): each
+  evaluation sees a few test images (Large-UniDet holds out one image per dataset instead);
 - a field the preset leaves unset (``None``) that the method needs gets the config class's
-  default (LATS's ``D``).
+  default (LATS's ``D``);
+- ``arch_kwargs`` that ask for pretrained weights (``pretrained_backbone``, any ``pretrained*``)
+  are set false: nothing is downloaded, the architecture is the same, its weights random.
 
 The data are written by :mod:`workbench.data.training.smoke` into a temporary folder, in the
 real dataset's on-disk format, and the config's paths point there (:func:`write_smoke_data`).
@@ -34,7 +37,7 @@ SMOKE_BATCH = 2
 SMOKE_TEST_ITEMS = 4
 #: Execution fields a smoke run fixes.
 SMOKE_FIXED = {"device": "cpu", "num_workers": 0, "amp": "off", "log_every": 1, "checkpoint_every": 0,
-               "max_steps": SMOKE_STEPS, "limit_test": SMOKE_TEST_ITEMS}
+               "max_steps": SMOKE_STEPS}
 
 
 def smoke_values(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +51,8 @@ def smoke_values(cls, values: dict[str, Any]) -> dict[str, Any]:
         default = fields[name].default
         if value is None and default is not dataclasses.MISSING and default is not None:
             out[name] = default
+    if out.get("arch_kwargs"):
+        out["arch_kwargs"] = {k: False if k.startswith("pretrained") else v for k, v in out["arch_kwargs"].items()}
     return out
 
 
@@ -58,7 +63,8 @@ def write_smoke_data(config, folder: str | os.PathLike) -> dict[str, Any]:
     -------
     dict
         ``{"data_root": ...}``, and ``split_dir`` when the config reads a few-shot split
-        (SAVC's ``split_dir``).
+        (SAVC's ``split_dir``); ``source_root`` and ``target_root`` for MADA's GTA5 -> Cityscapes;
+        ``sources`` and ``label_map`` for Large-UniDet's COCO + OpenImages + Vistas.
 
     Raises
     ------
@@ -75,10 +81,17 @@ def write_smoke_data(config, folder: str | os.PathLike) -> dict[str, Any]:
         # SAVC's session evaluation sees every test image of the seen classes: one test image per 10 classes
         "cub200": lambda: smoke.write_cub200(folder, test_every=10 if getattr(config, "split_dir", None) else 1),
     }
+    if config.dataset == "gta5_cityscapes":  # MADA: a source and a target folder
+        source, target = smoke.write_gta5_cityscapes(folder)
+        return {"source_root": str(source), "target_root": str(target)}
+    if config.dataset == "coco+openimages+vistas":  # Large-UniDet: annotation files and a label map
+        sources, label_map = smoke.write_detection_sources(folder)
+        return {"sources": sources, "label_map": str(label_map)}
     if config.dataset not in writers:
         raise ValidationError(f"--smoke: no generator of the dataset {config.dataset!r} (config field 'dataset'); "
-                              f"--smoke can generate {sorted(writers)}")
-    overrides: dict[str, Any] = {"data_root": str(writers[config.dataset]())}
+                              f"--smoke can generate {sorted([*writers, 'coco+openimages+vistas', 'gta5_cityscapes'])}")
+    overrides: dict[str, Any] = {"data_root": str(writers[config.dataset]()),
+                                 "limit_test": config.limit_test or SMOKE_TEST_ITEMS}
     if getattr(config, "split_dir", None):
         overrides["split_dir"] = str(_write_split(config.dataset, overrides["data_root"], folder / "split"))
     return overrides

@@ -13,6 +13,10 @@ cifar10        ``cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}
 cifar100       ``cifar-100-python/{train, test, meta}``                              pickles, 32 px
 cub200         ``CUB_200_2011/{images.txt, image_class_labels.txt,                   JPEGs
                train_test_split.txt, bounding_boxes.txt, classes.txt, images/}``
+gta5 +         ``gta5/{images,labels}/NNNNN.png``, Cityscapes' ``leftImg8bit/`` and  PNGs
+cityscapes     ``gtFine/{train,val}/<city>/``                                        (MADA)
+coco + oid +   COCO ``instances_*.json``, OpenImages' class and box CSVs, Vistas'      JPEGs
+vistas         ``config.json`` and panoptic JSON, and a label map                    (Large-UniDet)
 =============  ==================================================================  ===============
 
 :func:`write_fscil_split` writes a few-shot class-incremental split in the reference's
@@ -23,11 +27,13 @@ are noise, only their format and sizes are real.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from workbench.errors import ValidationError
@@ -136,6 +142,113 @@ def write_cub200(folder: str | os.PathLike, *, classes: int = 200, test_every: i
                         ("classes.txt", [f"{c} {n}\n" for c, n in enumerate(names, 1)])):
         (base / name).write_text("".join(lines))
     return root
+
+
+def _label_png(path: Path, ids: np.ndarray) -> None:
+    """An 8-bit label-id PNG (a palette image, as GTA5's; Cityscapes' are greyscale: same indices)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(ids.astype(np.uint8), mode="P")
+    image.putpalette([v for i in range(256) for v in (i, i, i)])
+    image.save(path)
+
+
+def write_gta5_cityscapes(folder: str | os.PathLike, *, source: int = 4, target: int = 4, val: int = 2,
+                          seed: int = 0) -> tuple[Path, Path]:
+    """GTA5 and Cityscapes folders (MADA's ``gta5_cityscapes``): ``(folder/gta5, folder/cityscapes)``.
+
+    ``gta5/images/NNNNN.png`` with ``gta5/labels/NNNNN.png`` (palette PNGs of Cityscapes label
+    ids), ``cityscapes/leftImg8bit/{train,val}/smoke/smoke_NNNNNN_000019_leftImg8bit.png`` with
+    ``cityscapes/gtFine/.../*_gtFine_labelIds.png``; label ids drawn among the 19 evaluated
+    classes' ids and 0 (unlabelled), images :data:`JPEG_SIZE` noise (the loader resizes them).
+    """
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    ids = np.array([0, 7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33])
+    width, height = JPEG_SIZE
+
+    def pair(image: Path, label: Path) -> None:
+        image.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(image)
+        _label_png(label, ids[rng.integers(0, len(ids), (height, width))])
+
+    gta5 = folder / "gta5"
+    for i in range(1, source + 1):
+        pair(gta5 / "images" / f"{i:05d}.png", gta5 / "labels" / f"{i:05d}.png")
+    city = folder / "cityscapes"
+    for split, count in (("train", target), ("val", val)):
+        for i in range(count):
+            stem = f"smoke_{i:06d}_000019"
+            pair(city / "leftImg8bit" / split / "smoke" / f"{stem}_leftImg8bit.png",
+                 city / "gtFine" / split / "smoke" / f"{stem}_gtFine_labelIds.png")
+    return gta5, city
+
+
+#: Classes of the detection datasets of Large-UniDet's recipe (COCO's 80 categories, OpenImages
+#: V6's 601 boxable classes, Mapillary Vistas v1.2's 37 instance classes of its 66 labels).
+DETECTION_CLASSES = {"coco": 80, "openimages": 601, "vistas": 37}
+VISTAS_LABELS = 66
+
+
+def _detection_images(folder: Path, names: list[str], rng: np.random.Generator) -> None:
+    for name in names:
+        _noise_jpeg(folder / name, rng)
+
+
+def write_detection_sources(folder: str | os.PathLike, *, images: int = 3, seed: int = 0) -> tuple[dict, Path]:
+    """COCO, OpenImages and Mapillary Vistas annotation files (Large-UniDet's ``sources``) and a label map.
+
+    Each dataset gets ``images`` JPEGs with one whole-image box of class ``i`` (image ``i``):
+    ``coco/instances_train2017.json`` (``images``, ``annotations`` with ``bbox`` [x, y, w, h],
+    ``categories``), OpenImages' ``class-descriptions-boxable.csv`` and
+    ``oidv6-train-annotations-bbox.csv`` (fractions of the image), Vistas' ``config.json``
+    (``labels`` with ``instances``) and COCO-panoptic ``panoptic_2018.json``; every class of
+    :data:`DETECTION_CLASSES`. The label map (``label_space.yaml``) maps each dataset label to a
+    unified label of its own. Returns ``(sources, label_map)``: the config's ``sources`` mapping
+    and the map's path.
+    """
+    folder = Path(folder) / "detection"
+    rng = np.random.default_rng(seed)
+    width, height = JPEG_SIZE
+    box = [0.0, 0.0, float(width), float(height)]
+    coco, oid, vistas = folder / "coco", folder / "openimages", folder / "vistas"
+    files = [f"{i:012d}.jpg" for i in range(images)]
+    _detection_images(coco / "train2017", files, rng)
+    coco_classes = [f"coco class {c}" for c in range(DETECTION_CLASSES["coco"])]
+    (coco / "instances_train2017.json").write_text(json.dumps({
+        "images": [{"id": i + 1, "file_name": f, "width": width, "height": height} for i, f in enumerate(files)],
+        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": i + 1, "bbox": box, "iscrowd": 0,
+                         "area": width * height} for i in range(images)],
+        "categories": [{"id": c + 1, "name": n} for c, n in enumerate(coco_classes)]}))
+    mids = [f"/m/smoke{c:03d}" for c in range(DETECTION_CLASSES["openimages"])]
+    oid_classes = [f"oid class {c}" for c in range(len(mids))]
+    _detection_images(oid / "train", [f"{i:016x}.jpg" for i in range(images)], rng)
+    (oid / "class-descriptions-boxable.csv").write_text("".join(f"{m},{n}\n" for m, n in zip(mids, oid_classes)))
+    (oid / "oidv6-train-annotations-bbox.csv").write_text(
+        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,"
+        "IsInside\n" + "".join(f"{i:016x},xclick,{mids[i]},1,0,1,0,1,0,0,0,0,0\n" for i in range(images)))
+    labels = [{"name": f"vistas--label-{c}", "readable": f"vistas label {c}",
+               "instances": c < DETECTION_CLASSES["vistas"]} for c in range(VISTAS_LABELS)]
+    _detection_images(vistas / "images", [f"smoke_{i}.jpg" for i in range(images)], rng)
+    (vistas / "config.json").write_text(json.dumps({"labels": labels}))
+    (vistas / "panoptic_2018.json").write_text(json.dumps({
+        "images": [{"id": f"smoke_{i}", "file_name": f"smoke_{i}.jpg"} for i in range(images)],
+        "annotations": [{"image_id": f"smoke_{i}", "segments_info": [{"id": 1, "category_id": i, "bbox": box}]}
+                        for i in range(images)],
+        "categories": [{"id": c, "name": lab["name"]} for c, lab in enumerate(labels)]}))
+    mapping = {"coco": coco_classes, "openimages": oid_classes,
+               "vistas": [lab["readable"] for lab in labels if lab["instances"]]}
+    label_map = folder / "label_space.yaml"
+    label_map.write_text(yaml.safe_dump({"datasets": {d: {n: f"{d}: {n}" for n in names}
+                                                      for d, names in mapping.items()}}))
+    sources = {
+        "coco": {"format": "coco", "annotations": str(coco / "instances_train2017.json"),
+                 "images": str(coco / "train2017")},
+        "openimages": {"format": "openimages", "boxes": str(oid / "oidv6-train-annotations-bbox.csv"),
+                       "classes": str(oid / "class-descriptions-boxable.csv"), "images": str(oid / "train")},
+        "vistas": {"format": "vistas", "config": str(vistas / "config.json"),
+                   "panoptic": str(vistas / "panoptic_2018.json"), "images": str(vistas / "images")},
+    }
+    return sources, label_map
 
 
 def write_fscil_split(folder: str | os.PathLike, dataset: str, targets, paths=None) -> Path:
