@@ -189,12 +189,16 @@ def test_study_run_passes_the_presets_choices_and_overrides_to_the_sweep(extra, 
                         Path(out) / "report.html")
     monkeypatch.setattr("workbench.analysis.load_scores", lambda run_dir: None)
     monkeypatch.setattr(cli, "finish", lambda args, scores: 0)
+    published = []  # the weights are checked to be obtainable before any extraction (no download here)
+    monkeypatch.setattr("workbench.analysis.checks.check_published_weights", published.append)
     argv = ["study", "run", "huang2023", "--models", "cornet_z", "resnet18", "--datasets", "cowley2023_v4",
             "--out", str(tmp_path / "run"), *extra]
     assert main(argv) == 0
     assert seen["models"] == ["cornet_z", "resnet18"] and seen["metrics"] == metrics
     assert seen["protocol"]["permutations"] == permutations and seen["weights"] == weights
     assert seen["rdms"] is False and seen["report"]["force"] is False and seen["checked"]["metrics"] == metrics
+    imagenet = [m for m in ("cornet_z", "resnet18") if (weights if isinstance(weights, str) else weights[m]) == "imagenet"]
+    assert published == imagenet
 
 
 @pytest.mark.slow

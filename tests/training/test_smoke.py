@@ -87,6 +87,9 @@ def test_smoke_values_change_how_long_and_where_not_what():
     part = smoke_values(get_method("part").config_cls,
                         {"arch_kwargs": {"backbone": "resnet50", "pretrained_backbone": True}})
     assert part["arch_kwargs"] == {"backbone": "resnet50", "pretrained_backbone": False}  # nothing downloaded
+    savc = smoke_values(get_method("savc").config_cls, {"backbone_weights": "imagenet"})
+    assert savc["backbone_weights"] is None  # nothing downloaded
+    assert smoke_values(get_method("savc").config_cls, {"backbone_weights": "r18.pt"})["backbone_weights"] == "r18.pt"
     qsam = smoke_values(get_method("qsam").config_cls, {"meta_batch_size": 128})
     assert qsam["meta_batch_size"] == qsam["batch_size"] == SMOKE_BATCH
     with pytest.raises(ValidationError, match=r"no generator of the dataset 'digits32' .*'cifar10', 'cifar100', "
@@ -100,30 +103,27 @@ def test_set_overrides_win_over_the_smoke_settings(tmp_path):
     assert config.data_root == str(tmp_path / "cifar10") and (tmp_path / "cifar10" / "cifar-10-batches-py").is_dir()
 
 
-#: The CUB-200 recipe of SAVC (its paper preset's comment): ResNet-18 at 224 px.
-SAVC_CUB = ["dataset=cub200", "arch_kwargs={backbone: resnet18}", "lr=0.002", "moco_dim=128", "moco_m=0.999",
-            "global_size=224", "small_size=96"]
-
-# (method, --set, expected architecture, input size, classes, fits); baselines off for the multi-network
-# methods to keep the suite short (their baselines are other fits of the same phases)
+# (method, preset, --set, expected architecture, input size, classes, fits); baselines off for the
+# multi-network methods to keep the suite short (their baselines are other fits of the same phases)
 SMOKE_CASES = {
-    "lats-resnet50": ("lats", [], "resnet50", 224, 1000, 1),
-    "lats-sew_resnet18": ("lats", ["arch=sew_resnet18"], "sew_resnet18", 224, 1000, 1),
-    "dst": ("dst", [], "fsnn18", 224, 1000, 1),
-    "qsam": ("qsam", ["baselines=false"], "qsam_resnet18", 32, 10, 2),
-    "savc-cifar100": ("savc", ["baselines=false"], "savc_net", 32, 100, 1),
-    "savc-cub200": ("savc", [*SAVC_CUB, "baselines=false"], "savc_net", 224, 200, 1),
-    "part": ("part", ["baseline=false"], "part_net", 448, 200, 1),
-    "unidet": ("unidet", ["baselines=false"], "unidet_backbone", 512, None, 1),  # a backbone: no class head
+    "lats-resnet50": ("lats", "paper", [], "resnet50", 224, 1000, 1),
+    "lats-sew_resnet18": ("lats", "paper", ["arch=sew_resnet18"], "sew_resnet18", 224, 1000, 1),
+    "dst": ("dst", "paper", [], "fsnn18", 224, 1000, 1),
+    "qsam": ("qsam", "paper", ["baselines=false"], "qsam_resnet18", 32, 10, 2),
+    "savc-cifar100": ("savc", "paper", ["baselines=false"], "savc_net", 32, 100, 1),
+    # the CUB recipe: its ImageNet backbone weights are left out by the smoke run (no download)
+    "savc-cub200": ("savc", "paper_cub", ["baselines=false"], "savc_net", 224, 200, 1),
+    "part": ("part", "paper", ["baseline=false"], "part_net", 448, 200, 1),
+    "unidet": ("unidet", "paper", ["baselines=false"], "unidet_backbone", 512, None, 1),  # a backbone: no class head
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(SMOKE_CASES))
 def test_paper_preset_smoke_runs_every_fit_for_two_steps(tmp_path, case):
-    method, overrides, arch, size, classes, fits = SMOKE_CASES[case]
+    method, preset, overrides, arch, size, classes, fits = SMOKE_CASES[case]
     with torch.random.fork_rng(devices=[]):
-        out = train(method, out=tmp_path / "run", preset="paper", overrides=overrides, smoke=True)
+        out = train(method, out=tmp_path / "run", preset=preset, overrides=overrides, smoke=True)
     card = read_card(out)
     assert card["smoke"] is True and card["architecture"] == arch
     assert card["preprocessing"]["input_size"] == size

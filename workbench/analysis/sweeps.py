@@ -615,6 +615,17 @@ def failed_units(scores: xr.Dataset) -> list[dict]:
     return json.loads(scores.attrs.get("failed_units", "[]"))
 
 
+def _sweep_units(models: list[str], datasets: Sequence, settings: SweepSettings) -> list[Unit]:
+    """One unit per (model, dataset), in that order, identified by everything its scores depend
+    on: the settings, the dataset's files and the network's weights."""
+    dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
+    identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}
+    networks = {model: network_identity(model, settings.weights_for(model), settings.protocol.seed)
+                for model in models}
+    return [Unit(model, name, fingerprint(_unit_settings(settings, model, identities[name], networks[model])))
+            for model in models for name in dataset_names]
+
+
 def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SWEEP_METRICS, *,
           protocol: Protocol | None = None, weights=None, data_options: Mapping[str, Mapping] | None = None,
           store_dir: str | os.PathLike | None = None, executor: str = "serial", force: bool = False,
@@ -649,20 +660,16 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
     output_dir : path, optional
         When given, ``scores.nc`` and ``scores.csv`` are written there.
     activation_cache : bool or path, default: True
-        Where extracted layer statistics are cached (see
-        :func:`workbench.activations.extract_stats`); False disables the cache.
+        Where layer statistics are cached (:func:`~workbench.activations.extract_stats`); False: nowhere.
     device : str, default: "cpu"
         Where the networks run, e.g. ``"cuda"``; the scores do not depend on it beyond
         floating-point rounding, so it is not part of a unit's identity.
     progress : bool, default: True
         Show a progress bar over units.
     layers : sequence of str, optional
-        Score only these layers of every model: any layer spec
-        (:mod:`workbench.models.layer_spec`) on a submodule of every model, checked before
-        any unit starts. Declared analysis layers come first, in the model's order, with
-        their relative depth in the whole model; other specs follow in the order given, with
-        relative depth NaN (:func:`~workbench.analysis.best_layer` reports NaN depth when
-        one is best; depth figures leave it out). Default: every declared layer.
+        Score only these layer specs (:mod:`workbench.models.layer_spec`), checked before any
+        unit starts: declared layers first, with their depth in the model; others after them
+        with NaN depth (depth figures leave them out). Default: every declared layer.
 
     Returns
     -------
@@ -681,20 +688,14 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
     models = list(models)
     settings = _sweep_settings(models, datasets, list(metrics), protocol, weights, data_options,
                                activation_cache, device, layers)
-    dataset_names = [d if isinstance(d, str) else d.name for d in datasets]
-    identities = {name: dataset_identity(d) for name, d in zip(dataset_names, datasets)}
-    networks = {model: network_identity(model, settings.weights_for(model), settings.protocol.seed)
-                for model in models}
-    units = [Unit(model, name, fingerprint(_unit_settings(settings, model, identities[name], networks[model])))
-             for model in models for name in dataset_names]
+    units = _sweep_units(models, datasets, settings)
+    costs = unit_costs(models, datasets, settings.protocol.time_steps)
+    schedule = largest_first(units, lambda unit: costs[unit.model, unit.dataset])  # results keep the units' order
     compute = functools.partial(compute_unit, settings=settings)
     store_existed = store_dir is not None and Path(store_dir).exists()
     with _unit_store(store_dir) as store:
         failures: dict[str, str] = {}
         try:
-            costs = unit_costs(models, datasets, settings.protocol.time_steps)  # largest units first;
-            # the results keep the units' order
-            schedule = largest_first(units, lambda unit: costs[unit.model, unit.dataset])
             results = run_units(schedule, compute, store, executor=executor, force=force, progress=progress)
         except UnitsFailedError as exc:
             results, failures = exc.results, exc.failures

@@ -13,7 +13,8 @@ long and where it runs changes (:func:`smoke_values`):
 - a field the preset leaves unset (``None``) that the method needs gets the config class's
   default (LATS's ``D``);
 - ``arch_kwargs`` that ask for pretrained weights (``pretrained_backbone``, any ``pretrained*``)
-  are set false: nothing is downloaded, the architecture is the same, its weights random.
+  are set false, and a ``*_weights`` field set to ``imagenet`` (SAVC's ``backbone_weights``)
+  is unset: nothing is downloaded, the architecture is the same, its weights random.
 
 The data are written by :mod:`workbench.data.training.smoke` into a temporary folder, in the
 real dataset's on-disk format, and the config's paths point there (:func:`write_smoke_data`).
@@ -51,6 +52,9 @@ def smoke_values(cls, values: dict[str, Any]) -> dict[str, Any]:
         default = fields[name].default
         if value is None and default is not dataclasses.MISSING and default is not None:
             out[name] = default
+    for name, value in values.items():
+        if name.endswith("_weights") and value == "imagenet":
+            out[name] = None
     if out.get("arch_kwargs"):
         out["arch_kwargs"] = {k: False if k.startswith("pretrained") else v for k, v in out["arch_kwargs"].items()}
     return out
