@@ -8,7 +8,7 @@ Non-spiking networks run once per image (T = 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +78,41 @@ def resolve_settings(model: ModelWrapper, layers: Iterable[str] | str | None, ba
     return ExtractionSettings(tuple(layers), int(time_steps), time_reduce, int(batch_size), device)
 
 
+def _capture_hook(model: ModelWrapper, reduce: bool, per_step: bool, on_device: bool,
+                  captured: dict, captured_steps: dict) -> Callable[[str, torch.Tensor], None]:
+    """The hook of :func:`forward_batches`: store each layer's output of one forward pass.
+
+    ``captured[layer]`` gets (b, *feature_shape) when ``reduce`` (mean over time steps), else
+    (b, T, *feature_shape); with ``per_step``, ``captured_steps[layer]`` gets
+    (b, T, *feature_shape) (T = 1 for a non-spiking network). Values are float32 copies: numpy
+    arrays on the CPU, or torch tensors left on their device with ``on_device``.
+    """
+
+    def keep(out: torch.Tensor):
+        if on_device:
+            return out.to(dtype=torch.float32, copy=True)
+        return out.to("cpu", torch.float32, copy=True).numpy()
+
+    def on_output(layer: str, out: torch.Tensor) -> None:
+        if layer in captured:
+            raise ValidationError(
+                f"layer {layer!r} ran more than once in one forward pass (a shared module); "
+                f"hook a module that runs once, or one of its calls: '{layer}:call[k]'"
+            )
+        if model.is_spiking:
+            out = out.transpose(0, 1)  # (T, b, ...) -> (b, T, ...)
+            if per_step:
+                captured_steps[layer] = keep(out)
+            out = out.mean(dim=1) if reduce else out
+        elif not reduce:
+            out = out.unsqueeze(1)  # T = 1
+        captured[layer] = keep(out)
+        if per_step and not model.is_spiking:
+            captured_steps[layer] = captured[layer][:, None]  # T = 1: the step is the output
+
+    return on_output
+
+
 def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
                     first: int = 0, *, per_step: bool = False,
                     on_device: bool = False) -> Iterator[tuple]:
@@ -115,28 +150,7 @@ def forward_batches(model: ModelWrapper, stimuli, settings: ExtractionSettings,
                               "keeps every time step)")
     captured: dict[str, np.ndarray] = {}
     captured_steps: dict[str, np.ndarray] = {}
-
-    def keep(out: torch.Tensor):
-        if on_device:
-            return out.to(dtype=torch.float32, copy=True)
-        return out.to("cpu", torch.float32, copy=True).numpy()
-
-    def on_output(layer: str, out: torch.Tensor) -> None:
-        if layer in captured:
-            raise ValidationError(
-                f"layer {layer!r} ran more than once in one forward pass (a shared module); "
-                f"hook a module that runs once, or one of its calls: '{layer}:call[k]'"
-            )
-        if model.is_spiking:
-            out = out.transpose(0, 1)  # (T, b, ...) -> (b, T, ...)
-            if per_step:
-                captured_steps[layer] = keep(out)
-            out = out.mean(dim=1) if reduce else out
-        elif not reduce:
-            out = out.unsqueeze(1)  # T = 1
-        captured[layer] = keep(out)
-        if per_step and not model.is_spiking:
-            captured_steps[layer] = captured[layer][:, None]  # T = 1: the step is the output
+    on_output = _capture_hook(model, reduce, per_step, on_device, captured, captured_steps)
 
     reset = None
     if model.is_spiking:

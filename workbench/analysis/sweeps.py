@@ -662,10 +662,9 @@ def sweep(models: Sequence[str], datasets: Sequence, metrics: Sequence[str] = SW
     activation_cache : bool or path, default: True
         Where layer statistics are cached (:func:`~workbench.activations.extract_stats`); False: nowhere.
     device : str, default: "cpu"
-        Where the networks run, e.g. ``"cuda"``; the scores do not depend on it beyond
-        floating-point rounding, so it is not part of a unit's identity.
+        Where the networks run, e.g. ``"cuda"``; not part of a unit's identity (rounding only).
     progress : bool, default: True
-        Show a progress bar over units.
+        Show a progress bar over units (largest units run first).
     layers : sequence of str, optional
         Score only these layer specs (:mod:`workbench.models.layer_spec`), checked before any
         unit starts: declared layers first, with their depth in the model; others after them

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,44 @@ def find_manifest(name: str | os.PathLike) -> Path:
     return known[text]
 
 
+def _file_entries(raw_files, pinned: bool, fail: Callable[[str, str], None]) -> list[FileEntry]:
+    """Check a manifest's ``files`` list and turn each entry into a :class:`FileEntry`.
+
+    ``pinned`` (no local ``root``, not ``user_provided``): the files are fetched, so each
+    needs a ``url`` and a checksum. ``fail(field, problem)`` raises the manifest's DataError.
+    """
+    if not isinstance(raw_files, list):
+        fail("files", f"must be a list, found {raw_files!r}")
+    files = []
+    for i, entry in enumerate(raw_files):
+        where = f"files[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            fail(where, f"must be a mapping with a 'path' string, found {entry!r}")
+        rel = entry["path"]
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            fail(f"{where}.path", f"must be relative and stay inside the data root, found {rel!r}")
+        digests = {name: entry.get(name) for name in DIGEST_LENGTHS}
+        if pinned and all(d is None for d in digests.values()):
+            fail(f"{where}.sha256", "is required for files that are fetched (no local 'root' "
+                 "and not 'user_provided'); give 'sha1' instead where the upstream publishes "
+                 "only that")
+        for name, digest in digests.items():
+            length = DIGEST_LENGTHS[name]
+            if digest is not None and not (isinstance(digest, str)
+                                           and re.fullmatch(f"[0-9a-f]{{{length}}}", digest)):
+                fail(f"{where}.{name}", f"must be {length} lowercase hex digits, found {digest!r}")
+        size = entry.get("size")
+        if size is not None and (not isinstance(size, int) or size < 0):
+            fail(f"{where}.size", f"must be a non-negative integer (bytes), found {size!r}")
+        url = entry.get("url")
+        if url is None and pinned:
+            fail(f"{where}.url", "is required for files that are fetched (no local 'root' and "
+                 "not 'user_provided')")
+        files.append(FileEntry(path=rel, url=url, sha256=digests["sha256"], size=size,
+                               sha1=digests["sha1"]))
+    return files
+
+
 def read_manifest(name: str | os.PathLike) -> Manifest:
     """Read and check a manifest, given a dataset name or a path to its YAML file.
 
@@ -166,35 +205,7 @@ def read_manifest(name: str | os.PathLike) -> Manifest:
     if not isinstance(user_provided, bool):
         fail("user_provided", f"must be true or false, found {user_provided!r}")
     pinned = root is None and not user_provided
-    if not isinstance(raw["files"], list):
-        fail("files", f"must be a list, found {raw['files']!r}")
-    files = []
-    for i, entry in enumerate(raw["files"]):
-        where = f"files[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            fail(where, f"must be a mapping with a 'path' string, found {entry!r}")
-        rel = entry["path"]
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            fail(f"{where}.path", f"must be relative and stay inside the data root, found {rel!r}")
-        digests = {name: entry.get(name) for name in DIGEST_LENGTHS}
-        if pinned and all(d is None for d in digests.values()):
-            fail(f"{where}.sha256", "is required for files that are fetched (no local 'root' "
-                 "and not 'user_provided'); give 'sha1' instead where the upstream publishes "
-                 "only that")
-        for name, digest in digests.items():
-            length = DIGEST_LENGTHS[name]
-            if digest is not None and not (isinstance(digest, str)
-                                           and re.fullmatch(f"[0-9a-f]{{{length}}}", digest)):
-                fail(f"{where}.{name}", f"must be {length} lowercase hex digits, found {digest!r}")
-        size = entry.get("size")
-        if size is not None and (not isinstance(size, int) or size < 0):
-            fail(f"{where}.size", f"must be a non-negative integer (bytes), found {size!r}")
-        url = entry.get("url")
-        if url is None and pinned:
-            fail(f"{where}.url", "is required for files that are fetched (no local 'root' and "
-                 "not 'user_provided')")
-        files.append(FileEntry(path=rel, url=url, sha256=digests["sha256"], size=size,
-                               sha1=digests["sha1"]))
+    files = _file_entries(raw["files"], pinned, fail)
     return Manifest(
         name=raw["name"],
         description=raw["description"].strip(),

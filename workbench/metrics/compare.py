@@ -36,6 +36,28 @@ class CompareResult(dict):
         self.reasons = dict(reasons or {})
 
 
+def _score_metrics(infos, x, y, parameters: dict, errors: str) -> CompareResult:
+    """Score the prepared pair ``x, y`` with each metric of ``infos``, for :func:`compare`.
+
+    Each metric gets the entries of ``parameters`` it accepts; ``errors`` as in :func:`compare`
+    (its :class:`MetricWarning` points at the caller of :func:`compare`).
+    """
+    scores = CompareResult()
+    for info in infos:
+        try:
+            scores[info.name] = info.from_stats(x, y, **{p: parameters[p] for p in info.parameters})
+        except ValidationError as exc:
+            if errors == "raise":
+                raise
+            scores[info.name] = np.nan
+            scores.reasons[info.name] = str(exc)
+            warnings.warn(MetricWarning(f"{info.name} could not be computed (NaN): {exc}"),
+                          stacklevel=3)
+            continue
+        logger.debug("%s = %.6f (%d stimuli, %d features)", info.name, scores[info.name], x.n_stimuli, x.n_features)
+    return scores
+
+
 def compare(
     X,
     Y,
@@ -110,17 +132,4 @@ def compare(
         from workbench.metrics.rsa import start_rdm_ranks
 
         start_rdm_ranks(x, y)
-    scores = CompareResult()
-    for info in infos:
-        try:
-            scores[info.name] = info.from_stats(x, y, **{p: parameters[p] for p in info.parameters})
-        except ValidationError as exc:
-            if errors == "raise":
-                raise
-            scores[info.name] = np.nan
-            scores.reasons[info.name] = str(exc)
-            warnings.warn(MetricWarning(f"{info.name} could not be computed (NaN): {exc}"),
-                          stacklevel=2)
-            continue
-        logger.debug("%s = %.6f (%d stimuli, %d features)", info.name, scores[info.name], x.n_stimuli, x.n_features)
-    return scores
+    return _score_metrics(infos, x, y, parameters, errors)

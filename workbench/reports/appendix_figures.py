@@ -28,7 +28,7 @@ from workbench import dims
 from workbench.analysis import appendix
 from workbench.analysis.statistics import sew_resnet_pairs
 from workbench.reports import style
-from workbench.reports.figures import _panel_grid, ci_level, model_weights, slug
+from workbench.reports.figures import ci_level, model_weights, panel_grid, slug
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def plot_family_means(scores: xr.Dataset) -> Figure:
     table = appendix.dataset_table(scores)
     cells = _cells(means[means["n_models"] > 0])
     with style.figure_style():
-        fig, axes = _panel_grid(len(cells), panel_size=(3.0, 2.8))
+        fig, axes = panel_grid(len(cells), panel_size=(3.0, 2.8))
         for ax, (dataset, metric) in zip(axes, cells):
             cell = means[(means[dims.DATASET] == dataset) & (means[dims.METRIC] == metric) & (means["n_models"] > 0)]
             for x, row in enumerate(cell.itertuples()):
@@ -112,7 +112,7 @@ def plot_model_ranking(scores: xr.Dataset, dataset: str) -> Figure:
     metrics = list(dict.fromkeys(ranking[dims.METRIC]))
     n_models = int(ranking.groupby(dims.METRIC).size().max())
     with style.figure_style():
-        fig, axes = _panel_grid(len(metrics), panel_size=(3.4, max(2.2, 0.9 + 0.16 * n_models)), max_cols=4)
+        fig, axes = panel_grid(len(metrics), panel_size=(3.4, max(2.2, 0.9 + 0.16 * n_models)), max_cols=4)
         for ax, metric in zip(axes, metrics):
             cell = ranking[ranking[dims.METRIC] == metric]
             y = np.arange(len(cell))[::-1]
@@ -166,7 +166,7 @@ def plot_depth_by_species(scores: xr.Dataset, depth: str = "study") -> Figure:
     summary = appendix.depth_by_species(depths, level=ci_level(scores))
     kept = depths[depths[dims.SPECIES].isin(appendix.COMPARED_SPECIES)]
     with style.figure_style():
-        fig, axes = _panel_grid(len(summary), panel_size=(2.6, 3.0))
+        fig, axes = panel_grid(len(summary), panel_size=(2.6, 3.0))
         for ax, row in zip(axes, summary.itertuples()):
             per_model = kept[kept[dims.METRIC] == row.metric].groupby([dims.MODEL, "family", dims.SPECIES])["depth"]
             per_model = per_model.mean().unstack(dims.SPECIES).reindex(columns=list(appendix.COMPARED_SPECIES))
@@ -191,7 +191,7 @@ def plot_rank_agreement_per_dataset(scores: xr.Dataset) -> Figure:
     agreement = appendix.metric_rank_agreement(scores)
     datasets = list(dict.fromkeys(agreement[dims.DATASET]))
     with style.figure_style():
-        fig, axes = _panel_grid(len(datasets), panel_size=(3.4, 3.0), max_cols=3)
+        fig, axes = panel_grid(len(datasets), panel_size=(3.4, 3.0), max_cols=3)
         for ax, dataset in zip(axes, datasets):
             cell = agreement[agreement[dims.DATASET] == dataset]
             metrics = list(dict.fromkeys(list(cell[dims.METRIC]) + list(cell["other_metric"])))
@@ -221,7 +221,7 @@ def plot_score_vs_property(scores: xr.Dataset, properties: pd.DataFrame, column:
     fits = appendix.score_regression(scores, values, log10=log10)
     table = appendix.dataset_table(scores)
     with style.figure_style():
-        fig, axes = _panel_grid(len(fits), panel_size=(3.0, 2.7))
+        fig, axes = panel_grid(len(fits), panel_size=(3.0, 2.7))
         for ax, fit in zip(axes, fits.itertuples()):
             cell = table[(table[dims.DATASET] == fit.dataset) & (table[dims.METRIC] == fit.metric)]
             x = cell[dims.MODEL].map(values).to_numpy(dtype=float)
@@ -246,7 +246,7 @@ def plot_branches(scores: xr.Dataset, branches: dict, species: str = "mouse") ->
     summary = appendix.branch_comparison(scores, branches, species=species)
     table = appendix.species_scores(scores, species)
     with style.figure_style():
-        fig, axes = _panel_grid(len(summary), panel_size=(2.6, 2.8))
+        fig, axes = panel_grid(len(summary), panel_size=(2.6, 2.8))
         for ax, row in zip(axes, summary.itertuples()):
             cell = table[(table[dims.METRIC] == row.metric) & np.isfinite(table["score"])]
             for x, kind in enumerate(("multi", "single")):
@@ -273,7 +273,7 @@ def plot_paper_comparison(scores: xr.Dataset, paper_scores: pd.DataFrame) -> Fig
     comparison = appendix.compare_with_paper(run, paper_scores)
     families = dict(zip(run[dims.MODEL], run["family"]))
     with style.figure_style():
-        fig, axes = _panel_grid(len(comparison.summary), panel_size=(3.0, 3.0))
+        fig, axes = panel_grid(len(comparison.summary), panel_size=(3.0, 3.0))
         for ax, row in zip(axes, comparison.summary.itertuples()):
             cell = comparison.pairs[(comparison.pairs[dims.DATASET] == row.dataset)
                                     & (comparison.pairs[dims.METRIC] == row.metric)]

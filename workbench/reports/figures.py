@@ -61,7 +61,12 @@ def ci_level(scores: xr.Dataset, default: float = 0.95) -> float:
 
 
 # ----------------------------------------------------------------------------- figures
-def _panel_grid(n_panels: int, *, panel_size=(3.2, 2.6), max_cols: int = 4):
+def panel_grid(n_panels: int, *, panel_size=(3.2, 2.6), max_cols: int = 4):
+    """A new figure with ``n_panels`` axes in rows of at most ``max_cols``.
+
+    ``panel_size`` is (width, height) of one panel in inches; unused cells of the last row
+    are hidden. Returns ``(fig, axes)``, ``axes`` a list of ``n_panels`` Axes in row order.
+    """
     n_cols = min(max(n_panels, 1), max_cols)
     n_rows = int(np.ceil(max(n_panels, 1) / n_cols))
     fig = style.new_figure((panel_size[0] * n_cols, panel_size[1] * n_rows))
@@ -204,7 +209,7 @@ def plot_layer_curves(scores: xr.Dataset, metric: str, *, normalized: bool = Fal
     marks = _layer_marks(scores, metric)
     drawn = {"ceiling": False, "unscored": False, "excluded": False, "ceiling band": False, "null": False}
     with style.figure_style():
-        fig, axes = _panel_grid(len(regions), panel_size=(3.4, 3.2))  # room for a note and a two-line y label
+        fig, axes = panel_grid(len(regions), panel_size=(3.4, 3.2))  # room for a note and a two-line y label
         for ax, region in zip(axes, regions):
             ax.set_title(region)
             ax.set_xlabel("relative depth (0 = first layer, 1 = last)")
@@ -544,7 +549,7 @@ def plot_per_step(scores: xr.Dataset, metric: str) -> Figure:
     steps = per_step[dims.TIME_STEP].values
     styles = model_styles(scores)
     with style.figure_style():
-        fig, axes = _panel_grid(len(regions))
+        fig, axes = panel_grid(len(regions))
         for ax, region in zip(axes, regions):
             for model in models:
                 where = {dims.MODEL: model, dims.REGION: region}

@@ -29,6 +29,20 @@ def _class_folders(split_dir: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
 
 
+def _listing_fingerprint(root: Path, datasets: dict) -> str:
+    """Hex sha256 of the sorted listing (path relative to ``root``, size in bytes) of every
+    image of the ``datasets`` (split name to ImageFolder)."""
+    listing = []
+    for split in SPLITS:
+        for path, _ in datasets[split].samples:
+            rel = Path(path).relative_to(root).as_posix()
+            listing.append(f"{rel}\t{os.stat(path).st_size}\n")
+    digest = hashlib.sha256(b"imagenet: ImageFolder listing (relative path, size in bytes)\n")
+    for line in sorted(listing):
+        digest.update(line.encode())
+    return digest.hexdigest()
+
+
 def load_imagenet(*, root=None, augment: bool = True, download: bool = False):
     """Build the ImageNet :class:`~workbench.data.training.TrainingData` from an ImageFolder tree.
 
@@ -83,15 +97,6 @@ def load_imagenet(*, root=None, augment: bool = True, download: bool = False):
             raise DataError(f"ImageNet split folder {root / split}: {exc}. Expected layout: "
                             f"{layout(root)}") from exc
 
-    listing = []
-    for split in SPLITS:
-        for path, _ in datasets[split].samples:
-            rel = Path(path).relative_to(root).as_posix()
-            listing.append(f"{rel}\t{os.stat(path).st_size}\n")
-    digest = hashlib.sha256(b"imagenet: ImageFolder listing (relative path, size in bytes)\n")
-    for line in sorted(listing):
-        digest.update(line.encode())
-
     train, test = datasets["train"], datasets["val"]
     aug = ("RandomResizedCrop(224) + horizontal flip" if augment
            else "none (Resize(256) + CenterCrop(224))")
@@ -108,6 +113,6 @@ def load_imagenet(*, root=None, augment: bool = True, download: bool = False):
         classes=tuple(train.classes),
         preprocessing=Preprocessing(input_size=INPUT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                                     resize_size=RESIZE_SIZE),
-        fingerprint=digest.hexdigest(),
+        fingerprint=_listing_fingerprint(root, datasets),
         description=description,
     )
