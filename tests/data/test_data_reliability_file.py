@@ -55,8 +55,10 @@ def test_the_reliability_file_filters_pre_averaged_responses(tmp_path, capsys):
     assert dataset.repeats("AM") is None
     assert dataset.summary()["regions"]["AM"]["n_recorded"] == N_NEURONS
     assert main(["data", "info", str(path)]) == 0
-    assert f"region AM (macaque): {N_RELIABLE} neuroids kept of {N_NEURONS} recorded" in (
-        capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert f"region AM (macaque): {N_RELIABLE} neuroids kept of {N_NEURONS} recorded" in out
+    median = np.median(ceiling[keep])
+    assert f"median reliability (the manifest's reliability_file) {median:.3f}" in out and "split-half" not in out
     # without a threshold the file's values are kept beside every neuron
     everything = load(path, reliability_threshold=None)
     np.testing.assert_array_equal(everything.reliability("AM"), ceiling)

@@ -1,6 +1,7 @@
 """``workbench score | report | figures | demo``: arguments reach the library, failures exit
 non-zero with one line naming the cause."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -299,7 +300,8 @@ def make_failed_scores():
 
 
 @pytest.mark.slow
-def test_failed_units_exit_3_stay_in_the_csv_and_can_be_tolerated(plugin, tiny_dataset, isolated_caches, capsys):
+def test_failed_units_exit_3_stay_in_the_csv_and_can_be_tolerated(plugin, tiny_dataset, isolated_caches, capsys,
+                                                                  caplog):
     out = isolated_caches / "run"
     # a factory that raises is refused before any work
     assert main(["score", "--models", f"{plugin}:broken", "--datasets", str(tiny_dataset), "--out", str(out)]) == 1
@@ -310,6 +312,9 @@ def test_failed_units_exit_3_stay_in_the_csv_and_can_be_tolerated(plugin, tiny_d
     assert main(argv) == EXIT_PARTIAL
     err = capsys.readouterr().err
     assert f"failed: {plugin}:mismatched on {tiny_dataset}: " in err and "mat1 and mat2 shapes cannot be multiplied" in err
+    assert err.count("mat1 and mat2 shapes cannot be multiplied") == 1  # the failed unit's error, said once:
+    assert not [r for r in caplog.records  # not logged again as a warning beside the "failed:" line
+                if r.levelno >= logging.WARNING and "mat1 and mat2 shapes" in r.getMessage()]
     assert "1 of 2 unit(s) (model x dataset) failed" in err
     # SVCCA with 8 + 8 canonical variables cannot fit 16 stimuli: said once, the model not failed
     assert err.count("svcca not applicable: 8 + 8 (one per neuroid, unreduced) canonical variables") == 1
@@ -565,7 +570,7 @@ def test_a_run_that_scores_nothing_writes_no_result_file(plugin, tiny_dataset, i
     err = err.strip().splitlines()[-1]
     assert err.startswith("workbench score: error: ")
     assert "no model produced any score, so no result file was written" in err
-    assert not any((out / name).exists() for name in ("scores.csv", "scores.nc", "store"))
+    assert not out.exists()  # not even the folder: the run made it and wrote nothing into it
 
 
 def _subcommands(parser, path=""):

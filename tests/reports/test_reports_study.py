@@ -70,4 +70,8 @@ def test_a_run_where_no_model_scores_raises_with_each_models_error(tiny_dataset,
     with pytest.raises(WorkbenchError, match=r"no model produced any score, so no result file was written; "
                                              r"errors: cornet_z: .*tiny_v1.*extraction failed"):
         run_study(["cornet_z"], [str(tiny_dataset)], tmp_path / "run", progress=False)
-    assert not any((tmp_path / "run" / name).exists() for name in ("scores.nc", "scores.csv", "store"))  # issue 30
+    assert not (tmp_path / "run").exists()  # issue 30: no result file, no store, not even the folder it made
+    (tmp_path / "kept").mkdir()  # a folder that was there before the run stays
+    with pytest.raises(WorkbenchError, match="no model produced any score"):
+        run_study(["cornet_z"], [str(tiny_dataset)], tmp_path / "kept", progress=False)
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())

@@ -77,7 +77,9 @@ def _info(args: argparse.Namespace) -> int:
                 low, high = entry["repeats_per_stimulus"]
                 line += f", {low}-{high} repeats per stimulus"
             if "median_reliability" in entry:
-                line += f", median split-half reliability {entry['median_reliability']:.3f}"
+                source = {"split-half": "split-half reliability",
+                          "file": "reliability (the manifest's reliability_file)"}[entry["reliability_source"]]
+                line += f", median {source} {entry['median_reliability']:.3f}"
                 if entry["n_neuroids"] != entry["n_recorded"]:
                     line += f" (before filtering {entry['median_reliability_recorded']:.3f})"
             else:

@@ -42,6 +42,9 @@ class RegionData:
         Reliability of every recorded (non-constant) neuroid, before filtering.
     subject_rdms : ndarray or None
         ``(subject, stimulus, stimulus)`` per-subject RDMs for a leave-one-subject-out ceiling.
+    reliability_source : str
+        Where ``reliability`` comes from: ``"split-half"`` (estimated from the repeats) or
+        ``"file"`` (the manifest's ``reliability_file``).
     """
 
     name: str
@@ -54,6 +57,7 @@ class RegionData:
     recorded_reliability: np.ndarray | None = None
     subject_rdms: np.ndarray | None = None
     reliability_options: dict = field(default_factory=dict)
+    reliability_source: str = "split-half"
 
 
 class NeuralDataset:
@@ -237,6 +241,7 @@ class NeuralDataset:
                 counts = (~np.isnan(data.repeats.values)).sum(axis=2)
                 entry["repeats_per_stimulus"] = (int(counts.min()), int(counts.max()))
             if data.reliability is not None:
+                entry["reliability_source"] = data.reliability_source
                 entry["median_reliability"] = float(np.nanmedian(data.reliability))
                 entry["median_reliability_recorded"] = float(
                     np.nanmedian(data.recorded_reliability))
@@ -273,6 +278,7 @@ def build_region(repeats: xr.DataArray, *, species: str, threshold: float | None
     replaces the split-half estimate when given.
     """
     options = {"method": method, "n_splits": n_splits, "seed": seed}
+    source = "split-half" if reliability is None else "file"
     if reliability is None:
         reliability = rel.split_half_reliability(repeats, **options)
     recorded = np.asarray(reliability, dtype=np.float64)
@@ -281,7 +287,7 @@ def build_region(repeats: xr.DataArray, *, species: str, threshold: float | None
     return RegionData(name=str(repeats[REGION].values[0]), species=species,
                       responses=average_repeats(repeats), repeats=repeats, reliability=kept,
                       n_recorded=n_recorded, recorded_reliability=recorded,
-                      reliability_options=options)
+                      reliability_options=options, reliability_source=source)
 
 
 def build_averaged_region(responses: xr.DataArray, *, species: str, threshold: float | None,
@@ -313,4 +319,4 @@ def build_averaged_region(responses: xr.DataArray, *, species: str, threshold: f
     kept_responses, kept = _keep_reliable(responses, recorded, threshold)
     return RegionData(name=str(responses[REGION].values[0]), species=species,
                       responses=kept_responses, reliability=kept, n_recorded=n_recorded,
-                      recorded_reliability=recorded)
+                      recorded_reliability=recorded, reliability_source="file")

@@ -111,11 +111,17 @@ def run_study(models: Sequence[str], datasets: Sequence[str], out_dir: str | os.
         checked = check_study(models, datasets, out_dir, metrics=metrics, weights=weights,
                               protocol=make_protocol(protocol), layers=layers, device=device, executor=executor)
     out_dir = Path(out_dir)
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol, weights, device = checked["protocol"], checked["weights"], checked["device"]
-    scores = sweep(list(models), list(datasets), list(list_metrics() if metrics is None else metrics),
-                   protocol=protocol, store_dir=out_dir / STORE_DIR, executor=executor, force=force,
-                   weights=weights, progress=progress, layers=checked["layers"], device=device)
+    try:
+        scores = sweep(list(models), list(datasets), list(list_metrics() if metrics is None else metrics),
+                       protocol=protocol, store_dir=out_dir / STORE_DIR, executor=executor, force=force,
+                       weights=weights, progress=progress, layers=checked["layers"], device=device)
+    except WorkbenchError:  # every unit raised: nothing was written, and no folder is left that this call made
+        if made and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     save_scores(scores, out_dir)
     _report_models(scores, out_dir)
     if rdms:
@@ -126,10 +132,16 @@ def run_study(models: Sequence[str], datasets: Sequence[str], out_dir: str | os.
 
 
 def _report_models(scores: xr.Dataset, out_dir: Path) -> None:
-    """Log each model's error and warning; raise when no model produced a single score."""
+    """Log each model's error and warning; raise when no model produced a single score.
+
+    The errors of units that raised are logged at INFO only: the caller lists those units
+    (``failed: ...`` lines of the CLI, :func:`~workbench.analysis.sweeps.failed_units`)."""
+    from workbench.analysis.sweeps import failed_units
+
     failed = {str(m): str(e) for m, e in zip(scores[dims.MODEL].values, scores["error"].values) if str(e)}
+    raised = {unit["model"] for unit in failed_units(scores)}
     for model, message in failed.items():
-        logger.warning("model %s: %s", model, message)
+        logger.log(logging.INFO if model in raised else logging.WARNING, "model %s: %s", model, message)
     if "warning" in scores:  # scored, with caveats (they are in scores.csv and the report)
         for model, caveat in zip(scores[dims.MODEL].values, scores["warning"].values):
             if str(caveat):
