@@ -25,7 +25,7 @@ def tiny_space():
 def test_config_validation_names_the_field():
     with pytest.raises(ValidationError, match=r"UniDetConfig.variant='tree' is not valid; expected one of \['flat', 'hierarchy'\]"):
         UniDetConfig(variant="tree")
-    with pytest.raises(ValidationError, match=r"UniDetConfig.sampler='balanced' is not valid; expected one of \['class_aware', 'repeat', 'weighted'\]"):
+    with pytest.raises(ValidationError, match=r"UniDetConfig.sampler='balanced' is not valid; expected one of \['class_aware', 'class_aware_concat', 'repeat', 'weighted'\]"):
         UniDetConfig(sampler="balanced")
     with pytest.raises(ValidationError, match="'anchor_sizes' needs 3 sizes"):
         UniDetConfig(anchor_sizes=(16, 32))

@@ -10,9 +10,10 @@ Network (:class:`PARTNet`)
 - **Backbone**: a ResNet of basic blocks, ``stem`` then ``layer1``..``layer4`` (strides 1, 2,
   2, 1: the last stage keeps its resolution, the reference's ``LAST_STRIDE = 1``), sized for
   32 px images on a CPU (``backbone="small"``, widths 16/32/64/128 by default, 8 x 8 maps),
-  or torchvision's ResNet-50 with the last stride set to 1 (``backbone="resnet50"``, 2048
-  channels, the paper preset). The last stage's output (after its ReLU, non-negative) gives
-  the *channel maps* of part discovery.
+  or torchvision's ResNet-50 / ResNet-101 with the last stride set to 1 (``backbone="resnet50"``
+  or ``"resnet101"``, 2048 channels; the paper preset: ResNet-101, the reference's default).
+  The last stage's output (after its ReLU, non-negative) gives the *channel maps* of part
+  discovery.
 - **Tokens**: ``proj``, a 1 x 1 conv + BN + ReLU from the last stage's channels to the
   transformer width ``dim`` (the reference feeds its 512-wide features to 512-wide
   transformers, ``d_model=512``; the paper preset uses ``dim=512``).
@@ -29,10 +30,10 @@ Network (:class:`PARTNet`)
   mask).
 - **Heads**: per branch, pooling -> BN "neck" (bias frozen at 0, the reference's BNNeck) ->
   linear classifier without bias (init N(0, 0.001^2)). The global branch averages over all
-  tokens; a part branch averages over the tokens *inside* its mask. (The reference
-  average-pools every position of a part transformer's output, whose outside positions still
-  carry their own features through the residual path; pooling inside the mask is what makes
-  the part branch see its part only, as the issue asks.)
+  tokens; a part branch averages over the tokens *inside* its mask (``part_pooling=
+  "inside_mask"``: the part branch sees its part only), or over every position like the
+  reference's ``gap`` (``"all_positions"``, the paper preset: the outside positions still carry
+  their own features through the residual path).
 
 :meth:`PARTNet.forward` computes the **global branch only** (the inference of the paper and
 reference ``test_multi``): the part modules are never called, so a network built with
@@ -45,24 +46,33 @@ Part discovery (:func:`discover_parts`)
 1. Channel weights ``w_c = sqrt(mean_xy A_c) + 1e-12``, normalised to sum 1 over channels
    (``Attention.py``, ``ATT.NMS_crop``: ``part_weights``); the ``top_channels=64`` channels
    of largest weight, in decreasing order, are the candidates (``NUM_PART_STACK = 64``).
-2. For each candidate in turn, its map normalised by its maximum is thresholded at ``tau``
-   (``~ U(0.4, 0.6)`` drawn per candidate in training, ``0.5`` at test; the reference draws
-   ``random.uniform(0.4, 0.6)`` and compares with ``max * threshold``); the box of the
-   *largest 4-connected region* (``scipy.ndimage.label``) is the candidate's box (the paper's
-   rule; the reference takes the bounding box of every position over the threshold).
+2. For each candidate in turn, a box from its map and a threshold ``tau`` (``~ U(0.4, 0.6)``
+   drawn per candidate in training, ``0.5`` at test; the reference's ``random.uniform(0.4, 0.6)``
+   times the map's maximum), by one of two rules (``selection``):
+
+   - ``"connected_region"`` (the paper's description): the box of the *largest 4-connected
+     region* of ``map / max >= tau`` (``scipy.ndimage.label``), no border zeroed;
+   - ``"reference_as_run"`` (the reference's main loop, ``ATT.NMS_crop``; the paper preset):
+     the top and left 2 rows and columns are zeroed, then the box spans the positions
+     *below* ``tau * max`` (``mask < mask.max() * threshold``). The zeroed border is below
+     any positive threshold and reaches the last row and column, so every box is
+     ``(0, 0, w - 1, h - 1)`` (:func:`reference_box`).
 3. Greedy NMS in candidate order: a box whose IoU with a kept box exceeds ``nms_iou=0.6``
    (``THRE_IOU = 0.6``) is dropped; the first ``parts=4`` kept boxes are the parts
-   (``NUM_SELECT_PART = 4``). When fewer survive, the best-ranked unused candidates fill the
-   remaining slots (the reference falls back to the top channels without NMS).
-4. A part's mask is the positions where its channel map exceeds the map's mean over the
-   image (the reference's ``part < part.mean()`` key-padding mask, there with the mean over
-   the whole batch); an all-equal map keeps every position.
+   (``NUM_SELECT_PART = 4``). When fewer survive: ``connected_region`` fills the slots with
+   the best-ranked unused candidates; ``reference_as_run`` drops the kept ones and takes the
+   ``parts`` channels of largest weight, as the reference does -- with its boxes NMS keeps one,
+   so with ``parts >= 2`` every image ends on its top channels by weight.
+4. A part's mask: ``connected_region``: the positions where its channel map exceeds the map's
+   own mean over the image; ``reference_as_run``: the border-zeroed map not below its mean
+   over the whole batch (the reference's ``part < part.mean()`` key-padding mask, so the
+   zeroed border is never attended). A map (an image) with no position left keeps them all.
 
-Deviations: no zeroed 2-position border before thresholding (the reference's, on 28 x 28 maps,
-would blank half of an 8 x 8 map), no padding of thin boxes, and the boxes only describe the
-parts (the reference uses the crops for visualisation only; its part branches, like these, see
-the masked features). Boxes are half-open ``(x1, y1, x2, y2)`` in map cells: cell ``(y, x)``
-is inside when ``x1 <= x < x2`` and ``y1 <= y < y2``.
+No padding of thin boxes in ``connected_region`` (``reference_box`` transcribes it), and the
+boxes only describe the parts (the reference uses the crops for visualisation only; its part
+branches, like these, see the masked features). Boxes are half-open ``(x1, y1, x2, y2)`` in
+map cells: cell ``(y, x)`` is inside when ``x1 <= x < x2`` and ``y1 <= y < y2``;
+``reference_box`` keeps the reference's last index as the end.
 """
 
 from __future__ import annotations
@@ -86,6 +96,15 @@ NUM_PARTS = 4
 NMS_IOU = 0.6
 TAU_RANGE = (0.4, 0.6)
 TAU_TEST = 0.5
+#: ``discover_parts`` rules: the reference's main loop as it runs, or the paper's description.
+PART_SELECTIONS = ("reference_as_run", "connected_region")
+#: What a part branch averages: the tokens inside its mask, or every position (the reference's ``gap``).
+PART_POOLINGS = ("inside_mask", "all_positions")
+#: Rows and columns zeroed at the top and left of each candidate map (``Attention.py``, ``mask[enum][0:2, :] = 0``).
+REFERENCE_BORDER = 2
+#: Bottleneck ResNets of ``build_backbone``: torchvision constructor -> its weights enum. The reference's
+#: ``MODEL_NAME`` is ``resnet101`` by default (``config/default.py``), ``resnet50`` its option.
+RESNETS = {"resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}
 
 
 # --- part discovery -------------------------------------------------------------------------
@@ -164,8 +183,94 @@ def part_masks(maps: torch.Tensor) -> torch.Tensor:
     return masks | empty[..., None, None]
 
 
+def reference_box(channel_map: np.ndarray, tau: float) -> tuple[int, int, int, int]:
+    """The box the reference's main loop computes for one candidate (``Attention.py``, ``ATT.NMS_crop``).
+
+    Parameters
+    ----------
+    channel_map : ndarray, shape (h, w)
+        The candidate's map with its top and left ``REFERENCE_BORDER`` rows/columns already zeroed.
+    tau : float
+
+    Returns
+    -------
+    tuple of int
+        ``(x1, y1, x2, y2)`` in cells: the extent of the positions *below* ``tau * max`` (the
+        reference's ``torch.where(mask < mask.max() * threshold)``; every position when none
+        is), the last index used as the end (not + 1), thin extents (<= 4 cells) padded by
+        ``int(0.2 * size // 2)`` where ``size`` is the *other* side (the reference unpacks
+        ``W, H`` from an ``N, C, h, w`` shape), and an empty extent widened to the whole side.
+        The zeroed border is always below the threshold, so ``x1 = y1 = 0``.
+    """
+    h, w = channel_map.shape
+    rows, cols = np.nonzero(channel_map < channel_map.max() * tau)
+    if rows.size == 0:
+        rows, cols = np.nonzero(np.ones_like(channel_map, dtype=bool))
+    pad_rows = 0 if rows.max() - rows.min() > 4 else int(0.2 * w // 2)
+    pad_cols = 0 if cols.max() - cols.min() > 4 else int(0.2 * h // 2)
+    y1, y2 = max(0, int(rows.min()) - pad_rows), int(rows.max()) + pad_rows
+    x1, x2 = max(0, int(cols.min()) - pad_cols), int(cols.max()) + pad_cols
+    if y1 == y2:
+        y1, y2 = 0, w
+    if x1 == x2:
+        x1, x2 = 0, h
+    return x1, y1, x2, y2
+
+
+def zero_border(maps: np.ndarray) -> np.ndarray:
+    """A copy of maps (..., h, w) with the top and left ``REFERENCE_BORDER`` rows and columns set to 0."""
+    out = np.array(maps, copy=True)
+    out[..., :REFERENCE_BORDER, :] = 0
+    out[..., :, :REFERENCE_BORDER] = 0
+    return out
+
+
+def _nms(boxes_of, order: np.ndarray, taus: np.ndarray, parts: int, nms_iou: float):
+    """Greedy NMS over candidates ``order`` (K,): ``(channels, boxes)`` kept, at most ``parts``.
+
+    ``boxes_of(channel, tau)`` gives a candidate's box, or ``None`` to skip it.
+    """
+    kept: list[int] = []
+    kept_boxes: list[tuple] = []
+    for rank, ch in enumerate(order):
+        box = boxes_of(int(ch), float(taus[rank]))
+        if box is not None and all(box_iou(box, other) <= nms_iou for other in kept_boxes):
+            kept.append(int(ch))
+            kept_boxes.append(box)
+            if len(kept) == parts:
+                break
+    return kept, kept_boxes
+
+
+def _select_connected_region(maps: np.ndarray, order: np.ndarray, taus: np.ndarray, parts: int, nms_iou: float):
+    """The paper's rule for one image's maps (C, h, w): NMS on largest-region boxes, best unused fill."""
+    c, h, w = maps.shape
+    kept, kept_boxes = _nms(lambda ch, tau: largest_region_box(maps[ch], tau), order, taus, parts, nms_iou)
+    for rank, ch in enumerate(order):  # fewer than `parts` survived: best-ranked unused candidates
+        if len(kept) == parts:
+            break
+        if int(ch) not in kept:
+            kept.append(int(ch))
+            kept_boxes.append(largest_region_box(maps[ch], float(taus[rank])) or (0, 0, w, h))
+    return kept, kept_boxes
+
+
+def _select_reference_as_run(maps: np.ndarray, order: np.ndarray, taus: np.ndarray, parts: int, nms_iou: float):
+    """The reference's main loop for one image's maps (C, h, w), border already zeroed.
+
+    NMS on :func:`reference_box` boxes; when fewer than ``parts`` survive (the usual case:
+    the boxes all start at the zeroed border), the ``parts`` channels of largest weight.
+    """
+    kept, kept_boxes = _nms(lambda ch, tau: reference_box(maps[ch], tau), order, taus, parts, nms_iou)
+    if len(kept) < parts:
+        kept = [int(ch) for ch in order[:parts]]
+        kept_boxes = [reference_box(maps[ch], float(taus[rank])) for rank, ch in enumerate(kept)]
+    return kept, kept_boxes
+
+
 def discover_parts(maps: torch.Tensor, taus: torch.Tensor | float, *, parts: int = NUM_PARTS,
-                   top_channels: int = TOP_CHANNELS, nms_iou: float = NMS_IOU) -> PartSelection:
+                   top_channels: int = TOP_CHANNELS, nms_iou: float = NMS_IOU,
+                   selection: str = "connected_region") -> PartSelection:
     """Discover ``parts`` parts per image from last-stage channel maps (see the module docstring).
 
     Parameters
@@ -180,11 +285,17 @@ def discover_parts(maps: torch.Tensor, taus: torch.Tensor | float, *, parts: int
         Candidates: the channels of largest weight (all of them when ``C`` is smaller).
     nms_iou : float
         A candidate box overlapping a kept one with IoU above this is dropped.
+    selection : {"connected_region", "reference_as_run"}
+        The paper's rule, or the reference's main loop as it runs (zeroed border, boxes of
+        the positions below the threshold, fallback to the top channels; masks of the
+        border-zeroed maps against the batch mean).
 
     Returns
     -------
     PartSelection
     """
+    if selection not in PART_SELECTIONS:
+        raise ValidationError(f"part selection must be one of {PART_SELECTIONS}, found {selection!r}")
     maps = maps.detach().float()
     n, c, h, w = maps.shape
     if parts < 1 or parts > c:
@@ -199,36 +310,30 @@ def discover_parts(maps: torch.Tensor, taus: torch.Tensor | float, *, parts: int
         tau_array = taus.detach().cpu().double().numpy()
         if tau_array.shape[0] != n or tau_array.shape[1] < k:
             raise ValidationError(f"taus must have shape ({n}, >= {k}), found {tuple(taus.shape)}")
-    cpu_maps = maps.cpu().numpy()
+    reference = selection == "reference_as_run"
+    cpu_maps = zero_border(maps.cpu().numpy()) if reference else maps.cpu().numpy()
+    select = _select_reference_as_run if reference else _select_connected_region
     channels = np.zeros((n, parts), dtype=np.int64)
     boxes = np.zeros((n, parts, 4), dtype=np.float32)
     for i in range(n):
-        kept: list[int] = []
-        kept_boxes: list[tuple] = []
-        found: dict[int, tuple] = {}
-        for rank in range(k):
-            ch = int(order[i, rank])
-            box = largest_region_box(cpu_maps[i, ch], float(tau_array[i, rank]))
-            if box is None:
-                continue
-            found[ch] = box
-            if all(box_iou(box, other) <= nms_iou for other in kept_boxes):
-                kept.append(ch)
-                kept_boxes.append(box)
-                if len(kept) == parts:
-                    break
-        for rank in range(k):  # fewer than `parts` survived: best-ranked unused candidates
-            if len(kept) == parts:
-                break
-            ch = int(order[i, rank])
-            if ch not in kept:
-                kept.append(ch)
-                kept_boxes.append(found.get(ch, (0, 0, w, h)))
+        kept, kept_boxes = select(cpu_maps[i], order[i], tau_array[i], parts, nms_iou)
         channels[i] = kept
         boxes[i] = np.asarray(kept_boxes, dtype=np.float32)
     index = torch.from_numpy(channels).to(maps.device)
-    chosen = torch.gather(maps, 1, index[:, :, None, None].expand(n, parts, h, w))
-    return PartSelection(index, torch.from_numpy(boxes), part_masks(chosen))
+    source = torch.from_numpy(cpu_maps).to(maps.device)
+    chosen = torch.gather(source, 1, index[:, :, None, None].expand(n, parts, h, w))
+    return PartSelection(index, torch.from_numpy(boxes), batch_mean_masks(chosen) if reference else part_masks(chosen))
+
+
+def batch_mean_masks(maps: torch.Tensor) -> torch.Tensor:
+    """Masks (N, P, h, w) bool: positions of part p's map not below its mean over the batch (N, h, w).
+
+    The reference's ``mask_p = part_p < part_p.mean()`` (True = ignored key), inverted; an image
+    with no position left keeps all of them (the reference would attend to nothing).
+    """
+    masks = maps >= maps.mean((0, 2, 3), keepdim=True)
+    empty = ~masks.flatten(-2).any(-1)
+    return masks | empty[..., None, None]
 
 
 # --- modules --------------------------------------------------------------------------------
@@ -337,17 +442,17 @@ def build_backbone(kind: str, widths: tuple[int, ...] = (), blocks: int = 1,
                                                  for j in range(blocks)])
             cin = width
         return nn.Sequential(parts), w[3]
-    if kind == "resnet50":
-        from torchvision.models import ResNet50_Weights, resnet50
+    if kind in RESNETS:
+        import torchvision.models as tvm
 
-        net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V1 if pretrained_backbone else None)
+        net = getattr(tvm, kind)(weights=getattr(tvm, RESNETS[kind]).IMAGENET1K_V1 if pretrained_backbone else None)
         first = net.layer4[0]  # last stride 1 (the reference's LAST_STRIDE = 1), no dilation
         first.conv2.stride = (1, 1)
         first.downsample[0].stride = (1, 1)
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         parts = OrderedDict(stem=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4)
         return nn.Sequential(parts), 2048
-    raise ValidationError(f"backbone {kind!r} is unknown; expected 'small' or 'resnet50'")
+    raise ValidationError(f"backbone {kind!r} is unknown; expected 'small', 'resnet50' or 'resnet101'")
 
 
 class PARTNet(nn.Module):
@@ -358,7 +463,7 @@ class PARTNet(nn.Module):
     num_classes : int
     parts : int, default: 4
         Part branches (0: the global-only network a run saves).
-    backbone : {"small", "resnet50"}
+    backbone : {"small", "resnet50", "resnet101"}
     widths : tuple of 4 int
         Stage widths of the small backbone.
     blocks : int
@@ -372,14 +477,23 @@ class PARTNet(nn.Module):
         Candidate channels of part discovery.
     nms_iou : float
     pretrained_backbone : bool
-        ResNet-50 only: start from torchvision's ImageNet weights (downloaded).
+        ResNets only: start from torchvision's ImageNet weights (downloaded).
+    part_selection : {"connected_region", "reference_as_run"}
+        Rule of :func:`discover_parts` (its ``selection``).
+    part_pooling : {"inside_mask", "all_positions"}
+        What a part branch averages (:meth:`part_embedding`).
     """
 
     def __init__(self, num_classes: int = 10, parts: int = NUM_PARTS, backbone: str = "small",
                  widths: tuple[int, ...] = (), blocks: int = 1, dim: int = 64, heads: int = 4, depth: int = 3,
                  part_heads: int = 1, part_depth: int = 1, dropout: float = 0.1, top_channels: int = TOP_CHANNELS,
-                 nms_iou: float = NMS_IOU, pretrained_backbone: bool = False):
+                 nms_iou: float = NMS_IOU, pretrained_backbone: bool = False,
+                 part_selection: str = "connected_region", part_pooling: str = "inside_mask"):
         super().__init__()
+        if part_selection not in PART_SELECTIONS or part_pooling not in PART_POOLINGS:
+            raise ValidationError(f"part_selection must be one of {PART_SELECTIONS} and part_pooling one of "
+                                  f"{PART_POOLINGS}, found {part_selection!r} and {part_pooling!r}")
+        self.part_selection, self.part_pooling = part_selection, part_pooling
         if parts < 0:
             raise ValidationError(f"parts must be >= 0, found {parts}")
         if dim % heads or dim % part_heads:
@@ -425,23 +539,26 @@ class PARTNet(nn.Module):
         tokens = self.tokens(maps)
         global_out = self.classifier(self.neck(self.global_transformer(tokens, h, w).mean(1)))
         selection = discover_parts(maps, part_taus, parts=self.parts, top_channels=self.top_channels,
-                                   nms_iou=self.nms_iou)
+                                   nms_iou=self.nms_iou, selection=self.part_selection)
         part_out = [self.part_classifiers[p](self.part_necks[p](
             self.part_embedding(p, tokens, selection.masks[:, p], h, w))) for p in range(self.parts)]
         return global_out, torch.stack(part_out, 1), selection
 
     def part_embedding(self, p: int, tokens: torch.Tensor, mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Part ``p``'s embedding (N, dim): its transformer over ``tokens`` (N, h * w, dim) with keys
-        restricted to ``mask`` (N, h, w) bool, averaged over the positions inside the mask."""
+        restricted to ``mask`` (N, h, w) bool, averaged over the positions inside the mask
+        (``part_pooling="inside_mask"``) or over every position (``"all_positions"``)."""
         inside = mask.flatten(1)
         feats = self.part_transformers[p](tokens, h, w, key_padding_mask=~inside)
+        if self.part_pooling == "all_positions":
+            return feats.mean(1)
         weights = inside.to(feats.dtype)[:, :, None]
         return (feats * weights).sum(1) / weights.sum(1)
 
     def discover(self, images: torch.Tensor, tau: float = TAU_TEST, parts: int | None = None) -> PartSelection:
         """Parts of images at threshold ``tau`` (the backbone only: works with ``parts=0`` too)."""
         return discover_parts(self.backbone_maps(images), tau, parts=parts or self.parts or NUM_PARTS,
-                              top_channels=self.top_channels, nms_iou=self.nms_iou)
+                              top_channels=self.top_channels, nms_iou=self.nms_iou, selection=self.part_selection)
 
 
 def global_state_dict(state: dict) -> dict:
@@ -454,7 +571,8 @@ def global_state_dict(state: dict) -> dict:
 def part_net(pretrained: bool = False, num_classes: int = 10, parts: int = 0, backbone: str = "small",
              widths: tuple = (), blocks: int = 1, dim: int = 64, heads: int = 4, depth: int = 3, part_heads: int = 1,
              part_depth: int = 1, dropout: float = 0.1, top_channels: int = TOP_CHANNELS, nms_iou: float = NMS_IOU,
-             pretrained_backbone: bool = False) -> Architecture:
+             pretrained_backbone: bool = False, part_selection: str = "connected_region",
+             part_pooling: str = "inside_mask") -> Architecture:
     """PART network: ResNet + global relational transformer (+ part transformers); train with `workbench train part`."""
     if pretrained:
         from workbench.errors import WeightsUnavailableError
@@ -462,8 +580,9 @@ def part_net(pretrained: bool = False, num_classes: int = 10, parts: int = 0, ba
         raise WeightsUnavailableError("part_net has no published weights; train it (`workbench train part`)")
     net = PARTNet(num_classes, parts=parts, backbone=backbone, widths=tuple(widths), blocks=blocks, dim=dim,
                   heads=heads, depth=depth, part_heads=part_heads, part_depth=part_depth, dropout=dropout,
-                  top_channels=top_channels, nms_iou=nms_iou, pretrained_backbone=pretrained_backbone)
-    if backbone == "resnet50":
+                  top_channels=top_channels, nms_iou=nms_iou, pretrained_backbone=pretrained_backbone,
+                  part_selection=part_selection, part_pooling=part_pooling)
+    if backbone in RESNETS:
         preprocessing = Preprocessing(input_size=448, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     else:
         preprocessing = Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -472,5 +591,6 @@ def part_net(pretrained: bool = False, num_classes: int = 10, parts: int = 0, ba
     return Architecture(net, layers, preprocessing)
 
 
-__all__ = ["PARTNet", "PartSelection", "channel_weights", "discover_parts", "global_state_dict",
-           "largest_region_box", "part_masks", "part_net"]
+__all__ = ["PART_POOLINGS", "PART_SELECTIONS", "PARTNet", "PartSelection", "batch_mean_masks", "channel_weights",
+           "discover_parts", "global_state_dict", "largest_region_box", "part_masks", "part_net", "reference_box",
+           "zero_border"]

@@ -13,8 +13,9 @@ class-wise descriptors of :mod:`workbench.methods.mada`):
 - ``deeplabv3_resnet50_seg`` / ``deeplabv3_resnet101_seg``: torchvision's DeepLab-v3 (ResNet
   backbone, output stride 8, ASPP head) without pretrained weights unless ``pretrained_backbone``;
   the decoder feature map is the ASPP head's output before its last 1 x 1 convolution (256
-  channels). The paper's DeepLab-v2/ResNet-101 is not in torchvision; v3 is its closest
-  maintained builder.
+  channels, 1/8 resolution). The reference code's network (munanning/MADA, models/deeplab.py) is
+  DeepLab-v3+/ResNet-101 (output stride 16 and a decoder whose 256-channel features are at 1/4
+  resolution); it is not in torchvision, and v3 is its closest maintained builder.
 """
 
 from __future__ import annotations

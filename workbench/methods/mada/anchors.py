@@ -1,7 +1,8 @@
 """Class-wise descriptors, k-means anchors, active selection and the anchor loss of MADA / MADAv2.
 
 Descriptor of an image: for each class ``c`` the mean of the decoder features (D channels)
-over the pixels labelled ``c`` (source: ground truth; target: the model's prediction), after
+over the pixels labelled ``c`` (source: ground truth, or the pixels both labelled and predicted
+``c`` as in the reference code, :func:`agreeing_labels`; target: the model's prediction), after
 nearest-neighbour downsampling of the label map to the feature resolution; a ``(C, D)``
 array with a ``(C,)`` mask of the classes present (at least ``min_pixels`` pixels). An absent
 class has a zero row and is left out of every distance:
@@ -35,8 +36,38 @@ def downsample_labels(labels: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
 
 
+class ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward multiplies the gradient by ``scale`` (broadcast to the input).
+
+    The reference code's ``normalisation_pooling`` (munanning/MADA, models/utils.py), applied there
+    to each class's masked feature map before the pooling with scale ``2 x`` the class's pixel
+    fraction; the pooling is linear, so scaling the descriptor's gradient is the same.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(scale)
+        return tensor.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None
+
+
+def agreeing_labels(labels: torch.Tensor, logits: torch.Tensor, *, ignore_index: int = IGNORE) -> torch.Tensor:
+    """Labels (N, H, W) at the logits' resolution (N, C, h, w), ``ignore_index`` where the argmax disagrees.
+
+    The reference's source descriptors (munanning/MADA, ``calculate_mean_vector``): the class mask
+    is the ground truth times the prediction, so only correctly predicted pixels count.
+    """
+    labels = downsample_labels(labels, logits.shape[-2:]) if labels.shape[-2:] != logits.shape[-2:] else labels
+    return torch.where(logits.argmax(1) == labels, labels, torch.full_like(labels, ignore_index))
+
+
 def class_descriptors(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-                      min_pixels: int = 1, ignore_index: int = IGNORE) -> tuple[torch.Tensor, torch.Tensor]:
+                      min_pixels: int = 1, ignore_index: int = IGNORE,
+                      scale_gradient: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image class-mean features.
 
     Parameters
@@ -49,6 +80,9 @@ def class_descriptors(features: torch.Tensor, labels: torch.Tensor, num_classes:
     num_classes : int
     min_pixels : int
         A class counts as present with at least this many pixels (at the feature resolution).
+    scale_gradient : bool
+        Forward unchanged; the gradient of ``descriptors[n, c]`` is multiplied by 2 x the
+        fraction of the h x w pixels that have class c (the reference's ``normalisation_pooling``).
 
     Returns
     -------
@@ -67,6 +101,8 @@ def class_descriptors(features: torch.Tensor, labels: torch.Tensor, num_classes:
     sums = torch.einsum("npc,ndp->ncd", onehot, features.reshape(n, d, h * w))
     present = counts >= max(int(min_pixels), 1)
     descriptors = sums / counts.clamp(min=1)[..., None] * present[..., None]
+    if scale_gradient:
+        descriptors = ScaleGradient.apply(descriptors, (2.0 * counts / (h * w))[..., None])
     return descriptors, present
 
 

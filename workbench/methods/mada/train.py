@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 from workbench.errors import ValidationError
 from workbench.methods.mada.anchors import (
     AnchorBank,
+    agreeing_labels,
     anchor_loss,
     class_descriptors,
     fit_anchors,
@@ -98,6 +99,12 @@ class MADAConfig(TrainConfig):
         K of the k-means anchors (source and target).
     min_pixels : int
         Pixels (at feature resolution) for a class to count as present in a descriptor.
+    source_descriptors : {"label", "label_and_prediction"}
+        Pixels of a source descriptor's class c: labelled c (``label``), or labelled c and
+        predicted c by the warm-up model (``label_and_prediction``, the reference code's).
+    anchor_gradient_scaling : bool
+        The reference's ``normalisation_pooling``: the anchor loss's gradient through each
+        class descriptor is multiplied by 2 x the class's pixel fraction (forward unchanged).
     adapt_steps, adapt2_steps : int
         Steps of stage 1 and stage 2.
     adapt_batch_size : int
@@ -131,6 +138,8 @@ class MADAConfig(TrainConfig):
     budget: float = 0.05
     num_anchors: int = 10
     min_pixels: int = 1
+    source_descriptors: str = "label"
+    anchor_gradient_scaling: bool = False
     adapt_steps: int = 60
     adapt2_steps: int = 60
     adapt_batch_size: int = 8
@@ -143,7 +152,7 @@ class MADAConfig(TrainConfig):
     teacher_momentum: float = 0.99
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        **TrainConfig.CHOICES, "selection": STRATEGIES,
+        **TrainConfig.CHOICES, "selection": STRATEGIES, "source_descriptors": ("label", "label_and_prediction"),
         "dataset": ("scenes", "gta5_cityscapes", "synthia_cityscapes")}
 
     def __post_init__(self):
@@ -310,7 +319,8 @@ def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
                 "acc": acc.detach()}
         if state.bank is not None and config.anchor_weight > 0:
             desc, present = class_descriptors(features[t].float(), low[t].detach().argmax(1), num_classes,
-                                              min_pixels=config.min_pixels)
+                                              min_pixels=config.min_pixels,
+                                              scale_gradient=config.anchor_gradient_scaling)
             bank = state.bank
             l_anchor = anchor_loss(desc, present, bank.centers.to(desc.device), bank.present.to(desc.device))
             # every rank applies the whole global batch's updates, in one-process order
@@ -359,16 +369,22 @@ def miou_eval(num_classes: int):
 
 @torch.no_grad()
 def dataset_descriptors(module, dataset: Dataset, num_classes: int, *, use_labels: bool, min_pixels: int = 1,
-                        batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptors (N, C, D) and masks (N, C) of a dataset: ground truth or the module's predictions."""
+                        batch_size: int = 64, agreeing_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors (N, C, D) and masks (N, C) of a dataset: ground truth or the module's predictions.
+
+    ``agreeing_only`` (with ``use_labels``): only the pixels the module predicts as labelled count.
+    """
     was = module.training
     module.eval()
     out, masks = [], []
     try:
         for images, labels in DataLoader(dataset, batch_size=batch_size):
             features, low = module.forward_features(images)
-            desc, present = class_descriptors(features.float(), labels if use_labels else low.argmax(1),
-                                              num_classes, min_pixels=min_pixels)
+            if not use_labels:
+                labels = low.argmax(1)
+            elif agreeing_only:
+                labels = agreeing_labels(labels, low)
+            desc, present = class_descriptors(features.float(), labels, num_classes, min_pixels=min_pixels)
             out.append(desc.numpy())
             masks.append(present.numpy())
     finally:
@@ -428,8 +444,9 @@ def adapt(run, config: MADAConfig, domains, warm_state: dict, name: str, selecte
 
 def select_all(config: MADAConfig, module, domains, strategies) -> tuple[dict[str, np.ndarray], pd.DataFrame, dict]:
     """Selected target indices of each strategy, the selection table and the anchors used."""
-    src_desc, src_present = dataset_descriptors(module, domains.source_plain, domains.num_classes, use_labels=True,
-                                                min_pixels=config.min_pixels)
+    src_desc, src_present = dataset_descriptors(
+        module, domains.source_plain, domains.num_classes, use_labels=True, min_pixels=config.min_pixels,
+        agreeing_only=config.source_descriptors == "label_and_prediction")
     tgt_desc, tgt_present = dataset_descriptors(module, domains.target_train, domains.num_classes,
                                                 use_labels=False, min_pixels=config.min_pixels)
     anchors = {"source": fit_anchors(src_desc, src_present, config.num_anchors, seed=config.seed),

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.errors import ValidationError
+from workbench.models.part import PART_POOLINGS, PART_SELECTIONS
 from workbench.training import RunDir, TrainConfig, TrainOutcome, build_network, fit
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class PARTConfig(TrainConfig):
     tau_test : float, default: 0.5
         Threshold of the parts shown and scored after training.
     nms_iou : float, default: 0.6
+    part_selection : {"connected_region", "reference_as_run"}, default: "connected_region"
+        Part discovery rule (``workbench.models.part.discover_parts``): the paper's description,
+        or the reference's main loop as it runs (the ``paper`` preset).
+    part_pooling : {"inside_mask", "all_positions"}, default: "inside_mask"
+        What a part branch averages (``all_positions``: the reference, the ``paper`` preset).
     part_loss_weight : float, default: 0.1
         Weight of the summed part losses (the reference's ``/ 10``).
     data_seed : int, default: 0
@@ -77,13 +83,16 @@ class PARTConfig(TrainConfig):
     tau_max: float = 0.6
     tau_test: float = 0.5
     nms_iou: float = 0.6
+    part_selection: str = "connected_region"
+    part_pooling: str = "inside_mask"
     part_loss_weight: float = 0.1
     data_seed: int = 0
     tiny_classes: int = 10
     tiny_train_per_class: int = 80
     tiny_test_per_class: int = 40
 
-    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS}
+    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "part_selection": PART_SELECTIONS,
+               "part_pooling": PART_POOLINGS}
 
     def __post_init__(self):
         super().__post_init__()
@@ -102,7 +111,8 @@ class PARTConfig(TrainConfig):
 def arch_kwargs(config: PARTConfig, num_classes: int, parts: int) -> dict[str, Any]:
     """Keyword arguments of ``part_net`` for a variant (``parts=0``: the global-only network)."""
     return {"num_classes": num_classes, "parts": parts, "top_channels": config.top_channels,
-            "nms_iou": config.nms_iou, **config.arch_kwargs}
+            "nms_iou": config.nms_iou, "part_selection": config.part_selection, "part_pooling": config.part_pooling,
+            **config.arch_kwargs}
 
 
 def make_step(config: PARTConfig, variant: str):
@@ -166,7 +176,8 @@ def train(config: PARTConfig, run) -> TrainOutcome:
     if config.arch != "part_net":
         raise ValidationError(f"config field 'arch' is {config.arch!r}; PART trains the 'part_net' architecture "
                               "(its backbone and widths go in arch_kwargs)")
-    bad = sorted(set(config.arch_kwargs) & {"num_classes", "parts", "top_channels", "nms_iou"})
+    bad = sorted(set(config.arch_kwargs) & {"num_classes", "parts", "top_channels", "nms_iou", "part_selection",
+                                               "part_pooling"})
     if bad:
         raise ValidationError(f"config field 'arch_kwargs' sets {bad}; set them as config fields instead")
     data = load_data(config, augment=config.augment)

@@ -364,6 +364,12 @@ class DetectionSet(Dataset):
         d, j = self.index[i]
         return self.sources[d].classes[j]
 
+    def unified_classes(self, i: int) -> np.ndarray:
+        """Unified class (B,) of each box of item ``i`` (what the reference's class-aware sampler counts)."""
+        d, j = self.index[i]
+        source = self.sources[d]
+        return self.to_unified[source.name][np.asarray(source.classes[j], dtype=np.int64)]
+
     def __getitem__(self, i: int):
         d, j = self.index[i]
         source = self.sources[d]

@@ -1,4 +1,4 @@
-"""The hierarchy-aware sigmoid binary cross-entropy of Large-UniDet ("child+" mode).
+"""The hierarchy-aware sigmoid binary cross-entropy of Large-UniDet (the reference's "child" case).
 
 For a sample (an anchor, a box) whose ground truth is the unified label ``y``:
 
@@ -16,10 +16,12 @@ normalises (the reference divides by the number of sampled RoIs, RetinaNet by it
 anchors).
 
 The reference implementation (linfeng93/Large-UniDet ``mmdet/models/losses/hierarchy_loss.py``,
-read, not copied) builds the same targets with a ``(C+1) x (C+1)`` "is parent" matrix including
-the background column of its two-stage head; its ``child+`` weights also ignore parents that
-exist only in the unified (RVC) tree and not in OpenImages' own tree, a distinction with no
-counterpart here (our tree is the unified one only).
+read, not copied) builds these targets with a ``(C+1) x (C+1)`` "is parent" matrix including
+the background column of its two-stage head when configured with ``pos_parents="rvc"``,
+``ignore="child"``. Its training config uses ``pos_parents="oid"`` (parents from OpenImages' own
+tree), ``ignore="child+"`` (also ignoring the parents that exist only in the unified RVC tree) and
+a loss weight of 1.5; the README's table measures the difference
+(``tests/methods/test_unidet_reference.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def hierarchy_targets(labels: torch.Tensor, ancestors: torch.Tensor, *,
     ancestors : torch.Tensor, bool, shape (C, C)
         ``[i, j]``: ``j`` is a proper ancestor of ``i`` (:meth:`LabelSpace.ancestors`).
     ignore_descendants : bool
-        Zero weight on the label's descendants ("child+"); False: they are negatives.
+        Zero weight on the label's descendants; False: they are negatives.
 
     Returns
     -------
@@ -73,7 +75,7 @@ def hierarchy_bce(logits: torch.Tensor, labels: torch.Tensor, ancestors: torch.T
     class_mask : torch.Tensor, bool, shape (N, C) or (C,), optional
         Classes each sample's dataset can assign; the others get weight 0.
     ignore_descendants : bool
-        The "child+" treatment of descendants (see the module docstring).
+        Zero weight on the label's descendants (see the module docstring).
     gamma : float
         Focal modulation exponent (0: plain BCE).
     alpha : float

@@ -7,9 +7,17 @@
 - :func:`sampling_probabilities` / :class:`WeightedDatasetSampler`: draws with replacement,
   dataset ``d`` with probability ``f_d n_d / sum_e f_e n_e`` (the same expected share as the
   repeats) and, within a dataset, either uniformly or *class-aware* (mmdetection's
-  ``ClassAwareSampler``, used by the reference for OpenImages): a class of the dataset uniformly,
+  ``ClassAwareSampler``, applied per dataset): a class of the dataset uniformly,
   then an image containing it uniformly, so an image's probability is
   ``sum_{c in image} 1 / (K_d n_{d,c})``; images without boxes are never drawn then.
+- ``across_datasets=True`` (with ``class_aware``): the reference's rule (``configs/rvc/``:
+  ``class_aware_sampler`` over the whole ``ConcatDataset`` of the three ``RepeatDataset``, its
+  ``mmdet/datasets/samplers/class_aware_sampler.py``): the classes are the *unified* ones and every
+  repeated copy is an entry, so an image of dataset ``d`` has probability
+  ``f_d sum_{c in image} 1 / (K n_c)`` with ``n_c = sum_{images j with c} f_{d(j)}`` and ``K`` the
+  classes with an image; the dataset shares follow from the classes, not from ``f_d n_d``. The
+  reference cycles through shuffled class and image lists; here the draws are independent with
+  the same expected frequencies.
 
 Both take a seed and an epoch and draw from their own ``torch.Generator``.
 """
@@ -74,8 +82,28 @@ class RepeatFactorSampler(Sampler):
         return self._length
 
 
+def _class_holders(items, classes) -> dict[int, list[int]]:
+    """``{class: [items with a box of it]}`` over ``items`` (each item once per class)."""
+    holders: dict[int, list[int]] = {}
+    for i in items:
+        for c in np.unique(np.asarray(classes[i])):
+            holders.setdefault(int(c), []).append(int(i))
+    return holders
+
+
+def _across_datasets(f_item: np.ndarray, classes: Sequence[np.ndarray]) -> np.ndarray:
+    """The reference's rule: ``f_i sum_{c in i} 1 / (K n_c)``, ``n_c`` the repeated entries holding ``c``."""
+    holders = _class_holders(np.flatnonzero(f_item > 0), classes)
+    if not holders:
+        raise ValidationError("class_aware sampling across datasets: no item has a box")
+    p = np.zeros(len(f_item))
+    for members in holders.values():
+        p[members] += f_item[members] / (len(holders) * f_item[members].sum())
+    return p
+
+
 def sampling_probabilities(dataset_ids: np.ndarray, factors: Sequence[float], classes: Sequence[np.ndarray] | None = None,
-                           *, class_aware: bool = False) -> np.ndarray:
+                           *, class_aware: bool = False, across_datasets: bool = False) -> np.ndarray:
     """Probability (N,) of drawing each item (see the module docstring).
 
     Parameters
@@ -84,14 +112,23 @@ def sampling_probabilities(dataset_ids: np.ndarray, factors: Sequence[float], cl
     factors : sequence of float
         ``f_d`` per dataset.
     classes : sequence of arrays, optional
-        Local classes of each item's boxes (needed for ``class_aware``).
+        Classes of each item's boxes (needed for ``class_aware``): local to its dataset, or in the
+        unified label space with ``across_datasets``.
     class_aware : bool
+    across_datasets : bool
+        With ``class_aware``: one class-aware draw over the concatenation of the repeated
+        datasets (the reference), instead of dataset shares ``f_d n_d`` and classes within each.
     """
     dataset_ids = np.asarray(dataset_ids)
     num = len(factors)
     f = _check_factors(factors, num)
     if dataset_ids.size and int(dataset_ids.max()) >= num:
         raise ValidationError(f"dataset_factors has {num} values; expected one per dataset ({int(dataset_ids.max()) + 1})")
+    if class_aware and classes is None:
+        raise ValidationError("class_aware sampling needs the classes of every item")
+    if class_aware and across_datasets:
+        p = _across_datasets(f[dataset_ids], classes)
+        return p / p.sum()
     sizes = np.bincount(dataset_ids, minlength=num).astype(float)
     share = f * sizes
     share = share / share.sum()
@@ -103,12 +140,7 @@ def sampling_probabilities(dataset_ids: np.ndarray, factors: Sequence[float], cl
         if not class_aware:
             p[items] = share[d] / items.size
             continue
-        if classes is None:
-            raise ValidationError("class_aware sampling needs the classes of every item")
-        holders: dict[int, list[int]] = {}
-        for i in items:
-            for c in np.unique(np.asarray(classes[i])):
-                holders.setdefault(int(c), []).append(int(i))
+        holders = _class_holders(items, classes)
         if not holders:
             raise ValidationError(f"class_aware sampling: dataset {d} has no boxes")
         for members in holders.values():
@@ -119,10 +151,11 @@ def sampling_probabilities(dataset_ids: np.ndarray, factors: Sequence[float], cl
 class WeightedDatasetSampler(Sampler):
     """``num_samples`` draws with replacement from :func:`sampling_probabilities`, seeded by ``(seed, epoch)``."""
 
-    def __init__(self, dataset_ids, factors, classes=None, *, class_aware: bool = False, num_samples: int | None = None,
-                 seed: int = 0):
+    def __init__(self, dataset_ids, factors, classes=None, *, class_aware: bool = False, across_datasets: bool = False,
+                 num_samples: int | None = None, seed: int = 0):
         self.probabilities = torch.as_tensor(sampling_probabilities(dataset_ids, factors, classes,
-                                                                    class_aware=class_aware))
+                                                                    class_aware=class_aware,
+                                                                    across_datasets=across_datasets))
         self.num_samples = int(num_samples or len(self.probabilities))
         self.seed, self.epoch = int(seed), 0
 

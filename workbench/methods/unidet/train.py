@@ -18,7 +18,7 @@ Every detector: the zoo backbone ``unidet_backbone`` (``arch_kwargs``), torchvis
 RetinaNet (:mod:`.detector`), trained by the shared loop :func:`workbench.training.fit` (the
 detector is the trained module; its optimiser, schedule and ``grad_clip``) for ``epochs``
 passes of the multi-dataset sampler (``sampler``: ``repeat`` with ``dataset_factors``,
-``weighted``, or ``class_aware``; ``fit``'s ``sampler_fn``), batches of images and target dicts
+``weighted``, ``class_aware`` or the reference's ``class_aware_concat``; ``fit``'s ``sampler_fn``), batches of images and target dicts
 (``DetectionData.collate_fn``). After every epoch, COCO mAP per dataset and leaf mAP on the test
 split (:mod:`.evaluation`). Each run directory saves the backbone (``model.pt``, a
 classifier-free feature extractor the study layer scores) and the whole detector
@@ -89,10 +89,12 @@ class UniDetConfig(TrainConfig):
         Anchor side per pyramid level (strides 8, 16, 32), pixels.
     dataset_factors : dict
         Re-sampling factor per dataset name (missing: 1).
-    sampler : {"repeat", "weighted", "class_aware"}
-        :mod:`.sampling`: deterministic repeats, weighted draws, or class-aware draws.
+    sampler : {"repeat", "weighted", "class_aware", "class_aware_concat"}
+        :mod:`.sampling`: deterministic repeats, weighted draws, class-aware draws within each
+        dataset (dataset shares ``f_d n_d``), or the reference's class-aware draws over the
+        concatenation of the repeated datasets, on unified classes (``across_datasets``).
     ignore_descendants : bool
-        "child+": descendants of a label get zero weight (False: negatives).
+        Descendants of a label get zero weight (False: negatives; the reference's "child" case).
     ignore_unassignable : bool
         Zero weight on the classes a sample's dataset can never assign.
     focal_gamma, focal_alpha : float
@@ -125,7 +127,8 @@ class UniDetConfig(TrainConfig):
     score_thresh: float = 0.05
     grad_clip: float = 10.0
 
-    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "sampler": ("repeat", "weighted", "class_aware")}
+    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "sampler": ("repeat", "weighted", "class_aware",
+                                                                           "class_aware_concat")}
 
     def __post_init__(self):
         super().__post_init__()
@@ -228,9 +231,10 @@ def make_sampler(config: UniDetConfig, dataset) -> torch.utils.data.Sampler:
     if config.sampler == "repeat":
         return RepeatFactorSampler(ids, factors, seed=config.seed)
     num = int(sum(f * (ids == d).sum() for d, f in enumerate(factors)))
-    classes = [dataset.local_classes(i) for i in range(len(dataset))]
-    return WeightedDatasetSampler(ids, factors, classes, class_aware=config.sampler == "class_aware",
-                                  num_samples=num, seed=config.seed)
+    across = config.sampler == "class_aware_concat"
+    classes = [dataset.unified_classes(i) if across else dataset.local_classes(i) for i in range(len(dataset))]
+    return WeightedDatasetSampler(ids, factors, classes, class_aware=config.sampler.startswith("class_aware"),
+                                  across_datasets=across, num_samples=num, seed=config.seed)
 
 
 # --- one detector -------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""PART's part selection against a direct computation of the reference's main loop.
+
+The reference (iCVTEAM/PART, ``model/backbones/Attention.py``, ``ATT.NMS_crop``; and
+``model/make_model.py``, ``forward_multi`` for the masks) is recomputed here from its reading,
+in torch, independently of ``workbench.models.part``: zero the top/left 2 rows and columns of
+each of the 64 top-weighted candidate maps, box the positions *below* ``tau * max``, greedy NMS
+at IoU 0.6, and fall back to the top ``parts`` channels when fewer survive; the masks are the
+border-zeroed maps not below their mean over the batch. Tolerance: exact (integers, booleans).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.errors import ValidationError
+from workbench.methods import get_method
+from workbench.methods.part.train import PARTConfig, arch_kwargs
+from workbench.models.part import PARTNet, discover_parts, reference_box
+from workbench.training.config import read_preset
+
+
+def _reference_loop(maps: torch.Tensor, taus: torch.Tensor, parts: int, topk: int, iou_limit: float = 0.6):
+    """Per image: (channels, fell_back) of the reference's main loop; maps (N, C, h, w)."""
+    n, _, h, w = maps.shape
+    weights = maps.mean((2, 3)).sqrt() + 1e-12
+    weights = weights / weights.sum(1, keepdim=True)
+    out = []
+    for i in range(n):
+        idx = torch.topk(weights[i], topk).indices
+        cand = maps[i, idx].clone()
+        proposals, chosen = [], []
+        for e in range(topk):
+            cand[e, :2, :] = 0
+            cand[e, :, :2] = 0
+            if len(chosen) >= parts:
+                break
+            rows, cols = torch.where(cand[e] < cand[e].max() * taus[i, e])
+            if rows.numel() == 0:  # the reference's "error finding": every position
+                rows, cols = torch.where(torch.ones_like(cand[e], dtype=torch.bool))
+            pad_r = 0 if rows.max() - rows.min() > 4 else int(0.2 * w // 2)
+            pad_c = 0 if cols.max() - cols.min() > 4 else int(0.2 * h // 2)
+            y1, y2 = max(0, int(rows.min()) - pad_r), int(rows.max()) + pad_r
+            x1, x2 = max(0, int(cols.min()) - pad_c), int(cols.max()) + pad_c
+            box = (x1, x2, y1, y2)
+            clash = False
+            for (a1, a2, b1, b2) in proposals:
+                inter = max(0, min(x2, a2) - max(x1, a1)) * max(0, min(y2, b2) - max(y1, b1))
+                union = (x2 - x1) * (y2 - y1) + (a2 - a1) * (b2 - b1) - inter
+                clash = clash or inter / union > iou_limit
+            if not clash:
+                proposals.append(box)
+                chosen.append(int(idx[e]))
+        fell_back = len(chosen) < parts
+        out.append((torch.topk(weights[i], parts).indices.tolist() if fell_back else chosen, fell_back))
+    return out
+
+
+def _seeded_maps(n=12, c=96, size=28, seed=0):
+    """Non-negative maps (N, C, 28, 28), the reference's size at 448 px: ReLU of blurred noise plus one
+    Gaussian bump per image shared by every channel at a random amplitude (top channels overlap)."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, c, size, size, generator=gen)
+    blurred = torch.nn.functional.avg_pool2d(noise, 5, stride=1, padding=2, count_include_pad=False)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centre = torch.randint(8, 20, (n, 2), generator=gen)
+    bump = torch.exp(-((yy - centre[:, 0, None, None]) ** 2 + (xx - centre[:, 1, None, None]) ** 2) / 32.0)
+    amplitude = torch.rand(n, c, generator=gen) * 2
+    return torch.relu(blurred + 0.05) + amplitude[:, :, None, None] * bump[:, None]
+
+
+def test_reference_as_run_equals_the_reference_loop_and_every_image_falls_back():
+    maps = _seeded_maps()
+    taus = torch.empty(12, 64).uniform_(0.4, 0.6, generator=torch.Generator().manual_seed(1))
+    expected = _reference_loop(maps, taus, parts=4, topk=64)
+    assert sum(fell for _, fell in expected) == 12  # 12 of 12 fall back to the top-4 channels by weight
+    sel = discover_parts(maps, taus, parts=4, top_channels=64, selection="reference_as_run")
+    assert sel.channels.tolist() == [ch for ch, _ in expected]
+    # masks: border-zeroed maps of the chosen channels, not below their batch mean
+    chosen = torch.stack([maps[i, sel.channels[i]] for i in range(12)]).clone()
+    chosen[..., :2, :] = 0
+    chosen[..., :, :2] = 0
+    for p in range(4):
+        assert torch.equal(sel.masks[:, p], chosen[:, p] >= chosen[:, p].mean())
+    assert not sel.masks[:, :, :2, :].any() and not sel.masks[:, :, :, :2].any()  # the border is never attended
+    assert sel.boxes[:, 0].tolist() == [[0, 0, 27, 27]] * 12  # the box the zeroed border gives every candidate
+    # the paper's rule picks other channels on the same maps (the shared bump makes top channels overlap)
+    paper = discover_parts(maps, taus, parts=4, top_channels=64, selection="connected_region")
+    assert (paper.channels != sel.channels).any(1).sum() == 12
+
+
+def test_reference_boxes_always_span_the_map_so_nms_keeps_one():
+    """The zeroed top/left border is below any positive threshold and reaches the last row and
+    column, so every box is (0, 0, w - 1, h - 1): NMS keeps only the first candidate."""
+    m = np.zeros((4, 8, 10), dtype=np.float32)
+    m[0, 3:, :] = 1.0       # above tau on every row but the border: still the full box
+    m[1, 5:, 5:] = 0.8      # a corner blob
+    m[2, 2, 2] = 0.3        # a single peak
+    # channel 3 stays zero: no position below 0 * tau, so every position (the reference's "error finding")
+    border = m.copy()
+    border[:, :2, :] = 0
+    border[:, :, :2] = 0
+    assert [reference_box(border[k], 0.5) for k in range(4)] == [(0, 0, 9, 7)] * 4
+    maps = torch.from_numpy(m)[None]
+    for parts in (1, 2, 3):
+        expected = _reference_loop(maps, torch.full((1, 4), 0.5), parts=parts, topk=4)
+        assert expected == [([0, 1, 2][:parts], parts > 1)]  # one kept, fallback from 2 parts on
+        sel = discover_parts(maps, 0.5, parts=parts, top_channels=4, selection="reference_as_run")
+        assert sel.channels.tolist() == [expected[0][0]]
+
+
+def test_paper_preset_and_config_choose_the_rule():
+    method = get_method("part")
+    paper = read_preset(method.config_cls, method.preset_path("paper"))
+    assert (paper["part_selection"], paper["part_pooling"]) == ("reference_as_run", "all_positions")
+    assert paper["arch_kwargs"]["backbone"] == "resnet101"
+    tiny = read_preset(method.config_cls, method.preset_path("tiny"))
+    assert "part_selection" not in tiny and "part_pooling" not in tiny  # the paper's rule, pooling inside the mask
+    config = PARTConfig(part_selection="reference_as_run")
+    assert arch_kwargs(config, 5, 4)["part_selection"] == "reference_as_run"
+    assert PARTNet(5, parts=2, widths=(4, 4, 8, 8), dim=8, heads=2, top_channels=8,
+                   part_selection="reference_as_run").part_selection == "reference_as_run"
+    with pytest.raises(ValidationError, match="part selection must be one of"):
+        discover_parts(torch.rand(1, 4, 4, 4), 0.5, parts=2, selection="boxes")
+
+
+def test_all_positions_pooling_averages_every_token_of_the_part_transformer():
+    torch.manual_seed(0)
+    kw = dict(widths=(4, 4, 8, 8), dim=8, heads=2, top_channels=8)
+    inside_net = PARTNet(5, parts=2, **kw).eval()
+    every_net = PARTNet(5, parts=2, part_pooling="all_positions", **kw).eval()
+    every_net.load_state_dict(inside_net.state_dict())
+    tokens = torch.randn(3, 16, 8)
+    mask = torch.zeros(3, 4, 4, dtype=torch.bool)
+    mask[:, 1:3, 1:3] = True
+    with torch.no_grad():
+        feats = inside_net.part_transformers[1](tokens, 4, 4, key_padding_mask=~mask.flatten(1))
+        every = every_net.part_embedding(1, tokens, mask, 4, 4)
+        inside = inside_net.part_embedding(1, tokens, mask, 4, 4)
+    assert torch.allclose(every, feats.mean(1), atol=1e-6)
+    assert torch.allclose(inside, feats[:, mask[0].flatten()].mean(1), atol=1e-6)
+    assert not torch.allclose(every, inside, atol=1e-3)  # the positions outside carry their own features
+    with pytest.raises(ValidationError, match="part_pooling one of"):
+        PARTNet(5, parts=2, part_pooling="max", **kw)
+
+
+def test_resnet101_backbone_is_the_references_default_with_last_stride_one():
+    net = PARTNet(5, parts=1, backbone="resnet101", dim=8, heads=2)
+    assert [len(stage) for stage in (net.layer1, net.layer2, net.layer3, net.layer4)] == [3, 4, 23, 3]
+    assert net.layer4[0].conv2.stride == (1, 1) and net.layer4[0].downsample[0].stride == (1, 1)
+    assert net.backbone_maps(torch.zeros(1, 3, 64, 64)).shape == (1, 2048, 4, 4)  # stride 16
+    config = PARTConfig(part_pooling="all_positions")
+    assert arch_kwargs(config, 5, 4)["part_pooling"] == "all_positions"
