@@ -130,7 +130,7 @@ def test_rdm_pair_shows_percentiles_of_each_rdm():
 def test_rdm_pair_rejects_rdms_over_different_stimuli():
     with pytest.raises(ValidationError, match=r"model_rdm has shape \(3, 3\) but brain_rdm has \(4, 4\)"):
         figures.plot_rdm_pair(np.ones((3, 3)), np.ones((4, 4)))
-    with pytest.raises(ValidationError, match="brain_rdm must be square"):
+    with pytest.raises(ValidationError, match=r"brain_rdm must be a square n_stimuli x n_stimuli RDM, found shape"):
         figures.plot_rdm_pair(np.ones((3, 3)), np.ones((3, 4)))
 
 

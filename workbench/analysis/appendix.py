@@ -290,13 +290,8 @@ def depth_by_species(depths: pd.DataFrame, *, level: float = 0.95) -> pd.DataFra
     """Best-layer depth on mouse regions against macaque regions, per metric.
 
     A model's depth on a species is the mean of its best-layer depths over that species'
-    regions (regions of other species, e.g. human IT, are left out).
-
-    Parameters
-    ----------
-    depths : DataFrame
-        :func:`best_layer_depths`.
-    level : float, default: 0.95
+    regions (regions of other species, e.g. human IT, are left out). Parameters as
+    :func:`depth_by_region`.
 
     Returns
     -------

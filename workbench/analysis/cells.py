@@ -63,6 +63,14 @@ class Target:
         values = np.asarray(dataset.responses(region).values, dtype=np.float64)
         return cls("responses", values, protocol.reduces_neural(dataset.name))
 
+    def ruling_out(self, metrics: Sequence[str], protocol: Protocol, n_stimuli: int) -> tuple["Target", dict[str, str]]:
+        """This target marked with the metrics that cannot apply to it whatever the layer, and
+        the reason of each (:func:`inapplicable_metrics`; ``{}`` and the target itself when none)."""
+        reasons = inapplicable_metrics(self, metrics, protocol, n_stimuli)
+        if not reasons:
+            return self, reasons
+        return dataclasses.replace(self, inapplicable=frozenset(reasons)), reasons
+
     def take(self, indices: np.ndarray) -> "Target":
         taken = take_rdm(self.values, indices) if self.kind == "rdm" else self.values[indices]
         return Target(self.kind, taken, self.reduce_y, self.inapplicable)

@@ -14,7 +14,6 @@ level: the cell's stimulus-permutation null, computed as the sweep computes it
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -97,7 +96,7 @@ def score_layer(
     >>> scores.p_value["svcca"], scores.null_mean["svcca"]  # doctest: +SKIP
     (0.0099, 0.21...)
     """
-    from workbench.analysis.cells import derive, inapplicable_metrics, prepare, score_region
+    from workbench.analysis.cells import derive, prepare, score_region
     from workbench.analysis.nulls import null_for_layer
 
     protocol, metrics = _checked_protocol_and_metrics(protocol, metrics)
@@ -108,11 +107,9 @@ def score_layer(
         raise ValidationError(
             f"X has {stats.n_stimuli} stimuli but {source} has {n_neural}: expected one row of X per "
             f"stimulus of the region, in the dataset's stimulus order")
-    reasons = inapplicable_metrics(target, metrics, protocol, stats.n_stimuli)
-    if reasons:
-        target = dataclasses.replace(target, inapplicable=frozenset(reasons))
-        for why in reasons.values():
-            logger.warning("%s", why)
+    target, reasons = target.ruling_out(metrics, protocol, stats.n_stimuli)
+    for why in reasons.values():
+        logger.warning("%s", why)
     messages: list[str] = []
     xd = derive(prepare(stats, protocol))  # shared by the scores and their nulls, as in a sweep
     counts = np.full(len(metrics), np.nan)

@@ -91,8 +91,6 @@ class RegionNull:
     """
 
     def __init__(self, target, metrics: Sequence[str], protocol, n_layers: int):
-        from workbench.metrics.derived import DerivedStats
-
         self.target, self.metrics, self.protocol = target, list(metrics), protocol
         n = target.values.shape[0]
         self.perms = stimulus_permutations(n, protocol.permutations, protocol.seed)
@@ -106,8 +104,7 @@ class RegionNull:
         self.yd = None
         if target.kind == "responses":
             try:  # the region's statistics, shared with its scores where the target keeps them
-                self.yd = target.derived() if hasattr(target, "derived") else DerivedStats.from_input(
-                    target.values, "Y")
+                self.yd = target.derived()
             except ValidationError:
                 self.yd = None
 

@@ -130,12 +130,10 @@ def _relayer(scores: xr.Dataset, take: np.ndarray, layers) -> xr.Dataset:
 
 
 def check_rdm(rdm, name: str) -> np.ndarray:
-    from workbench.validation import check_array
+    """A square RDM of at least 2 stimuli (a figure or a file can hold fewer than a score needs)."""
+    from workbench.metrics.rsa import check_rdm as check_square_rdm
 
-    rdm = check_array(rdm, name, ndim=2, min_rows=2, min_cols=2)
-    if rdm.shape[0] != rdm.shape[1]:
-        raise ValidationError(f"{name} must be square, found shape {rdm.shape}")
-    return rdm
+    return check_square_rdm(rdm, name, min_stimuli=2)
 
 
 def rdm_pairs_tree(pairs) -> xr.DataTree:

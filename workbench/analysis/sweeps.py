@@ -62,7 +62,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from workbench import __version__
-from workbench.analysis.cells import RDM_METRIC, Target, bootstrap_interval, derive, inapplicable_metrics, prepare
+from workbench.analysis.cells import RDM_METRIC, Target, bootstrap_interval, derive, prepare
 from workbench.analysis.cells import score_region
 from workbench.analysis.checks import check_layers
 from workbench.analysis.execution import Unit, UnitsFailedError, fingerprint, largest_first, run_units
@@ -265,10 +265,8 @@ def _region_targets(dataset, metrics: Sequence[str], protocol: Protocol) -> tupl
     targets, notes = [], []
     for region in dataset.regions:
         target = Target.of_region(dataset, region, protocol)
-        reasons = inapplicable_metrics(target, metrics, protocol, len(dataset.stimuli))
-        if reasons:
-            target = dataclasses.replace(target, inapplicable=frozenset(reasons))
-            notes += [f"{region_label(dataset.name, region)}: {why}" for why in reasons.values()]
+        target, reasons = target.ruling_out(metrics, protocol, len(dataset.stimuli))
+        notes += [f"{region_label(dataset.name, region)}: {why}" for why in reasons.values()]
         targets.append(target)
     return targets, notes
 

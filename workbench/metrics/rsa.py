@@ -55,8 +55,9 @@ def upper_triangle(matrix: np.ndarray) -> np.ndarray:
     return matrix[_upper_mask(matrix.shape[0])]
 
 
-def _check_rdm(matrix, name: str) -> np.ndarray:
-    matrix = check_array(matrix, name, min_rows=MIN_STIMULI)
+def check_rdm(matrix, name: str, min_stimuli: int = MIN_STIMULI) -> np.ndarray:
+    """``matrix`` as a finite float array, checked to be a square RDM of at least ``min_stimuli`` stimuli."""
+    matrix = check_array(matrix, name, min_rows=min_stimuli)
     if matrix.shape[0] != matrix.shape[1]:
         raise ValidationError(
             f"{name} must be a square n_stimuli x n_stimuli RDM, found shape {matrix.shape}"
@@ -242,8 +243,8 @@ def compare_rdms(rdm_a, rdm_b) -> float:
         Not square, different sizes, fewer than 3 stimuli, NaN or inf, or an RDM whose
         upper triangle is constant.
     """
-    rdm_a = _check_rdm(rdm_a, "rdm_a")
-    rdm_b = _check_rdm(rdm_b, "rdm_b")
+    rdm_a = check_rdm(rdm_a, "rdm_a")
+    rdm_b = check_rdm(rdm_b, "rdm_b")
     if rdm_a.shape != rdm_b.shape:
         raise ValidationError(
             f"rdm_a and rdm_b must describe the same stimuli: found shapes {rdm_a.shape} and "

@@ -137,9 +137,9 @@ class RunDir:
             sub.write_text("config.yaml", config_to_yaml(sub.config))
         return sub
 
-    def finished_child(self, name: str, *, kind: str = "snapshots") -> dict[str, Any] | None:
-        """The checked card of the finished nested run ``kind/name``, or None when it is not finished."""
-        folder = self.path / kind / name
+    def finished_child(self, name: str) -> dict[str, Any] | None:
+        """The checked card of the finished nested run ``snapshots/name``, or None when it is not finished."""
+        folder = self.path / "snapshots" / name
         return read_card(folder) if (folder / CARD_FILE).is_file() else None
 
     # --- results -------------------------------------------------------------------------
