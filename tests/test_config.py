@@ -49,6 +49,8 @@ def test_a_dict_with_nested_values_is_read_as_yaml_flow_syntax():
     """A dict field's nested lists and dicts (``--set arch_kwargs={widths: [8, 8], norm: group}``)."""
     parsed = TrainConfig.parse_overrides(["arch_kwargs={widths: [8, 8, 8], feature_dim: 8, norm: group}"])
     assert parsed == {"arch_kwargs": {"feature_dim": 8, "norm": "group", "widths": [8, 8, 8]}}
+    nested = TrainConfig.parse_overrides(["arch_kwargs={block: {width: 8, depth: 2}}"])  # ends in "}}"
+    assert nested == {"arch_kwargs": {"block": {"width": 8, "depth": 2}}}
     with pytest.raises(ValidationError, match="arch_kwargs"):
         TrainConfig.parse_overrides(["arch_kwargs={widths: [8, 8}"])
 

@@ -340,7 +340,9 @@ def _parse(hint, text: str):
         items = (item for item in text.strip("[]").split(",") if item.strip())
         return [_parse(_item_type(hint), _unquote(item)) for item in items]
     if origin is dict:
-        inner = text.strip().strip("{}")
+        inner = text.strip()
+        if inner.startswith("{") and inner.endswith("}"):  # one pair only: a nested value may end in "}}"
+            inner = inner[1:-1]
         if any(bracket in inner for bracket in "[]{}"):  # nested values: YAML flow syntax
             nested = _yaml_container("{" + inner + "}", dict)
             if nested is None:

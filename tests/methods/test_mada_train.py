@@ -72,3 +72,28 @@ def test_an_architecture_that_is_not_a_segmenter_is_refused_by_name(tmp_path):
 
     with pytest.raises(ValidationError, match=r"'arch' is 'small_cnn', not a segmentation network; MADA trains"):
         train("mada", out=tmp_path / "run", preset="micro", overrides=["arch=small_cnn", "arch_kwargs={}"])
+
+
+@pytest.mark.slow
+def test_scores_by_condition_recomputes_the_runs_selection_per_target_condition(micro_run):
+    from workbench.methods.mada.analysis import scores_by_condition
+    from workbench.methods.mada.data import generate_scenes
+    from workbench.training import read_card
+    from workbench.training.evaluation import load_run_config
+
+    config = load_run_config(micro_run, read_card(micro_run))
+    table = scores_by_condition(micro_run)
+    _, _, conditions = generate_scenes(config.scene_seed, "target_train", config.target_images, config.image_size[0])
+    counts = np.bincount(conditions, minlength=3)
+    assert table.condition.tolist() == ["day", "dusk", "fog"] and table.images.tolist() == counts.tolist()
+    assert table.pool_share.tolist() == pytest.approx((counts / counts.sum()).tolist())
+    selection = pd.read_csv(micro_run / "selection.csv")
+    for strategy in ("mada", "madav2", "centroid", "random"):
+        picked = np.bincount(selection[selection.strategy == strategy].condition, minlength=3)
+        assert table[f"selected_{strategy}"].tolist() == picked.tolist()
+    # the recomputed top-budget scores are the run's own MADA picks (2 of 20 images), which score
+    # at least the median of every condition they were drawn from
+    assert (table.top_share * 2).tolist() == pytest.approx(table.selected_mada.tolist())
+    mada = selection[selection.strategy == "mada"]
+    medians = table.set_index(np.arange(3)).median_score
+    assert all(row.score >= medians[row.condition] for row in mada.itertuples())

@@ -143,7 +143,7 @@ def test_inference_runs_the_global_branch_only():
     x = torch.randn(3, 3, 32, 32)
     calls = []
     hooks = [m.register_forward_hook(lambda *_: calls.append(1))
-             for name in ("part_transformers", "part_necks", "part_classifiers")
+             for name in ("part_positions", "part_encoders", "part_necks", "part_classifiers")
              for m in getattr(net, name).modules()]
     with torch.no_grad():
         before = net(x)
@@ -151,7 +151,7 @@ def test_inference_runs_the_global_branch_only():
     for hook in hooks:
         hook.remove()
     state = global_state_dict(net.state_dict())
-    del net.part_transformers, net.part_necks, net.part_classifiers
+    del net.part_positions, net.part_encoders, net.part_necks, net.part_classifiers
     with torch.no_grad():
         assert torch.equal(net(x), before)
     plain = build_architecture("part_net", num_classes=5, parts=0, **MICRO).module.eval()
@@ -177,6 +177,6 @@ def test_architecture_declares_backbone_stages_and_transformer_blocks():
     arch = build_architecture("part_net", num_classes=3, **MICRO)
     assert arch.layers == ("layer1", "layer2", "layer3", "layer4", "global_transformer.blocks.0",
                            "global_transformer.blocks.1", "neck")
-    assert not hasattr(arch.module, "part_transformers")  # the zoo default is the global-only network
+    assert not hasattr(arch.module, "part_encoders")  # the zoo default is the global-only network
     with pytest.raises(ValidationError, match="divisible"):
         PARTNet(3, dim=10, heads=4)

@@ -85,7 +85,7 @@ def test_micro_run_saves_the_global_only_network_and_the_baseline(micro_run):
     assert card["architecture"] == "part_net" and card["architecture_kwargs"]["parts"] == 0
     assert "global_transformer.blocks.0" in card["layers"]
     _, arch = run_architecture(out)  # strict load of the global-only weights
-    assert not hasattr(arch.module, "part_transformers")
+    assert not hasattr(arch.module, "part_encoders")
     base = json.loads((out / "snapshots" / "baseline" / "model_card.json").read_text())
     assert base["variant"] == "baseline" and base["architecture_kwargs"]["parts"] == 0
     acc = card["part"]["accuracy"]

@@ -48,8 +48,15 @@ def test_csv_gives_the_same_space(tmp_path):
 
 
 @pytest.mark.parametrize("text,labels,pattern", [
-    (YAML.replace("  car: vehicle_super\n", "  car: vehicle_super\n  vehicle_super: car\n"), LABELS,
-     r"map.yaml: the parents of 'car' form a cycle: car -> vehicle_super -> car"),
+    (YAML.replace("  truck: vehicle_super\n", "  truck: car\n  vehicle_super: truck\n"), LABELS,
+     r"map.yaml: the parents of 'car' form a cycle: car -> vehicle_super -> truck -> car"),
+    (YAML.replace("  car: vehicle_super\n  truck: vehicle_super\n",
+                  "  car: [vehicle_super, truck]\n  truck: car\n  vehicle_super: car\n"), LABELS,
+     r"map.yaml: unified label 'car' is merged with two labels \('vehicle_super' and 'truck'"),
+    (YAML.replace("[vehicle_super]", "[vehicle_super, road_super]").replace(
+        "  car: vehicle_super\n  truck: vehicle_super\n", "  car: [vehicle_super, truck]\n  truck: [road_super, car]\n"),
+     LABELS, r"map.yaml: the merged labels 'car' and 'truck' \(each the other's parent\) have two further parents "
+             r"\('vehicle_super' and 'road_super'\)"),
     (YAML.replace("{car: car, vehicle: vehicle_super}", "{car: car, car: truck, vehicle: vehicle_super}"), LABELS,
      r"map.yaml: label 'car' of dataset 'A' is mapped twice \(to 'car' and to 'truck'\)"),
     (YAML.replace("truck: vehicle_super", "truck: lorry_super"), LABELS,
@@ -62,6 +69,32 @@ def test_csv_gives_the_same_space(tmp_path):
 def test_bad_mapping_files_name_the_file_label_and_problem(tmp_path, text, labels, pattern):
     with pytest.raises(ValidationError, match=pattern):
         read_label_space(write(tmp_path, text), labels)
+
+
+MERGED = YAML.replace("nodes: [vehicle_super]", "nodes: [vehicle_super, sedan]").replace(
+    "  truck: vehicle_super\n", "  truck: vehicle_super\n  vehicle_super: car\n  sedan: vehicle_super\n")
+
+
+def test_a_two_cycle_is_a_merged_category(tmp_path):
+    # car and vehicle_super each the other's parent (the reference's bird <-> bird_super): one category, two names
+    s = read_label_space(write(tmp_path, MERGED), LABELS)
+    assert s.names == ("vehicle_super", "car", "truck", "sedan") and s.parent == (-1, 0, 0, 0)
+    assert s.merged == ((1, 0),)     # car, listed first, hangs below vehicle_super in the tree
+    anc = s.ancestors()
+    # [i, j]: j is an ancestor of i; truck and sedan (below vehicle_super) get car as an ancestor too
+    assert anc.astype(int).tolist() == [[0, 1, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]
+    # neither member of the pair is the other's descendant
+    assert s.descendants().astype(int).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert s.assignable("B").tolist() == [True, True, True, False]
+    again = read_label_space(write_label_space(s, tmp_path / "back.yaml"), LABELS)
+    assert (again.names, again.parent, again.merged) == (s.names, s.parent, s.merged)
+    assert "vehicle_super: car" in (tmp_path / "back.yaml").read_text()
+    csv = ("kind,dataset,label,target\nmap,A,car,car\nmap,A,vehicle,vehicle_super\nmap,B,Car,car\nmap,B,truck,truck\n"
+           "node,,vehicle_super,\nnode,,sedan,\nparent,,car,vehicle_super\nparent,,truck,vehicle_super\n"
+           "parent,,vehicle_super,car\nparent,,sedan,vehicle_super\n")
+    c = read_label_space(write(tmp_path, csv, "map.csv"), LABELS)
+    assert (c.names, c.parent, c.merged) == (s.names, s.parent, s.merged)
+    assert s.flat().merged == () and not s.flat().ancestors().any()
 
 
 def test_csv_errors_name_the_line(tmp_path):

@@ -143,7 +143,7 @@ def reference_loss(pred, target, *, pos_parents: str, ignore: str, loss_weight: 
     return loss_weight * (bce * (1 - ignored[target])).sum() / len(target)
 
 
-#: The nearest tree :mod:`workbench.methods.unidet.labels` accepts (no merge: bird_super is bird's parent only).
+#: The toy as a tree without its merged pair (bird_super is bird's parent only; the merge: the test on the excerpt below).
 TOY_TREE = {1: (0,), 2: (0, 1), 3: (0, 1, 2)}
 
 
@@ -189,3 +189,72 @@ def test_the_configured_reference_loss_differs_from_the_single_tree_rule():
     # with the 541 columns of its files and logits N(-4, 2))
     assert round(float(here - without_background), 3) == 0.965
     assert round(float(1 - without_background / unweighted), 3) == 0.296
+
+
+# --- merged categories on the reference's own files ------------------------------------------------------
+# Transcribed from linfeng93/Large-UniDet label_spaces/hierarchy_rvc.json: the rows and columns of animal_super,
+# bird, bird_super, eagle, sparrow, cat and the background (index 540) of its 541 x 541 matrices, in that order.
+RVC_EXCERPT_NAMES = ("animal_super", "bird", "bird_super", "eagle", "sparrow", "cat")
+RVC_EXCERPT = {
+    "is_parents": [[0, 0, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0],
+                   [1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]],
+    "is_childs": [[0, 1, 1, 1, 1, 1, 0], [0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0],
+                  [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]],
+}
+# the same labels as a mapping file: OpenImages' tree, and the merged pair bird <-> bird_super each the other's parent
+MERGED_MAPPING = """\
+datasets:
+  coco: {bird: bird, cat: cat}
+  oid: {Animal: animal_super, Bird: bird_super, Eagle: eagle, Sparrow: sparrow, Cat: cat}
+parents:
+  bird_super: [animal_super, bird]
+  bird: bird_super
+  eagle: bird_super
+  sparrow: bird_super
+  cat: animal_super
+"""
+MERGED_LABELS = {"coco": ["bird", "cat"], "oid": ["Animal", "Bird", "Eagle", "Sparrow", "Cat"]}
+
+
+def reference_rvc_child(hierarchy_file, target: torch.Tensor):
+    """Targets and weights (B, C+1) of the reference's HierarchyLoss with pos_parents="rvc", ignore="child", as read."""
+    import json
+
+    data = json.loads(hierarchy_file.read_text())
+    is_parents, is_childs = torch.tensor(data["is_parents"]).float(), torch.tensor(data["is_childs"]).float()
+    onehot = torch.nn.functional.one_hot(target, is_parents.shape[0]).float()
+    return onehot @ is_parents + onehot, 1 - is_childs[target]
+
+
+def test_merged_categories_get_the_reference_targets_and_weights(tmp_path):
+    import json
+
+    from workbench.methods.unidet.labels import read_label_space
+    from workbench.methods.unidet.loss import hierarchy_bce, hierarchy_targets
+
+    hierarchy = tmp_path / "hierarchy_rvc.json"
+    hierarchy.write_text(json.dumps(RVC_EXCERPT))
+    (tmp_path / "map.yaml").write_text(MERGED_MAPPING)
+    space = read_label_space(tmp_path / "map.yaml", MERGED_LABELS)
+    order = [space.index(n) for n in RVC_EXCERPT_NAMES]          # the reference's column order
+    target = torch.arange(6)
+    ref_t, ref_w = reference_rvc_child(hierarchy, target)
+    here_t, here_w = hierarchy_targets(torch.tensor(order), torch.as_tensor(space.ancestors()))
+    assert torch.equal(here_t[:, order], ref_t[:, :6]) and torch.equal(here_w[:, order], ref_w[:, :6])
+    # bird and bird_super: both positive with animal_super either way, eagle and sparrow ignored, cat a negative
+    for name in ("bird", "bird_super"):
+        k = RVC_EXCERPT_NAMES.index(name)
+        assert ref_t[k].tolist() == [1, 1, 1, 0, 0, 0, 0] and ref_w[k].tolist() == [1, 1, 1, 0, 0, 1, 1]
+    torch.manual_seed(0)
+    pred = torch.randn(6, 7)
+    ref_loss = (torch.nn.functional.binary_cross_entropy_with_logits(pred[:, :6], ref_t[:, :6], reduction="none")
+                * ref_w[:, :6]).sum()
+    here = hierarchy_bce(pred[:, :6][:, torch.argsort(torch.tensor(order))], torch.tensor(order),
+                         torch.as_tensor(space.ancestors()))
+    assert torch.isclose(here, ref_loss, atol=1e-5)
+    # one direction only (bird below bird_super, no merge): 4 of the 6 labels get other targets or weights
+    (tmp_path / "tree.yaml").write_text(MERGED_MAPPING.replace("[animal_super, bird]", "animal_super"))
+    tree = read_label_space(tmp_path / "tree.yaml", MERGED_LABELS)
+    tree_t, tree_w = hierarchy_targets(torch.tensor(order), torch.as_tensor(tree.ancestors()))
+    differs = (tree_t[:, order] != ref_t[:, :6]).any(1) | (tree_w[:, order] != ref_w[:, :6]).any(1)
+    assert [n for n, d in zip(RVC_EXCERPT_NAMES, differs) if d] == ["bird", "bird_super", "eagle", "sparrow"]

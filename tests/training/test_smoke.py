@@ -45,7 +45,7 @@ def test_generated_gta5_and_cityscapes_folders_load_as_mada_domains(tmp_path):
     from workbench.methods.mada.data import load_domains
 
     domains = load_domains(config)
-    assert (len(domains.train), len(domains.test), domains.num_classes) == (4, 2, 19)
+    assert (len(domains.train), len(domains.test), domains.num_classes) == (2, 1, 19)
     image, label = domains.train[0]
     assert image.shape == (3, 512, 1024) and label.shape == (512, 1024)  # the paper's resolution
     assert set(label.unique().tolist()) <= set(range(19)) | {255} and 255 in label.unique().tolist()
@@ -114,7 +114,9 @@ SMOKE_CASES = {
     # the CUB recipe: its ImageNet backbone weights are left out by the smoke run (no download)
     "savc-cub200": ("savc", "paper_cub", ["baselines=false"], "savc_net", 224, 200, 1),
     "part": ("part", "paper", ["baseline=false"], "part_net", 448, 200, 1),
-    "unidet": ("unidet", "paper", ["baselines=false"], "unidet_backbone", 512, None, 1),  # a backbone: no class head
+    # a backbone: no class head; the joint detector, then one of its 3 fine-tunings (each is the same phase
+    # on another dataset: tests/methods/test_unidet_finetune.py runs all three on the micro preset)
+    "unidet": ("unidet", "paper", ["baselines=false", "finetune_only=openimages"], "unidet_backbone", 512, None, 2),
 }
 
 
@@ -134,6 +136,32 @@ def test_paper_preset_smoke_runs_every_fit_for_two_steps(tmp_path, case):
     assert (config["device"], config["max_steps"], config["batch_size"]) == ("cpu", SMOKE_STEPS, SMOKE_BATCH)
     generated = config["data_root"] or config["label_map"]
     assert generated and not Path(generated).exists()  # the generated data went with the run's end
+    if method == "unidet":
+        _check_unidet_finetuning(out, card)
+
+
+def _check_unidet_finetuning(out: Path, card: dict) -> None:
+    """The paper preset's fine-tuning phase left a finished run, trained on the reference's OpenImages
+    schedule (0.5x: 6 epochs, 2 cycles of mmcv's cyclic lr); the joint run warmed up in iterations."""
+    import pandas as pd
+
+    folder = out / "snapshots" / "finetune_openimages"
+    for name in ("detector.pt", "model.pt", "model_card.json", "metrics.csv", "config.yaml"):
+        assert (folder / name).is_file(), folder / name
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["finetune_openimages"]
+    tuned = yaml.safe_load((folder / "config.yaml").read_text())
+    assert (tuned["epochs"], tuned["scheduler"], tuned["cycles"], tuned["warmup_steps"]) == (6, "cyclic", 2, 0)
+    assert tuned["cyclic_momentum"] == pytest.approx(0.85 / 0.95)
+    assert tuned["dataset_factors"] == {"coco": 0.0, "openimages": 1.0, "vistas": 0.0}
+    assert read_card(folder)["finetuned_on"] == "openimages"
+    evaluated = card["unidet"]["variants"]["finetune_openimages"]["evaluation"]  # its test images only
+    assert "mAP_openimages" in evaluated and not any(k.endswith(("_coco", "_vistas")) for k in evaluated)
+    lr = pd.read_csv(folder / "metrics.csv").query("metric == 'lr'").value.tolist()
+    # one step an epoch (2 images): cycles of 6 // 2 = 3 steps, the first int(0.4 x 3) = 1 up; the lr
+    # logged after step 1 is step 1's, the top of the cycle (10 x lr)
+    assert lr[0] == pytest.approx(0.1, rel=1e-9)
+    joint = pd.read_csv(out / "metrics.csv").query("metric == 'lr'").value.tolist()
+    assert joint[:2] == pytest.approx([0.01 * (5e-5 + (1 - 5e-5) * s / 4000) for s in (1, 2)], rel=1e-9)
 
 
 @pytest.mark.slow

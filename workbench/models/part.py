@@ -13,10 +13,14 @@ Network (:class:`PARTNet`)
   or torchvision's ResNet-50 / ResNet-101 with the last stride set to 1 (``backbone="resnet50"``
   or ``"resnet101"``, 2048 channels; the paper preset: ResNet-101, the reference's default).
   The last stage's output (after its ReLU, non-negative) gives the *channel maps* of part
-  discovery.
+  discovery. ``backbone_cut="reference"`` (the paper preset) cuts the ResNet as the
+  reference's ``resnet*_bap`` (:mod:`workbench.models.part_backbone`): a 2 x 2 stem max-pool,
+  ``layer4`` of 2 blocks, the 2nd cut after its conv2; discovery on its conv2 activation and
+  tokens from its conv1 activation (512 channels each).
 - **Tokens**: ``proj``, a 1 x 1 conv + BN + ReLU from the last stage's channels to the
-  transformer width ``dim`` (the reference feeds its 512-wide features to 512-wide
-  transformers, ``d_model=512``; the paper preset uses ``dim=512``).
+  transformer width ``dim``; none with ``backbone_cut="reference"``, where ``dim`` must be 512
+  (the reference feeds its 512-channel conv1 activation to 512-wide transformers,
+  ``d_model=512``; the paper preset uses ``dim=512``).
 - **Global transformer** (``global_transformer``): ``depth=3`` encoder blocks with ``heads=4``
   over the ``h * w`` spatial tokens (the reference's ``transformer_g``: ``nhead=4``,
   ``num_encoder_layers=3``), learned position embeddings (DETR's: a row and a column table of
@@ -24,10 +28,13 @@ Network (:class:`PARTNet`)
   added to queries and keys only; pre-norm blocks with GELU, a feed-forward width of
   ``4 * dim`` (2048 for 512) and dropout 0.1, and a final LayerNorm (``build_transformer``:
   ``normalize_before=True``, ``activation="gelu"``).
-- **Part transformers** (``part_transformers.<p>``): one per part, ``part_depth=1`` block
-  with ``part_heads=1`` (``transformer_p1..p4``), each with its own position embedding,
-  attending only to the positions of its part's mask (``key_padding_mask`` = outside the
-  mask).
+- **Part transformers**: per part a position embedding (``part_positions.<p>``) and an
+  encoder of ``part_depth=1`` block with ``part_heads=1`` (``part_encoders.<e>``, the
+  reference's ``transformer_p1..p4``), attending only to the positions of its part's mask
+  (``key_padding_mask`` = outside the mask). ``part_encoders="separate"``: an encoder per part;
+  ``"reference_shared_p3"`` (the paper preset): the 4th part runs the 3rd's encoder with its
+  own position embedding, neck and classifier, as the reference's ``forward_multi`` does
+  (``transformer_p3`` for ``part_4``; its ``transformer_p4`` is never used).
 - **Heads**: per branch, pooling -> BN "neck" (bias frozen at 0, the reference's BNNeck) ->
   linear classifier without bias (init N(0, 0.001^2)). The global branch averages over all
   tokens; a part branch averages over the tokens *inside* its mask (``part_pooling=
@@ -77,7 +84,6 @@ map cells: cell ``(y, x)`` is inside when ``x1 <= x < x2`` and ``y1 <= y < y2``;
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,7 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import ValidationError
-from workbench.models._blocks import BasicBlock
+from workbench.models.part_backbone import BACKBONE_CUTS, RESNETS, build_backbone
 from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from workbench.models.registry import Architecture, register_model
 
@@ -102,9 +108,8 @@ PART_SELECTIONS = ("reference_as_run", "connected_region")
 PART_POOLINGS = ("inside_mask", "all_positions")
 #: Rows and columns zeroed at the top and left of each candidate map (``Attention.py``, ``mask[enum][0:2, :] = 0``).
 REFERENCE_BORDER = 2
-#: Bottleneck ResNets of ``build_backbone``: torchvision constructor -> its weights enum. The reference's
-#: ``MODEL_NAME`` is ``resnet101`` by default (``config/default.py``), ``resnet50`` its option.
-RESNETS = {"resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}
+#: Which encoder each part branch runs: its own, or (the reference's ``forward_multi``) part 4 through part 3's.
+PART_ENCODERS = ("separate", "reference_shared_p3")
 
 
 # --- part discovery -------------------------------------------------------------------------
@@ -390,12 +395,11 @@ class EncoderBlock(nn.Module):
         return x + self.dropout2(self.linear2(self.dropout(F.gelu(self.linear1(h)))))
 
 
-class RelationalTransformer(nn.Module):
-    """Position embedding, ``depth`` :class:`EncoderBlock` s and a final LayerNorm over spatial tokens."""
+class TransformerEncoder(nn.Module):
+    """``depth`` :class:`EncoderBlock` s and a final LayerNorm over spatial tokens, positions given."""
 
-    def __init__(self, dim: int, heads: int, depth: int, ffn: int, dropout: float, max_size: int = 50):
+    def __init__(self, dim: int, heads: int, depth: int, ffn: int, dropout: float):
         super().__init__()
-        self.pos = LearnedPosition(dim, max_size)
         self.blocks = nn.ModuleList([EncoderBlock(dim, heads, ffn, dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         for block in self.blocks:  # the reference's Transformer._reset_parameters
@@ -403,14 +407,28 @@ class RelationalTransformer(nn.Module):
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
 
-    def forward(self, tokens: torch.Tensor, h: int, w: int,
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor,
                 key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Tokens (N, h * w, d) -> (N, h * w, d); ``key_padding_mask`` (N, h * w), True = ignored key."""
-        pos = self.pos(h, w).to(tokens.dtype)
+        """Tokens (N, L, d) and positions (L, d) -> (N, L, d); ``key_padding_mask`` (N, L), True = ignored key."""
+        pos = pos.to(tokens.dtype)
         x = tokens
         for block in self.blocks:
             x = block(x, pos, key_padding_mask)
         return self.norm(x)
+
+
+class RelationalTransformer(TransformerEncoder):
+    """A :class:`TransformerEncoder` with its own :class:`LearnedPosition` table (the global branch)."""
+
+    def __init__(self, dim: int, heads: int, depth: int, ffn: int, dropout: float, max_size: int = 50):
+        pos = LearnedPosition(dim, max_size)  # drawn before the blocks: the initialisation order of earlier versions
+        super().__init__(dim, heads, depth, ffn, dropout)
+        self.pos = pos
+
+    def forward(self, tokens: torch.Tensor, h: int, w: int,
+                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (N, h * w, d) -> (N, h * w, d); ``key_padding_mask`` (N, h * w), True = ignored key."""
+        return super().forward(tokens, self.pos(h, w), key_padding_mask)
 
 
 class BNNeck(nn.BatchNorm1d):
@@ -427,32 +445,17 @@ def _head(dim: int, num_classes: int) -> nn.Linear:
     return head
 
 
-def build_backbone(kind: str, widths: tuple[int, ...] = (), blocks: int = 1,
-                   pretrained_backbone: bool = False) -> tuple[nn.Sequential, int]:
-    """``(backbone, channels)``: modules ``stem, layer1..layer4`` mapping (N, 3, H, W) to (N, C, h, w)."""
-    if kind == "small":
-        w = tuple(widths) or (16, 32, 64, 128)
-        if len(w) != 4 or min(w) < 1:
-            raise ValidationError(f"backbone 'small' takes 4 positive widths, found {w}")
-        parts = OrderedDict(stem=nn.Sequential(nn.Conv2d(3, w[0], 3, padding=1, bias=False), nn.BatchNorm2d(w[0]),
-                                               nn.ReLU(inplace=True)))
-        cin = w[0]
-        for i, (width, stride) in enumerate(zip(w, (1, 2, 2, 1)), 1):
-            parts[f"layer{i}"] = nn.Sequential(*[BasicBlock(cin if j == 0 else width, width, stride if j == 0 else 1)
-                                                 for j in range(blocks)])
-            cin = width
-        return nn.Sequential(parts), w[3]
-    if kind in RESNETS:
-        import torchvision.models as tvm
-
-        net = getattr(tvm, kind)(weights=getattr(tvm, RESNETS[kind]).IMAGENET1K_V1 if pretrained_backbone else None)
-        first = net.layer4[0]  # last stride 1 (the reference's LAST_STRIDE = 1), no dilation
-        first.conv2.stride = (1, 1)
-        first.downsample[0].stride = (1, 1)
-        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        parts = OrderedDict(stem=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4)
-        return nn.Sequential(parts), 2048
-    raise ValidationError(f"backbone {kind!r} is unknown; expected 'small', 'resnet50' or 'resnet101'")
+def part_encoder_indices(parts: int, part_encoders: str) -> tuple[int, ...]:
+    """Index of the encoder each of ``parts`` part branches runs: ``(0, 1, 2, 3)`` for 4 ``"separate"``
+    ones, ``(0, 1, 2, 2)`` for ``"reference_shared_p3"`` (``parts`` must be 4 then, or 0: no branch)."""
+    if part_encoders not in PART_ENCODERS:
+        raise ValidationError(f"part_encoders must be one of {PART_ENCODERS}, found {part_encoders!r}")
+    if part_encoders == "separate" or parts == 0:
+        return tuple(range(parts))
+    if parts != NUM_PARTS:
+        raise ValidationError(f"part_encoders 'reference_shared_p3' follows the reference's {NUM_PARTS} part "
+                              f"branches (the 4th through the 3rd's encoder); parts must be {NUM_PARTS}, found {parts}")
+    return (0, 1, 2, 2)
 
 
 class PARTNet(nn.Module):
@@ -482,13 +485,21 @@ class PARTNet(nn.Module):
         Rule of :func:`discover_parts` (its ``selection``).
     part_pooling : {"inside_mask", "all_positions"}
         What a part branch averages (:meth:`part_embedding`).
+    part_encoders : {"separate", "reference_shared_p3"}
+        Each part branch with its own encoder, or (``parts=4`` only) the 4th branch through the
+        3rd's encoder with its own position table, neck and classifier (the reference's
+        ``forward_multi``).
+    backbone_cut : {"torchvision", "reference"}
+        How a ResNet backbone is cut (:func:`workbench.models.part_backbone.build_backbone`):
+        ``"reference"`` needs ``dim`` equal to its 512 channels (tokens without projection).
     """
 
     def __init__(self, num_classes: int = 10, parts: int = NUM_PARTS, backbone: str = "small",
                  widths: tuple[int, ...] = (), blocks: int = 1, dim: int = 64, heads: int = 4, depth: int = 3,
                  part_heads: int = 1, part_depth: int = 1, dropout: float = 0.1, top_channels: int = TOP_CHANNELS,
                  nms_iou: float = NMS_IOU, pretrained_backbone: bool = False,
-                 part_selection: str = "connected_region", part_pooling: str = "inside_mask"):
+                 part_selection: str = "connected_region", part_pooling: str = "inside_mask",
+                 part_encoders: str = "separate", backbone_cut: str = "torchvision"):
         super().__init__()
         if part_selection not in PART_SELECTIONS or part_pooling not in PART_POOLINGS:
             raise ValidationError(f"part_selection must be one of {PART_SELECTIONS} and part_pooling one of "
@@ -499,44 +510,58 @@ class PARTNet(nn.Module):
         if dim % heads or dim % part_heads:
             raise ValidationError(f"dim ({dim}) must be divisible by heads ({heads}) and part_heads ({part_heads})")
         self.parts, self.top_channels, self.nms_iou = int(parts), int(top_channels), float(nms_iou)
-        body, channels = build_backbone(backbone, tuple(widths), blocks, pretrained_backbone)
+        self.part_encoder_of = part_encoder_indices(self.parts, part_encoders)
+        body, channels = build_backbone(backbone, tuple(widths), blocks, pretrained_backbone, backbone_cut)
         self.stem, self.layer1, self.layer2, self.layer3, self.layer4 = body.children()
-        self.channels, self.dim = channels, int(dim)
-        self.proj = nn.Sequential(nn.Conv2d(channels, dim, 1, bias=True), nn.BatchNorm2d(dim), nn.ReLU(inplace=True))
+        self.channels, self.dim, self.backbone_cut = channels, int(dim), backbone_cut
+        if backbone_cut == "reference" and dim != channels:
+            raise ValidationError(f"backbone_cut 'reference' feeds its {channels}-channel features to the "
+                                  f"transformers without projection: dim must be {channels}, found {dim}")
+        self.proj = nn.Identity() if backbone_cut == "reference" else nn.Sequential(
+            nn.Conv2d(channels, dim, 1, bias=True), nn.BatchNorm2d(dim), nn.ReLU(inplace=True))
         self.global_transformer = RelationalTransformer(dim, heads, depth, 4 * dim, dropout)
         self.neck = BNNeck(dim)
         self.classifier = _head(dim, num_classes)
         if self.parts:
-            self.part_transformers = nn.ModuleList(
-                [RelationalTransformer(dim, part_heads, part_depth, 4 * dim, dropout) for _ in range(self.parts)])
-            self.part_necks = nn.ModuleList([BNNeck(dim) for _ in range(self.parts)])
-            self.part_classifiers = nn.ModuleList([_head(dim, num_classes) for _ in range(self.parts)])
+            self._build_parts(num_classes, part_heads, part_depth, dropout)
 
-    def backbone_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """Last-stage channel maps (N, C, h, w) of images (N, 3, H, W)."""
+    def _build_parts(self, num_classes: int, heads: int, depth: int, dropout: float) -> None:
+        """Per part a position table, neck and classifier; an encoder per distinct ``part_encoder_of`` entry."""
+        positions, encoders = [], []
+        for encoder in self.part_encoder_of:  # a table, then its encoder: the initialisation order of one module
+            positions.append(LearnedPosition(self.dim))
+            if encoder == len(encoders):
+                encoders.append(TransformerEncoder(self.dim, heads, depth, 4 * self.dim, dropout))
+        self.part_positions, self.part_encoders = nn.ModuleList(positions), nn.ModuleList(encoders)
+        self.part_necks = nn.ModuleList([BNNeck(self.dim) for _ in range(self.parts)])
+        self.part_classifiers = nn.ModuleList([_head(self.dim, num_classes) for _ in range(self.parts)])
+
+    def backbone_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(maps, features)`` of images (N, 3, H, W): channel maps of part discovery (N, C, h, w) and
+        the features the tokens come from (N, C, h, w); the same tensor unless ``backbone_cut="reference"``."""
         x = self.stem(images)
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = stage(x)
-        return x
+        return x if isinstance(x, tuple) else (x, x)
 
-    def tokens(self, maps: torch.Tensor) -> torch.Tensor:
-        """Spatial tokens (N, h * w, dim) of channel maps (row-major positions)."""
-        return self.proj(maps).flatten(2).transpose(1, 2)
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """Spatial tokens (N, h * w, dim) of backbone features (row-major positions)."""
+        return self.proj(features).flatten(2).transpose(1, 2)
 
-    def global_logits(self, maps: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = maps.shape
-        feats = self.global_transformer(self.tokens(maps), h, w)
+    def global_logits(self, features: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = features.shape
+        feats = self.global_transformer(self.tokens(features), h, w)
         return self.classifier(self.neck(feats.mean(1)))
 
     def forward(self, images: torch.Tensor, part_taus: torch.Tensor | float | None = None):
         """Global-branch logits (N, classes); with ``part_taus``, ``(global, parts (N, P, classes), PartSelection)``."""
-        maps = self.backbone_maps(images)
+        maps, features = self.backbone_features(images)
         if part_taus is None:
-            return self.global_logits(maps)
+            return self.global_logits(features)
         if not self.parts:
             raise ValidationError("this network has no part branches (parts=0); it runs global-only")
-        _, _, h, w = maps.shape
-        tokens = self.tokens(maps)
+        _, _, h, w = features.shape
+        tokens = self.tokens(features)
         global_out = self.classifier(self.neck(self.global_transformer(tokens, h, w).mean(1)))
         selection = discover_parts(maps, part_taus, parts=self.parts, top_channels=self.top_channels,
                                    nms_iou=self.nms_iou, selection=self.part_selection)
@@ -545,11 +570,13 @@ class PARTNet(nn.Module):
         return global_out, torch.stack(part_out, 1), selection
 
     def part_embedding(self, p: int, tokens: torch.Tensor, mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """Part ``p``'s embedding (N, dim): its transformer over ``tokens`` (N, h * w, dim) with keys
-        restricted to ``mask`` (N, h, w) bool, averaged over the positions inside the mask
-        (``part_pooling="inside_mask"``) or over every position (``"all_positions"``)."""
+        """Part ``p``'s embedding (N, dim): its encoder (``part_encoders[part_encoder_of[p]]``) with its
+        position table over ``tokens`` (N, h * w, dim), keys restricted to ``mask`` (N, h, w) bool,
+        averaged over the positions inside the mask (``part_pooling="inside_mask"``) or over every
+        position (``"all_positions"``)."""
         inside = mask.flatten(1)
-        feats = self.part_transformers[p](tokens, h, w, key_padding_mask=~inside)
+        encoder = self.part_encoders[self.part_encoder_of[p]]
+        feats = encoder(tokens, self.part_positions[p](h, w), key_padding_mask=~inside)
         if self.part_pooling == "all_positions":
             return feats.mean(1)
         weights = inside.to(feats.dtype)[:, :, None]
@@ -557,13 +584,13 @@ class PARTNet(nn.Module):
 
     def discover(self, images: torch.Tensor, tau: float = TAU_TEST, parts: int | None = None) -> PartSelection:
         """Parts of images at threshold ``tau`` (the backbone only: works with ``parts=0`` too)."""
-        return discover_parts(self.backbone_maps(images), tau, parts=parts or self.parts or NUM_PARTS,
+        return discover_parts(self.backbone_features(images)[0], tau, parts=parts or self.parts or NUM_PARTS,
                               top_channels=self.top_channels, nms_iou=self.nms_iou, selection=self.part_selection)
 
 
 def global_state_dict(state: dict) -> dict:
     """The entries of a PART state dict that the global-only network (``parts=0``) has."""
-    prefixes = ("part_transformers.", "part_necks.", "part_classifiers.")
+    prefixes = ("part_positions.", "part_encoders.", "part_necks.", "part_classifiers.")
     return {k: v for k, v in state.items() if not k.startswith(prefixes)}
 
 
@@ -572,7 +599,8 @@ def part_net(pretrained: bool = False, num_classes: int = 10, parts: int = 0, ba
              widths: tuple = (), blocks: int = 1, dim: int = 64, heads: int = 4, depth: int = 3, part_heads: int = 1,
              part_depth: int = 1, dropout: float = 0.1, top_channels: int = TOP_CHANNELS, nms_iou: float = NMS_IOU,
              pretrained_backbone: bool = False, part_selection: str = "connected_region",
-             part_pooling: str = "inside_mask") -> Architecture:
+             part_pooling: str = "inside_mask", part_encoders: str = "separate",
+             backbone_cut: str = "torchvision") -> Architecture:
     """PART network: ResNet + global relational transformer (+ part transformers); train with `workbench train part`."""
     if pretrained:
         from workbench.errors import WeightsUnavailableError
@@ -581,16 +609,18 @@ def part_net(pretrained: bool = False, num_classes: int = 10, parts: int = 0, ba
     net = PARTNet(num_classes, parts=parts, backbone=backbone, widths=tuple(widths), blocks=blocks, dim=dim,
                   heads=heads, depth=depth, part_heads=part_heads, part_depth=part_depth, dropout=dropout,
                   top_channels=top_channels, nms_iou=nms_iou, pretrained_backbone=pretrained_backbone,
-                  part_selection=part_selection, part_pooling=part_pooling)
+                  part_selection=part_selection, part_pooling=part_pooling, part_encoders=part_encoders,
+                  backbone_cut=backbone_cut)
     if backbone in RESNETS:
         preprocessing = Preprocessing(input_size=448, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     else:
         preprocessing = Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    layers = ("layer1", "layer2", "layer3", "layer4") + tuple(
+    last = "layer4:out[1]" if backbone_cut == "reference" else "layer4"  # the features the tokens come from
+    layers = ("layer1", "layer2", "layer3", last) + tuple(
         f"global_transformer.blocks.{i}" for i in range(depth)) + ("neck",)
     return Architecture(net, layers, preprocessing)
 
 
-__all__ = ["PART_POOLINGS", "PART_SELECTIONS", "PARTNet", "PartSelection", "batch_mean_masks", "channel_weights",
-           "discover_parts", "global_state_dict", "largest_region_box", "part_masks", "part_net", "reference_box",
-           "zero_border"]
+__all__ = ["BACKBONE_CUTS", "PART_ENCODERS", "PART_POOLINGS", "PART_SELECTIONS", "PARTNet", "PartSelection",
+           "batch_mean_masks", "channel_weights", "discover_parts", "global_state_dict", "largest_region_box",
+           "part_encoder_indices", "part_masks", "part_net", "reference_box", "zero_border"]

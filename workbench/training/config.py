@@ -54,14 +54,31 @@ class TrainConfig(Config):
         Peak learning rate, SGD momentum (AdamW beta1), decoupled/L2 weight decay.
     nesterov : bool
         Nesterov momentum (SGD only).
-    scheduler : {"cosine", "constant", "multistep"}
+    scheduler : {"cosine", "constant", "multistep", "cyclic"}
         Learning-rate schedule over all steps, after ``warmup_epochs`` of linear warm-up; updated
-        every step. ``multistep`` multiplies the lr by ``gamma`` at each epoch in ``milestones``.
+        every step. ``multistep`` multiplies the lr by ``gamma`` at each epoch in ``milestones``;
+        ``cyclic`` is mmcv's ``cyclic`` policy with its default ratios: ``cycles`` equal cycles of
+        ``epochs x steps_per_epoch // cycles`` steps, the first 40 % of each a cosine from 1 to
+        10 times ``lr``, the rest a cosine from 10 down to 1e-4 times ``lr``.
     milestones : tuple of int
         Epochs at which ``multistep`` decays the lr.
     gamma : float
         ``multistep``'s decay factor.
+    cycles : int
+        ``cyclic``'s number of cycles.
+    cyclic_momentum : float
+        With ``cyclic``: the momentum (SGD's, AdamW's beta1) times this at each cycle's lr peak,
+        a cosine from 1 to it over the rise and back to 1 over the fall (mmcv's ``cyclic``
+        momentum policy, ``target_ratio=(cyclic_momentum, 1)``); 1: constant momentum.
     warmup_epochs : int
+        Linear warm-up over this many epochs (factor ``(step + 1) / W`` for the first ``W =
+        warmup_epochs x steps_per_epoch`` steps), the schedule starting after it.
+    warmup_steps : int
+        Linear warm-up counted in optimiser steps, as mmcv's ``warmup="linear"``: for ``step <
+        warmup_steps`` the schedule's factor times ``r + (1 - r) * step / warmup_steps`` with ``r =
+        warmup_start_factor`` (the lr ``r x lr`` at step 0). Exclusive with ``warmup_epochs``.
+    warmup_start_factor : float
+        ``r`` above, in (0, 1] (mmcv's ``warmup_ratio``); used by ``warmup_steps`` only.
     label_smoothing : float
     grad_clip : float
         Clip the gradients' global L2 norm to this value before every optimiser step (0: no
@@ -111,7 +128,11 @@ class TrainConfig(Config):
     scheduler: str = "cosine"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    cycles: int = 1
+    cyclic_momentum: float = 1.0
     warmup_epochs: int = 0
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.001
     label_smoothing: float = 0.0
     grad_clip: float = 0.0
     time_steps: int = 4
@@ -130,16 +151,25 @@ class TrainConfig(Config):
     #: Allowed values of string fields (a subclass extends this with its own).
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "optimizer": ("sgd", "adamw"),
-        "scheduler": ("cosine", "constant", "multistep"),
+        "scheduler": ("cosine", "constant", "multistep", "cyclic"),
         "device": ("cpu", "cuda"),
         "amp": ("auto", "bf16", "off"),
     }
 
     def __post_init__(self):
         super().__post_init__()
-        self.check_minimum(1, "epochs", "batch_size", "log_every", "time_steps")
-        self.check_minimum(0, "warmup_epochs", "grad_clip", "num_workers", "checkpoint_every",
+        self.check_minimum(1, "epochs", "batch_size", "log_every", "time_steps", "cycles")
+        self.check_minimum(0, "warmup_epochs", "warmup_steps", "grad_clip", "num_workers", "checkpoint_every",
                            "limit_train", "limit_test", "max_steps")
+        if self.warmup_epochs and self.warmup_steps:
+            raise ValidationError(f"{self.label('warmup_steps')} is {self.warmup_steps} and "
+                                  f"{self.label('warmup_epochs')} is {self.warmup_epochs}: a warm-up is counted in "
+                                  "steps or in epochs, not both; set one of them to 0")
+        if not 0 < self.cyclic_momentum <= 1:
+            raise ValidationError(f"{self.label('cyclic_momentum')} must be in (0, 1], found {self.cyclic_momentum}")
+        if not 0 < self.warmup_start_factor <= 1:
+            raise ValidationError(f"{self.label('warmup_start_factor')} must be in (0, 1], "
+                                  f"found {self.warmup_start_factor}")
 
     def fingerprint_payload(self) -> dict[str, Any]:
         """The class name and every field but :data:`EXECUTION_FIELDS`."""

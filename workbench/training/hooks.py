@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from workbench.errors import ValidationError
 from workbench.training.checkpoint import load_verified, save_verified
+from workbench.training.schedule import momentum_factor_fn
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,26 @@ class Hook:
 
 
 class LRSchedule(Hook):
-    """Steps the per-step learning-rate schedule after every optimiser step."""
+    """Steps the per-step learning-rate schedule after every optimiser step, and sets the momentum
+    of the next step where the config cycles it (a function of the step: a resumed run continues)."""
+
+    def before_train(self, trainer) -> None:
+        self.momentum = momentum_factor_fn(trainer.config, trainer.state.steps_per_epoch)
+        self._set_momentum(trainer)
 
     def after_step(self, trainer, logs) -> None:
         trainer.scheduler.step()
+        self._set_momentum(trainer)
+
+    def _set_momentum(self, trainer) -> None:
+        if self.momentum is None:
+            return
+        value = trainer.config.momentum * self.momentum(trainer.state.step)
+        for group in trainer.optimizer.param_groups:
+            if "betas" in group:  # AdamW: beta1
+                group["betas"] = (value, group["betas"][1])
+            else:
+                group["momentum"] = value
 
 
 class MethodCallbacks(Hook):

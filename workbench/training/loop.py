@@ -49,6 +49,7 @@ from workbench.training.hooks import (
     MetricsLog,
 )
 from workbench.training.network import Network
+from workbench.training.schedule import lr_factor_fn
 
 
 @dataclass
@@ -191,25 +192,6 @@ def evaluate_classifier(network: Network, loader: DataLoader, device: torch.devi
     finally:
         network.module.train(was_training)
     return {"loss": loss_sum / total, "acc": correct / total}
-
-
-def lr_factor_fn(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Per-step multiplier of the peak lr: linear warm-up, then cosine to 0 (or constant)."""
-    total = config.epochs * steps_per_epoch
-    warmup = config.warmup_epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if config.scheduler == "constant":
-            return 1.0
-        if config.scheduler == "multistep":
-            epoch = step // steps_per_epoch
-            return config.gamma ** sum(epoch >= m for m in config.milestones)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:

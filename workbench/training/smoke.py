@@ -15,6 +15,8 @@ long and where it runs changes (:func:`smoke_values`):
 - ``arch_kwargs`` that ask for pretrained weights (``pretrained_backbone``, any ``pretrained*``)
   are set false, and a ``*_weights`` field set to ``imagenet`` (SAVC's ``backbone_weights``)
   is unset: nothing is downloaded, the architecture is the same, its weights random.
+- a config class's ``SMOKE_VALUES`` (a class attribute) last: what its method needs to fit a
+  CPU beyond the above (MADA: one image per adaptation stream, no baselines).
 
 The data are written by :mod:`workbench.data.training.smoke` into a temporary folder, in the
 real dataset's on-disk format, and the config's paths point there (:func:`write_smoke_data`).
@@ -57,7 +59,7 @@ def smoke_values(cls, values: dict[str, Any]) -> dict[str, Any]:
             out[name] = None
     if out.get("arch_kwargs"):
         out["arch_kwargs"] = {k: False if k.startswith("pretrained") else v for k, v in out["arch_kwargs"].items()}
-    return out
+    return {**out, **getattr(cls, "SMOKE_VALUES", {})}
 
 
 def write_smoke_data(config, folder: str | os.PathLike) -> dict[str, Any]:
@@ -86,7 +88,9 @@ def write_smoke_data(config, folder: str | os.PathLike) -> dict[str, Any]:
         "cub200": lambda: smoke.write_cub200(folder, test_every=10 if getattr(config, "split_dir", None) else 1),
     }
     if config.dataset == "gta5_cityscapes":  # MADA: a source and a target folder
-        source, target = smoke.write_gta5_cityscapes(folder)
+        # the fewest images that run every phase: one source batch, a target pool of 2 (1 selected at
+        # any budget, 1 left for stage 2's pseudo-labels), 1 test image
+        source, target = smoke.write_gta5_cityscapes(folder, source=SMOKE_BATCH, target=2, val=1)
         return {"source_root": str(source), "target_root": str(target)}
     if config.dataset == "coco+openimages+vistas":  # Large-UniDet: annotation files and a label map
         sources, label_map = smoke.write_detection_sources(folder)

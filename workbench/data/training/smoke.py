@@ -200,7 +200,10 @@ def write_detection_sources(folder: str | os.PathLike, *, images: int = 3, seed:
     Each dataset gets ``images`` JPEGs with one whole-image box of class ``i`` (image ``i``):
     ``coco/instances_train2017.json`` (``images``, ``annotations`` with ``bbox`` [x, y, w, h],
     ``categories``), OpenImages' ``class-descriptions-boxable.csv`` and
-    ``oidv6-train-annotations-bbox.csv`` (fractions of the image), Vistas' ``config.json``
+    ``oidv6-train-annotations-bbox.csv`` (fractions of the image) and
+    ``oidv6-train-annotations-human-imagelabels-boxable.csv`` (image ``i``: class ``i`` verified
+    present, class ``i + 1`` verified absent), ``bbox_labels_600_hierarchy.json`` (below the root,
+    class 0 the parent of classes 1 and 2, class 2 also under class 3), Vistas' ``config.json``
     (``labels`` with ``instances``) and COCO-panoptic ``panoptic_2018.json``; every class of
     :data:`DETECTION_CLASSES`. The label map (``label_space.yaml``) maps each dataset label to a
     unified label of its own. Returns ``(sources, label_map)``: the config's ``sources`` mapping
@@ -226,6 +229,12 @@ def write_detection_sources(folder: str | os.PathLike, *, images: int = 3, seed:
     (oid / "oidv6-train-annotations-bbox.csv").write_text(
         "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,"
         "IsInside\n" + "".join(f"{i:016x},xclick,{mids[i]},1,0,1,0,1,0,0,0,0,0\n" for i in range(images)))
+    (oid / "oidv6-train-annotations-human-imagelabels-boxable.csv").write_text(
+        "ImageID,Source,LabelName,Confidence\n"
+        + "".join(f"{i:016x},verification,{mids[i]},1\n{i:016x},verification,{mids[i + 1]},0\n" for i in range(images)))
+    (oid / "bbox_labels_600_hierarchy.json").write_text(json.dumps({"LabelName": "/m/0bl9f", "Subcategory": [
+        {"LabelName": mids[0], "Subcategory": [{"LabelName": mids[1]}, {"LabelName": mids[2]}]},
+        {"LabelName": mids[3], "Subcategory": [{"LabelName": mids[2]}]}] + [{"LabelName": m} for m in mids[4:]]}))
     labels = [{"name": f"vistas--label-{c}", "readable": f"vistas label {c}",
                "instances": c < DETECTION_CLASSES["vistas"]} for c in range(VISTAS_LABELS)]
     _detection_images(vistas / "images", [f"smoke_{i}.jpg" for i in range(images)], rng)
@@ -244,7 +253,9 @@ def write_detection_sources(folder: str | os.PathLike, *, images: int = 3, seed:
         "coco": {"format": "coco", "annotations": str(coco / "instances_train2017.json"),
                  "images": str(coco / "train2017")},
         "openimages": {"format": "openimages", "boxes": str(oid / "oidv6-train-annotations-bbox.csv"),
-                       "classes": str(oid / "class-descriptions-boxable.csv"), "images": str(oid / "train")},
+                       "classes": str(oid / "class-descriptions-boxable.csv"), "images": str(oid / "train"),
+                       "image_labels": str(oid / "oidv6-train-annotations-human-imagelabels-boxable.csv"),
+                       "hierarchy": str(oid / "bbox_labels_600_hierarchy.json")},
         "vistas": {"format": "vistas", "config": str(vistas / "config.json"),
                    "panoptic": str(vistas / "panoptic_2018.json"), "images": str(vistas / "images")},
     }

@@ -11,6 +11,9 @@
   classes filled with their class mean, as for k-means).
 - :func:`example_predictions`: target test images, their labels and the predictions of the
   source-only and adapted networks.
+- :func:`scores_by_condition`: each target condition's MADA scores (distance to the nearest
+  source anchor) and how many images each strategy picked from it (why MADA's budget goes to
+  one condition on the tiny task).
 """
 
 from __future__ import annotations
@@ -88,6 +91,58 @@ def domain_shift_cka(run_dir: str | os.PathLike, *, n_images: int = 100, models=
     return pd.DataFrame(rows, columns=["model", "depth", "layer", "cka"])
 
 
+def warm_up_descriptors(run_dir: str | os.PathLike) -> tuple[object, object, dict, pd.DataFrame]:
+    """``(config, domains, extra, selection)`` of a run: its config and domains, what
+    :func:`.train.select_all` computes from its warm-up (``source_only``) network (``anchors``,
+    ``source`` and ``target`` descriptors with their masks), and its selection table."""
+    from workbench.methods.mada.data import load_domains
+    from workbench.methods.mada.train import select_all
+    from workbench.training import read_card
+    from workbench.training.evaluation import load_run_config, load_run_network
+
+    config = load_run_config(run_dir, read_card(run_dir))
+    domains = load_domains(config)
+    _, warm = load_run_network(Path(run_dir) / "snapshots" / "source_only")
+    _, _, extra = select_all(config, warm.module, domains, [])
+    return config, domains, extra, pd.read_csv(Path(run_dir) / SELECTION_FILE)
+
+
+def scores_by_condition(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Per target condition of a generated-scene run: its pool share, its MADA scores, each strategy's picks.
+
+    The MADA score of a target-pool image is its descriptor's distance to the nearest source
+    anchor of the warm-up network (:func:`.anchors.selection_scores`), recomputed from the run's
+    files; the picks are counted in ``selection.csv``.
+
+    Returns
+    -------
+    DataFrame
+        One row per condition (``TARGET_CONDITIONS`` order): ``condition``, ``images`` (in the
+        pool), ``pool_share``, ``mean_score``, ``median_score``, ``top_share`` (its share of the
+        pool's ``budget`` highest scores), and ``selected_<strategy>`` (images each strategy picked).
+    """
+    from workbench.methods.mada.anchors import budget_count, selection_scores
+    from workbench.methods.mada.data import TARGET_CONDITIONS
+
+    config, domains, extra, selection = warm_up_descriptors(run_dir)
+    conditions = np.asarray(domains.target_conditions)
+    if (conditions < 0).all():
+        raise ValidationError(f"scores_by_condition needs generated scenes (target conditions); {run_dir} has none")
+    scores = selection_scores("mada", *extra["target"], source_anchors=extra["anchors"]["source"])
+    top = np.argsort(-scores, kind="stable")[:budget_count(len(scores), config.budget)]
+    rows = []
+    for index, (style, _) in enumerate(TARGET_CONDITIONS):
+        mask = conditions == index
+        own = scores[mask] if mask.any() else np.full(1, np.nan)
+        row = {"condition": style.name, "images": int(mask.sum()), "pool_share": float(mask.mean()),
+               "mean_score": float(own.mean()), "median_score": float(np.median(own)),
+               "top_share": float((conditions[top] == index).mean())}
+        for strategy, picks in selection.groupby("strategy", sort=False):
+            row[f"selected_{strategy}"] = int((picks.condition == index).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def descriptor_embedding(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     """2-D PCA of the warm-up model's descriptors, with the source anchors and the selections.
 
@@ -102,18 +157,9 @@ def descriptor_embedding(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
     from sklearn.decomposition import PCA
 
     from workbench.methods.mada.anchors import fill_absent
-    from workbench.methods.mada.data import load_domains
-    from workbench.methods.mada.train import select_all
-    from workbench.training.evaluation import load_run_config
-    from workbench.training import read_card
 
-    card = read_card(run_dir)
-    config = load_run_config(run_dir, card)
-    domains = load_domains(config)
-    warm = run_models(run_dir)["source_only"][1]
-    selection = pd.read_csv(Path(run_dir) / SELECTION_FILE)
+    _, domains, extra, selection = warm_up_descriptors(run_dir)
     strategies = list(dict.fromkeys(selection.strategy))
-    _, _, extra = select_all(config, warm.module, domains, [])
     (src, src_p), (tgt, tgt_p) = extra["source"], extra["target"]
     both = fill_absent(np.concatenate([src, tgt]), np.concatenate([src_p, tgt_p]))
     flat = both.reshape(len(both), -1)

@@ -154,6 +154,9 @@ class MADAConfig(TrainConfig):
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         **TrainConfig.CHOICES, "selection": STRATEGIES, "source_descriptors": ("label", "label_and_prediction"),
         "dataset": ("scenes", "gta5_cityscapes", "synthia_cityscapes")}
+    #: ``--smoke`` (:mod:`workbench.training.smoke`): one image per adaptation stream (stage 2 still
+    #: forwards 3 images at once) and the run's own strategy only, so that the paper preset fits a CPU.
+    SMOKE_VALUES: typing.ClassVar[dict[str, Any]] = {"adapt_batch_size": 1, "baselines": False}
 
     def __post_init__(self):
         super().__post_init__()

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.errors import ValidationError
-from workbench.models.part import PART_POOLINGS, PART_SELECTIONS
+from workbench.models.part import PART_ENCODERS, PART_POOLINGS, PART_SELECTIONS
 from workbench.training import RunDir, TrainConfig, TrainOutcome, build_network, fit
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ class PARTConfig(TrainConfig):
         or the reference's main loop as it runs (the ``paper`` preset).
     part_pooling : {"inside_mask", "all_positions"}, default: "inside_mask"
         What a part branch averages (``all_positions``: the reference, the ``paper`` preset).
+    part_encoders : {"separate", "reference_shared_p3"}, default: "separate"
+        An encoder per part branch, or the 4th branch through the 3rd's encoder (the reference's
+        ``forward_multi``, the ``paper`` preset; ``parts`` must be 4).
     part_loss_weight : float, default: 0.1
         Weight of the summed part losses (the reference's ``/ 10``).
     data_seed : int, default: 0
@@ -85,6 +88,7 @@ class PARTConfig(TrainConfig):
     nms_iou: float = 0.6
     part_selection: str = "connected_region"
     part_pooling: str = "inside_mask"
+    part_encoders: str = "separate"
     part_loss_weight: float = 0.1
     data_seed: int = 0
     tiny_classes: int = 10
@@ -92,7 +96,7 @@ class PARTConfig(TrainConfig):
     tiny_test_per_class: int = 40
 
     CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "part_selection": PART_SELECTIONS,
-               "part_pooling": PART_POOLINGS}
+               "part_pooling": PART_POOLINGS, "part_encoders": PART_ENCODERS}
 
     def __post_init__(self):
         super().__post_init__()
@@ -112,7 +116,7 @@ def arch_kwargs(config: PARTConfig, num_classes: int, parts: int) -> dict[str, A
     """Keyword arguments of ``part_net`` for a variant (``parts=0``: the global-only network)."""
     return {"num_classes": num_classes, "parts": parts, "top_channels": config.top_channels,
             "nms_iou": config.nms_iou, "part_selection": config.part_selection, "part_pooling": config.part_pooling,
-            **config.arch_kwargs}
+            "part_encoders": config.part_encoders, **config.arch_kwargs}
 
 
 def make_step(config: PARTConfig, variant: str):
@@ -177,7 +181,7 @@ def train(config: PARTConfig, run) -> TrainOutcome:
         raise ValidationError(f"config field 'arch' is {config.arch!r}; PART trains the 'part_net' architecture "
                               "(its backbone and widths go in arch_kwargs)")
     bad = sorted(set(config.arch_kwargs) & {"num_classes", "parts", "top_channels", "nms_iou", "part_selection",
-                                               "part_pooling"})
+                                               "part_pooling", "part_encoders"})
     if bad:
         raise ValidationError(f"config field 'arch_kwargs' sets {bad}; set them as config fields instead")
     data = load_data(config, augment=config.augment)

@@ -12,9 +12,10 @@ Loaders (tested on small files written in these formats):
   ``[x, y, w, h]``, ``categories``; ``iscrowd`` boxes dropped);
 - :func:`load_openimages`: the OpenImages V6 CSVs ``class-descriptions-boxable.csv`` (no header:
   ``LabelName,DisplayName``) and ``*-annotations-bbox.csv`` (``ImageID, Source, LabelName,
-  Confidence, XMin, XMax, YMin, YMax, ...``, coordinates in [0, 1]), and the hierarchy
-  ``bbox_labels_600_hierarchy.json`` (nested ``LabelName`` / ``Subcategory``), whose edges
-  :func:`openimages_parents` returns;
+  Confidence, XMin, XMax, YMin, YMax, IsGroupOf, ...``, coordinates in [0, 1]), optionally the
+  image-level labels ``*-imagelabels*.csv`` (``ImageID, LabelName, Confidence`` 0/1), and the
+  hierarchy ``bbox_labels_600_hierarchy.json`` (nested ``LabelName`` / ``Subcategory``), whose
+  edges :func:`openimages_parents` returns;
 - :func:`load_vistas`: Mapillary Vistas' ``config.json`` (``labels`` with ``name``, ``readable``,
   ``instances``) and the panoptic JSON (COCO panoptic: ``annotations[].segments_info[]`` with
   ``category_id`` and ``bbox``; only instance ("thing") classes kept).
@@ -71,6 +72,14 @@ class DetectionSource:
         Local label indices.
     leaves : list of np.ndarray (n,) int
         True unified leaf of each box when known (synthetic data), else -1.
+    group_of : list of np.ndarray (n,) bool
+        OpenImages' ``IsGroupOf`` of each box (False elsewhere).
+    image_labels : list of dict or None
+        Per record, OpenImages' verified image-level labels ``{"positive": (k,) int,
+        "negative": (m,) int}`` (local labels), or None when the source has none.
+    hierarchy : list of (int, int)
+        The dataset's own (child, parent) edges in its local labels (OpenImages'
+        ``bbox_labels_600_hierarchy.json``, every parent of a class); empty when it has none.
     """
 
     name: str
@@ -79,22 +88,28 @@ class DetectionSource:
     boxes: list = field(default_factory=list)
     classes: list = field(default_factory=list)
     leaves: list = field(default_factory=list)
+    group_of: list = field(default_factory=list)
+    image_labels: list = field(default_factory=list)
+    hierarchy: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def add(self, image, boxes, classes, leaves=None) -> None:
+    def add(self, image, boxes, classes, leaves=None, *, group_of=None, image_labels=None) -> None:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         classes = np.asarray(classes, dtype=np.int64).reshape(-1)
         self.images.append(image)
         self.boxes.append(boxes)
         self.classes.append(classes)
         self.leaves.append(np.full(len(classes), -1, np.int64) if leaves is None else np.asarray(leaves, np.int64))
+        self.group_of.append(np.zeros(len(classes), bool) if group_of is None else np.asarray(group_of, bool))
+        self.image_labels.append(image_labels)
 
     def subset(self, indices) -> "DetectionSource":
-        out = DetectionSource(self.name, list(self.labels))
+        out = DetectionSource(self.name, list(self.labels), hierarchy=list(self.hierarchy))
         for i in indices:
-            out.add(self.images[i], self.boxes[i], self.classes[i], self.leaves[i])
+            out.add(self.images[i], self.boxes[i], self.classes[i], self.leaves[i], group_of=self.group_of[i],
+                    image_labels=self.image_labels[i])
         return out
 
 
@@ -228,35 +243,87 @@ def load_coco(annotation_file: str | os.PathLike, image_dir: str | os.PathLike, 
     return source
 
 
-def openimages_parents(hierarchy_file: str | os.PathLike) -> list[tuple[str, str]]:
-    """(child, parent) MIDs of ``bbox_labels_600_hierarchy.json``; the root ("Entity") left out.
+def openimages_edges(hierarchy_file: str | os.PathLike) -> list[tuple[str, str]]:
+    """Every (child, parent) MID pair of ``bbox_labels_600_hierarchy.json``, in file order (depth first).
 
-    A class listed under several parents keeps the first (depth-first, file order): the unified
-    tree gives every label one parent.
+    The root ("Entity") is left out; a class listed under several parents (``Tomato`` under
+    ``Fruit`` and ``Vegetable``) gives one pair per parent; repeated pairs appear once.
     """
     path = Path(hierarchy_file)
     root = _read_json(path, "OpenImages hierarchy file")
-    edges: dict[str, str] = {}
+    edges: dict[tuple[str, str], None] = {}
 
     def walk(node, parent, is_root):
-        if "LabelName" not in node:
+        if not isinstance(node, dict) or "LabelName" not in node:
             raise DataError(f"OpenImages hierarchy file {path}: a node lacks 'LabelName' ({str(node)[:80]})")
         if parent is not None:
-            edges.setdefault(node["LabelName"], parent)
+            edges.setdefault((node["LabelName"], parent), None)
         for child in node.get("Subcategory", []):
             walk(child, None if is_root else node["LabelName"], False)
 
     walk(root, None, True)
-    return list(edges.items())
+    return list(edges)
+
+
+def openimages_parents(hierarchy_file: str | os.PathLike) -> list[tuple[str, str]]:
+    """(child, parent) MIDs of ``bbox_labels_600_hierarchy.json``; the root ("Entity") left out.
+
+    A class listed under several parents keeps the first (depth-first, file order): the unified
+    tree gives every label one parent (:func:`openimages_edges` keeps them all).
+    """
+    first: dict[str, str] = {}
+    for child, parent in openimages_edges(hierarchy_file):
+        first.setdefault(child, parent)
+    return list(first.items())
+
+
+def _read_flag(value: str, path: Path, line: int, column: str) -> bool:
+    """A 0/1 cell of an OpenImages CSV (``IsGroupOf``, ``Confidence``)."""
+    text = (value or "").strip()
+    if text not in ("0", "1"):
+        raise DataError(f"OpenImages file {path} line {line}: column {column} is {value!r}; expected 0 or 1")
+    return text == "1"
+
+
+def read_image_labels(labels_csv: str | os.PathLike, mid_index: dict[str, int]) -> dict[str, dict]:
+    """Verified image-level labels of an OpenImages ``*-imagelabels*.csv`` (``ImageID, LabelName, Confidence``).
+
+    Returns ``{ImageID: {"positive": (k,) int, "negative": (m,) int}}`` in the local labels of
+    ``mid_index`` (MID -> label); labels outside it (non-boxable classes) are left out.
+    """
+    path = Path(labels_csv)
+    if not path.is_file():
+        raise DataError(f"OpenImages image-level label file {path} does not exist")
+    out: dict[str, dict] = {}
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        for column in ("ImageID", "LabelName", "Confidence"):
+            if column not in (reader.fieldnames or ()):
+                raise DataError(f"OpenImages image-level label file {path} lacks the column {column!r} "
+                                f"(has {reader.fieldnames})")
+        for line, row in enumerate(reader, start=2):
+            present = _read_flag(row["Confidence"], path, line, "Confidence")
+            if row["LabelName"] in mid_index:
+                entry = out.setdefault(row["ImageID"], {"positive": [], "negative": []})
+                entry["positive" if present else "negative"].append(mid_index[row["LabelName"]])
+    return {k: {side: np.array(v[side], np.int64) for side in v} for k, v in out.items()}
 
 
 def load_openimages(boxes_csv: str | os.PathLike, classes_csv: str | os.PathLike, image_dir: str | os.PathLike,
-                    name: str = "openimages", *, sizes: dict[str, tuple[int, int]] | None = None) -> DetectionSource:
+                    name: str = "openimages", *, sizes: dict[str, tuple[int, int]] | None = None,
+                    image_labels: str | os.PathLike | None = None,
+                    hierarchy: str | os.PathLike | None = None) -> DetectionSource:
     """OpenImages boxes: ``*-annotations-bbox.csv`` + ``class-descriptions-boxable.csv``.
 
     Labels are the display names in the class file's order. Coordinates are fractions of the
     image; ``sizes`` (ImageID -> (width, height)) converts them to pixels, otherwise the image
-    files are opened for their size. Images are ``image_dir/<ImageID>.jpg``.
+    files are opened for their size. Images are ``image_dir/<ImageID>.jpg``. ``IsGroupOf``
+    (when the column is there) becomes each box's group-of flag; ``image_labels`` (an
+    image-level label CSV, :func:`read_image_labels`) gives each image its verified labels, and
+    then the evaluation uses the OpenImages challenge metric (:mod:`.oid_metric`). Only images
+    with a box are loaded (the challenge also scores images with image-level labels alone).
+    ``hierarchy`` (``bbox_labels_600_hierarchy.json``) becomes the source's ``hierarchy``
+    (:func:`openimages_edges` in local labels; a MID outside the class file is an error).
     """
     classes_csv, boxes_csv = Path(classes_csv), Path(boxes_csv)
     if not classes_csv.is_file():
@@ -280,8 +347,10 @@ def load_openimages(boxes_csv: str | os.PathLike, classes_csv: str | os.PathLike
                 raise DataError(f"OpenImages box file {boxes_csv} line {line}: LabelName {row['LabelName']!r} "
                                 f"is not in {classes_csv}")
             coords = tuple(float(row[k]) for k in ("XMin", "YMin", "XMax", "YMax"))
-            per_image.setdefault(row["ImageID"], []).append((coords, mid_index[row["LabelName"]]))
-    source = DetectionSource(name, [r[1] for r in rows])
+            group_of = "IsGroupOf" in row and _read_flag(row["IsGroupOf"], boxes_csv, line, "IsGroupOf")
+            per_image.setdefault(row["ImageID"], []).append((coords, mid_index[row["LabelName"]], group_of))
+    verified = read_image_labels(image_labels, mid_index) if image_labels is not None else None
+    source = DetectionSource(name, [r[1] for r in rows], hierarchy=_local_edges(hierarchy, mid_index))
     source.mids = mids
     for image_id in sorted(per_image):
         file = Path(image_dir) / f"{image_id}.jpg"
@@ -293,9 +362,26 @@ def load_openimages(boxes_csv: str | os.PathLike, classes_csv: str | os.PathLike
             with Image.open(file) as im:
                 w, h = im.size
         anns = per_image[image_id]
-        boxes = [(x1 * w, y1 * h, x2 * w, y2 * h) for (x1, y1, x2, y2), _ in anns]
-        source.add(str(file), boxes, [c for _, c in anns])
+        boxes = [(x1 * w, y1 * h, x2 * w, y2 * h) for (x1, y1, x2, y2), _, _ in anns]
+        labels = None
+        if verified is not None:
+            labels = verified.get(image_id, {"positive": np.zeros(0, np.int64), "negative": np.zeros(0, np.int64)})
+        source.add(str(file), boxes, [a[1] for a in anns], group_of=[a[2] for a in anns], image_labels=labels)
     return source
+
+
+def _local_edges(hierarchy_file, mid_index: dict[str, int]) -> list[tuple[int, int]]:
+    """:func:`openimages_edges` of ``hierarchy_file`` (None: none) as (child, parent) local labels."""
+    if hierarchy_file is None:
+        return []
+    out = []
+    for child, parent in openimages_edges(hierarchy_file):
+        for mid in (child, parent):
+            if mid not in mid_index:
+                raise DataError(f"OpenImages hierarchy file {hierarchy_file}: LabelName {mid!r} is not in the "
+                                "class file (class-descriptions-boxable.csv)")
+        out.append((mid_index[child], mid_index[parent]))
+    return out
 
 
 def load_vistas(config_file: str | os.PathLike, panoptic_file: str | os.PathLike, image_dir: str | os.PathLike,

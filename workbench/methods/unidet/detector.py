@@ -56,16 +56,24 @@ class HierarchyClassificationHead(RetinaNetClassificationHead):
     ignore_descendants, ignore_unassignable : bool
     gamma, alpha : float
         Focal modulation (0, -1: plain BCE).
+    oid_ancestors : array (C, C) of bool, optional
+        OpenImages' own hierarchy: given, the ``oid_child_plus`` rule of :func:`~.loss.hierarchy_bce`.
+    loss_weight : float
+        Factor on the classification loss (the reference's 1.5).
     """
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, ancestors, class_masks=None, *,
                  ignore_descendants: bool = True, ignore_unassignable: bool = False, gamma: float = 0.0,
-                 alpha: float = -1.0, prior_probability: float = 0.01, norm_layer=None):
+                 alpha: float = -1.0, oid_ancestors=None, loss_weight: float = 1.0,
+                 prior_probability: float = 0.01, norm_layer=None):
         super().__init__(in_channels, num_anchors, num_classes, prior_probability=prior_probability,
                          norm_layer=norm_layer)
         self.register_buffer("ancestors", torch.as_tensor(np.asarray(ancestors, dtype=bool)), persistent=False)
         masks = np.ones((1, num_classes), dtype=bool) if class_masks is None else np.asarray(class_masks, dtype=bool)
         self.register_buffer("class_masks", torch.as_tensor(masks), persistent=False)
+        oid = None if oid_ancestors is None else torch.as_tensor(np.asarray(oid_ancestors, dtype=bool))
+        self.register_buffer("oid_ancestors", oid, persistent=False)
+        self.loss_weight = loss_weight
         self.ignore_descendants = ignore_descendants
         self.ignore_unassignable = ignore_unassignable
         self.gamma = gamma
@@ -82,7 +90,8 @@ class HierarchyClassificationHead(RetinaNetClassificationHead):
             if self.ignore_unassignable and "dataset" in target:
                 mask = self.class_masks[int(target["dataset"])]
             loss = hierarchy_bce(logits[valid], labels[valid], self.ancestors, class_mask=mask,
-                                 ignore_descendants=self.ignore_descendants, gamma=self.gamma, alpha=self.alpha)
+                                 ignore_descendants=self.ignore_descendants, gamma=self.gamma, alpha=self.alpha,
+                                 oid_ancestors=self.oid_ancestors, loss_weight=self.loss_weight)
             losses.append(loss / max(1, int(fg.sum())))
         return sum(losses) / max(1, len(targets))
 
@@ -91,7 +100,7 @@ def build_detector(body: nn.Module, num_classes: int, ancestors, class_masks=Non
                    fpn_channels: int = 32, anchor_sizes: tuple[int, ...] = (16, 32, 64),
                    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0), ignore_descendants: bool = True,
                    ignore_unassignable: bool = False, gamma: float = 0.0, alpha: float = -1.0,
-                   mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), score_thresh: float = 0.05,
+                   oid_ancestors=None, loss_weight: float = 1.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), score_thresh: float = 0.05,
                    detections_per_img: int = 50) -> RetinaNet:
     """torchvision RetinaNet over ``num_classes`` unified classes on the zoo backbone ``body``.
 
@@ -107,7 +116,8 @@ def build_detector(body: nn.Module, num_classes: int, ancestors, class_masks=Non
     head = RetinaNetHead(fpn_channels, num_anchors, num_classes, norm_layer=norm)
     head.classification_head = HierarchyClassificationHead(
         fpn_channels, num_anchors, num_classes, ancestors, class_masks, ignore_descendants=ignore_descendants,
-        ignore_unassignable=ignore_unassignable, gamma=gamma, alpha=alpha, norm_layer=norm)
+        ignore_unassignable=ignore_unassignable, gamma=gamma, alpha=alpha, oid_ancestors=oid_ancestors,
+        loss_weight=loss_weight, norm_layer=norm)
     return RetinaNet(backbone, num_classes, min_size=image_size, max_size=image_size, image_mean=list(mean),
                      image_std=list(std), anchor_generator=anchors, head=head, score_thresh=score_thresh,
                      detections_per_img=detections_per_img, topk_candidates=200)

@@ -1,5 +1,12 @@
 """COCO-style mAP through pycocotools: per dataset in its own label space, and leaf-level in the unified one.
 
+A dataset whose annotations carry OpenImages' verified image-level labels (``load_openimages``
+with ``image_labels``) is scored, as in the reference, with the OpenImages challenge metric
+(:func:`.oid_metric.oid_challenge_map`: AP at IoU 0.5, the ground truth expanded through the
+hierarchy of the evaluated space restricted to the dataset's labels, detections expanded to
+their ancestors, only verified classes, group-of boxes): its ``mAP_<dataset>``;
+pycocotools' number stays as ``coco_mAP_<dataset>``. A flat space has no hierarchy to expand.
+
 - Per dataset ``d``: its test images, its own categories, its ground truth; the detector's
   detections of unified class ``u(l)`` count as detections of ``d``'s label ``l`` (a dataset
   label mapped to a parent is scored with the parent's scores, as in the reference's
@@ -20,6 +27,8 @@ import io
 
 import numpy as np
 import torch
+
+from workbench.methods.unidet.oid_metric import oid_challenge_map
 
 
 def coco_map(gt: list[dict], detections: list[dict], categories: list[str]) -> dict[str, float]:
@@ -80,6 +89,18 @@ def coco_map(gt: list[dict], detections: list[dict], categories: list[str]) -> d
     return {"mAP": float(max(ev.stats[0], 0.0)), "AP50": float(max(ev.stats[1], 0.0))}
 
 
+def openimages_ground_truth(dataset, d: int, gt: list[dict]) -> list[dict] | None:
+    """``gt`` (dataset ``d``'s test images, in order) with group-of flags and verified labels; None without image-level labels."""
+    source = dataset.sources[d]
+    if all(labels is None for labels in source.image_labels):
+        return None
+    rows = [j for k, j in dataset.index if k == d]
+    none = np.zeros(0, np.int64)
+    return [{**record, "group_of": source.group_of[j],
+             "positive": (source.image_labels[j] or {}).get("positive", none),
+             "negative": (source.image_labels[j] or {}).get("negative", none)} for record, j in zip(gt, rows)]
+
+
 @torch.no_grad()
 def predict(detector, dataset, *, batch_size: int = 32) -> list[dict]:
     """The detector's per-class detections (torchvision post-processing) of every item of ``dataset``."""
@@ -114,7 +135,9 @@ def evaluate_detections(space, dataset, detections: list[dict], *, unified: bool
     -------
     dict
         ``mAP_<dataset>``, ``AP50_<dataset>``, ``leaf_mAP_<dataset>`` and ``leaf_mAP`` (all test
-        images; only with ``unified``), ``mAP_mean`` (mean over datasets).
+        images; only with ``unified``), ``mAP_mean`` (mean over datasets); for a dataset with
+        image-level labels ``mAP_<dataset>`` is the OpenImages challenge metric and
+        ``coco_mAP_<dataset>`` pycocotools' mAP.
     """
     by_image = {d["image_id"]: d for d in detections}
     targets = [dataset[i][1] for i in range(len(dataset))]
@@ -147,6 +170,11 @@ def evaluate_detections(space, dataset, detections: list[dict], *, unified: bool
                                  "labels": np.array([leaf_index[int(found["labels"][k])] for k in lk], dtype=int)})
         scores = coco_map(gt, det, local_labels)
         out[f"mAP_{name}"], out[f"AP50_{name}"] = scores["mAP"], scores["AP50"]
+        oid_gt = openimages_ground_truth(dataset, d, gt)
+        if oid_gt is not None:
+            ancestors = space.ancestors()[np.ix_(to_u, to_u)] if unified else np.zeros((len(to_u),) * 2, bool)
+            out[f"coco_mAP_{name}"] = scores["mAP"]
+            out[f"mAP_{name}"] = oid_challenge_map(oid_gt, det, ancestors)["mAP"]
         if unified:
             leaf_names = [space.names[u] for u in np.flatnonzero(leaves)]
             out[f"leaf_mAP_{name}"] = coco_map(leaf_gt, leaf_det, leaf_names)["mAP"]

@@ -22,16 +22,29 @@ CSV (header ``kind,dataset,label,target``)::
     node,,disc_super,               # a declared parent-only node
     parent,,square_solid,square_super
 
-Duplicates are merged: two datasets mapping onto the same unified label share its class. Bad
-input raises :class:`~workbench.errors.ValidationError` naming the file, the label and the
-problem: a dataset label mapped twice, a unified label given two parents, a parent that does
-not exist, a cycle, a dataset label with no mapping, a mapping of a label the dataset does not
-have, an unknown dataset.
+Duplicates are merged: two datasets mapping onto the same unified label share its class.
+
+*Merged categories*: two labels that are each the other's parent (``bird: bird_super`` and
+``bird_super: bird``; in YAML a label's second parent is written as a list,
+``bird_super: [animal_super, bird]``, or as a repeated key; in CSV as a second ``parent`` row)
+are one category under two names, as the reference's 8 merged pairs (``ball``, ``bear``,
+``bed``, ``bird``, ``boat``, ``car``, ``clock``, ``person`` with their ``_super``;
+``label_spaces/gen_hierarchy.py``): each is the other's ancestor, both have the pair's
+ancestors, every descendant of either has both as ancestors, and neither is the other's
+descendant. The pair has at most one further parent (given to one member, or the same to both). In the tree (``parent``, depths, leaves, tree distances)
+the member without a further parent (else the one listed first) hangs below the other one.
+
+Bad input raises :class:`~workbench.errors.ValidationError` naming the file, the label and the
+problem: a dataset label mapped twice, a unified label given two parents (other than its merge
+partner), a parent that does not exist, a cycle (other than a merged pair), a label merged with
+two labels, a merged pair with two further parents, a dataset label with no mapping, a mapping
+of a label the dataset does not have, an unknown dataset.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +74,14 @@ class LabelSpace:
         Unified index of each local label of each dataset.
     source : str
         The mapping file it was read from ("" when built in memory).
+    merged : tuple of (int, int)
+        Merged pairs ``(a, s)`` (each the other's parent; module docstring): ``a`` hangs below
+        ``s`` in ``parent``.
+    own_ancestors : tuple of (int, int)
+        ``(label, ancestor)`` pairs of a second parent relation: one dataset's own hierarchy
+        mapped into the unified space (:func:`with_dataset_hierarchy`; OpenImages' for the
+        reference's ``pos_parents="oid"``), transitive; empty when none was given. Not written
+        to the mapping file (:meth:`to_dict`): only the training loss uses it.
     """
 
     names: tuple[str, ...]
@@ -69,6 +90,8 @@ class LabelSpace:
     dataset_labels: dict
     to_unified: dict
     source: str = ""
+    merged: tuple[tuple[int, int], ...] = ()
+    own_ancestors: tuple[tuple[int, int], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -81,8 +104,8 @@ class LabelSpace:
             raise ValidationError(f"unified label {name!r} is not in the label space "
                                   f"{self.source or '(in memory)'}; expected one of {list(self.names)}") from None
 
-    def ancestors(self) -> np.ndarray:
-        """Boolean (C, C): ``[i, j]`` is True when ``j`` is a proper ancestor of ``i``."""
+    def _tree_ancestors(self) -> np.ndarray:
+        """Boolean (C, C): ``[i, j]`` is True when ``j`` is above ``i`` in the tree ``parent``."""
         c = self.num_classes
         out = np.zeros((c, c), dtype=bool)
         for i in range(c):
@@ -92,13 +115,38 @@ class LabelSpace:
                 j = self.parent[j]
         return out
 
+    def ancestors(self) -> np.ndarray:
+        """Boolean (C, C): ``[i, j]`` is True when ``j`` is a proper ancestor of ``i`` (the reference's ``is_parents``).
+
+        The tree's ancestors, and for each merged pair ``(a, s)``: ``a`` is an ancestor of ``s``
+        and of everything below ``s`` (so the two are each the other's ancestor).
+        """
+        out = self._tree_ancestors()
+        for a, s in self.merged:
+            out[:, a] |= out[:, s]
+            out[s, a] = True
+            out[a, a] = False
+        return out
+
     def descendants(self) -> np.ndarray:
-        """Boolean (C, C): ``[i, j]`` is True when ``j`` is a proper descendant of ``i``."""
-        return self.ancestors().T.copy()
+        """Boolean (C, C): ``[i, j]`` is True when ``j`` is a proper descendant of ``i`` (the reference's ``is_childs``).
+
+        The transpose of :meth:`ancestors` without the merged pairs: a merged label is its
+        partner's ancestor, not its descendant.
+        """
+        anc = self.ancestors()
+        return anc.T & ~anc
+
+    def own_ancestor_matrix(self) -> np.ndarray:
+        """Boolean (C, C): ``[i, j]`` when ``j`` is an ancestor of ``i`` in :attr:`own_ancestors` (the reference's ``hierarchy_oid.json`` ``is_parents``)."""
+        out = np.zeros((self.num_classes, self.num_classes), dtype=bool)
+        for i, j in self.own_ancestors:
+            out[i, j] = True
+        return out
 
     def depth(self) -> np.ndarray:
-        """Depth (C,) of each label (0 for a root)."""
-        return self.ancestors().sum(1)
+        """Depth (C,) of each label in the tree ``parent`` (0 for a root)."""
+        return self._tree_ancestors().sum(1)
 
     def leaves(self) -> np.ndarray:
         """Boolean (C,): labels without children."""
@@ -120,7 +168,7 @@ class LabelSpace:
 
     def tree_distance(self) -> np.ndarray:
         """Path length (C, C) in the tree (edges between two labels; labels of different roots: depth_i + depth_j + 2)."""
-        anc = self.ancestors()
+        anc = self._tree_ancestors()
         depth = anc.sum(1)
         c = self.num_classes
         out = np.zeros((c, c))
@@ -159,8 +207,53 @@ class LabelSpace:
                          for d in self.datasets},
             "nodes": [n for i, n in enumerate(self.names)
                       if not any(i in set(m) for m in self.to_unified.values())],
-            "parents": {self.names[i]: self.names[p] for i, p in enumerate(self.parent) if p >= 0},
+            "parents": self._parent_entries(),
         }
+
+    def _parent_entries(self) -> dict:
+        """``parents`` of :meth:`to_dict`: each label's parent, then ``s: [parent, a]`` (or ``s: a``, listed after ``a``) per merged pair."""
+        out: dict = {self.names[i]: self.names[p] for i, p in enumerate(self.parent) if p >= 0}
+        for a, s in self.merged:
+            name = self.names[s]
+            out[name] = [out[name], self.names[a]] if name in out else self.names[a]
+        return out
+
+
+def with_dataset_hierarchy(space: LabelSpace, dataset: str, edges) -> LabelSpace:
+    """``space`` with ``dataset``'s own hierarchy as :attr:`LabelSpace.own_ancestors`.
+
+    Parameters
+    ----------
+    space : LabelSpace
+    dataset : str
+        The dataset whose hierarchy it is (OpenImages: the source's ``hierarchy``, read from
+        ``bbox_labels_600_hierarchy.json`` by :func:`.data.openimages_edges`).
+    edges : iterable of (int, int)
+        (child, parent) pairs in the dataset's local labels; a class may have several parents.
+
+    Returns
+    -------
+    LabelSpace
+        The same space whose ``own_ancestors`` are the edges mapped through ``to_unified``,
+        closed transitively (a grandparent is an ancestor), without a label as its own ancestor
+        (an edge whose two ends map to one unified label, or a cycle).
+    """
+    space._check_dataset(dataset)
+    to_u, n = space.to_unified[dataset], len(space.dataset_labels[dataset])
+    c = space.num_classes
+    closure = np.zeros((c, c), dtype=bool)
+    for child, parent in edges:
+        if not (0 <= child < n and 0 <= parent < n):
+            raise ValidationError(f"hierarchy of dataset {dataset!r}: edge ({child}, {parent}) names a label outside "
+                                  f"its {n} labels")
+        closure[to_u[child], to_u[parent]] = True
+    while True:
+        grown = closure | ((closure.astype(np.int64) @ closure.astype(np.int64)) > 0)
+        if (grown == closure).all():
+            break
+        closure = grown
+    np.fill_diagonal(closure, False)
+    return dataclasses.replace(space, own_ancestors=tuple((int(i), int(j)) for i, j in zip(*np.nonzero(closure))))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -199,7 +292,8 @@ def _read_entries(path: Path) -> tuple[list, list, list]:
         if not isinstance(raw_nodes, list) or any(isinstance(n, tuple) for n in raw_nodes):
             raise ValidationError(f"mapping file {path}: 'nodes' must be a list of unified labels")
         nodes = [str(n) for n in raw_nodes]
-        parents = [(str(c), str(p)) for c, p in (sections.get("parents") or [])]
+        parents = [(str(c), str(p)) for c, ps in (sections.get("parents") or [])
+                   for p in (ps if isinstance(ps, list) else [ps])]
     elif path.suffix.lower() == ".csv":
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
@@ -269,18 +363,16 @@ def build_label_space(maps, nodes, parents, dataset_labels: dict[str, list[str]]
         add(target)
     for node in nodes:
         add(node)
-    parent_of: dict[str, str] = {}
+    edges: dict[str, list[str]] = {}
     for child, parent in parents:
-        if child in parent_of:
-            raise ValidationError(f"{where}: unified label {child!r} is given a parent twice "
-                                  f"({parent_of[child]!r} and {parent!r})")
         for name, role in ((child, "child"), (parent, "parent")):
             if name not in order:
                 raise ValidationError(f"{where}: the {role} {name!r} of the edge {child!r} -> {parent!r} does not exist "
                                       "(neither a mapping target nor a declared node)")
         if child == parent:
             raise ValidationError(f"{where}: unified label {child!r} is its own parent (a cycle)")
-        parent_of[child] = parent
+        edges.setdefault(child, []).append(parent)
+    parent_of, merged_names = _tree_and_merges(edges, where)
     for child in parent_of:  # cycle check: walk up from every label
         seen = [child]
         node = parent_of[child]
@@ -309,8 +401,44 @@ def build_label_space(maps, nodes, parents, dataset_labels: dict[str, list[str]]
         names=names, parent=parent, datasets=datasets,
         dataset_labels={d: tuple(dataset_labels[d]) for d in datasets},
         to_unified={d: tuple(index[mapped[(d, lab)]] for lab in dataset_labels[d]) for d in datasets},
-        source=source,
+        source=source, merged=tuple((index[a], index[b]) for a, b in merged_names),
     )
+
+
+def _tree_and_merges(edges: dict[str, list[str]], where: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The tree ``{child: parent}`` and the merged pairs ``[(a, s)]`` (``a`` below ``s``) of the parent edges.
+
+    Two labels each listing the other as a parent are a merged pair; every other second parent,
+    a label merged with two labels and a pair whose members have two different further parents are
+    errors. ``a`` is the member without a further parent, else the one listed first.
+    """
+    partner: dict[str, str] = {}
+    for child, listed in edges.items():
+        for parent in listed:
+            if child in edges.get(parent, ()):
+                if partner.setdefault(child, parent) != parent:
+                    raise ValidationError(f"{where}: unified label {child!r} is merged with two labels "
+                                          f"({partner[child]!r} and {parent!r}: each is its parent and its child)")
+    parent_of: dict[str, str] = {}
+    for child, listed in edges.items():
+        further = [p for p in listed if p != partner.get(child)]
+        if len(further) > 1:
+            raise ValidationError(f"{where}: unified label {child!r} is given a parent twice "
+                                  f"({further[0]!r} and {further[1]!r})")
+        if further:
+            parent_of[child] = further[0]
+    merged: list[tuple[str, str]] = []
+    for child, other in partner.items():
+        if any(child in pair for pair in merged):
+            continue
+        if parent_of.get(child, parent_of.get(other)) != parent_of.get(other, parent_of.get(child)):
+            raise ValidationError(f"{where}: the merged labels {child!r} and {other!r} (each the other's parent) "
+                                  f"have two further parents ({parent_of[child]!r} and {parent_of[other]!r}); "
+                                  "give the pair one")
+        below, above = (other, child) if child in parent_of and other not in parent_of else (child, other)
+        parent_of[below] = above
+        merged.append((below, above))
+    return parent_of, merged
 
 
 def write_label_space(space: LabelSpace, path: str | os.PathLike) -> Path:

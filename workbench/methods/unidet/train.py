@@ -12,7 +12,10 @@ A run (``workbench train unidet``):
    union of the datasets' labels) into ``RUN/snapshots/flat/``, and, with
    ``per_dataset_baselines``, one detector per dataset over its own labels into
    ``RUN/snapshots/only_<dataset>/``;
-4. trains the main ``variant`` (``hierarchy``: the hierarchy-aware loss) into ``RUN``.
+4. trains the main ``variant`` (``hierarchy``: the hierarchy-aware loss) into ``RUN``;
+5. fine-tunes it once per dataset named in ``finetune`` (:mod:`.finetune`, the reference's
+   ``configs/rvc/finetune``): the joint detector's weights, that dataset's images, the entry's
+   schedule, into ``RUN/snapshots/finetune_<dataset>/`` (evaluated on that dataset's test images).
 
 Every detector: the zoo backbone ``unidet_backbone`` (``arch_kwargs``), torchvision's FPN and
 RetinaNet (:mod:`.detector`), trained by the shared loop :func:`workbench.training.fit` (the
@@ -47,7 +50,21 @@ from workbench.errors import DataError, ValidationError
 from workbench.methods.unidet import data as unidet_data
 from workbench.methods.unidet.detector import build_detector
 from workbench.methods.unidet.evaluation import evaluate_detections, predict
-from workbench.methods.unidet.labels import LabelSpace, build_label_space, read_label_space, write_label_space
+from workbench.methods.unidet.finetune import (
+    PREFIX,
+    check_datasets,
+    check_finetune,
+    finetune_config,
+    finetune_datasets,
+)
+from workbench.methods.unidet.labels import (
+    LabelSpace,
+    build_label_space,
+    read_label_space,
+    with_dataset_hierarchy,
+    write_label_space,
+)
+from workbench.methods.unidet.loss import HIERARCHY_RULES
 from workbench.methods.unidet.sampling import RepeatFactorSampler, WeightedDatasetSampler
 from workbench.models.preprocessing import Preprocessing
 from workbench.training import TrainConfig, TrainOutcome, build_network, fit
@@ -94,7 +111,15 @@ class UniDetConfig(TrainConfig):
         dataset (dataset shares ``f_d n_d``), or the reference's class-aware draws over the
         concatenation of the repeated datasets, on unified classes (``across_datasets``).
     ignore_descendants : bool
-        Descendants of a label get zero weight (False: negatives; the reference's "child" case).
+        Descendants of a label get zero weight (False: negatives; the reference's "child" case);
+        the ``rvc_child`` rule only.
+    hierarchy_rule : {"rvc_child", "oid_child_plus"}
+        :mod:`.loss`: positives and ignored classes from the unified tree (``rvc_child``), or the
+        reference's configured rule (``oid_child_plus``: OpenImages' own hierarchy positive, the
+        tree's other ancestors and descendants ignored), which needs an ``openimages`` source
+        with its ``hierarchy`` file (``bbox_labels_600_hierarchy.json``).
+    cls_loss_weight : float
+        Factor on the classification loss (the reference's ``loss_weight=1.5``).
     ignore_unassignable : bool
         Zero weight on the classes a sample's dataset can never assign.
     focal_gamma, focal_alpha : float
@@ -103,6 +128,11 @@ class UniDetConfig(TrainConfig):
         Minimum score of a kept detection (torchvision post-processing, for mAP).
     grad_clip : float
         As :class:`TrainConfig`; 10 here (the gradient norm is clipped at 10 unless set).
+    finetune : dict
+        ``{dataset: {field: value}}``: after the joint run, fine-tune its detector on each named
+        dataset alone, with these training fields changed (:mod:`.finetune`); empty: none.
+    finetune_only : tuple of str
+        Run only these entries of ``finetune`` (empty: every entry), e.g. one dataset per job.
     """
 
     arch: str = "unidet_backbone"
@@ -121,26 +151,33 @@ class UniDetConfig(TrainConfig):
     dataset_factors: dict = dataclasses.field(default_factory=dict)
     sampler: str = "repeat"
     ignore_descendants: bool = True
+    hierarchy_rule: str = "rvc_child"
+    cls_loss_weight: float = 1.0
     ignore_unassignable: bool = False
     focal_gamma: float = 0.0
     focal_alpha: float = -1.0
     score_thresh: float = 0.05
     grad_clip: float = 10.0
+    finetune: dict = dataclasses.field(default_factory=dict)
+    finetune_only: tuple[str, ...] = ()
 
-    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "sampler": ("repeat", "weighted", "class_aware",
-                                                                           "class_aware_concat")}
+    CHOICES = {**TrainConfig.CHOICES, "variant": VARIANTS, "hierarchy_rule": HIERARCHY_RULES,
+               "sampler": ("repeat", "weighted", "class_aware", "class_aware_concat")}
 
     def __post_init__(self):
         super().__post_init__()
         self.check_minimum(1, "synthetic_train", "synthetic_test", "image_size", "fpn_channels")
         if len(self.anchor_sizes) != 3:
             raise ValidationError(f"config field 'anchor_sizes' needs 3 sizes (strides 8, 16, 32), found {self.anchor_sizes}")
+        if not self.cls_loss_weight > 0:
+            raise ValidationError(f"config field 'cls_loss_weight' must be > 0, found {self.cls_loss_weight}")
         if not 0 < self.test_fraction < 1:
             raise ValidationError(f"config field 'test_fraction' must be in (0, 1), found {self.test_fraction}")
         for name, instead in (("limit_train", "synthetic_train"), ("limit_test", "synthetic_test")):
             if getattr(self, name):
                 raise ValidationError(f"config field {name!r} is {getattr(self, name)}; unidet needs 0 (whole "
                                       f"detection sets; choose the size with {instead!r} or test_fraction)")
+        check_finetune(self)
 
 
 @dataclass
@@ -178,7 +215,9 @@ def build_sources(config: UniDetConfig) -> tuple[list, list]:
             if fmt == "coco":
                 source = unidet_data.load_coco(spec["annotations"], spec["images"], name)
             elif fmt == "openimages":
-                source = unidet_data.load_openimages(spec["boxes"], spec["classes"], spec["images"], name)
+                source = unidet_data.load_openimages(spec["boxes"], spec["classes"], spec["images"], name,
+                                                     image_labels=spec.get("image_labels"),
+                                                     hierarchy=spec.get("hierarchy"))
             elif fmt == "vistas":
                 source = unidet_data.load_vistas(spec["config"], spec["panoptic"], spec["images"], name)
             else:
@@ -203,14 +242,27 @@ def build_space(config: UniDetConfig, sources) -> LabelSpace:
     return build_label_space(maps, m["nodes"], list(m["parents"].items()), labels, source="(synthetic mapping)")
 
 
+def _with_openimages_hierarchy(space: LabelSpace, sources) -> LabelSpace:
+    """``space`` with the OpenImages source's own hierarchy as its ``own_ancestors`` (``oid_child_plus``)."""
+    with_hierarchy = [s for s in sources if s.hierarchy]
+    if len(with_hierarchy) != 1:
+        raise ValidationError("config field 'hierarchy_rule' is 'oid_child_plus', which needs exactly one source "
+                              "with its own hierarchy (an openimages source with 'hierarchy': "
+                              f"bbox_labels_600_hierarchy.json); found {[s.name for s in with_hierarchy]}")
+    return with_dataset_hierarchy(space, with_hierarchy[0].name, with_hierarchy[0].hierarchy)
+
+
 def load_data(config: UniDetConfig) -> DetectionData:
     """The run's data and unified label space."""
     train_sources, test_sources = build_sources(config)
     space = build_space(config, train_sources)
+    if config.hierarchy_rule == "oid_child_plus":
+        space = _with_openimages_hierarchy(space, train_sources)
     unknown = sorted(set(config.dataset_factors) - set(space.datasets))
     if unknown:
         raise ValidationError(f"config field 'dataset_factors' names {unknown}, which are not datasets of the run "
                               f"({list(space.datasets)})")
+    check_datasets(config, space.datasets)
     to_u = space.to_unified
     train = unidet_data.DetectionSet(train_sources, to_u, config.image_size, hflip=config.augment)
     test = unidet_data.DetectionSet(test_sources, to_u, config.image_size)
@@ -250,7 +302,10 @@ def make_detector(config: UniDetConfig, space: LabelSpace, *, seed: int):
                                   anchor_sizes=tuple(config.anchor_sizes),
                                   ignore_descendants=config.ignore_descendants,
                                   ignore_unassignable=config.ignore_unassignable, gamma=config.focal_gamma,
-                                  alpha=config.focal_alpha, score_thresh=config.score_thresh)
+                                  alpha=config.focal_alpha, score_thresh=config.score_thresh,
+                                  oid_ancestors=space.own_ancestor_matrix()
+                                  if config.hierarchy_rule == "oid_child_plus" else None,
+                                  loss_weight=config.cls_loss_weight)
     return network, detector
 
 
@@ -296,16 +351,29 @@ def _single_dataset(config: UniDetConfig, data: DetectionData, single: str) -> t
     return dataclasses.replace(data, train=train, test=test), own
 
 
+def _test_set_of(data: DetectionData, name: str) -> unidet_data.DetectionSet:
+    """The test images of dataset ``name`` alone, labelled in the unified space (a fine-tuned detector's test)."""
+    keep = [s for s in data.test.sources if s.name == name]
+    return unidet_data.DetectionSet(keep, data.space.to_unified, data.test.size)
+
+
 def _train_variant(config: UniDetConfig, run: RunDir, data: DetectionData, space: LabelSpace, *,
-                   single: str | None = None):
+                   single: str | None = None, finetune_on: str | None = None, init: dict | None = None):
     """Train one detector into ``run`` through :func:`fit`: ``(network, detector, evaluation, wall time s)``.
 
     ``single``: a dataset name for a per-dataset baseline (its own labels, its data only).
+    ``finetune_on``: a dataset name for a fine-tuning: the detector starts from ``init`` (the
+    joint detector's state dict), samples that dataset's images (``config.dataset_factors``)
+    and is evaluated on its test images, in the unified space.
     """
     trained_data = data
     if single is not None:
         trained_data, space = _single_dataset(config, data, single)
+    if finetune_on is not None:
+        trained_data = dataclasses.replace(data, test=_test_set_of(data, finetune_on))
     network, detector = make_detector(config, space, seed=config.seed)
+    if init is not None:
+        detector.load_state_dict(init)
     # the detector is the trained module; network.module (the zoo backbone) is trained inside it
     result = fit(config, run, dataclasses.replace(network, module=detector), trained_data,
                  step_fn=detection_step, sampler_fn=lambda train_set: make_sampler(config, train_set),
@@ -318,19 +386,23 @@ def _train_variant(config: UniDetConfig, run: RunDir, data: DetectionData, space
 
 
 def _train_snapshot(config: UniDetConfig, run, data: DetectionData, name: str, space: LabelSpace,
-                    single: str | None) -> dict:
-    """A baseline in ``RUN/snapshots/<name>/`` (its own metrics and checkpoint), or its card's results when finished."""
+                    single: str | None, *, finetune_on: str | None = None, init: dict | None = None) -> dict:
+    """A baseline or a fine-tuning in ``RUN/snapshots/<name>/`` (its own config, metrics and checkpoint),
+    or its card's results when finished."""
     card = run.finished_child(name)
     if card is not None:
-        logger.info("baseline %s was finished before; kept", name)
+        logger.info("%s was finished before; kept", name)
         return {"evaluation": card["evaluation"], "wall_time_s": card.get("wall_time_s", 0.0)}
-    sub = run.child(name, role="baseline")
-    network, detector, evaluation, wall = _train_variant(config, sub, data, space, single=single)
+    sub = run.child(name, config, role="baseline" if finetune_on is None else "snapshot")
+    network, detector, evaluation, wall = _train_variant(config, sub, data, space, single=single,
+                                                         finetune_on=finetune_on, init=init)
+    variant = name if finetune_on is None else config.variant
     if sub.is_main:
-        _save_detector(detector, sub.path, {"variant": name, "dataset": single})
+        _save_detector(detector, sub.path, {"variant": variant, "dataset": single, "finetuned_on": finetune_on})
     sub.finish(network, network.module.state_dict(), data,
-               {"variant": name, "evaluation": evaluation, "wall_time_s": round(wall, 3), "only_dataset": single})
-    logger.info("baseline %s: %s", name, evaluation)
+               {"variant": variant, "evaluation": evaluation, "wall_time_s": round(wall, 3), "only_dataset": single,
+                "finetuned_on": finetune_on})
+    logger.info("%s: %s", name, evaluation)
     return {"evaluation": evaluation, "wall_time_s": round(wall, 3)}
 
 
@@ -353,6 +425,11 @@ def train(config: UniDetConfig, run) -> TrainOutcome:
     if run.is_main:
         _save_detector(detector, run.path, {"variant": config.variant, "dataset": None})
     variants[config.variant] = {"evaluation": evaluation, "wall_time_s": round(wall, 3)}
+    joint = detector.state_dict()
+    for dataset in finetune_datasets(config):  # the reference's configs/rvc/finetune, from the joint detector
+        tuned = finetune_config(config, dataset, data.space.datasets)
+        variants[PREFIX + dataset] = _train_snapshot(tuned, run, data, PREFIX + dataset, space, None,
+                                                     finetune_on=dataset, init=joint)
     extra = {"unidet": {"variant": config.variant, "label_space": LABEL_SPACE_FILE, "detector_file": DETECTOR_FILE,
                         "unified_labels": list(data.space.names), "variants": variants}}
     # training time of every detector, each summed over the parts of a resumed run
@@ -387,8 +464,17 @@ def load_run(run_dir: str | os.PathLike):
 
 
 def evaluate(run_dir: str | os.PathLike) -> dict[str, float]:
-    """Per-dataset mAP and leaf mAP of a finished run (or snapshot), recomputed from its detector."""
+    """Per-dataset mAP and leaf mAP of a finished run (or snapshot), recomputed from its detector.
+
+    A fine-tuned detector (``snapshots/finetune_<d>``) is evaluated on the test images of ``d`` alone.
+    """
     config, data, detector, variant, single = load_run(run_dir)
+    from workbench.training import read_card
+
+    tuned_on = read_card(run_dir, verify_weights=False).get("finetuned_on")
+    if tuned_on:
+        test = _test_set_of(data, tuned_on)
+        return evaluate_detections(data.space, test, predict(detector, test))
     test = data.test
     if single:
         keep = [s for s in data.test.sources if s.name == single]
