@@ -71,6 +71,8 @@ def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path):
     assert config["baselines"] is False and config["selection"] == "mada"
     # the reference's options of the paper preset stay on
     assert (config["source_descriptors"], config["anchor_gradient_scaling"]) == ("label_and_prediction", True)
+    # the generated 48 x 64 test labels kept at their size; stage 2 pseudo-labels every target image
+    assert (config["pseudo_labels"], config["eval_labels"]) == ("reference", "full_resolution")
     _check_phases(out, "mada")
     selection = pd.read_csv(out / "selection.csv")
     assert selection.strategy.tolist() == ["mada"] and selection["index"].between(0, 1).all()

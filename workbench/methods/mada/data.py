@@ -410,14 +410,15 @@ def read_label(path: str | os.PathLike, kind: str, num_classes: int = 19) -> np.
 class FileSegmentation(Dataset):
     """Segmentation items read from (image, label) files, resized to ``size`` (H, W).
 
-    Images are resized bilinearly, labels with nearest neighbour; ``flip`` draws a random
+    Images are resized bilinearly, labels with nearest neighbour, or (``resize_labels=False``)
+    kept at their file's size (mIoU at the full label resolution); ``flip`` draws a random
     horizontal flip from torch's global RNG.
     """
 
     def __init__(self, pairs, kind: str, num_classes: int, size: tuple[int, int], *, flip: bool = False,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 resize_labels: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.pairs, self.kind, self.num_classes = list(pairs), kind, num_classes
-        self.size, self.flip = (int(size[0]), int(size[1])), flip
+        self.size, self.flip, self.resize_labels = (int(size[0]), int(size[1])), flip, resize_labels
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
 
@@ -432,7 +433,8 @@ class FileSegmentation(Dataset):
         with Image.open(image_path) as image:
             pixels = np.asarray(image.convert("RGB").resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
         label = read_label(label_path, self.kind, self.num_classes)
-        label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
+        if self.resize_labels:
+            label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
         image_t = (torch.from_numpy(pixels.transpose(2, 0, 1).copy()) - self.mean) / self.std
         label_t = torch.from_numpy(label.astype(np.int64))
         if self.flip and bool(torch.rand(()) < 0.5):
@@ -514,10 +516,14 @@ def load_domains(config) -> DomainData:
     listing = [[str(p.relative_to(root)), p.stat().st_size] for pairs, root in
                ((source, Path(config.source_root)), (target, Path(config.target_root)), (test, Path(config.target_root)))
                for pair in pairs for p in pair]
+    full_labels = config.eval_labels == "full_resolution"
     return DomainData(
         config.dataset, FileSegmentation(source, source_kind, num_classes, size, flip=config.augment),
-        FileSegmentation(test, "cityscapes", num_classes, size), FileSegmentation(target, "cityscapes", num_classes, size),
+        FileSegmentation(test, "cityscapes", num_classes, size, resize_labels=not full_labels),
+        FileSegmentation(target, "cityscapes", num_classes, size),
         FileSegmentation(source, source_kind, num_classes, size), num_classes, classes,
-        Preprocessing(input_size=max(size)), _digest([num_classes, list(size), listing]),
+        Preprocessing(input_size=max(size)),
+        _digest([num_classes, list(size), listing] + (["full_resolution_test_labels"] if full_labels else [])),
         f"{source_kind.upper()} ({len(source)}) -> Cityscapes train ({len(target)}) / val ({len(test)}), "
-        f"{num_classes} classes, {size[0]}x{size[1]} px", np.full(len(target), -1))
+        f"{num_classes} classes, {size[0]}x{size[1]} px"
+        + (", test labels at their full resolution" if full_labels else ""), np.full(len(target), -1))

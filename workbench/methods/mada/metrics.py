@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from workbench.errors import ValidationError
 
@@ -54,3 +55,18 @@ def pixel_accuracy(confusion: np.ndarray) -> float:
     """Fraction of valid pixels predicted correctly."""
     confusion = np.asarray(confusion)
     return float(np.trace(confusion) / max(confusion.sum(), 1))
+
+
+def upsampled_argmax(logits: torch.Tensor, size) -> torch.Tensor:
+    """Classes (N, H, W) of logits (N, C, h, w) upsampled bilinearly to ``size`` (H, W).
+
+    The reference code evaluates this way (its output-stride logits upsampled to the 1024 x 2048
+    labels, then the argmax), with ``align_corners=True`` as everywhere in its DeepLab-v3+; here
+    ``align_corners=False``, the convention the network is trained with
+    (:class:`~workbench.models.segmentation.Segmenter`), since mixing the two shifts the map by up
+    to half a low-resolution cell. One image at a time, so a batch's full-size logits
+    (19 x 1024 x 2048 float32: 160 MB an image) never exist at once.
+    """
+    size = (int(size[0]), int(size[1]))
+    return torch.cat([F.interpolate(one[None].float(), size=size, mode="bilinear", align_corners=False).argmax(1)
+                      for one in logits])

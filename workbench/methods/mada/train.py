@@ -19,14 +19,15 @@ with its own ``metrics.csv`` and checkpoint; a finished phase keeps ``model.pt``
    selected target images (``adapt_batch_size`` images per stream, ``adapt_lr``).
 5. ``<strategy>_stage2`` (``adapt2_steps`` steps, ``stage2``): target anchors re-clustered from
    the stage-1 model's descriptors of the target pool; loss = CE source + CE selected + CE on
-   pseudo-labels of unselected target images (the argmax of the model, or of its mean teacher
+   pseudo-labels of unselected target images at image resolution (``pseudo_labels: reference``:
+   of every target image, at the output stride; the argmax of the model, or of its mean teacher
    with ``mean_teacher``, pixels under ``pseudo_threshold`` confidence ignored) +
    ``anchor_weight`` x the anchor loss (harmonic mean over the target anchors of the masked
    MSE of each target descriptor), the nearest anchor of each descriptor updated by EMA
    (``anchor_momentum``). The reference code computes pseudo-labels and descriptors from the
    same forward pass of the student; the mean teacher (EMA of the student, ``teacher_momentum``)
    is MADAv2's stage-2 refinement, as an option.
-6. mIoU on the target test set (confusion matrix, ignore label 255) of every network:
+6. mIoU on the target test set (confusion matrix, ignore label 255; ``eval_labels``) of every network:
    ``miou.csv`` (per class), ``miou_summary.csv`` (per model) and ``selection.csv`` (each
    strategy's selected images, their scores and, for generated scenes, their target condition).
 """
@@ -56,8 +57,16 @@ from workbench.methods.mada.anchors import (
     select_top,
     selection_scores,
 )
+from workbench.methods.mada import madav2
 from workbench.methods.mada.data import load_domains
-from workbench.methods.mada.metrics import IGNORE, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from workbench.methods.mada.metrics import (
+    IGNORE,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+    upsampled_argmax,
+)
 from workbench.models.segmentation import Segmenter
 from workbench.training import Callback, TrainConfig, TrainOutcome, build_network
 from workbench.training.distributed import gather_in_rank_order
@@ -111,15 +120,35 @@ class MADAConfig(TrainConfig):
         Images per stream (source, selected target, unselected target) in each adaptation step.
     adapt_lr : float
     stage2 : bool
+    active_loss : {"ce", "ohem"}
+        Stage 2's loss on the selected target images: CE, or OHEM (MADAv2's reference, :mod:`.madav2`).
+    ohem_thresh, ohem_min_kept : float, int
+        OHEM: pixels with label probability <= ``ohem_thresh`` count, at least ``ohem_min_kept`` per batch.
     anchor_weight : float
         Factor of the anchor loss (the reference code's ``cls_feature_weight``: 0.7).
     anchor_momentum : float
         EMA momentum of the target anchors (0.999).
+    anchor_start_epoch : int
+        First stage-2 epoch (0-based; an epoch is ``pool // adapt_batch_size`` steps, :mod:`.madav2`)
+        with the anchor loss and its EMA updates (0: from the first step; MADAv2's reference: 51).
+    pseudo_entropy_percent : float
+        Percent of pseudo-label pixels dropped by entropy at the start of stage 2, decaying
+        linearly to 0 over its epochs (MADAv2's reference: 20; 0: off).
+    pseudo_entropy_drop : {"lowest", "highest"}
+        Which end is dropped: the lowest-entropy pixels (the reference code as run) or the highest (U2PL).
     pseudo_threshold : float
         Pseudo-labels with a lower softmax confidence are ignored (0: every pixel, the reference).
     mean_teacher : bool
         Pseudo-labels from an EMA teacher of the student (MADAv2's stage 2).
     teacher_momentum : float
+    pseudo_labels : {"unselected_upsampled", "reference"}
+        Stage 2's pseudo-label stream: the unselected target images, CE at image resolution
+        (logits upsampled); or (``reference``, the reference code's) every target training image,
+        selected ones too, CE on the logits at the output stride against their own argmax.
+    eval_labels : {"resized", "full_resolution"}
+        Real datasets: target-test labels nearest-resized to ``image_size``; or kept at their
+        file's size, the low-resolution logits upsampled to it (bilinear, as the network's own
+        upsampling) before the argmax (the reference's mIoU at 1024 x 2048).
     """
 
     arch: str = "seg_cnn"
@@ -145,15 +174,25 @@ class MADAConfig(TrainConfig):
     adapt_batch_size: int = 8
     adapt_lr: float = 0.02
     stage2: bool = True
+    active_loss: str = "ce"
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 100000
     anchor_weight: float = 0.7
     anchor_momentum: float = 0.999
+    anchor_start_epoch: int = 0
+    pseudo_entropy_percent: float = 0.0
+    pseudo_entropy_drop: str = "lowest"
     pseudo_threshold: float = 0.0
     mean_teacher: bool = False
     teacher_momentum: float = 0.99
+    pseudo_labels: str = "unselected_upsampled"
+    eval_labels: str = "resized"
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         **TrainConfig.CHOICES, "selection": STRATEGIES, "source_descriptors": ("label", "label_and_prediction"),
-        "dataset": ("scenes", "gta5_cityscapes", "synthia_cityscapes")}
+        "pseudo_entropy_drop": madav2.ENTROPY_DROPS, "active_loss": madav2.ACTIVE_LOSSES,
+        "dataset": ("scenes", "gta5_cityscapes", "synthia_cityscapes"),
+        "pseudo_labels": ("unselected_upsampled", "reference"), "eval_labels": ("resized", "full_resolution")}
     #: ``--smoke`` (:mod:`workbench.training.smoke`): one image per adaptation stream (stage 2 still
     #: forwards 3 images at once) and the run's own strategy only, so that the paper preset fits a CPU.
     SMOKE_VALUES: typing.ClassVar[dict[str, Any]] = {"adapt_batch_size": 1, "baselines": False}
@@ -164,8 +203,11 @@ class MADAConfig(TrainConfig):
             raise ValidationError(f"config field 'budget' is {self.budget}; expected a fraction in (0, 1]")
         self.check_minimum(1, "num_anchors", "adapt_steps", "adapt_batch_size", "source_images", "target_images",
                            "test_images", "min_pixels")
-        self.check_minimum(0, "adapt2_steps")
-        for name in ("anchor_momentum", "teacher_momentum", "pseudo_threshold"):
+        self.check_minimum(0, "adapt2_steps", "anchor_start_epoch", "ohem_min_kept")
+        if not 0 <= self.pseudo_entropy_percent <= 100:
+            raise ValidationError(f"config field 'pseudo_entropy_percent' is {self.pseudo_entropy_percent}; "
+                                  "expected a percentage in [0, 100]")
+        for name in ("anchor_momentum", "teacher_momentum", "pseudo_threshold", "ohem_thresh"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValidationError(f"config field {name!r} is {getattr(self, name)}; expected a value in [0, 1]")
         if len(self.image_size) not in (1, 2) or min(self.image_size) < 8 or any(s % 8 for s in self.image_size):
@@ -173,6 +215,9 @@ class MADAConfig(TrainConfig):
                                   "multiples of 8")
         if self.dataset != "scenes" and self.num_classes not in (16, 19):
             raise ValidationError(f"config field 'num_classes' is {self.num_classes}; expected 19 or 16")
+        if self.dataset == "scenes" and self.eval_labels != "resized":
+            raise ValidationError(f"config field 'eval_labels' is {self.eval_labels!r}; the generated scenes have "
+                                  "labels at the image size only: expected 'resized'")
         if "num_classes" in self.arch_kwargs:
             raise ValidationError("arch_kwargs must not set 'num_classes': it comes from the data")
 
@@ -257,14 +302,24 @@ def stage1_step(network, module, images, labels, config):
 class AdaptationState(Callback):
     """Stage 2's state: the EMA target anchors and the optional mean teacher (checkpointed)."""
 
-    def __init__(self, network, bank: AnchorBank | None, *, teacher: bool, momentum: float):
+    def __init__(self, network, bank: AnchorBank | None, *, teacher: bool, momentum: float, epoch_steps: int = 1,
+                 epochs: int = 1):
         self.bank = bank
         self.momentum = float(momentum)
+        self.epoch_steps, self.epochs, self.step = int(epoch_steps), int(epochs), 0  # the stage's epoch clock
         self.teacher = None
         if teacher:
             self.teacher = copy.deepcopy(_seg_net(network)).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
+
+    @property
+    def epoch(self) -> int:
+        """The 0-based stage-2 epoch of the step being taken (:func:`.madav2.stage2_epoch`)."""
+        return madav2.stage2_epoch(self.step, self.epoch_steps)
+
+    def on_step_start(self, state, network) -> None:
+        self.step = state.step
 
     @torch.no_grad()
     def on_step_end(self, state, network, logs) -> None:
@@ -296,7 +351,7 @@ def pseudo_labels(logits: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
-    """``step_fn`` of stage 2 on (N, S, 3, H, W) batches: streams source, [selected,] unselected target."""
+    """``step_fn`` of stage 2 on (N, S, 3, H, W) batches: streams source, [selected,] pseudo-labelled target."""
 
     def step(network, module, images, labels, config):
         n, s = images.shape[:2]
@@ -305,22 +360,27 @@ def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
         features, low = module(x, return_features=True)  # through DDP's wrapper: gradients synced
         logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False).float()
         ce_source = F.cross_entropy(logits[:n], y[:n], ignore_index=IGNORE)
-        ce_active = F.cross_entropy(logits[n:2 * n], y[n:2 * n], ignore_index=IGNORE) if active else logits.sum() * 0
+        ce_active = madav2.active_loss(logits[n:2 * n], y[n:2 * n], config) if active else logits.sum() * 0
         t = slice((s - 1) * n, s * n)
+        at_stride = config.pseudo_labels == "reference"  # the reference's CE: output-stride logits, their argmax
+        scores = low[t].float() if at_stride else logits[t]
         if state.teacher is not None:
             with torch.no_grad():
-                teacher_logits = state.teacher(x[t]).float()
+                teacher_logits = (state.teacher.forward_features(x[t])[1] if at_stride else state.teacher(x[t])).float()
         else:
-            teacher_logits = logits[t]
+            teacher_logits = scores
         target_pseudo = pseudo_labels(teacher_logits, config.pseudo_threshold)
-        ce_pseudo = F.cross_entropy(logits[t], target_pseudo, ignore_index=IGNORE)
+        target_pseudo = madav2.filter_pseudo_labels(teacher_logits, target_pseudo, config, state.epoch, state.epochs)
+        ce_pseudo = F.cross_entropy(scores, target_pseudo, ignore_index=IGNORE)
         loss = ce_source + ce_active + ce_pseudo
         shown = slice(n, 2 * n) if active else slice(0, n)  # pixel accuracy on the labelled target (or source) chunk
         valid = y[shown] != IGNORE
         acc = ((logits[shown].argmax(1) == y[shown]) & valid).sum() / valid.sum().clamp(min=1)
         logs = {"ce_source": ce_source.detach(), "ce_active": ce_active.detach(), "ce_pseudo": ce_pseudo.detach(),
                 "acc": acc.detach()}
-        if state.bank is not None and config.anchor_weight > 0:
+        if state.bank is not None and config.anchor_weight > 0 and state.epoch < config.anchor_start_epoch:
+            logs["anchor"] = loss.detach() * 0  # MADAv2: no anchor loss, no EMA update before its start epoch
+        elif state.bank is not None and config.anchor_weight > 0:
             desc, present = class_descriptors(features[t].float(), low[t].detach().argmax(1), num_classes,
                                               min_pixels=config.min_pixels,
                                               scale_gradient=config.anchor_gradient_scaling)
@@ -336,6 +396,18 @@ def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
     return step
 
 
+def predicted_classes(module: Segmenter, images: torch.Tensor, size) -> torch.Tensor:
+    """Classes (N, H, W) a segmentation module predicts for images (N, 3, h, w) at the label size ``size``.
+
+    Labels at the image size: the argmax of the module's logits. Labels of another size
+    (``eval_labels: full_resolution``): the output-stride logits upsampled to it, as the
+    reference evaluates (:func:`~workbench.methods.mada.metrics.upsampled_argmax`).
+    """
+    if tuple(size) == tuple(images.shape[-2:]):
+        return module(images).argmax(1)
+    return upsampled_argmax(module.forward_features(images)[1], size)
+
+
 @torch.no_grad()
 def confusion_of(module: torch.nn.Module, dataset: Dataset, num_classes: int, *, batch_size: int = 64,
                  device: torch.device | str = "cpu") -> np.ndarray:
@@ -345,7 +417,7 @@ def confusion_of(module: torch.nn.Module, dataset: Dataset, num_classes: int, *,
     total = np.zeros((num_classes, num_classes), np.int64)
     try:
         for images, labels in DataLoader(dataset, batch_size=batch_size):
-            pred = module(images.to(device)).argmax(1).cpu()
+            pred = predicted_classes(module, images.to(device), labels.shape[-2:]).cpu()
             total += confusion_matrix(pred, labels, num_classes)
     finally:
         module.train(was)
@@ -362,7 +434,8 @@ def miou_eval(num_classes: int):
         total = np.zeros((num_classes, num_classes), np.int64)
         try:
             for images, labels in loader:
-                total += confusion_matrix(network.module(images.to(device)).argmax(1).cpu(), labels, num_classes)
+                pred = predicted_classes(network.module, images.to(device), labels.shape[-2:]).cpu()
+                total += confusion_matrix(pred, labels, num_classes)
         finally:
             network.module.train(was)
         return {"miou": mean_iou(total), "pixel_acc": pixel_accuracy(total)}
@@ -406,6 +479,14 @@ def _build(config: MADAConfig, num_classes: int):
     return build_network(config.arch, seed=config.seed, num_classes=num_classes, **config.arch_kwargs)
 
 
+def pseudo_label_pool(config: MADAConfig, target_train: Dataset, selected: np.ndarray) -> Dataset:
+    """Stage 2's unlabelled target stream: the target training images not ``selected`` (indices), or
+    every one (``pseudo_labels: reference``: the reference's target loader is the whole Cityscapes train split)."""
+    if config.pseudo_labels == "reference":
+        return target_train
+    return _Subset(target_train, np.setdiff1d(np.arange(len(target_train)), selected))
+
+
 def adapt(run, config: MADAConfig, domains, warm_state: dict, name: str, selected: np.ndarray, *,
           active: bool = True):
     """Stages 1 and 2 from the warm-up weights with the target images ``selected`` labelled.
@@ -415,9 +496,8 @@ def adapt(run, config: MADAConfig, domains, warm_state: dict, name: str, selecte
     network = _build(config, domains.num_classes)
     network.module.load_state_dict(warm_state)
     selected = np.asarray(selected, dtype=np.int64)
-    rest = np.setdiff1d(np.arange(len(domains.target_train)), selected)
     chosen = _Subset(domains.target_train, selected)
-    unselected = _Subset(domains.target_train, rest)
+    pseudo_pool = pseudo_label_pool(config, domains.target_train, selected)
     evaluation = {}
     eval_fn = miou_eval(domains.num_classes)
     if active:
@@ -433,9 +513,11 @@ def adapt(run, config: MADAConfig, domains, warm_state: dict, name: str, selecte
                                                 use_labels=False, min_pixels=config.min_pixels)
             bank = AnchorBank(fit_anchors(desc, present, config.num_anchors, seed=config.seed),
                               config.anchor_momentum)
-        state = AdaptationState(network, bank, teacher=config.mean_teacher, momentum=config.teacher_momentum)
+        epoch_steps = madav2.epoch_steps(len(domains.target_train), config.adapt_batch_size)
+        state = AdaptationState(network, bank, teacher=config.mean_teacher, momentum=config.teacher_momentum,
+                                epoch_steps=epoch_steps, epochs=madav2.stage2_epochs(config.adapt2_steps, epoch_steps))
         cfg2 = _adapt_config(config, config.adapt2_steps)
-        streams = [domains.train, chosen, unselected] if active else [domains.train, unselected]
+        streams = [domains.train, chosen, pseudo_pool] if active else [domains.train, pseudo_pool]
         data2 = PhaseData(Streams(streams, config.adapt2_steps * cfg2.batch_size,
                                   (False,) * (len(streams) - 1) + (True,)), domains.test)
         evaluation["stage2"] = run_phase(run, f"{name}_stage2", cfg2, network, data2, callbacks=[state],
