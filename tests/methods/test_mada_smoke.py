@@ -24,9 +24,9 @@ from workbench.training.smoke import SMOKE_BATCH, SMOKE_STEPS
 SMALL = ["image_size=[32,64]", "min_pixels=1"]
 
 
-def _smoke(tmp_path: Path, overrides: list[str]) -> Path:
+def _smoke(tmp_path: Path, overrides: list[str], preset: str = "paper") -> Path:
     with torch.random.fork_rng(devices=[]):
-        return train("mada", out=tmp_path / "run", preset="paper", overrides=overrides, smoke=True)
+        return train("mada", out=tmp_path / "run", preset=preset, overrides=overrides, smoke=True)
 
 
 def _check_phases(out: Path, strategy: str) -> None:
@@ -59,8 +59,9 @@ def test_smoke_settings_fit_mada_on_a_cpu_and_set_overrides_still_win(tmp_path):
 
 
 @pytest.mark.slow
-def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path):
-    out = _smoke(tmp_path, SMALL)
+@pytest.mark.parametrize("preset, strategy", [("paper", "mada"), ("paper_v2", "madav2")])
+def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path, preset, strategy):
+    out = _smoke(tmp_path, SMALL, preset)
     card = read_card(out)
     assert card["smoke"] is True and card["architecture"] == "deeplabv3_resnet101_seg"
     assert card["architecture_kwargs"] == {"pretrained_backbone": False, "num_classes": 19}  # nothing downloaded
@@ -68,14 +69,17 @@ def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path):
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert (config["device"], config["max_steps"], config["batch_size"], config["adapt_batch_size"]) == (
         "cpu", SMOKE_STEPS, SMOKE_BATCH, 1)
-    assert config["baselines"] is False and config["selection"] == "mada"
+    assert config["baselines"] is False and config["selection"] == strategy
     # the reference's options of the paper preset stay on
     assert (config["source_descriptors"], config["anchor_gradient_scaling"]) == ("label_and_prediction", True)
     # the generated 48 x 64 test labels kept at their size; stage 2 pseudo-labels every target image
     assert (config["pseudo_labels"], config["eval_labels"]) == ("reference", "full_resolution")
-    _check_phases(out, "mada")
+    if preset == "paper_v2":  # MADAv2's stage 2 as the reference runs it
+        assert (config["active_loss"], config["pseudo_entropy_drop"], config["anchor_start_epoch"]) == (
+            "ohem", "lowest", 51)
+    _check_phases(out, strategy)
     selection = pd.read_csv(out / "selection.csv")
-    assert selection.strategy.tolist() == ["mada"] and selection["index"].between(0, 1).all()
+    assert selection.strategy.tolist() == [strategy] and selection["index"].between(0, 1).all()
     assert np.isfinite(selection.score).all()  # the selected image shares classes with a source anchor
-    assert pd.read_csv(out / "miou_summary.csv").model.tolist() == ["source_only", "mada"]
+    assert pd.read_csv(out / "miou_summary.csv").model.tolist() == ["source_only", strategy]
     assert not Path(config["source_root"]).exists()  # the generated data went with the run's end
