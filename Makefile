@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Real neural data for the demo and tests, when a local mirror lies beside the clone.
 export WORKBENCH_DATA_MIRROR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abspath ../shared/data),)
 
-.PHONY: setup test test-fast test-demo demo lab bench clean
+.PHONY: setup test test-fast test-demo test-paper-scale demo lab bench clean
 
 setup: $(STAMP)
 
@@ -27,13 +27,18 @@ $(STAMP): requirements.txt requirements-allensdk.txt pyproject.toml
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15 -m "not demo"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15 -m "not demo and not paper_scale"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not demo"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not demo and not paper_scale"
 
 test-demo: $(STAMP)
 	$(BIN)/python -m pytest -m demo
+
+# Smoke runs at the paper's full resolution that do not fit the suite (MADA at 512 x 1024: about
+# 8 minutes and 17 GB of memory on 2 cores).
+test-paper-scale: $(STAMP)
+	$(BIN)/python -m pytest -m paper_scale
 
 demo: $(STAMP)
 	$(BIN)/workbench demo

@@ -83,3 +83,14 @@ def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path, preset, str
     assert np.isfinite(selection.score).all()  # the selected image shares classes with a source anchor
     assert pd.read_csv(out / "miou_summary.csv").model.tolist() == ["source_only", strategy]
     assert not Path(config["source_root"]).exists()  # the generated data went with the run's end
+
+
+@pytest.mark.paper_scale
+@pytest.mark.timeout(1800)
+def test_paper_preset_smoke_runs_every_phase_at_the_papers_resolution(tmp_path):
+    """The same smoke at 512 x 1024 (``make test-paper-scale``; about 8 minutes and 17 GB on 2 cores)."""
+    out = _smoke(tmp_path, [])
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert tuple(config["image_size"]) == (512, 1024) and config["min_pixels"] == 10  # the preset's own
+    _check_phases(out, "mada")
+    assert np.isfinite(pd.read_csv(out / "selection.csv").score).all()
