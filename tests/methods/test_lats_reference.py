@@ -93,6 +93,10 @@ def test_pgh_needs_a_positive_beta():
         schedules.threshold_schedule("pgh", D=1, total_steps=10, steps_per_epoch=5, beta=-1)
     with pytest.raises(ValidationError, match="config field 'beta' is None; schedule 'pgh'"):
         resolve_config(get_method("lats"), "tiny", ["schedule=pgh"])
+    with pytest.raises(ValidationError, match="config field 'beta' is inf; schedule 'pgh'"):
+        resolve_config(get_method("lats"), "tiny", ["schedule=pgh", "beta=inf"])
+    with pytest.raises(ValidationError, match="PGH needs beta > 0, got inf"):
+        schedules.pgh_threshold(3, 10, 1.0, math.inf)
     assert resolve_config(get_method("lats"), "tiny", ["schedule=pgh", "beta=2"]).beta == 2.0
 
 
@@ -191,6 +195,11 @@ def test_mobilenet_v1_is_the_references_and_every_layer_is_pruned():
     assert float(network.module.fc.weight.detach().std()) == pytest.approx(math.sqrt(2 / 1024), rel=0.01)
     assert len(prepare_network(network, config)) == 28  # the 27 convs and the fc
     assert network.logits(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
+    from workbench.errors import WeightsUnavailableError
+    from workbench.models.mobilenet_v1 import mobilenet_v1
+
+    with pytest.raises(WeightsUnavailableError, match=r"no published weights here; train it \(`workbench train lats"):
+        mobilenet_v1(pretrained=True)
 
 
 @pytest.mark.slow

@@ -85,6 +85,7 @@ def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path, preset, str
     assert not Path(config["source_root"]).exists()  # the generated data went with the run's end
 
 
+@pytest.mark.slow
 @pytest.mark.paper_scale
 @pytest.mark.timeout(1800)
 def test_paper_preset_smoke_runs_every_phase_at_the_papers_resolution(tmp_path):

@@ -20,7 +20,7 @@ import torch
 
 from workbench.errors import ValidationError
 from workbench.methods import get_method
-from workbench.methods.part.train import PARTConfig, arch_kwargs
+from workbench.methods.part.train import PARTConfig, arch_kwargs, train
 from workbench.models.part import PARTNet, discover_parts, reference_box
 from workbench.training.config import read_preset
 
@@ -130,6 +130,9 @@ def test_paper_preset_and_config_choose_the_rule():
                    part_selection="reference_as_run").part_selection == "reference_as_run"
     with pytest.raises(ValidationError, match="part selection must be one of"):
         discover_parts(torch.rand(1, 4, 4, 4), 0.5, parts=2, selection="boxes")
+    with pytest.raises(ValidationError, match=r"'arch_kwargs' sets \['part_pooling'\]; set them as config fields"):
+        # refused before any data is read
+        train(config.replace(arch="part_net", arch_kwargs={"part_pooling": "all_positions"}), run=None)
 
 
 def test_all_positions_pooling_averages_every_token_of_the_part_transformer():

@@ -105,11 +105,13 @@ def test_paper_preset_is_the_reference_recipe():
     assert (config.focal_gamma, config.focal_alpha) == (0.0, -1.0)
 
 
-@pytest.mark.parametrize("sampler", ["class_aware", "class_aware_concat"])
-def test_class_aware_needs_boxes(sampler):
+@pytest.mark.parametrize("sampler, message", [
+    ("class_aware", r"^class_aware sampling: dataset 0 has no boxes; .*sampler 'repeat' or 'weighted'"),
+    ("class_aware_concat", r"^class_aware_concat sampling: no item .* has a box; .*sampler 'repeat' or 'weighted'")])
+def test_class_aware_needs_boxes(sampler, message):
     from workbench.errors import ValidationError
 
-    with pytest.raises(ValidationError, match="no item has a box|has no boxes"):
+    with pytest.raises(ValidationError, match=message):
         sampling_probabilities(np.array([0, 1]), [1, 1], [np.array([], int)] * 2, class_aware=True,
                                across_datasets=sampler == "class_aware_concat")
 

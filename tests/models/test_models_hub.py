@@ -48,7 +48,9 @@ def test_torchvision_models_have_their_blocks_and_transforms():
     transform = tvm.MobileNet_V3_Small_Weights.DEFAULT.transforms()
     assert (small.preprocessing.input_size, small.preprocessing.resize_size) == (224, 256) == (
         transform.crop_size[0], transform.resize_size[0])
+    rng_state = torch.random.get_rng_state()
     regnet = model_info("torchvision:regnet_y_400mf")  # builds off the meta device
+    assert torch.equal(torch.random.get_rng_state(), rng_state)  # leaving the caller's stream as it was
     assert regnet.layers[0] == "trunk_output.block1.block1-0" and len(regnet.layers) == 16
     assert model_info("torchvision:resnet18").layers == tuple(f"layer{s}.{b}" for s in range(1, 5) for b in (0, 1))
     assert model_info("torchvision:vit_b_16").family == "vit"

@@ -75,6 +75,29 @@ def test_family_comparison_bars_are_family_means_of_model_scores(scores):
             assert heights[family][k] == pytest.approx(np.mean(per_model))
 
 
+def test_family_chance_averages_the_best_layers_null_means_as_the_model_scores_are(scores):
+    rng = np.random.default_rng(1)
+    scores = scores.assign(null_mean=scores["score"].copy(data=rng.uniform(0, 0.1, scores["score"].shape)))
+    first = scores.model.values[0]
+    # a model with a NaN null on one applicable region gets no chance level, as it would get no score
+    scores["null_mean"].loc[dict(model=first, region=scores.region.values[0])] = np.nan
+    chance = figures.family_chance(scores)
+    for family in dict.fromkeys(scores.family.values):
+        for metric in scores.metric.values:
+            per_model = []
+            for model in scores.model.values[scores.family.values == family]:
+                nulls = []
+                for region in scores.region.values:
+                    if not bool(scores.applicable.sel(region=region, metric=metric)):
+                        continue
+                    cell = dict(model=model, region=region, metric=metric)
+                    nulls.append(float(scores.null_mean.sel(cell).values[np.nanargmax(scores.score.sel(cell).values)]))
+                per_model.append(np.mean(nulls))
+            expected = np.nanmean(per_model) if np.isfinite(per_model).any() else np.nan
+            assert float(chance.sel(family=family, metric=metric)) == pytest.approx(expected, nan_ok=True)
+    assert figures.family_chance(scores.drop_vars("null_mean")) is None
+
+
 def test_rank_agreement_matrix_is_symmetric_with_unit_diagonal(scores):
     fig = figures.plot_rank_agreement(scores)
     matrix = fig.axes[0].get_images()[0].get_array()

@@ -179,3 +179,24 @@ def test_reloaded_data_must_have_the_fingerprint_of_the_card(micro_run):
     with pytest.raises(DataError, match=r"'digits32' data found now \(fingerprint 000000000000\.\.\.\) differ "
                                         r"from the data .*model_card.json was trained on"):
         check_data_fingerprint(other, card, micro_run)
+
+
+def test_run_data_come_from_a_method_loader_with_the_fingerprint_checked(micro_run):
+    from workbench.data.training import load_training_data
+    from workbench.training.evaluation import load_run_config, load_run_data
+
+    card, calls = read_card(micro_run), []
+
+    def loader(fingerprint):
+        def load(config, *, augment):
+            calls.append((config.data_root, augment))
+            return type("Data", (), {"name": "digits32", "fingerprint": fingerprint})()
+        return load
+
+    data, config = load_run_data(micro_run, card, load_data=loader(card["data"]["fingerprint"]))
+    assert data.fingerprint == card["data"]["fingerprint"] and config == load_run_config(micro_run)
+    assert calls == [(config.data_root, False)]
+    with pytest.raises(DataError, match=r"'digits32' data found now \(fingerprint 000000000000\.\.\.\) differ"):
+        load_run_data(micro_run, card, load_data=loader("0" * 64))
+    registered, _ = load_run_data(micro_run, card)
+    assert registered.fingerprint == load_training_data("digits32", root=config.data_root).fingerprint

@@ -40,7 +40,9 @@ into its ``warning``: cells with zero-variance stimuli (either policy), bootstra
 permutation nulls that could not be computed, SVCCA sides reduced to their numerical rank, and
 per-step scores that could not be computed (e.g. a layer that is silent at the first time step).
 A unit that raises (the model cannot be built, its weights are missing, extraction fails) leaves
-its model's scores NaN on that dataset with the error message; the other units go on, and rerunning the sweep recomputes only the failed units. When every unit raises, the sweep raises instead and writes nothing.
+its model's scores NaN on that dataset with the error message; the other units go on, and
+rerunning the sweep recomputes only the failed units. When every unit raises, the sweep raises
+instead and writes nothing.
 """
 
 from __future__ import annotations
@@ -99,10 +101,8 @@ def own_weights_label(model: str) -> str | None:
 def weights_label(weights, seed: int, model: str | None = None) -> str:
     """The description :func:`workbench.models.create` records for ``weights`` (for ``model``,
     when given: a factory that loads its own weights is not randomly initialised)."""
-    if weights is None and model is not None and own_weights_label(model) is not None:
-        return own_weights_label(model)
     if weights is None:
-        return f"random(seed={int(seed)})"
+        return (model is not None and own_weights_label(model)) or f"random(seed={int(seed)})"
     if isinstance(weights, str) and weights == "imagenet":
         return weights
     return str(Path(weights).resolve())

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from workbench.errors import ValidationError
@@ -220,11 +219,9 @@ def _torchvision_entry(name: str, model: str) -> tuple[str, Callable, str]:
     def factory(pretrained: bool = False) -> Architecture:
         if pretrained:
             ensure_hub_file(weights.url)  # clear offline error; torchvision then reads the file
-        try:
-            net = tvm.get_model(model, weights=weights if pretrained else None)
-        except NotImplementedError:  # RegNet computes its widths with tensors: not on the meta device
-            with torch.device("cpu"):
-                net = tvm.get_model(model, weights=weights if pretrained else None)
+        # RegNet computes its widths with tensors: on the meta device it raises
+        # NotImplementedError, and registry.light_architecture builds it on the CPU instead
+        net = tvm.get_model(model, weights=weights if pretrained else None)
         layers, channels_last = torchvision_layers(net, model)
         return Architecture(net, layers, _torchvision_preprocessing(weights), channels_last=channels_last)
 

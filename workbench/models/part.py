@@ -92,7 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import ValidationError
-from workbench.models.part_backbone import BACKBONE_CUTS, RESNETS, build_backbone
+from workbench.models.part_backbone import RESNETS, build_backbone
 from workbench.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from workbench.models.registry import Architecture, register_model
 
@@ -325,8 +325,8 @@ def discover_parts(maps: torch.Tensor, taus: torch.Tensor | float, *, parts: int
         channels[i] = kept
         boxes[i] = np.asarray(kept_boxes, dtype=np.float32)
     index = torch.from_numpy(channels).to(maps.device)
-    source = torch.from_numpy(cpu_maps).to(maps.device)
-    chosen = torch.gather(source, 1, index[:, :, None, None].expand(n, parts, h, w))
+    # the chosen maps (N, parts, h, w), gathered on the host: only they go back to the device
+    chosen = torch.from_numpy(cpu_maps[np.arange(n)[:, None], channels]).to(maps.device)
     return PartSelection(index, torch.from_numpy(boxes), batch_mean_masks(chosen) if reference else part_masks(chosen))
 
 
@@ -621,6 +621,6 @@ def part_net(pretrained: bool = False, num_classes: int = 10, parts: int = 0, ba
     return Architecture(net, layers, preprocessing)
 
 
-__all__ = ["BACKBONE_CUTS", "PART_ENCODERS", "PART_POOLINGS", "PART_SELECTIONS", "PARTNet", "PartSelection",
+__all__ = ["PART_ENCODERS", "PART_POOLINGS", "PART_SELECTIONS", "PARTNet", "PartSelection",
            "batch_mean_masks", "channel_weights", "discover_parts", "global_state_dict", "largest_region_box",
            "part_encoder_indices", "part_masks", "part_net", "reference_box", "zero_border"]

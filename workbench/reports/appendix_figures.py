@@ -388,7 +388,6 @@ def appendix_figures(scores: xr.Dataset, *, paper_scores: pd.DataFrame | None = 
     models = [str(m) for m in scores[dims.MODEL].values]
     properties = model_properties(models) if properties is None else properties.reindex(models)
     table = appendix.dataset_table(scores)
-    definition = "the study's depth of the layer in its network" if depth == "study" else "layer index / (n - 1)"
     plan = [AppendixFigure("family_means", CAPTIONS["family_means"], lambda: plot_family_means(scores))]
     for dataset in dict.fromkeys(table[dims.DATASET]):
         plan.append(AppendixFigure(f"ranking_{slug(dataset)}", CAPTIONS["ranking"].format(dataset=dataset),
@@ -398,7 +397,7 @@ def appendix_figures(scores: xr.Dataset, *, paper_scores: pd.DataFrame | None = 
                 if pairs else AppendixFigure("sew_resnet_gain", CAPTIONS["sew_resnet_gain"], reason=(
                     "no depth-matched pair: the run has no sew_resnet<N> with resnet<N> (N in 18, 34, 50, 101, 152)")))
     why = _species_reason(scores, appendix.COMPARED_SPECIES)
-    caption = CAPTIONS["depth_species"].format(definition=definition)
+    caption = CAPTIONS["depth_species"].format(definition=_depth_definition(depth))
     plan.append(AppendixFigure(f"depth_species_{depth}", caption, None if why else
                                (lambda: plot_depth_by_species(scores, depth)), why))
     few = len(dict.fromkeys(table[dims.METRIC])) < 2
@@ -455,7 +454,10 @@ def appendix_caption(stem: str) -> str | None:
     for key in sorted(CAPTIONS, key=len, reverse=True):
         if stem == key or stem.startswith(key + "_"):
             rest = stem[len(key) + 1:]
-            definition = ("the study's depth of the layer in its network" if rest == "study"
-                          else "layer index / (n - 1)")
-            return CAPTIONS[key].format(dataset=rest, definition=definition)
+            return CAPTIONS[key].format(dataset=rest, definition=_depth_definition(rest))
     return None
+
+
+def _depth_definition(depth: str) -> str:
+    """How the depth figure's ``depth`` (:data:`workbench.analysis.appendix.DEPTHS`) is defined, for its caption."""
+    return "the study's depth of the layer in its network" if depth == "study" else "layer index / (n - 1)"

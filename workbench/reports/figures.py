@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from workbench import dims
 from workbench.analysis.results import RDMS_FILE, check_rdm, load_rdms, load_scores
 from workbench.analysis.scores import validate_scores
-from workbench.analysis.statistics import best_layer, family_means, rank_agreement
+from workbench.analysis.statistics import best_layer, family_means, mean_over_applicable, rank_agreement
 from workbench.errors import DataError, ValidationError
 from workbench.reports import style
 
@@ -450,9 +450,8 @@ def family_chance(scores: xr.Dataset) -> xr.DataArray | None:
     """
     if "null_mean" not in scores:
         return None
-    best = best_layer(scores)
-    applicable = scores["applicable"]
-    per_model = best["null_mean"].where(applicable).mean(dims.REGION)
+    per_model = mean_over_applicable(best_layer(scores)["null_mean"], scores["applicable"],
+                                     scores[dims.REGION].values)
     families = list(dict.fromkeys(str(f) for f in scores["family"].values))
     return xr.concat([per_model.isel({dims.MODEL: scores["family"].values == f}).mean(dims.MODEL)
                       for f in families], dim=xr.DataArray(families, dims="family", name="family"))

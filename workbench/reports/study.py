@@ -292,14 +292,12 @@ def report_header(
     Random weights are stated first and plainly, so that no reader mistakes an untrained
     baseline for published networks.
     """
-    from workbench.provenance import package_versions
-    from workbench.data import read_manifest
-
     from workbench.analysis.checks import weights_by_model
+    from workbench.analysis.sweeps import OWN_WEIGHTS, own_weights_label
+    from workbench.data import read_manifest
+    from workbench.provenance import package_versions
 
     protocol = make_protocol(protocol)
-    from workbench.analysis.sweeps import OWN_WEIGHTS, own_weights_label
-
     per_model = {m: own_weights_label(m) if w is None else w for m, w in weights_by_model(weights, models).items()}
     resolved = next(iter(per_model.values()), None)
     if len(set(per_model.values())) > 1:
@@ -459,7 +457,6 @@ def unscored_section(scores: xr.Dataset) -> str:
         return (f"Every applicable cell of every layer has a score on all stimuli "
                 f"(`zero_variance_stimuli={policy!r}`).")
     return "```\n" + text + "\n```"
-
 
 
 def appendix_section(scores: xr.Dataset, *, paper_scores=None) -> list:

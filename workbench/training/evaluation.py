@@ -57,12 +57,20 @@ def check_data_fingerprint(data, card: dict, run_dir: str | os.PathLike) -> None
                         f"({card['data']['fingerprint'][:12]}...); its evaluation would not be comparable")
 
 
-def load_run_data(run_dir: str | os.PathLike, card: dict):
-    """``(data, config)``: a run's training data (no augmentation), fingerprint checked, and its config."""
+def load_run_data(run_dir: str | os.PathLike, card: dict, *, load_data=None):
+    """``(data, config)``: a run's training data (no augmentation), fingerprint checked, and its config.
+
+    ``load_data``: a method's own loader, ``load_data(config, augment=False)`` (a method that
+    loads its dataset at another view or normalisation); default: the registered dataset the
+    card names, at ``config.data_root``.
+    """
     from workbench.data.training import load_training_data
 
     config = load_run_config(run_dir, card)
-    data = load_training_data(card["data"]["name"], root=config.data_root, augment=False)
+    if load_data is None:
+        data = load_training_data(card["data"]["name"], root=config.data_root, augment=False)
+    else:
+        data = load_data(config, augment=False)
     check_data_fingerprint(data, card, run_dir)
     return data, config
 

@@ -23,14 +23,13 @@ def lr_factor_fn(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], f
     step / warmup_steps``. The factor is a function of the step only, so a resumed run (the
     scheduler's step count restored from its checkpoint) continues on the same curve.
     """
-    total = config.epochs * steps_per_epoch
     warmup = config.warmup_epochs * steps_per_epoch
     start = config.warmup_start_factor
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        value = schedule_factor(config, step, total, steps_per_epoch, after=warmup)
+        value = schedule_factor(config, step, steps_per_epoch, after=warmup)
         if step < config.warmup_steps:
             value *= start + (1.0 - start) * step / config.warmup_steps
         return value
@@ -38,8 +37,9 @@ def lr_factor_fn(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], f
     return factor
 
 
-def schedule_factor(config: TrainConfig, step: int, total: int, steps_per_epoch: int, *, after: int = 0) -> float:
-    """The schedule's multiplier of the peak lr at ``step`` (0-based) of ``total``, warm-up aside.
+def schedule_factor(config: TrainConfig, step: int, steps_per_epoch: int, *, after: int = 0) -> float:
+    """The schedule's multiplier of the peak lr at ``step`` (0-based) of ``epochs x steps_per_epoch``,
+    warm-up aside.
 
     ``after``: the steps of an epoch warm-up, after which the cosine starts (``multistep`` and
     ``cyclic`` count from step 0, as mmcv does).
@@ -50,7 +50,8 @@ def schedule_factor(config: TrainConfig, step: int, total: int, steps_per_epoch:
         epoch = step // steps_per_epoch
         return config.gamma ** sum(epoch >= m for m in config.milestones)
     if config.scheduler == "cyclic":
-        return cyclic_factor(step, max(1, total // config.cycles))
+        return cyclic_factor(step, cycle_steps(config, steps_per_epoch))
+    total = config.epochs * steps_per_epoch
     return 0.5 * (1.0 + math.cos(math.pi * (step - after) / max(1, total - after)))
 
 
@@ -59,8 +60,13 @@ def momentum_factor_fn(config: TrainConfig, steps_per_epoch: int) -> Callable[[i
     peak) with a ``cyclic`` schedule whose ``cyclic_momentum`` is not 1; None (constant) otherwise."""
     if config.scheduler != "cyclic" or config.cyclic_momentum == 1:
         return None
-    cycle = max(1, config.epochs * steps_per_epoch // config.cycles)
+    cycle = cycle_steps(config, steps_per_epoch)
     return lambda step: cyclic_factor(step, cycle, peak=config.cyclic_momentum, end=1.0)
+
+
+def cycle_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps of one of ``cyclic``'s ``cycles`` (mmcv: ``max_iters // cyclic_times``), at least 1."""
+    return max(1, config.epochs * steps_per_epoch // config.cycles)
 
 
 def cyclic_factor(step: int, cycle: int, *, peak: float = 10.0, end: float = 1e-4, up: float = 0.4) -> float:

@@ -80,29 +80,37 @@ def write_smoke_data(config, folder: str | os.PathLike) -> dict[str, Any]:
     from workbench.data.training import smoke
 
     folder = Path(folder)
-    writers = {
-        "imagenet": lambda: smoke.write_imagenet(folder),
-        "cifar10": lambda: smoke.write_cifar(folder, "cifar10", train_per_class=2),
-        "cifar100": lambda: smoke.write_cifar(folder, "cifar100", train_per_class=2),
-        # SAVC's session evaluation sees every test image of the seen classes: one test image per 10 classes
-        "cub200": lambda: smoke.write_cub200(folder, test_every=10 if getattr(config, "split_dir", None) else 1),
-    }
-    if config.dataset == "gta5_cityscapes":  # MADA: a source and a target folder
+
+    def classification(root: Path) -> dict[str, Any]:
+        values = {"data_root": str(root), "limit_test": config.limit_test or SMOKE_TEST_ITEMS}
+        if getattr(config, "split_dir", None):  # SAVC's few-shot sessions over the generated training split
+            values["split_dir"] = str(_write_split(config.dataset, str(root), folder / "split"))
+        return values
+
+    def gta5_cityscapes() -> dict[str, Any]:  # MADA: a source and a target folder
         # the fewest images that run every phase: one source batch, a target pool of 2 (1 selected at
         # any budget, 1 left for stage 2's pseudo-labels), 1 test image
         source, target = smoke.write_gta5_cityscapes(folder, source=SMOKE_BATCH, target=2, val=1)
         return {"source_root": str(source), "target_root": str(target)}
-    if config.dataset == "coco+openimages+vistas":  # Large-UniDet: annotation files and a label map
+
+    def detection() -> dict[str, Any]:  # Large-UniDet: annotation files and a label map
         sources, label_map = smoke.write_detection_sources(folder)
         return {"sources": sources, "label_map": str(label_map)}
+
+    writers = {
+        "imagenet": lambda: classification(smoke.write_imagenet(folder)),
+        "cifar10": lambda: classification(smoke.write_cifar(folder, "cifar10", train_per_class=2)),
+        "cifar100": lambda: classification(smoke.write_cifar(folder, "cifar100", train_per_class=2)),
+        # SAVC's session evaluation sees every test image of the seen classes: one test image per 10 classes
+        "cub200": lambda: classification(smoke.write_cub200(
+            folder, test_every=10 if getattr(config, "split_dir", None) else 1)),
+        "gta5_cityscapes": gta5_cityscapes,
+        "coco+openimages+vistas": detection,
+    }
     if config.dataset not in writers:
         raise ValidationError(f"--smoke: no generator of the dataset {config.dataset!r} (config field 'dataset'); "
-                              f"--smoke can generate {sorted([*writers, 'coco+openimages+vistas', 'gta5_cityscapes'])}")
-    overrides: dict[str, Any] = {"data_root": str(writers[config.dataset]()),
-                                 "limit_test": config.limit_test or SMOKE_TEST_ITEMS}
-    if getattr(config, "split_dir", None):
-        overrides["split_dir"] = str(_write_split(config.dataset, overrides["data_root"], folder / "split"))
-    return overrides
+                              f"--smoke can generate {sorted(writers)}")
+    return writers[config.dataset]()
 
 
 def _write_split(dataset: str, root: str, folder: Path) -> Path:

@@ -319,8 +319,8 @@ def unit_counts(dataset: NeuralDataset) -> dict[str, tuple[int, int]]:
     ``total`` counts every unit recorded in the area (all sessions pooled), ``kept`` those that
     passed the reliability threshold; compare with :data:`STUDY_UNIT_COUNTS`.
     """
-    summary = dataset.summary()["regions"]
-    return {area: (entry["n_neuroids"], entry["n_recorded"]) for area, entry in summary.items()}
+    return {area: (int(dataset.responses(area).sizes[NEUROID]), dataset.region_data(area).n_recorded)
+            for area in dataset.regions}
 
 
 def _log_unit_counts(dataset: NeuralDataset, threshold) -> None:

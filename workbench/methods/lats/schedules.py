@@ -65,14 +65,20 @@ def linear_threshold(t: int, total: int, D: float) -> float:
     return D * t / total
 
 
+def check_pgh_beta(beta: float | None) -> None:
+    """Raise :class:`ValidationError` unless ``beta`` (PGH's growth base) is a finite number > 0."""
+    if beta is None or not (math.isfinite(beta) and beta > 0):
+        raise ValidationError(f"PGH needs beta > 0, got {beta}: schedule 'pgh' needs its growth base, "
+                              "a finite number > 0 (--set beta=<beta>)")
+
+
 def pgh_threshold(t: int, total: int, D: float, beta: float) -> float:
     """PGH: ``D * I(t/T) / I(1)``, ``I(x) = int_0^x (1 + cos(pi s)) beta^s ds`` (``beta > 0``).
 
     ``beta = 1`` is S-LATS (:func:`slats_threshold`); ``beta > 1`` moves the pruning late.
     """
     _check_steps(t, total)
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValidationError(f"PGH needs beta > 0, got {beta}")
+    check_pgh_beta(beta)
     if beta == 1.0:
         return slats_threshold(t, total, D)
     log_beta = math.log(beta)
@@ -95,16 +101,16 @@ def lats_epoch_weights(epochs: int) -> list[float]:
     return [1.0 + math.cos(math.pi * n / epochs) for n in range(epochs)]
 
 
-def lats_threshold(t: int, steps_per_epoch: int, epoch_lrs: Sequence[float], D: float) -> float:
+def lats_threshold(t: int, steps_per_epoch: int, epoch_weights: Sequence[float], D: float) -> float:
     """LATS: per-epoch discretisation of the constant-lambda schedule.
 
     Parameters
     ----------
     t : int
-        Pruning steps done, in ``[0, len(epoch_lrs) * steps_per_epoch]``.
+        Pruning steps done, in ``[0, len(epoch_weights) * steps_per_epoch]``.
     steps_per_epoch : int
         Optimiser steps per epoch.
-    epoch_lrs : sequence of float
+    epoch_weights : sequence of float
         Weight of each pruning epoch (``N`` values >= 0, at least one > 0): the
         epoch's learning rate in the theory, :func:`lats_epoch_weights` for LATS.
     D : float
@@ -113,21 +119,21 @@ def lats_threshold(t: int, steps_per_epoch: int, epoch_lrs: Sequence[float], D: 
     Returns
     -------
     float
-        ``D * (sum_{m<n} lr_m + b * lr_n / steps_per_epoch) / sum_m lr_m`` with
+        ``D * (sum_{m<n} w_m + b * w_n / steps_per_epoch) / sum_m w_m`` with
         ``n, b = divmod(t, steps_per_epoch)``.
     """
-    lrs = np.asarray(epoch_lrs, dtype=float)
-    total_lr = float(lrs.sum())
-    if lrs.ndim != 1 or lrs.size == 0 or (lrs < 0).any() or total_lr <= 0:
-        raise ValidationError(f"epoch_lrs must be >= 0 with a positive sum, got {list(lrs)}")
+    weights = np.asarray(epoch_weights, dtype=float)
+    total = float(weights.sum())
+    if weights.ndim != 1 or weights.size == 0 or (weights < 0).any() or total <= 0:
+        raise ValidationError(f"epoch_weights must be >= 0 with a positive sum, got {list(weights)}")
     if steps_per_epoch <= 0:
         raise ValidationError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-    _check_steps(t, lrs.size * steps_per_epoch)
+    _check_steps(t, weights.size * steps_per_epoch)
     n, b = divmod(t, steps_per_epoch)
-    done = float(lrs[:n].sum())
-    if n < lrs.size:
-        done += b * lrs[n] / steps_per_epoch
-    return D * done / total_lr
+    done = float(weights[:n].sum())
+    if n < weights.size:
+        done += b * weights[n] / steps_per_epoch
+    return D * done / total
 
 
 def ista_thresholds(lrs: Sequence[float], lam: float) -> np.ndarray:
@@ -185,9 +191,7 @@ def threshold_schedule(name: str, *, D: float, total_steps: int, steps_per_epoch
     if name == "linear":
         return lambda t: linear_threshold(t, total_steps, D)
     if name == "pgh":
-        if beta is None:
-            raise ValidationError("schedule 'pgh' needs its growth base: pass --set beta=<beta > 0>")
-        pgh_threshold(0, total_steps, D, beta)  # checks beta now, not at the first step
+        check_pgh_beta(beta)  # now, not at the first step
         return lambda t: pgh_threshold(t, total_steps, D, beta)
     if name == "lats":
         epochs, rest = divmod(total_steps, steps_per_epoch)

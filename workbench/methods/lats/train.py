@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,9 @@ class LATSConfig(TrainConfig):
                                   "magnitude pruning needs trained weights to rank")
         if self.D is not None and not self.D >= 0:
             raise ValidationError(f"config field 'D' (final threshold) must be >= 0, found {self.D}")
-        if self.schedule == "pgh" and not (self.beta is not None and self.beta > 0):
-            raise ValidationError(f"config field 'beta' is {self.beta}; schedule 'pgh' needs its growth base "
-                                  "beta > 0: pass --set beta=<beta>")
+        if self.schedule == "pgh" and not (self.beta is not None and math.isfinite(self.beta) and self.beta > 0):
+            raise ValidationError(f"config field 'beta' is {self.beta}; schedule 'pgh' needs its growth base, "
+                                  "a finite beta > 0: pass --set beta=<beta>")
         if not 0 <= self.target_sparsity < 1:
             raise ValidationError(f"config field 'target_sparsity' must be in [0, 1), found {self.target_sparsity}")
 

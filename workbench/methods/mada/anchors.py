@@ -61,7 +61,7 @@ def agreeing_labels(labels: torch.Tensor, logits: torch.Tensor, *, ignore_index:
     The reference's source descriptors (munanning/MADA, ``calculate_mean_vector``): the class mask
     is the ground truth times the prediction, so only correctly predicted pixels count.
     """
-    labels = downsample_labels(labels, logits.shape[-2:]) if labels.shape[-2:] != logits.shape[-2:] else labels
+    labels = downsample_labels(labels, logits.shape[-2:])  # the identity at the logits' own size
     return torch.where(logits.argmax(1) == labels, labels, torch.full_like(labels, ignore_index))
 
 

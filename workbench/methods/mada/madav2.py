@@ -93,11 +93,11 @@ def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float
     num_valid = int(valid.sum())
     if 0 < num_valid and min_kept <= num_valid:
         prob = logits.detach().float().softmax(1)
-        label_prob = prob.gather(1, labels.clamp(max=logits.shape[1] - 1).where(valid, 0).unsqueeze(1)).squeeze(1)
+        label_prob = prob.gather(1, labels.where(valid, 0).unsqueeze(1)).squeeze(1)
         label_prob = label_prob.where(valid, torch.ones_like(label_prob))
         threshold = torch.tensor(float(thresh), device=logits.device)
         if min_kept > 0:
-            kth = label_prob.reshape(-1).kthvalue(min(label_prob.numel(), int(min_kept))).values
+            kth = label_prob.reshape(-1).kthvalue(int(min_kept)).values  # min_kept <= num_valid <= numel
             threshold = torch.maximum(threshold, kth)
         labels = labels.where(valid & (label_prob <= threshold), torch.full_like(labels, IGNORE))
     return F.cross_entropy(logits, labels, ignore_index=IGNORE)

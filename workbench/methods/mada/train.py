@@ -409,14 +409,13 @@ def predicted_classes(module: Segmenter, images: torch.Tensor, size) -> torch.Te
 
 
 @torch.no_grad()
-def confusion_of(module: torch.nn.Module, dataset: Dataset, num_classes: int, *, batch_size: int = 64,
-                 device: torch.device | str = "cpu") -> np.ndarray:
-    """(C, C) confusion matrix of a segmentation module on a dataset (eval mode)."""
+def loader_confusion(module: torch.nn.Module, batches, num_classes: int, device: torch.device | str) -> np.ndarray:
+    """(C, C) confusion matrix of a segmentation module (eval mode) over ``(images, labels)`` batches."""
     was = module.training
     module.eval()
     total = np.zeros((num_classes, num_classes), np.int64)
     try:
-        for images, labels in DataLoader(dataset, batch_size=batch_size):
+        for images, labels in batches:
             pred = predicted_classes(module, images.to(device), labels.shape[-2:]).cpu()
             total += confusion_matrix(pred, labels, num_classes)
     finally:
@@ -424,20 +423,17 @@ def confusion_of(module: torch.nn.Module, dataset: Dataset, num_classes: int, *,
     return total
 
 
+def confusion_of(module: torch.nn.Module, dataset: Dataset, num_classes: int, *, batch_size: int = 64,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """(C, C) confusion matrix of a segmentation module on a dataset (eval mode)."""
+    return loader_confusion(module, DataLoader(dataset, batch_size=batch_size), num_classes, device)
+
+
 def miou_eval(num_classes: int):
     """``eval_fn`` of every phase: target-test mIoU and pixel accuracy."""
 
-    @torch.no_grad()
     def evaluate(network, loader, device):
-        was = network.module.training
-        network.module.eval()
-        total = np.zeros((num_classes, num_classes), np.int64)
-        try:
-            for images, labels in loader:
-                pred = predicted_classes(network.module, images.to(device), labels.shape[-2:]).cpu()
-                total += confusion_matrix(pred, labels, num_classes)
-        finally:
-            network.module.train(was)
+        total = loader_confusion(network.module, loader, num_classes, device)
         return {"miou": mean_iou(total), "pixel_acc": pixel_accuracy(total)}
 
     return evaluate

@@ -41,6 +41,8 @@ from workbench.training import RunDir, TrainConfig, TrainOutcome, build_network,
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("part", "baseline")
+#: ``part_net`` arguments taken from the config fields of the same names (never from ``arch_kwargs``).
+ARCH_FIELDS = ("top_channels", "nms_iou", "part_selection", "part_pooling", "part_encoders")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +116,8 @@ class PARTConfig(TrainConfig):
 
 def arch_kwargs(config: PARTConfig, num_classes: int, parts: int) -> dict[str, Any]:
     """Keyword arguments of ``part_net`` for a variant (``parts=0``: the global-only network)."""
-    return {"num_classes": num_classes, "parts": parts, "top_channels": config.top_channels,
-            "nms_iou": config.nms_iou, "part_selection": config.part_selection, "part_pooling": config.part_pooling,
-            "part_encoders": config.part_encoders, **config.arch_kwargs}
+    return {"num_classes": num_classes, "parts": parts, **{name: getattr(config, name) for name in ARCH_FIELDS},
+            **config.arch_kwargs}
 
 
 def make_step(config: PARTConfig, variant: str):
@@ -180,10 +181,10 @@ def train(config: PARTConfig, run) -> TrainOutcome:
     if config.arch != "part_net":
         raise ValidationError(f"config field 'arch' is {config.arch!r}; PART trains the 'part_net' architecture "
                               "(its backbone and widths go in arch_kwargs)")
-    bad = sorted(set(config.arch_kwargs) & {"num_classes", "parts", "top_channels", "nms_iou", "part_selection",
-                                               "part_pooling", "part_encoders"})
+    bad = sorted(set(config.arch_kwargs) & {"num_classes", "parts", *ARCH_FIELDS})
     if bad:
-        raise ValidationError(f"config field 'arch_kwargs' sets {bad}; set them as config fields instead")
+        raise ValidationError(f"config field 'arch_kwargs' sets {bad}; set them as config fields instead "
+                              f"({', '.join(ARCH_FIELDS)}; num_classes and parts follow from the data and the variant)")
     data = load_data(config, augment=config.augment)
     plain_data = load_data(config, augment=False) if config.augment else data
     baseline = None
@@ -221,12 +222,10 @@ def _train_baseline(config: PARTConfig, run, data, plain_data) -> dict:
 def load_run(run_dir: str | os.PathLike):
     """``(card, network (eval), data without augmentation, config)`` of a finished run or snapshot."""
     from workbench.methods.part.data import load_data
-    from workbench.training.evaluation import check_data_fingerprint, load_run_config, load_run_network
+    from workbench.training.evaluation import load_run_data, load_run_network
 
     card, network = load_run_network(run_dir)
-    config = load_run_config(run_dir, card)
-    data = load_data(config, augment=False)
-    check_data_fingerprint(data, card, run_dir)
+    data, config = load_run_data(run_dir, card, load_data=load_data)
     return card, network, data, config
 
 

@@ -346,8 +346,10 @@ def _train_qsam(run, config, data, phase_data, meta_data, *, use_qac: bool, pref
 def train(config: QSAMConfig, run) -> TrainOutcome:
     from workbench.data.training import load_training_data
 
-    data = load_training_data(config.dataset, root=config.data_root, augment=config.augment)
+    # read once, un-augmented: QSAM augments the encoded versions itself (JointAugment)
     plain = load_training_data(config.dataset, root=config.data_root, augment=False)
+    data = dataclasses.replace(plain, description=f"{plain.description}; QSAM augments the JPEG versions of "
+                               "an item alike: reflect-pad 4 px, random flip and crop") if config.augment else plain
     mean, std = data.preprocessing.mean, data.preprocessing.std
     base, held = tuple(config.base_qualities), tuple(config.meta_qualities)
 

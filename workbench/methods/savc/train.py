@@ -359,12 +359,11 @@ def _train_baseline(config: SAVCConfig, variant: str, run, data, plain, split) -
 
 
 def run_data_and_split(run_dir: Path, card: dict):
-    """The evaluation data (no augmentation) and the session split of a finished run or of the
-    run a baseline snapshot belongs to: ``(TrainingData, FSCILSplit)``."""
-    from workbench.training.evaluation import load_run_config
+    """The evaluation data (no augmentation, fingerprint checked against the card) and the session
+    split of a finished run or of the run a baseline snapshot belongs to: ``(TrainingData, FSCILSplit)``."""
+    from workbench.training.evaluation import load_run_data
 
-    config = load_run_config(run_dir, card)
-    data = load_data(config, augment=False)
+    data, config = load_run_data(run_dir, card, load_data=load_data)
     folder = config.split_dir or Path(card.get("snapshot_of", run_dir)) / "split"
     return data, fscil.read_split(folder, np.asarray(data.train.targets), getattr(data.train, "paths", None))
 
@@ -379,11 +378,10 @@ def evaluate(run_dir: str | os.PathLike) -> dict[str, Any]:
         ``test_acc`` (all classes), ``test_acc_base``, ``test_acc_novel`` (top-1, fractions),
         with the prototypes stored in the weights and the split in ``split/`` (or ``split_dir``).
     """
-    from workbench.training.evaluation import check_data_fingerprint, load_run_network
+    from workbench.training.evaluation import load_run_network
 
     run_dir = Path(run_dir)
     card, network = load_run_network(run_dir)
     data, split = run_data_and_split(run_dir, card)
-    check_data_fingerprint(data, card, run_dir)
     row = fscil.session_accuracy(network.module, data.test, split, split.num_sessions)
     return {"test_acc": row["acc_all"], "test_acc_base": row["acc_base"], "test_acc_novel": row["acc_novel"]}

@@ -476,7 +476,7 @@ class DetectionSet(Dataset):
             x = x.flip(-1)
             boxes = torch.stack([self.size - boxes[:, 2], boxes[:, 1], self.size - boxes[:, 0], boxes[:, 3]], 1)
         local = torch.as_tensor(source.classes[j], dtype=torch.int64)
-        labels = torch.as_tensor(self.to_unified[source.name][source.classes[j]], dtype=torch.int64)
+        labels = torch.as_tensor(self.unified_classes(i), dtype=torch.int64)
         return x, {"boxes": boxes, "labels": labels, "dataset": torch.tensor(d), "local": local,
                    "leaf": torch.as_tensor(source.leaves[j], dtype=torch.int64), "image_id": torch.tensor(i)}
 

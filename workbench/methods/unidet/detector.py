@@ -100,7 +100,8 @@ def build_detector(body: nn.Module, num_classes: int, ancestors, class_masks=Non
                    fpn_channels: int = 32, anchor_sizes: tuple[int, ...] = (16, 32, 64),
                    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0), ignore_descendants: bool = True,
                    ignore_unassignable: bool = False, gamma: float = 0.0, alpha: float = -1.0,
-                   oid_ancestors=None, loss_weight: float = 1.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), score_thresh: float = 0.05,
+                   oid_ancestors=None, loss_weight: float = 1.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                   score_thresh: float = 0.05,
                    detections_per_img: int = 50) -> RetinaNet:
     """torchvision RetinaNet over ``num_classes`` unified classes on the zoo backbone ``body``.
 

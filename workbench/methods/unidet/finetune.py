@@ -66,11 +66,3 @@ def finetune_config(config, dataset: str, datasets: Sequence[str]):
     factors = {name: float(name == dataset) for name in datasets}
     return config.replace(**config.finetune[dataset], finetune={}, finetune_only=(), dataset_factors=factors,
                           baselines=False, per_dataset_baselines=False)
-
-
-def check_datasets(config, datasets: Sequence[str]) -> None:
-    """Raise unless every dataset ``config.finetune`` names is one of the run's ``datasets``."""
-    unknown = sorted(set(config.finetune) - set(datasets))
-    if unknown:
-        raise ValidationError(f"{config.label('finetune')} names {unknown}, which are not datasets of the run "
-                              f"({list(datasets)})")

@@ -31,8 +31,9 @@ are one category under two names, as the reference's 8 merged pairs (``ball``, `
 ``bed``, ``bird``, ``boat``, ``car``, ``clock``, ``person`` with their ``_super``;
 ``label_spaces/gen_hierarchy.py``): each is the other's ancestor, both have the pair's
 ancestors, every descendant of either has both as ancestors, and neither is the other's
-descendant. The pair has at most one further parent (given to one member, or the same to both). In the tree (``parent``, depths, leaves, tree distances)
-the member without a further parent (else the one listed first) hangs below the other one.
+descendant. The pair has at most one further parent (given to one member, or the same to
+both). In the tree (``parent``, depths, leaves, tree distances) the member without a further
+parent (else the one listed first) hangs below the other one.
 
 Bad input raises :class:`~workbench.errors.ValidationError` naming the file, the label and the
 problem: a dataset label mapped twice, a unified label given two parents (other than its merge

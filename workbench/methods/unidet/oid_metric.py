@@ -163,13 +163,16 @@ def oid_challenge_map(gt: list[dict], detections: list[dict], ancestors: np.ndar
         det = found.get(record["image_id"], {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)})
         boxes = np.asarray(det["boxes"], float).reshape(-1, 4)
         labels = np.asarray(det["labels"], int).reshape(-1)
-        rows = [(k, c) for k in range(len(labels))
-                for c in [labels[k], *(np.flatnonzero(ancestors[labels[k]]) if expand_detections else [])]]
+        scores = np.asarray(det["scores"], float).reshape(-1)
+        of_class: dict[int, list[int]] = {}  # class -> its detections (expanded to ancestors)
+        for k in range(len(labels)):
+            for c in [labels[k], *(np.flatnonzero(ancestors[labels[k]]) if expand_detections else [])]:
+                of_class.setdefault(int(c), []).append(k)
         for c in truth["verified"]:
-            mine = [k for k, cls in rows if cls == c]
+            mine = of_class.get(int(c), [])
             own = truth["labels"] == c
-            s, tp = match_detections(boxes[mine], np.asarray(det["scores"], float).reshape(-1)[mine],
-                                     truth["boxes"][own], truth["group_of"][own], iou_threshold)
+            s, tp = match_detections(boxes[mine], scores[mine], truth["boxes"][own], truth["group_of"][own],
+                                     iou_threshold)
             scored.setdefault(int(c), []).append((s, tp))
     ap = {}
     for c in np.flatnonzero(num_gt > 0):

@@ -95,7 +95,8 @@ def _across_datasets(f_item: np.ndarray, classes: Sequence[np.ndarray]) -> np.nd
     """The reference's rule: ``f_i sum_{c in i} 1 / (K n_c)``, ``n_c`` the repeated entries holding ``c``."""
     holders = _class_holders(np.flatnonzero(f_item > 0), classes)
     if not holders:
-        raise ValidationError("class_aware sampling across datasets: no item has a box")
+        raise ValidationError("class_aware_concat sampling: no item of a dataset with a factor > 0 has a box; "
+                              "class-aware draws need boxes (sampler 'repeat' or 'weighted' do not)")
     p = np.zeros(len(f_item))
     for members in holders.values():
         p[members] += f_item[members] / (len(holders) * f_item[members].sum())
@@ -142,7 +143,8 @@ def sampling_probabilities(dataset_ids: np.ndarray, factors: Sequence[float], cl
             continue
         holders = _class_holders(items, classes)
         if not holders:
-            raise ValidationError(f"class_aware sampling: dataset {d} has no boxes")
+            raise ValidationError(f"class_aware sampling: dataset {d} has no boxes; class-aware draws need boxes "
+                                  "(give it factor 0, or use sampler 'repeat' or 'weighted')")
         for members in holders.values():
             p[members] += share[d] / (len(holders) * len(members))
     return p / p.sum()

@@ -52,7 +52,6 @@ from workbench.methods.unidet.detector import build_detector
 from workbench.methods.unidet.evaluation import evaluate_detections, predict
 from workbench.methods.unidet.finetune import (
     PREFIX,
-    check_datasets,
     check_finetune,
     finetune_config,
     finetune_datasets,
@@ -67,7 +66,7 @@ from workbench.methods.unidet.labels import (
 from workbench.methods.unidet.loss import HIERARCHY_RULES
 from workbench.methods.unidet.sampling import RepeatFactorSampler, WeightedDatasetSampler
 from workbench.models.preprocessing import Preprocessing
-from workbench.training import TrainConfig, TrainOutcome, build_network, fit
+from workbench.training import TrainConfig, TrainOutcome, build_network, fit, read_card
 from workbench.training.rundir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -258,11 +257,11 @@ def load_data(config: UniDetConfig) -> DetectionData:
     space = build_space(config, train_sources)
     if config.hierarchy_rule == "oid_child_plus":
         space = _with_openimages_hierarchy(space, train_sources)
-    unknown = sorted(set(config.dataset_factors) - set(space.datasets))
-    if unknown:
-        raise ValidationError(f"config field 'dataset_factors' names {unknown}, which are not datasets of the run "
-                              f"({list(space.datasets)})")
-    check_datasets(config, space.datasets)
+    for field in ("dataset_factors", "finetune"):
+        unknown = sorted(set(getattr(config, field)) - set(space.datasets))
+        if unknown:
+            raise ValidationError(f"{config.label(field)} names {unknown}, which are not datasets of the run "
+                                  f"({list(space.datasets)})")
     to_u = space.to_unified
     train = unidet_data.DetectionSet(train_sources, to_u, config.image_size, hflip=config.augment)
     test = unidet_data.DetectionSet(test_sources, to_u, config.image_size)
@@ -469,8 +468,6 @@ def evaluate(run_dir: str | os.PathLike) -> dict[str, float]:
     A fine-tuned detector (``snapshots/finetune_<d>``) is evaluated on the test images of ``d`` alone.
     """
     config, data, detector, variant, single = load_run(run_dir)
-    from workbench.training import read_card
-
     tuned_on = read_card(run_dir, verify_weights=False).get("finetuned_on")
     if tuned_on:
         test = _test_set_of(data, tuned_on)
