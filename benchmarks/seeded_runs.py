@@ -57,20 +57,22 @@ def run_tiny(method: str, seed: int, out: Path, *, report: bool, extra: list[str
 
     ``report`` adds ``--report``; ``extra`` are more arguments, ``overrides`` ``--set`` pairs.
     The record ``{"seed", "report", "wall_s", "cpu_s", "load_at_start"}`` (CPU seconds of this
-    child alone, ``os.wait4``) is kept in ``out/seedSEED.timing.json``. A finished run (its
-    card, and its report when ``report``) is reused: its kept record, or NaN times when there
-    is none. The run gets ``threads`` threads (``OMP_NUM_THREADS``, unless set already; None:
+    child alone, ``os.wait4``) and the run's ``arguments`` (``extra`` then ``overrides``) are kept in
+    ``out/seedSEED.timing.json``. A finished run (its card, and its report when ``report``) is reused
+    only when that record names the same arguments; otherwise it is trained again. The run gets ``threads`` threads (``OMP_NUM_THREADS``, unless set already; None:
     the environment as it is), reads the neural data of its report from
     ``$WORKBENCH_DATA_MIRROR`` (default :data:`MIRROR` when it exists) and writes its output
     to ``out/seedSEED.log``. A failing run raises with the command and the log's tail; with
     ``report_may_fail``, a run that failed after writing its card only prints a warning.
     """
     run_dir, timing_file = out / f"seed{seed}", out / f"seed{seed}.timing.json"
+    arguments = [*extra, *overrides]
     if (run_dir / "model_card.json").is_file() and (not report or (run_dir / "report.html").is_file()):
-        if timing_file.is_file():
-            return json.loads(timing_file.read_text())
-        return {"seed": seed, "report": report, "wall_s": float("nan"), "cpu_s": float("nan"),
-                "load_at_start": float("nan")}
+        kept = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+        if kept.get("arguments") == arguments:
+            return kept
+        print(f"{run_dir}: trained with arguments {kept.get('arguments', 'unknown')}, not {arguments}; "
+              "training it again", file=sys.stderr)
     cmd = [sys.executable, "-m", "workbench", "train", method, "--preset", "tiny", "--seed", str(seed),
            "--out", str(run_dir), "--force", *extra] + (["--report"] if report else [])
     cmd += [arg for pair in overrides for arg in ("--set", pair)]
@@ -92,7 +94,7 @@ def run_tiny(method: str, seed: int, out: Path, *, report: bool, extra: list[str
             raise RuntimeError(message)
         print(f"warning (after training; the report?): {message}", file=sys.stderr)
     record = {"seed": seed, "report": report, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-              "load_at_start": load}
+              "load_at_start": load, "arguments": arguments}
     timing_file.write_text(json.dumps(record))
     return record
 

@@ -113,13 +113,17 @@ def test_backbone_weights_load_every_resnet18_weight_but_the_classifier(tmp_path
     assert all(torch.equal(mine[k], v) for k, v in expected.items())
 
 
-def test_backbone_weights_imagenet_reads_torchvision_weights(monkeypatch):
+def test_backbone_weights_imagenet_reads_torchvision_weights_from_the_hub_cache(monkeypatch, tmp_path):
     import torchvision
 
+    from workbench.models.weights import hub_checkpoint_dir
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     torch.manual_seed(3)
     source = torchvision.models.resnet18().state_dict()
-    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
-                        lambda self, progress=True, **kw: source)
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    hub_checkpoint_dir().mkdir(parents=True)
+    torch.save(source, hub_checkpoint_dir() / url.rsplit("/", 1)[-1])  # where torchvision keeps it
     cfg = SAVCConfig(arch="savc_net", arch_kwargs={"backbone": "resnet18"}, backbone_weights="imagenet")
     from workbench.methods.savc.train import build_variant_network
 

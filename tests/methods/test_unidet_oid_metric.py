@@ -172,6 +172,28 @@ def test_evaluation_scores_openimages_with_the_challenge_metric():
     assert (round(out["AP50_oid"], 3), round(out["mAP_oid"], 3), round(out["coco_mAP_oid"], 3)) == (0.16, 0.583, 0.068)
 
 
+def test_the_sources_own_hierarchy_expands_alike_for_joint_flat_and_per_dataset_detectors():
+    """With OpenImages' own hierarchy on the source (Car and Truck under Vehicle), the challenge metric
+    expands through it whatever the detector: the flat and the per-dataset detectors get the joint one's mAP
+    on the same detections (without it they would be scored unexpanded: 0.375 here, not 0.583)."""
+    from workbench.methods.unidet.data import DetectionSet
+    from workbench.methods.unidet.evaluation import evaluate_detections
+    from workbench.methods.unidet.labels import build_label_space
+
+    source, found = seeded_openimages_toy()
+    source.hierarchy = [(1, 0), (2, 0)]
+    space = build_label_space([("oid", "Vehicle", "vehicle_super"), ("oid", "Car", "car"), ("oid", "Truck", "truck")],
+                              [], [("car", "vehicle_super"), ("truck", "vehicle_super")], {"oid": source.labels})
+    test = DetectionSet([source], space.to_unified, 64)
+    joint = evaluate_detections(space, test, found)["mAP_oid"]
+    assert evaluate_detections(space.flat(), test, found)["mAP_oid"] == joint
+    assert evaluate_detections(space, test, found, unified=False)["mAP_oid"] == joint
+    gt = [truth(i, source.boxes[i], source.classes[i], source.group_of[i], **source.image_labels[i])
+          for i in range(len(source))]
+    assert round(joint, 3) == 0.583
+    assert round(oid_challenge_map(gt, found, np.zeros((3, 3), bool))["mAP"], 3) == 0.375
+
+
 def test_the_smoke_files_carry_image_level_labels_and_are_scored_with_the_challenge_metric(tmp_path):
     from workbench.methods import get_method
     from workbench.methods.unidet.data import DetectionSet

@@ -76,6 +76,40 @@ def test_imagenet_offline_names_url_and_destination(offline, tmp_path, name, fil
     assert f"put the file at {expected}" in message
 
 
+def _savc_imagenet_backbone():
+    from workbench.models.savc import load_backbone_weights
+
+    from workbench.training import build_network
+
+    load_backbone_weights(build_network("savc_net", seed=0, num_classes=5, backbone="resnet18").module, "imagenet")
+
+
+def _part_imagenet_backbone():
+    from workbench.models.part_backbone import build_backbone
+
+    build_backbone("resnet50", pretrained_backbone=True)
+
+
+def _mada_imagenet_backbone():
+    from workbench.models.segmentation import DeepLabV3
+
+    DeepLabV3(101, 19, pretrained_backbone=True)
+
+
+@pytest.mark.parametrize("build, filename", [
+    (_savc_imagenet_backbone, "resnet18-f37072fd.pth"),  # SAVC's paper_cub
+    (_part_imagenet_backbone, "resnet50-0676ba61.pth"),  # PART
+    (_mada_imagenet_backbone, "resnet101-63fe2227.pth"),  # MADA's DeepLab-v3
+])
+def test_method_backbones_offline_name_url_and_destination(offline, tmp_path, build, filename):
+    """The methods' ImageNet backbones go through the hub cache: offline, the error says where to put
+    the file instead of torchvision's URLError."""
+    with pytest.raises(WeightsUnavailableError) as info:
+        build()
+    assert offline[0].endswith(filename)
+    assert f"put the file at {tmp_path / 'torch' / 'hub' / 'checkpoints' / filename}" in str(info.value)
+
+
 def test_snn_imagenet_needs_a_file_placed_by_hand(offline, tmp_path):
     with pytest.raises(WeightsUnavailableError, match=r"drive\.google\.com/drive/folders/1oRplrHdJDnONhYWRvP5VP0sU4G8NuMfq"
                        r" \(the study's checkpoint folder.*put it at "

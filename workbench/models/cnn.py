@@ -19,7 +19,7 @@ from workbench.models.hub import build_timm, hf_hub_weights
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
 from workbench.models.study_layers import study_input_size, study_layers, study_specs
-from workbench.models.weights import declare_weights, ensure_hub_file, published_weights, url_source
+from workbench.models.weights import declare_weights, fetched, published_weights, url_source
 
 IMAGENET_224 = Preprocessing(input_size=224)
 
@@ -61,8 +61,7 @@ def build_torchvision(builder, weights_enum, pretrained: bool, **random_kwargs) 
     torchvision fixes the matching settings itself.
     """
     if pretrained:
-        ensure_hub_file(weights_enum.url)  # clear offline error; torchvision then reads the file
-        return builder(weights=weights_enum)
+        return builder(weights=fetched(weights_enum))
     return builder(weights=None, **random_kwargs)
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from workbench.errors import ValidationError
 from workbench.models._blocks import BasicBlock
+from workbench.models.weights import fetched
 
 #: Bottleneck ResNets of ``build_backbone``: torchvision constructor -> its weights enum. The reference's
 #: ``MODEL_NAME`` is ``resnet101`` by default (``config/default.py``), ``resnet50`` its option.
@@ -89,7 +90,7 @@ def build_backbone(kind: str, widths: tuple[int, ...] = (), blocks: int = 1, pre
         raise ValidationError(f"backbone {kind!r} is unknown; expected 'small', 'resnet50' or 'resnet101'")
     import torchvision.models as tvm
 
-    net = getattr(tvm, kind)(weights=getattr(tvm, RESNETS[kind]).IMAGENET1K_V1 if pretrained_backbone else None)
+    net = getattr(tvm, kind)(weights=fetched(getattr(tvm, RESNETS[kind]).IMAGENET1K_V1) if pretrained_backbone else None)
     first = net.layer4[0]  # last stride 1 (the reference's LAST_STRIDE = 1), no dilation
     first.conv2.stride = (1, 1)
     first.downsample[0].stride = (1, 1)

@@ -42,6 +42,7 @@ from workbench.errors import ValidationError
 from workbench.models._blocks import BasicBlock
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
+from workbench.models.weights import fetched
 
 #: Cosine-classifier scale of the paper (the reference code's ``-temperature 16``).
 DEFAULT_SCALE = 16.0
@@ -214,7 +215,7 @@ def imagenet_resnet18_state(weights: str) -> dict[str, torch.Tensor]:
     if weights == "imagenet":
         from torchvision.models import ResNet18_Weights
 
-        return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        return fetched(ResNet18_Weights.IMAGENET1K_V1).get_state_dict(progress=False)
     from pathlib import Path
 
     path = Path(weights)

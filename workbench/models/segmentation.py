@@ -28,6 +28,7 @@ from workbench.errors import ValidationError
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, register_model
 from workbench.models.small import norm_layer
+from workbench.models.weights import fetched
 
 #: What an untrained ``seg_cnn`` declares: 64 px, inputs scaled to [-1, 1].
 SEG_PREPROCESSING = Preprocessing(input_size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -112,7 +113,7 @@ class DeepLabV3(Segmenter):
 
         builder, weights = {50: (deeplabv3_resnet50, ResNet50_Weights.IMAGENET1K_V1),
                             101: (deeplabv3_resnet101, ResNet101_Weights.IMAGENET1K_V1)}[depth]
-        net = builder(weights=None, weights_backbone=weights if pretrained_backbone else None,
+        net = builder(weights=None, weights_backbone=fetched(weights) if pretrained_backbone else None,
                       num_classes=num_classes, aux_loss=False)
         self.backbone = net.backbone            # IntermediateLayerGetter: {"out": layer4}
         head = list(net.classifier.children())  # ASPP, conv, BN, ReLU, final 1x1 conv

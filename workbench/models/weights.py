@@ -83,6 +83,14 @@ def ensure_hub_file(url: str, *, filename: str | None = None,
     return path
 
 
+def fetched(weights_enum):
+    """A torchvision weights enum (``ResNet18_Weights.IMAGENET1K_V1``, ...) whose file is in torch's
+    hub cache, downloaded when absent; offline, the clear error of :func:`ensure_hub_file` (the URL
+    and the path to put the file at) instead of torchvision's own."""
+    ensure_hub_file(weights_enum.url)
+    return weights_enum
+
+
 @dataclass(frozen=True)
 class WeightsSource:
     """Where a model's published weights come from and where they are kept on this machine.

@@ -2,10 +2,11 @@
 
 A dataset whose annotations carry OpenImages' verified image-level labels (``load_openimages``
 with ``image_labels``) is scored, as in the reference, with the OpenImages challenge metric
-(:func:`.oid_metric.oid_challenge_map`: AP at IoU 0.5, the ground truth expanded through the
-hierarchy of the evaluated space restricted to the dataset's labels, detections expanded to
-their ancestors, only verified classes, group-of boxes): its ``mAP_<dataset>``;
-pycocotools' number stays as ``coco_mAP_<dataset>``. A flat space has no hierarchy to expand.
+(:func:`.oid_metric.oid_challenge_map`: AP at IoU 0.5, the ground truth and the detections
+expanded to their ancestors, only verified classes, group-of boxes): its ``mAP_<dataset>``;
+pycocotools' number stays as ``coco_mAP_<dataset>``. The expansion follows the source's own
+hierarchy (``bbox_labels_600_hierarchy.json``), as the reference's evaluator does, so the joint,
+flat, per-dataset and fine-tuned detectors are scored alike (:func:`challenge_ancestors`).
 
 - Per dataset ``d``: its test images, its own categories, its ground truth; the detector's
   detections of unified class ``u(l)`` count as detections of ``d``'s label ``l`` (a dataset
@@ -28,6 +29,7 @@ import io
 import numpy as np
 import torch
 
+from workbench.methods.unidet.labels import transitive_closure
 from workbench.methods.unidet.oid_metric import oid_challenge_map
 
 
@@ -101,6 +103,23 @@ def openimages_ground_truth(dataset, d: int, gt: list[dict]) -> list[dict] | Non
              "negative": (source.image_labels[j] or {}).get("negative", none)} for record, j in zip(gt, rows)]
 
 
+def challenge_ancestors(space, source, to_u: np.ndarray, unified: bool) -> np.ndarray:
+    """Boolean (n, n) ancestors among ``source``'s n labels that the challenge metric expands through.
+
+    The source's own hierarchy when it has one (OpenImages' ``bbox_labels_600_hierarchy.json``,
+    :attr:`.data.DetectionSource.hierarchy`), whatever the evaluated detector, as the reference's
+    evaluator; without it the evaluated space's tree restricted to the source's labels (``to_u``,
+    their unified indices), and none for a per-dataset detector (``unified=False``).
+    """
+    n = len(to_u)
+    if source.hierarchy:
+        parents = np.zeros((n, n), dtype=bool)
+        for child, parent in source.hierarchy:
+            parents[child, parent] = True
+        return transitive_closure(parents)
+    return space.ancestors()[np.ix_(to_u, to_u)] if unified else np.zeros((n, n), dtype=bool)
+
+
 @torch.no_grad()
 def predict(detector, dataset, *, batch_size: int = 32) -> list[dict]:
     """The detector's per-class detections (torchvision post-processing) of every item of ``dataset``."""
@@ -172,9 +191,9 @@ def evaluate_detections(space, dataset, detections: list[dict], *, unified: bool
         out[f"mAP_{name}"], out[f"AP50_{name}"] = scores["mAP"], scores["AP50"]
         oid_gt = openimages_ground_truth(dataset, d, gt)
         if oid_gt is not None:
-            ancestors = space.ancestors()[np.ix_(to_u, to_u)] if unified else np.zeros((len(to_u),) * 2, bool)
             out[f"coco_mAP_{name}"] = scores["mAP"]
-            out[f"mAP_{name}"] = oid_challenge_map(oid_gt, det, ancestors)["mAP"]
+            out[f"mAP_{name}"] = oid_challenge_map(oid_gt, det, challenge_ancestors(space, dataset.sources[d],
+                                                                                  to_u, unified))["mAP"]
         if unified:
             leaf_names = [space.names[u] for u in np.flatnonzero(leaves)]
             out[f"leaf_mAP_{name}"] = coco_map(leaf_gt, leaf_det, leaf_names)["mAP"]

@@ -248,13 +248,21 @@ def with_dataset_hierarchy(space: LabelSpace, dataset: str, edges) -> LabelSpace
             raise ValidationError(f"hierarchy of dataset {dataset!r}: edge ({child}, {parent}) names a label outside "
                                   f"its {n} labels")
         closure[to_u[child], to_u[parent]] = True
+    closure = transitive_closure(closure)
+    return dataclasses.replace(space, own_ancestors=tuple((int(i), int(j)) for i, j in zip(*np.nonzero(closure))))
+
+
+def transitive_closure(parents: np.ndarray) -> np.ndarray:
+    """Boolean (C, C) ancestors from boolean (C, C) parents (``[i, j]``: ``j`` a parent of ``i``):
+    grandparents and beyond added, no label its own ancestor (a cycle's diagonal cleared)."""
+    closure = np.asarray(parents, dtype=bool).copy()
     while True:
         grown = closure | ((closure.astype(np.int64) @ closure.astype(np.int64)) > 0)
         if (grown == closure).all():
             break
         closure = grown
     np.fill_diagonal(closure, False)
-    return dataclasses.replace(space, own_ancestors=tuple((int(i), int(j)) for i, j in zip(*np.nonzero(closure))))
+    return closure
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
