@@ -29,10 +29,11 @@ def _smoke(tmp_path: Path, overrides: list[str], preset: str = "paper") -> Path:
         return train("mada", out=tmp_path / "run", preset=preset, overrides=overrides, smoke=True)
 
 
-def _check_phases(out: Path, strategy: str) -> None:
-    """Source, stage 1 and stage 2 each ran 2 steps with their losses, and each evaluated."""
+def _check_phases(out: Path, strategy: str,
+                  stage2: frozenset = frozenset({"ce_source", "ce_active", "ce_pseudo", "anchor"})) -> None:
+    """Source, stage 1 and stage 2 each ran 2 steps with their losses (stage 2: ``stage2``), and each evaluated."""
     expected = {"source": {"loss", "acc"}, f"{strategy}_stage1": {"ce_source", "ce_active"},
-                f"{strategy}_stage2": {"ce_source", "ce_active", "ce_pseudo", "anchor"}}
+                f"{strategy}_stage2": set(stage2)}
     assert sorted(p.name for p in (out / "phases").iterdir()) == sorted(expected)
     for phase, losses in expected.items():
         folder = out / "phases" / phase
@@ -74,10 +75,16 @@ def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path, preset, str
     assert (config["source_descriptors"], config["anchor_gradient_scaling"]) == ("label_and_prediction", True)
     # the generated 48 x 64 test labels kept at their size; stage 2 pseudo-labels every target image
     assert (config["pseudo_labels"], config["eval_labels"]) == ("reference", "full_resolution")
-    if preset == "paper_v2":  # MADAv2's stage 2 as the reference runs it
+    if preset == "paper_v2":  # MADAv2's stage 2 as the reference runs it: no source stream, AEL's sampled CE
         assert (config["active_loss"], config["pseudo_entropy_drop"], config["anchor_start_epoch"]) == (
             "ohem", "lowest", 51)
-    _check_phases(out, strategy)
+        assert (config["stage2_source"], config["pseudo_loss"], config["pseudo_loss_gamma"], config["cutmix_bank"]) == (
+            False, "class_sampled", 2.0, True)
+        stage2 = pd.read_csv(out / "phases" / f"{strategy}_stage2" / "metrics.csv")
+        assert "ce_source" not in set(stage2.metric)
+        _check_phases(out, strategy, frozenset({"ce_active", "ce_consistency", "ce_pseudo", "anchor"}))
+    else:
+        _check_phases(out, strategy)
     selection = pd.read_csv(out / "selection.csv")
     assert selection.strategy.tolist() == [strategy] and selection["index"].between(0, 1).all()
     assert np.isfinite(selection.score).all()  # the selected image shares classes with a source anchor

@@ -1,7 +1,8 @@
 """MADAv2's stage 2 against loops written from the reference code (munanning/MADAv2):
 ``step2_train_active_semi_sup.py`` (epoch clock, percentile schedule), ``models/adaptation_model_AEL.py``
 (``step_active_stage2``: entropy filter, anchor loss after epoch 50) and ``loss/loss.py``
-(``OhemCrossEntropy2dTensor``). Seeded inputs; tolerance 1e-6 on losses, exact on labels.
+(``OhemCrossEntropy2dTensor``, ``Criterion_cons``; AEL's ``cal_category_confidence`` in ``models/utils.py``).
+Seeded inputs; tolerance 1e-6 on losses, exact on labels.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from test_madav2_cutmix import _reference_cutmix_box
+from workbench.errors import ValidationError
 from workbench.methods.mada import madav2
 from workbench.methods.mada.anchors import AnchorBank, Anchors
 
@@ -50,6 +53,37 @@ def _reference_ohem(logits: np.ndarray, labels: np.ndarray, thresh: float, min_k
             threshold = kth
         keep = valid & (label_prob <= threshold)
     return float(-np.log(prob[target[keep], np.flatnonzero(keep)]).mean())
+
+
+def _reference_category_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """cal_category_confidence: per class, the mean softmax of that class over its labelled pixels (0 if none)."""
+    prob = _softmax(logits.astype(np.float64))
+    out = np.zeros(logits.shape[1])
+    for ind in range(logits.shape[1]):
+        mask = labels == ind
+        out[ind] = 0 if mask.sum() == 0 else (prob[:, ind] * mask).sum() / (mask.sum() + 1e-12)
+    return out
+
+
+def _reference_consistency(student: np.ndarray, teacher: np.ndarray, labels: np.ndarray, criterion: np.ndarray,
+                           gamma: float) -> float:
+    """Criterion_cons with sample=True, gamma2=1: one torch.rand(h, w) per class from the global RNG."""
+    n, c, h, w = student.shape
+    log_prob = np.log(_softmax(student.astype(np.float64)))
+    ce = np.zeros((n, h, w))
+    for i, y, x in np.argwhere(labels != 255):
+        ce[i, y, x] = -log_prob[i, labels[i, y, x], y, x]
+    conf = _softmax(teacher.astype(np.float64)).max(1) ** gamma
+    rate = (1 - criterion).astype(np.float32)
+    rate = rate / (rate.max() + np.float32(1e-12))
+    predicted = student.argmax(1)
+    sample = np.zeros((n, h, w))
+    for idx in range(c):
+        draws = torch.rand(h, w).numpy()
+        sample += (draws * (predicted == idx)) > (1 - rate[idx])
+    conf = conf * sample
+    conf = conf / (conf.sum() + 1e-12)
+    return float((conf * ce).sum())
 
 
 def test_the_epoch_clock_and_the_percentile_schedule_are_the_references():
@@ -133,19 +167,118 @@ def test_stage2_step_applies_ohem_the_entropy_schedule_and_the_anchor_start_epoc
         assert (float(logs["anchor"]) > 0, moved) == ((False, False) if step_index == 2 else (True, True))
 
 
+def test_class_sampling_keeps_each_predicted_class_at_its_rate():
+    predicted = torch.arange(4).repeat_interleave(64 * 64).reshape(4, 64, 64)  # one class an image
+    torch.manual_seed(0)
+    sampled = madav2.class_sample_map(predicted, torch.tensor([0.0, 0.5, 0.75, 1.0]))
+    kept = sampled.mean((1, 2))  # rates (1 - criterion) / max: 1, 0.5, 0.25, 0
+    assert kept.tolist() == pytest.approx([1.0, 0.5, 0.25, 0.0], abs=0.02)
+
+
+def test_stage2_without_source_and_with_the_class_sampled_ce_is_the_references_loss():
+    network, images, labels = _micro_step_inputs()
+    images, labels = images[:, 1:], labels[:, 1:]  # streams: selected, unlabelled (no source)
+    state, config, start = _v2_state_and_config(network)
+    assert train_module.stage2_layout(config, True) == ("active", "pseudo")
+    x = images.transpose(0, 1).reshape(4, 3, 16, 16)
+    y = labels.transpose(0, 1).reshape(4, 16, 16).numpy()
+    with torch.no_grad():
+        student, teacher = network.module(x).numpy(), state.teacher(x).numpy()
+    criterion = start.numpy() * 0.999 + _reference_category_confidence(student[:2], y[:2]) * 0.001
+    torch.manual_seed(7)
+    consistency = _reference_consistency(student[:2], teacher[:2], teacher[:2].argmax(1), criterion, 2.0)
+    pseudo = _reference_consistency(student[2:], teacher[2:], _reference_entropy_filter(teacher[2:], 20.0),
+                                    criterion, 2.0)
+    ohem = _reference_ohem(student[:2], y[:2], 0.7, 100)
+    torch.manual_seed(7)
+    loss, logs = train_module.stage2_step(state, 4, active=True)(network, network.module, images, labels, config)
+    assert "ce_source" not in logs
+    got = [float(logs[k]) for k in ("ce_active", "ce_consistency", "ce_pseudo")]
+    assert got == pytest.approx([ohem, consistency, pseudo], abs=1e-6)
+    assert float(loss.detach()) == pytest.approx(ohem + consistency + pseudo, abs=1e-6)
+    assert consistency > 0 and pseudo > 0
+
+
+def _v2_state_and_config(network, **fields):
+    """MADAv2's stage 2 (no source, class-sampled CE, fixed teacher) on the micro network, the student moved
+    away from its teacher (the reference's fixed stage-1 model)."""
+    config = dataclasses.replace(train_module.MADAConfig(), stage2_source=False, pseudo_loss="class_sampled",
+                                 active_loss="ohem", ohem_min_kept=100, pseudo_entropy_percent=20.0, mean_teacher=True,
+                                 **fields)
+    start = torch.tensor([0.2, 0.9, 0.5, 0.7])
+    pool = [(torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(10 + i)), torch.zeros(16, 16).long())
+            for i in range(5)] if config.cutmix_bank else None
+    state = train_module.AdaptationState(network, None, teacher=True, momentum=1.0, epochs=4, class_start=start,
+                                         cutmix_pool=pool)
+    with torch.no_grad():
+        for p in network.module.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(4)) * 0.1)
+    return state, config, start
+
+
+def test_stage2_with_the_cutmix_bank_trains_on_the_references_composites():
+    network, images, labels = _micro_step_inputs()
+    images, labels = images[:, 1:], labels[:, 1:]  # streams: selected, unlabelled (no source)
+    state, config, start = _v2_state_and_config(network, cutmix_bank=True)
+    y = labels[:, 0].numpy()
+    torch.manual_seed(7)  # the same torch draws: class, partner, box, then the two class samplings
+    cls = int(torch.multinomial(torch.softmax(1 - start.double(), 0), 1))
+    partner = int(torch.randint(5, ()))  # the bank starts empty: any pool image
+    with torch.no_grad():
+        pair = torch.stack([images[0, 1], state.cutmix_pool[partner][0]])
+        teacher_pair, teacher_active = state.teacher(pair), state.teacher(images[:, 0])
+        y0, x0, y1, x1 = _reference_cutmix_box(teacher_pair[1].argmax(0).numpy(), cls)
+        mixed, mixed_teacher = pair.clone(), teacher_pair.clone()
+        for i in range(2):  # generate_unsup_data: the box of the other image
+            mixed[i, :, y0:y1, x0:x1] = pair[1 - i, :, y0:y1, x0:x1]
+            mixed_teacher[i, :, y0:y1, x0:x1] = teacher_pair[1 - i, :, y0:y1, x0:x1]
+        student = network.module(torch.cat([images[:, 0], mixed])).numpy()
+    criterion = start.numpy() * 0.999 + _reference_category_confidence(student[:2], y) * 0.001
+    teacher_active, mixed_teacher = teacher_active.numpy(), mixed_teacher.numpy()
+    consistency = _reference_consistency(student[:2], teacher_active, teacher_active.argmax(1), criterion, 2.0)
+    pseudo = _reference_consistency(student[2:], mixed_teacher, _reference_entropy_filter(mixed_teacher, 20.0),
+                                    criterion, 2.0)
+    torch.manual_seed(7)
+    step = train_module.stage2_step(state, 4, active=True)
+    index = (partner + 1) % 5  # the pool index of the unlabelled image
+    _, logs = step(network, network.module, images, (labels, torch.tensor([index, 0])), config)
+    got = [float(logs[k]) for k in ("ce_active", "ce_consistency", "ce_pseudo")]
+    assert got == pytest.approx([_reference_ohem(student[:2], y, 0.7, 100), consistency, pseudo], abs=1e-6)
+    for entry, image in ((index, 0), (partner, 1)):  # update_cutmix_bank: classes on >= 0.01 x 16^2 pixels
+        counts = np.bincount(teacher_pair[image].argmax(0).numpy().ravel(), minlength=4)
+        assert state.cutmix_bank.table[:, entry].tolist() == (counts >= 2.56).tolist()
+    assert state.cutmix_bank.table.sum() == state.cutmix_bank.table[:, [index, partner]].sum()
+
+
+def test_with_the_cutmix_bank_the_anchor_loss_sees_the_pair_unmixed():
+    network, images, labels = _micro_step_inputs()
+    anchors = Anchors(np.zeros((2, 4, 4), np.float32), np.ones((2, 4), bool), np.zeros(0, np.int64))
+    state, config, _ = _v2_state_and_config(network, cutmix_bank=True, anchor_weight=0.1)
+    state.bank = AnchorBank(anchors)
+    torch.manual_seed(0)
+    x, y, chunks, teacher = train_module._stage2_batch(state, config, images[:, 1:], (labels[:, 1:], [2, 0]), True)
+    assert chunks == {"active": slice(0, 2), "pseudo": slice(2, 4), "anchor": slice(4, 6)}
+    assert torch.equal(x[:2], images[:, 1]) and torch.equal(x[4], images[0, 2]) and teacher.shape == (2, 4, 16, 16)
+    assert bool((y[2:] == 255).all()) and torch.equal(x[2:4].sum(0), x[4:6].sum(0))  # a swap: the pair's sum stays
+    with pytest.raises(ValidationError, match="cutmix_bank"):
+        train_module.MADAConfig(cutmix_bank=True)
+
+
 def test_defaults_keep_todays_stage2_and_bad_values_are_refused_by_name():
     config = train_module.MADAConfig()
     assert (config.anchor_start_epoch, config.pseudo_entropy_percent, config.active_loss) == (0, 0.0, "ce")
+    assert (config.stage2_source, config.pseudo_loss) == (True, "ce")
+    assert train_module.stage2_layout(config, True) == ("source", "active", "pseudo")
     logits = torch.randn(1, 3, 4, 4)
     labels = logits.argmax(1)
     assert torch.equal(madav2.filter_pseudo_labels(logits, labels, config, 0, 1), labels)
     assert float(madav2.active_loss(logits, labels, config)) == float(F.cross_entropy(logits, labels))
-    from workbench.errors import ValidationError
-
     with pytest.raises(ValidationError, match="pseudo_entropy_percent"):
         train_module.MADAConfig(pseudo_entropy_percent=120)
     with pytest.raises(ValidationError, match="ohem_thresh"):
         train_module.MADAConfig(ohem_thresh=1.5)
+    with pytest.raises(ValidationError, match="pseudo_loss_gamma"):
+        train_module.MADAConfig(pseudo_loss_gamma=-1)
 
 
 def test_paper_v2_preset_is_the_paper_preset_with_madav2s_stage_2():
@@ -160,7 +293,8 @@ def test_paper_v2_preset_is_the_paper_preset_with_madav2s_stage_2():
     assert changed == {"selection": "madav2", "adapt2_steps": 200 * 743, "anchor_weight": 0.1, "mean_teacher": True,
                        "teacher_momentum": 1.0, "anchor_start_epoch": 51, "pseudo_entropy_percent": 20.0,
                        "pseudo_entropy_drop": "lowest", "active_loss": "ohem", "ohem_thresh": 0.7,
-                       "ohem_min_kept": 100000}
+                       "ohem_min_kept": 100000, "stage2_source": False, "pseudo_loss": "class_sampled",
+                       "pseudo_loss_gamma": 2.0, "cutmix_bank": True}
     assert set(paper) <= set(v2)
     config = resolve_config(spec, "paper_v2")
     assert (config.active_loss, config.anchor_start_epoch, config.pseudo_entropy_percent) == ("ohem", 51, 20.0)

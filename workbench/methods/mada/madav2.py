@@ -1,6 +1,8 @@
 """MADAv2's stage-2 rules (munanning/MADAv2, ``step2_train_active_semi_sup.py`` and
 ``models/adaptation_model_AEL.py``, ``step_active_stage2``; U2PL / AEL style): the epoch clock of
-the stage, entropy-percentile filtering of the teacher's pseudo-labels and the OHEM loss.
+the stage, entropy-percentile filtering of the teacher's pseudo-labels, the OHEM loss and AEL's
+class-sampled, confidence-weighted consistency CE (``loss/loss.py``, ``Criterion_cons`` with
+``sample: True``).
 
 The reference counts stage 2 in epochs of its target loader (the whole target training set,
 4 images a step, ``drop_last``): the pseudo-label percentile decays linearly over the epochs and
@@ -22,6 +24,11 @@ from workbench.methods.mada.metrics import IGNORE
 #: confident pixels, entropy at or above the ``100 - percent`` percentile of the labelled ones).
 ENTROPY_DROPS = ("lowest", "highest")
 ACTIVE_LOSSES = ("ce", "ohem")
+#: Stage 2's loss on the pseudo-labels: plain CE, or AEL's class-sampled confidence-weighted CE
+#: (on the pseudo-labelled stream and on the selected images against the teacher's argmax).
+PSEUDO_LOSSES = ("ce", "class_sampled")
+#: AEL's ``class_momentum`` (``AEL.acm.momentum`` of configs/active_from_gta_to_city_stage2.yml).
+CLASS_MOMENTUM = 0.999
 
 
 def epoch_steps(pool_size: int, batch_size: int) -> int:
@@ -115,3 +122,53 @@ def filter_pseudo_labels(teacher_logits: torch.Tensor, labels: torch.Tensor, con
     """Pseudo-labels after ``config.pseudo_entropy_percent``'s filter at this epoch of the stage."""
     percent = entropy_percent(config.pseudo_entropy_percent, epoch, epochs)
     return drop_by_entropy(teacher_logits, labels, percent, config.pseudo_entropy_drop)
+
+
+def category_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(C,) mean softmax probability of class c over the pixels labelled c, 0 where none is (AEL's
+    ``cal_category_confidence``). ``logits`` (N, C, H, W), ``labels`` (N, H, W) with 255 ignored."""
+    num_classes = logits.shape[1]
+    prob = logits.detach().float().softmax(1)
+    one_hot = F.one_hot(labels.where(labels != IGNORE, num_classes), num_classes + 1)[..., :num_classes]
+    one_hot = one_hot.permute(0, 3, 1, 2).float()
+    counts = one_hot.sum((0, 2, 3))
+    return torch.where(counts > 0, (prob * one_hot).sum((0, 2, 3)) / (counts + 1e-12), torch.zeros_like(counts))
+
+
+def initial_class_criterion(num_classes: int, seed: int) -> torch.Tensor:
+    """(C,) uniform [0, 1) draws from ``seed``: AEL's ``class_criterion`` start (``torch.rand``), which the
+    reference never moves (its momentum update goes to a local variable)."""
+    return torch.rand(num_classes, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def class_criterion(start: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    """The step's class criterion as the reference computes it: ``start x 0.999 + confidence x 0.001``."""
+    return start.to(confidence.device) * CLASS_MOMENTUM + confidence * (1 - CLASS_MOMENTUM)
+
+
+def class_sample_map(predicted: torch.Tensor, criterion: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) 0/1 map of the sampled pixels: a pixel predicted c is kept with probability
+    ``(1 - criterion_c) / max_k (1 - criterion_k)`` (AEL, gamma2 = 1).
+
+    As the reference: one uniform (H, W) map from torch's global RNG per class, in class order,
+    shared by the batch's images; kept where the draw exceeds ``1 -`` that probability.
+    """
+    rate = 1 - criterion.float()
+    rate = rate / (rate.max() + 1e-12)
+    sampled = torch.zeros(predicted.shape, device=predicted.device)
+    for c in range(len(rate)):
+        draws = torch.rand(predicted.shape[-2:], device=predicted.device)
+        sampled += ((draws * (predicted == c)) > 1 - rate[c]).float()
+    return sampled
+
+
+def class_sampled_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                                criterion: torch.Tensor, gamma: float) -> torch.Tensor:
+    """AEL's consistency loss (``Criterion_cons``, ``sample: True``): per-pixel CE of ``logits``
+    (N, C, H, W) against ``labels`` (N, H, W; 255 counts 0) weighted by the teacher's confidence
+    (max softmax of ``teacher_logits``) ** ``gamma`` on the pixels :func:`class_sample_map` keeps
+    (classes from the argmax of ``logits``), the weights divided by their sum over every pixel."""
+    ce = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE, reduction="none")
+    weight = teacher_logits.detach().float().softmax(1).amax(1) ** gamma
+    weight = weight * class_sample_map(logits.detach().argmax(1), criterion)
+    return (weight / (weight.sum() + 1e-12) * ce).sum()

@@ -24,7 +24,9 @@ with its own ``metrics.csv`` and checkpoint; a finished phase keeps ``model.pt``
    with ``mean_teacher``, pixels under ``pseudo_threshold`` confidence ignored) +
    ``anchor_weight`` x the anchor loss (harmonic mean over the target anchors of the masked
    MSE of each target descriptor), the nearest anchor of each descriptor updated by EMA
-   (``anchor_momentum``). The reference code computes pseudo-labels and descriptors from the
+   (``anchor_momentum``). MADAv2's reference stage 2 (:mod:`.madav2`, :mod:`.cutmix`): no source stream
+   (``stage2_source``), AEL's class-sampled CE (``pseudo_loss``) and CutMix bank (``cutmix_bank``). The
+   reference code computes pseudo-labels and descriptors from the
    same forward pass of the student; the mean teacher (EMA of the student, ``teacher_momentum``)
    is MADAv2's stage-2 refinement, as an option.
 6. mIoU on the target test set (confusion matrix, ignore label 255; ``eval_labels``) of every network:
@@ -58,6 +60,7 @@ from workbench.methods.mada.anchors import (
     selection_scores,
 )
 from workbench.methods.mada import madav2
+from workbench.methods.mada.cutmix import CutMixBank, box_mask, cutmix_box, swap_box
 from workbench.methods.mada.data import load_domains
 from workbench.methods.mada.metrics import (
     IGNORE,
@@ -120,6 +123,8 @@ class MADAConfig(TrainConfig):
         Images per stream (source, selected target, unselected target) in each adaptation step.
     adapt_lr : float
     stage2 : bool
+    stage2_source : bool
+        Stage 2 keeps the source stream's CE (MADA); off: no source images in stage 2 (MADAv2's reference).
     active_loss : {"ce", "ohem"}
         Stage 2's loss on the selected target images: CE, or OHEM (MADAv2's reference, :mod:`.madav2`).
     ohem_thresh, ohem_min_kept : float, int
@@ -136,6 +141,18 @@ class MADAConfig(TrainConfig):
         linearly to 0 over its epochs (MADAv2's reference: 20; 0: off).
     pseudo_entropy_drop : {"lowest", "highest"}
         Which end is dropped: the lowest-entropy pixels (the reference code as run) or the highest (U2PL).
+    pseudo_loss : {"ce", "class_sampled"}
+        Stage 2's loss on teacher labels: CE on the pseudo-labels; or (``class_sampled``, MADAv2's
+        reference, AEL's ``Criterion_cons``) the class-sampled CE weighted by the teacher's confidence
+        ** ``pseudo_loss_gamma``, on the pseudo-labels and on the selected images against the teacher's
+        argmax, both at image resolution (:func:`.madav2.class_sampled_cross_entropy`).
+    pseudo_loss_gamma : float
+        The power of the teacher's confidence in ``class_sampled`` (the reference's ``cons.gamma``: 2).
+    cutmix_bank : bool
+        MADAv2's reference (AEL's ACM, :mod:`.cutmix`): the pseudo stream's first image of each step and a
+        partner drawn through a class bank are trained on as two composites (a box swapped between them,
+        teacher logits alike); the anchor loss on the pair unmixed. Needs ``mean_teacher`` and
+        ``pseudo_loss: class_sampled`` (the reference's combination).
     pseudo_threshold : float
         Pseudo-labels with a lower softmax confidence are ignored (0: every pixel, the reference).
     mean_teacher : bool
@@ -174,6 +191,7 @@ class MADAConfig(TrainConfig):
     adapt_batch_size: int = 8
     adapt_lr: float = 0.02
     stage2: bool = True
+    stage2_source: bool = True
     active_loss: str = "ce"
     ohem_thresh: float = 0.7
     ohem_min_kept: int = 100000
@@ -182,6 +200,9 @@ class MADAConfig(TrainConfig):
     anchor_start_epoch: int = 0
     pseudo_entropy_percent: float = 0.0
     pseudo_entropy_drop: str = "lowest"
+    pseudo_loss: str = "ce"
+    pseudo_loss_gamma: float = 2.0
+    cutmix_bank: bool = False
     pseudo_threshold: float = 0.0
     mean_teacher: bool = False
     teacher_momentum: float = 0.99
@@ -191,6 +212,7 @@ class MADAConfig(TrainConfig):
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         **TrainConfig.CHOICES, "selection": STRATEGIES, "source_descriptors": ("label", "label_and_prediction"),
         "pseudo_entropy_drop": madav2.ENTROPY_DROPS, "active_loss": madav2.ACTIVE_LOSSES,
+        "pseudo_loss": madav2.PSEUDO_LOSSES,
         "dataset": ("scenes", "gta5_cityscapes", "synthia_cityscapes"),
         "pseudo_labels": ("unselected_upsampled", "reference"), "eval_labels": ("resized", "full_resolution")}
     #: ``--smoke`` (:mod:`workbench.training.smoke`): one image per adaptation stream (stage 2 still
@@ -204,6 +226,12 @@ class MADAConfig(TrainConfig):
         self.check_minimum(1, "num_anchors", "adapt_steps", "adapt_batch_size", "source_images", "target_images",
                            "test_images", "min_pixels")
         self.check_minimum(0, "adapt2_steps", "anchor_start_epoch", "ohem_min_kept")
+        if self.pseudo_loss_gamma < 0:
+            raise ValidationError(f"config field 'pseudo_loss_gamma' is {self.pseudo_loss_gamma}; "
+                                  "expected a power >= 0")
+        if self.cutmix_bank and not (self.mean_teacher and self.pseudo_loss == "class_sampled"):
+            raise ValidationError("config field 'cutmix_bank' is true; it needs 'mean_teacher: true' and "
+                                  "'pseudo_loss: class_sampled' (the reference's combination, the only one built)")
         if not 0 <= self.pseudo_entropy_percent <= 100:
             raise ValidationError(f"config field 'pseudo_entropy_percent' is {self.pseudo_entropy_percent}; "
                                   "expected a percentage in [0, 100]")
@@ -232,12 +260,13 @@ class Streams(Dataset):
     """Item ``i``: (images (S, 3, H, W), labels (S, H, W)) with item ``i % len`` of each stream.
 
     ``unlabelled`` streams get labels of 255 everywhere (pseudo-labels are made in the step).
+    ``with_index``: the labels come as (labels, index of the item in the last stream).
     """
 
-    def __init__(self, streams: list[Dataset], length: int, unlabelled: tuple[bool, ...]):
+    def __init__(self, streams: list[Dataset], length: int, unlabelled: tuple[bool, ...], with_index: bool = False):
         if any(len(s) == 0 for s in streams):
             raise ValidationError("an adaptation stream is empty (no selected or no unselected target image)")
-        self.streams, self.length, self.unlabelled = streams, int(length), unlabelled
+        self.streams, self.length, self.unlabelled, self.with_index = streams, int(length), unlabelled, with_index
 
     def __len__(self) -> int:
         return self.length
@@ -248,6 +277,8 @@ class Streams(Dataset):
             image, label = stream[index % len(stream)]
             images.append(image)
             labels.append(torch.full_like(label, IGNORE) if hidden else label)
+        if self.with_index:
+            return torch.stack(images), (torch.stack(labels), index % len(self.streams[-1]))
         return torch.stack(images), torch.stack(labels)
 
 
@@ -300,11 +331,14 @@ def stage1_step(network, module, images, labels, config):
 
 
 class AdaptationState(Callback):
-    """Stage 2's state: the EMA target anchors and the optional mean teacher (checkpointed)."""
+    """Stage 2's state: the EMA target anchors, the optional mean teacher and CutMix bank (checkpointed),
+    the class criterion's fixed start (C,) of ``pseudo_loss: class_sampled`` (a function of the seed) and
+    the pool the CutMix partners come from (``cutmix_pool``: with it, a bank over its items)."""
 
     def __init__(self, network, bank: AnchorBank | None, *, teacher: bool, momentum: float, epoch_steps: int = 1,
-                 epochs: int = 1):
-        self.bank = bank
+                 epochs: int = 1, class_start: torch.Tensor | None = None, cutmix_pool: Dataset | None = None):
+        self.bank, self.class_start, self.cutmix_pool = bank, class_start, cutmix_pool
+        self.cutmix_bank = None if cutmix_pool is None else CutMixBank(len(class_start), len(cutmix_pool))
         self.momentum = float(momentum)
         self.epoch_steps, self.epochs, self.step = int(epoch_steps), int(epochs), 0  # the stage's epoch clock
         self.teacher = None
@@ -334,13 +368,16 @@ class AdaptationState(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"bank": self.bank.state_dict() if self.bank else None,
-                "teacher": self.teacher.state_dict() if self.teacher is not None else None}
+                "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                "cutmix_bank": self.cutmix_bank.state_dict() if self.cutmix_bank is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.bank is not None and state.get("bank") is not None:
             self.bank.load_state_dict(state["bank"])
         if self.teacher is not None and state.get("teacher") is not None:
             self.teacher.load_state_dict(state["teacher"])
+        if self.cutmix_bank is not None and state.get("cutmix_bank") is not None:
+            self.cutmix_bank.load_state_dict(state["cutmix_bank"])
 
 
 def pseudo_labels(logits: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -350,46 +387,132 @@ def pseudo_labels(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.where(conf >= threshold, label, torch.full_like(label, IGNORE))
 
 
-def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
-    """``step_fn`` of stage 2 on (N, S, 3, H, W) batches: streams source, [selected,] pseudo-labelled target."""
+def stage2_layout(config: MADAConfig, active: bool) -> tuple[str, ...]:
+    """Stage 2's streams in batch order: ``source`` (with ``stage2_source``), ``active`` (the selected
+    images, with ``active``) and ``pseudo`` (the pseudo-labelled target images)."""
+    return ("source",) * config.stage2_source + ("active",) * active + ("pseudo",)
 
-    def step(network, module, images, labels, config):
-        n, s = images.shape[:2]
-        x = images.transpose(0, 1).reshape(s * n, *images.shape[2:])
-        y = labels.transpose(0, 1).reshape(s * n, *labels.shape[2:])
-        features, low = module(x, return_features=True)  # through DDP's wrapper: gradients synced
-        logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False).float()
-        ce_source = F.cross_entropy(logits[:n], y[:n], ignore_index=IGNORE)
-        ce_active = madav2.active_loss(logits[n:2 * n], y[n:2 * n], config) if active else logits.sum() * 0
-        t = slice((s - 1) * n, s * n)
+
+def _teacher_logits(state: AdaptationState, images: torch.Tensor, scores: torch.Tensor, at_stride: bool):
+    """Logits the teacher labels come from: the mean teacher's on ``images`` (output stride or image
+    resolution), or without a teacher the student's own ``scores``."""
+    if state.teacher is None:
+        return scores.detach()
+    with torch.no_grad():
+        return (state.teacher.forward_features(images)[1] if at_stride else state.teacher(images)).float()
+
+
+def _filtered_pseudo_labels(state: AdaptationState, config: MADAConfig, teacher: torch.Tensor) -> torch.Tensor:
+    labels = pseudo_labels(teacher, config.pseudo_threshold)
+    return madav2.filter_pseudo_labels(teacher, labels, config, state.epoch, state.epochs)
+
+
+def _pseudo_terms(state: AdaptationState, config: MADAConfig, x, y, logits, low, chunks,
+                  pseudo_teacher=None) -> dict[str, torch.Tensor]:
+    """Stage 2's losses on teacher labels: ``ce_pseudo`` on the pseudo stream and, with ``pseudo_loss:
+    class_sampled``, ``ce_consistency`` on the selected images against the teacher's argmax (the
+    reference's two consistency terms, selected images first, at image resolution). ``pseudo_teacher``:
+    the pseudo stream's teacher logits when already made (the CutMix composites')."""
+    t = chunks["pseudo"]
+    if config.pseudo_loss == "ce":
         at_stride = config.pseudo_labels == "reference"  # the reference's CE: output-stride logits, their argmax
         scores = low[t].float() if at_stride else logits[t]
-        if state.teacher is not None:
-            with torch.no_grad():
-                teacher_logits = (state.teacher.forward_features(x[t])[1] if at_stride else state.teacher(x[t])).float()
-        else:
-            teacher_logits = scores
-        target_pseudo = pseudo_labels(teacher_logits, config.pseudo_threshold)
-        target_pseudo = madav2.filter_pseudo_labels(teacher_logits, target_pseudo, config, state.epoch, state.epochs)
-        ce_pseudo = F.cross_entropy(scores, target_pseudo, ignore_index=IGNORE)
-        loss = ce_source + ce_active + ce_pseudo
-        shown = slice(n, 2 * n) if active else slice(0, n)  # pixel accuracy on the labelled target (or source) chunk
-        valid = y[shown] != IGNORE
-        acc = ((logits[shown].argmax(1) == y[shown]) & valid).sum() / valid.sum().clamp(min=1)
-        logs = {"ce_source": ce_source.detach(), "ce_active": ce_active.detach(), "ce_pseudo": ce_pseudo.detach(),
-                "acc": acc.detach()}
-        if state.bank is not None and config.anchor_weight > 0 and state.epoch < config.anchor_start_epoch:
-            logs["anchor"] = loss.detach() * 0  # MADAv2: no anchor loss, no EMA update before its start epoch
-        elif state.bank is not None and config.anchor_weight > 0:
-            desc, present = class_descriptors(features[t].float(), low[t].detach().argmax(1), num_classes,
-                                              min_pixels=config.min_pixels,
-                                              scale_gradient=config.anchor_gradient_scaling)
-            bank = state.bank
-            l_anchor = anchor_loss(desc, present, bank.centers.to(desc.device), bank.present.to(desc.device))
-            # every rank applies the whole global batch's updates, in one-process order
-            bank.update(gather_in_rank_order(desc.detach()), gather_in_rank_order(present))
+        target = _filtered_pseudo_labels(state, config, _teacher_logits(state, x[t], scores, at_stride))
+        return {"ce_pseudo": F.cross_entropy(scores, target, ignore_index=IGNORE)}
+    terms, gamma = {}, config.pseudo_loss_gamma
+    a = chunks.get("active")
+    confidence = (madav2.category_confidence(logits[a], y[a]) if a is not None
+                  else torch.zeros(logits.shape[1], device=logits.device))
+    criterion = madav2.class_criterion(state.class_start, confidence)
+    if a is not None:
+        teacher = _teacher_logits(state, x[a], logits[a], False)
+        terms["ce_consistency"] = madav2.class_sampled_cross_entropy(logits[a], teacher, teacher.argmax(1),
+                                                                     criterion, gamma)
+    teacher = _teacher_logits(state, x[t], logits[t], False) if pseudo_teacher is None else pseudo_teacher
+    target = _filtered_pseudo_labels(state, config, teacher)
+    terms["ce_pseudo"] = madav2.class_sampled_cross_entropy(logits[t], teacher, target, criterion, gamma)
+    return terms
+
+
+def _cutmix_pair(state: AdaptationState, image: torch.Tensor, index: int):
+    """The reference's ACM on one pseudo-stream image (3, H, W), item ``index`` of the pool: a partner drawn
+    through the class bank, the teacher's logits of both, both bank entries rewritten, the box swapped.
+    Returns the composites (2, 3, H, W), their mixed teacher logits (2, C, H, W) and the pair unmixed."""
+    partner_index, cls = state.cutmix_bank.draw(state.class_start)
+    pair = torch.stack([image, state.cutmix_pool[partner_index][0].to(image.device)])
+    with torch.no_grad():  # cutmix_bank needs the mean teacher (config check)
+        teacher = state.teacher(pair).float()
+    predicted = teacher.argmax(1)
+    mask = box_mask(predicted.shape[-2:], cutmix_box(predicted[1], cls), image.device)
+    state.cutmix_bank.update(index, predicted[0])
+    state.cutmix_bank.update(partner_index, predicted[1])
+    return swap_box(pair, mask), swap_box(teacher, mask), pair
+
+
+def _anchor_on(state: AdaptationState, config: MADAConfig) -> bool:
+    """Whether this step has the anchor loss (MADAv2: none, and no EMA update, before ``anchor_start_epoch``)."""
+    return state.bank is not None and config.anchor_weight > 0 and state.epoch >= config.anchor_start_epoch
+
+
+def _stage2_batch(state: AdaptationState, config: MADAConfig, images, targets, active: bool):
+    """The step's images (B, 3, H, W), labels (B, H, W), chunks (name -> slice) and the pseudo chunk's
+    teacher logits (``None`` unless made here) from an (N, S, 3, H, W) batch in :func:`stage2_layout`'s
+    order. With ``cutmix_bank`` the pseudo chunk is the 2 composites of its first image (``targets``:
+    (labels, pool indices)) and the chunk ``anchor`` the pair unmixed; else ``anchor`` is the pseudo chunk."""
+    labels, indices = targets if config.cutmix_bank else (targets, None)
+    parts = {name: (images[:, i], labels[:, i]) for i, name in enumerate(stage2_layout(config, active))}
+    teacher = None
+    if config.cutmix_bank:
+        mixed, teacher, pair = _cutmix_pair(state, images[0, -1], int(indices[0]))
+        unlabelled = torch.full((2, *labels.shape[-2:]), IGNORE, dtype=labels.dtype, device=labels.device)
+        parts["pseudo"] = (mixed, unlabelled)
+        if _anchor_on(state, config):
+            parts["anchor"] = (pair, unlabelled)
+    chunks, start = {}, 0
+    for name, (part, _) in parts.items():
+        chunks[name], start = slice(start, start + len(part)), start + len(part)
+    chunks.setdefault("anchor", chunks["pseudo"])
+    x = torch.cat([part for part, _ in parts.values()])
+    return x, torch.cat([part for _, part in parts.values()]), chunks, teacher
+
+
+def _anchor_term(state: AdaptationState, config: MADAConfig, features, low, num_classes: int):
+    """The anchor loss of the anchor chunk's ``features`` / ``low`` logits, the bank's EMA updated."""
+    desc, present = class_descriptors(features.float(), low.detach().argmax(1), num_classes,
+                                      min_pixels=config.min_pixels, scale_gradient=config.anchor_gradient_scaling)
+    bank = state.bank
+    l_anchor = anchor_loss(desc, present, bank.centers.to(desc.device), bank.present.to(desc.device))
+    # every rank applies the whole global batch's updates, in one-process order
+    bank.update(gather_in_rank_order(desc.detach()), gather_in_rank_order(present))
+    return l_anchor
+
+
+def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
+    """``step_fn`` of stage 2 on (N, S, 3, H, W) batches, streams in :func:`stage2_layout`'s order."""
+
+    def step(network, module, images, targets, config):
+        x, y, chunks, pseudo_teacher = _stage2_batch(state, config, images, targets, active)
+        features, low = module(x, return_features=True)  # through DDP's wrapper: gradients synced
+        logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False).float()
+        terms = {}
+        if "source" in chunks:
+            terms["ce_source"] = F.cross_entropy(logits[chunks["source"]], y[chunks["source"]], ignore_index=IGNORE)
+        terms["ce_active"] = (madav2.active_loss(logits[chunks["active"]], y[chunks["active"]], config) if active
+                              else logits.sum() * 0)
+        terms.update(_pseudo_terms(state, config, x, y, logits, low, chunks, pseudo_teacher))
+        loss = sum(terms.values())
+        logs = {name: value.detach() for name, value in terms.items()}
+        shown = chunks.get("active", chunks.get("source"))  # pixel accuracy on the labelled target (or source) chunk
+        if shown is not None:
+            valid = y[shown] != IGNORE
+            logs["acc"] = (((logits[shown].argmax(1) == y[shown]) & valid).sum() / valid.sum().clamp(min=1)).detach()
+        if _anchor_on(state, config):
+            a = chunks["anchor"]
+            l_anchor = _anchor_term(state, config, features[a], low[a], num_classes)
             loss = loss + config.anchor_weight * l_anchor
             logs["anchor"] = l_anchor.detach()
+        elif state.bank is not None and config.anchor_weight > 0:
+            logs["anchor"] = loss.detach() * 0
         logs["loss"] = loss.detach()
         return loss, logs
 
@@ -510,12 +633,17 @@ def adapt(run, config: MADAConfig, domains, warm_state: dict, name: str, selecte
             bank = AnchorBank(fit_anchors(desc, present, config.num_anchors, seed=config.seed),
                               config.anchor_momentum)
         epoch_steps = madav2.epoch_steps(len(domains.target_train), config.adapt_batch_size)
+        class_start = (madav2.initial_class_criterion(domains.num_classes, config.seed)
+                       if config.pseudo_loss == "class_sampled" else None)
         state = AdaptationState(network, bank, teacher=config.mean_teacher, momentum=config.teacher_momentum,
-                                epoch_steps=epoch_steps, epochs=madav2.stage2_epochs(config.adapt2_steps, epoch_steps))
+                                epoch_steps=epoch_steps, epochs=madav2.stage2_epochs(config.adapt2_steps, epoch_steps),
+                                class_start=class_start, cutmix_pool=pseudo_pool if config.cutmix_bank else None)
         cfg2 = _adapt_config(config, config.adapt2_steps)
-        streams = [domains.train, chosen, pseudo_pool] if active else [domains.train, pseudo_pool]
+        named = {"source": domains.train, "active": chosen, "pseudo": pseudo_pool}
+        streams = [named[name] for name in stage2_layout(config, active)]
         data2 = PhaseData(Streams(streams, config.adapt2_steps * cfg2.batch_size,
-                                  (False,) * (len(streams) - 1) + (True,)), domains.test)
+                                  (False,) * (len(streams) - 1) + (True,), with_index=config.cutmix_bank),
+                          domains.test)
         evaluation["stage2"] = run_phase(run, f"{name}_stage2", cfg2, network, data2, callbacks=[state],
                                           step_fn=stage2_step(state, domains.num_classes, active=active),
                                           eval_fn=eval_fn)
