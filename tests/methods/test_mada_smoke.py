@@ -95,10 +95,15 @@ def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path, preset, str
 @pytest.mark.slow
 @pytest.mark.paper_scale
 @pytest.mark.timeout(1800)
-def test_paper_preset_smoke_runs_every_phase_at_the_papers_resolution(tmp_path):
-    """The same smoke at 512 x 1024 (``make test-paper-scale``; about 8 minutes and 17 GB on 2 cores)."""
-    out = _smoke(tmp_path, [])
+@pytest.mark.parametrize("preset, strategy, stage2", [
+    ("paper", "mada", {"ce_source", "ce_active", "ce_pseudo", "anchor"}),
+    ("paper_v2", "madav2", {"ce_active", "ce_consistency", "ce_pseudo", "anchor"}),  # no source, CutMix
+], ids=["paper", "paper_v2"])
+def test_paper_preset_smoke_runs_every_phase_at_the_papers_resolution(tmp_path, preset, strategy, stage2):
+    """The same smoke at 512 x 1024 (``make test-paper-scale``, in CI after the demo; about 7-8 minutes and
+    17.5 GB on 2 cores for each preset)."""
+    out = _smoke(tmp_path, [], preset)
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert tuple(config["image_size"]) == (512, 1024) and config["min_pixels"] == 10  # the preset's own
-    _check_phases(out, "mada")
+    _check_phases(out, strategy, frozenset(stage2))
     assert np.isfinite(pd.read_csv(out / "selection.csv").score).all()
