@@ -80,6 +80,7 @@ def test_paper_preset_smoke_runs_every_phase_for_two_steps(tmp_path, preset, str
             "ohem", "lowest", 51)
         assert (config["stage2_source"], config["pseudo_loss"], config["pseudo_loss_gamma"], config["cutmix_bank"]) == (
             False, "class_sampled", 2.0, True)
+        assert (config["mean_teacher"], config["teacher_batchnorm"]) == (True, "reference")
         stage2 = pd.read_csv(out / "phases" / f"{strategy}_stage2" / "metrics.csv")
         assert "ce_source" not in set(stage2.metric)
         _check_phases(out, strategy, frozenset({"ce_active", "ce_consistency", "ce_pseudo", "anchor"}))

@@ -7,6 +7,7 @@ Seeded inputs; tolerance 1e-6 on losses, exact on labels.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 from types import SimpleNamespace
@@ -200,8 +201,8 @@ def test_stage2_without_source_and_with_the_class_sampled_ce_is_the_references_l
 
 
 def _v2_state_and_config(network, **fields):
-    """MADAv2's stage 2 (no source, class-sampled CE, fixed teacher) on the micro network, the student moved
-    away from its teacher (the reference's fixed stage-1 model)."""
+    """MADAv2's stage 2 (no source, class-sampled CE, fixed teacher) on the micro network, the student's weights
+    and BatchNorm statistics moved away from its teacher's (the reference's fixed stage-1 model)."""
     config = dataclasses.replace(train_module.MADAConfig(), stage2_source=False, pseudo_loss="class_sampled",
                                  active_loss="ohem", ohem_min_kept=100, pseudo_entropy_percent=20.0, mean_teacher=True,
                                  **fields)
@@ -209,29 +210,36 @@ def _v2_state_and_config(network, **fields):
     pool = [(torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(10 + i)), torch.zeros(16, 16).long())
             for i in range(5)] if config.cutmix_bank else None
     state = train_module.AdaptationState(network, None, teacher=True, momentum=1.0, epochs=4, class_start=start,
-                                         cutmix_pool=pool)
+                                         cutmix_pool=pool, copy_buffers=config.teacher_batchnorm == "student")
     with torch.no_grad():
         for p in network.module.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(4)) * 0.1)
+        for b in network.module.buffers():
+            b.add_(0.05 if b.is_floating_point() else 3)
     return state, config, start
 
 
-def test_stage2_with_the_cutmix_bank_trains_on_the_references_composites():
+@pytest.mark.parametrize("teacher_batchnorm", ["student", "reference"])
+def test_stage2_with_the_cutmix_bank_trains_on_the_references_composites(teacher_batchnorm):
     network, images, labels = _micro_step_inputs()
     images, labels = images[:, 1:], labels[:, 1:]  # streams: selected, unlabelled (no source)
-    state, config, start = _v2_state_and_config(network, cutmix_bank=True)
+    state, config, start = _v2_state_and_config(network, cutmix_bank=True, teacher_batchnorm=teacher_batchnorm)
+    live = teacher_batchnorm == "reference"  # step_active_stage2: train mode on the selected images and composites
+    stage1 = copy.deepcopy(state.teacher)  # the stage-1 network, re-run by hand in the reference's order
     y = labels[:, 0].numpy()
     torch.manual_seed(7)  # the same torch draws: class, partner, box, then the two class samplings
     cls = int(torch.multinomial(torch.softmax(1 - start.double(), 0), 1))
     partner = int(torch.randint(5, ()))  # the bank starts empty: any pool image
     with torch.no_grad():
+        teacher_active = stage1.train(live)(images[:, 0])
         pair = torch.stack([images[0, 1], state.cutmix_pool[partner][0]])
-        teacher_pair, teacher_active = state.teacher(pair), state.teacher(images[:, 0])
+        teacher_pair = stage1.eval()(pair)  # the running statistics after the selected images' forward
         y0, x0, y1, x1 = _reference_cutmix_box(teacher_pair[1].argmax(0).numpy(), cls)
         mixed, mixed_teacher = pair.clone(), teacher_pair.clone()
         for i in range(2):  # generate_unsup_data: the box of the other image
             mixed[i, :, y0:y1, x0:x1] = pair[1 - i, :, y0:y1, x0:x1]
             mixed_teacher[i, :, y0:y1, x0:x1] = teacher_pair[1 - i, :, y0:y1, x0:x1]
+        stage1.train(live)(mixed)  # output unused: the running statistics updated
         student = network.module(torch.cat([images[:, 0], mixed])).numpy()
     criterion = start.numpy() * 0.999 + _reference_category_confidence(student[:2], y) * 0.001
     teacher_active, mixed_teacher = teacher_active.numpy(), mixed_teacher.numpy()
@@ -244,6 +252,12 @@ def test_stage2_with_the_cutmix_bank_trains_on_the_references_composites():
     _, logs = step(network, network.module, images, (labels, torch.tensor([index, 0])), config)
     got = [float(logs[k]) for k in ("ce_active", "ce_consistency", "ce_pseudo")]
     assert got == pytest.approx([_reference_ohem(student[:2], y, 0.7, 100), consistency, pseudo], abs=1e-6)
+    state.on_step_end(None, network, logs)  # weights kept (momentum 1); buffers the student's, or the teacher's own
+    assert not state.teacher.training
+    expected = dict((stage1 if live else network.module).named_buffers())
+    for name, buffer in state.teacher.named_buffers():
+        assert torch.allclose(buffer, expected[name], rtol=0, atol=1e-6), name
+    assert all(torch.equal(p, q) for p, q in zip(state.teacher.parameters(), stage1.parameters()))
     for entry, image in ((index, 0), (partner, 1)):  # update_cutmix_bank: classes on >= 0.01 x 16^2 pixels
         counts = np.bincount(teacher_pair[image].argmax(0).numpy().ravel(), minlength=4)
         assert state.cutmix_bank.table[:, entry].tolist() == (counts >= 2.56).tolist()
@@ -256,12 +270,32 @@ def test_with_the_cutmix_bank_the_anchor_loss_sees_the_pair_unmixed():
     state, config, _ = _v2_state_and_config(network, cutmix_bank=True, anchor_weight=0.1)
     state.bank = AnchorBank(anchors)
     torch.manual_seed(0)
-    x, y, chunks, teacher = train_module._stage2_batch(state, config, images[:, 1:], (labels[:, 1:], [2, 0]), True)
+    x, y, chunks, teachers = train_module._stage2_batch(state, config, images[:, 1:], (labels[:, 1:], [2, 0]), True)
     assert chunks == {"active": slice(0, 2), "pseudo": slice(2, 4), "anchor": slice(4, 6)}
-    assert torch.equal(x[:2], images[:, 1]) and torch.equal(x[4], images[0, 2]) and teacher.shape == (2, 4, 16, 16)
+    assert torch.equal(x[:2], images[:, 1]) and torch.equal(x[4], images[0, 2])
+    assert list(teachers) == ["pseudo"] and teachers["pseudo"].shape == (2, 4, 16, 16)
     assert bool((y[2:] == 255).all()) and torch.equal(x[2:4].sum(0), x[4:6].sum(0))  # a swap: the pair's sum stays
     with pytest.raises(ValidationError, match="cutmix_bank"):
         train_module.MADAConfig(cutmix_bank=True)
+
+
+def test_a_reference_teacher_forwards_one_image_in_eval_mode_and_is_left_in_eval_mode():
+    network, images, _ = _micro_step_inputs()
+    state, config, _ = _v2_state_and_config(network, teacher_batchnorm="reference")
+    stage1 = copy.deepcopy(state.teacher)
+    with torch.no_grad():
+        eval_logits, train_logits = stage1(images[:1, 1]), copy.deepcopy(stage1).train()(images[:, 1])
+    got = train_module._teacher_forward(state, images[:1, 1], batch_statistics=True)  # one image: eval mode
+    assert torch.equal(got, eval_logits) and not state.teacher.training
+    assert all(torch.equal(b, c) for b, c in zip(state.teacher.buffers(), stage1.buffers()))
+    got = train_module._teacher_forward(state, images[:, 1], batch_statistics=True)  # two: batch statistics
+    assert torch.allclose(got, train_logits, rtol=0, atol=1e-6) and not state.teacher.training
+    assert int(state.teacher.layer1[1].num_batches_tracked) == 1
+    x, _, _, teachers = train_module._stage2_batch(state, config, images[:, 1:], images[:, 1:, 0].long(), True)
+    assert list(teachers) == ["active"]  # the selected images' train-mode forward, whatever the loss
+    assert int(state.teacher.layer1[1].num_batches_tracked) == 2
+    with pytest.raises(ValidationError, match="teacher_batchnorm"):
+        train_module.MADAConfig(teacher_batchnorm="reference")
 
 
 def test_defaults_keep_todays_stage2_and_bad_values_are_refused_by_name():
@@ -294,7 +328,8 @@ def test_paper_v2_preset_is_the_paper_preset_with_madav2s_stage_2():
                        "teacher_momentum": 1.0, "anchor_start_epoch": 51, "pseudo_entropy_percent": 20.0,
                        "pseudo_entropy_drop": "lowest", "active_loss": "ohem", "ohem_thresh": 0.7,
                        "ohem_min_kept": 100000, "stage2_source": False, "pseudo_loss": "class_sampled",
-                       "pseudo_loss_gamma": 2.0, "cutmix_bank": True}
+                       "pseudo_loss_gamma": 2.0, "cutmix_bank": True, "teacher_batchnorm": "reference"}
     assert set(paper) <= set(v2)
     config = resolve_config(spec, "paper_v2")
     assert (config.active_loss, config.anchor_start_epoch, config.pseudo_entropy_percent) == ("ohem", 51, 20.0)
+    assert config.teacher_batchnorm == "reference" and train_module.MADAConfig().teacher_batchnorm == "student"

@@ -158,6 +158,15 @@ class MADAConfig(TrainConfig):
     mean_teacher : bool
         Pseudo-labels from an EMA teacher of the student (MADAv2's stage 2).
     teacher_momentum : float
+    teacher_batchnorm : {"student", "reference"}
+        The mean teacher's BatchNorm: always in eval mode, the student's buffers (running statistics)
+        copied into it after every step (``student``); or its own (``reference``, MADAv2's
+        ``step_active_stage2``; needs ``mean_teacher``): each step the selected images forwarded in
+        train mode first (their teacher logits from batch statistics, running statistics updated;
+        dropout active too, as the reference's ``.train()``), then the pseudo-labelled images in eval
+        mode, then with ``cutmix_bank`` the 2 composites in train mode (output unused), and never a
+        buffer copy. A stream of one image (``--smoke``) is forwarded in eval mode: torchvision's ASPP
+        image-pooling BatchNorm cannot train on one image.
     pseudo_labels : {"unselected_upsampled", "reference"}
         Stage 2's pseudo-label stream: the unselected target images, CE at image resolution
         (logits upsampled); or (``reference``, the reference code's) every target training image,
@@ -206,13 +215,14 @@ class MADAConfig(TrainConfig):
     pseudo_threshold: float = 0.0
     mean_teacher: bool = False
     teacher_momentum: float = 0.99
+    teacher_batchnorm: str = "student"
     pseudo_labels: str = "unselected_upsampled"
     eval_labels: str = "resized"
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         **TrainConfig.CHOICES, "selection": STRATEGIES, "source_descriptors": ("label", "label_and_prediction"),
         "pseudo_entropy_drop": madav2.ENTROPY_DROPS, "active_loss": madav2.ACTIVE_LOSSES,
-        "pseudo_loss": madav2.PSEUDO_LOSSES,
+        "pseudo_loss": madav2.PSEUDO_LOSSES, "teacher_batchnorm": ("student", "reference"),
         "dataset": ("scenes", "gta5_cityscapes", "synthia_cityscapes"),
         "pseudo_labels": ("unselected_upsampled", "reference"), "eval_labels": ("resized", "full_resolution")}
     #: ``--smoke`` (:mod:`workbench.training.smoke`): one image per adaptation stream (stage 2 still
@@ -232,6 +242,9 @@ class MADAConfig(TrainConfig):
         if self.cutmix_bank and not (self.mean_teacher and self.pseudo_loss == "class_sampled"):
             raise ValidationError("config field 'cutmix_bank' is true; it needs 'mean_teacher: true' and "
                                   "'pseudo_loss: class_sampled' (the reference's combination, the only one built)")
+        if self.teacher_batchnorm == "reference" and not self.mean_teacher:
+            raise ValidationError("config field 'teacher_batchnorm' is 'reference'; it needs 'mean_teacher: true' "
+                                  "(the BatchNorm of a teacher)")
         if not 0 <= self.pseudo_entropy_percent <= 100:
             raise ValidationError(f"config field 'pseudo_entropy_percent' is {self.pseudo_entropy_percent}; "
                                   "expected a percentage in [0, 100]")
@@ -333,11 +346,15 @@ def stage1_step(network, module, images, labels, config):
 class AdaptationState(Callback):
     """Stage 2's state: the EMA target anchors, the optional mean teacher and CutMix bank (checkpointed),
     the class criterion's fixed start (C,) of ``pseudo_loss: class_sampled`` (a function of the seed) and
-    the pool the CutMix partners come from (``cutmix_pool``: with it, a bank over its items)."""
+    the pool the CutMix partners come from (``cutmix_pool``: with it, a bank over its items). After each step
+    the teacher's weights are EMA'd towards the student's and, with ``copy_buffers``, its buffers copied from
+    the student's (``teacher_batchnorm: student``)."""
 
     def __init__(self, network, bank: AnchorBank | None, *, teacher: bool, momentum: float, epoch_steps: int = 1,
-                 epochs: int = 1, class_start: torch.Tensor | None = None, cutmix_pool: Dataset | None = None):
+                 epochs: int = 1, class_start: torch.Tensor | None = None, cutmix_pool: Dataset | None = None,
+                 copy_buffers: bool = True):
         self.bank, self.class_start, self.cutmix_pool = bank, class_start, cutmix_pool
+        self.copy_buffers = copy_buffers
         self.cutmix_bank = None if cutmix_pool is None else CutMixBank(len(class_start), len(cutmix_pool))
         self.momentum = float(momentum)
         self.epoch_steps, self.epochs, self.step = int(epoch_steps), int(epochs), 0  # the stage's epoch clock
@@ -362,6 +379,8 @@ class AdaptationState(Callback):
         student = dict(_seg_net(network).named_parameters())
         for name, p in self.teacher.named_parameters():
             p.mul_(self.momentum).add_(student[name].detach(), alpha=1 - self.momentum)
+        if not self.copy_buffers:
+            return
         student_buffers = dict(_seg_net(network).named_buffers())
         for name, b in self.teacher.named_buffers():
             b.copy_(student_buffers[name])
@@ -398,8 +417,21 @@ def _teacher_logits(state: AdaptationState, images: torch.Tensor, scores: torch.
     resolution), or without a teacher the student's own ``scores``."""
     if state.teacher is None:
         return scores.detach()
-    with torch.no_grad():
-        return (state.teacher.forward_features(images)[1] if at_stride else state.teacher(images)).float()
+    return _teacher_forward(state, images, at_stride=at_stride)
+
+
+def _teacher_forward(state: AdaptationState, images: torch.Tensor, *, at_stride: bool = False,
+                     batch_statistics: bool = False) -> torch.Tensor:
+    """The mean teacher's logits (N, C, h, w) of ``images`` (N, 3, H, W), float, without gradient, at the output
+    stride or image resolution. ``batch_statistics``: in train mode (BatchNorm on the batch's statistics, its
+    running statistics updated: ``teacher_batchnorm: reference``), except for one image (eval mode: torchvision's
+    ASPP image-pooling BatchNorm cannot train on one). The teacher is left in eval mode."""
+    state.teacher.train(batch_statistics and len(images) > 1)
+    try:
+        with torch.no_grad():
+            return (state.teacher.forward_features(images)[1] if at_stride else state.teacher(images)).float()
+    finally:
+        state.teacher.eval()
 
 
 def _filtered_pseudo_labels(state: AdaptationState, config: MADAConfig, teacher: torch.Tensor) -> torch.Tensor:
@@ -408,11 +440,12 @@ def _filtered_pseudo_labels(state: AdaptationState, config: MADAConfig, teacher:
 
 
 def _pseudo_terms(state: AdaptationState, config: MADAConfig, x, y, logits, low, chunks,
-                  pseudo_teacher=None) -> dict[str, torch.Tensor]:
+                  teachers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Stage 2's losses on teacher labels: ``ce_pseudo`` on the pseudo stream and, with ``pseudo_loss:
     class_sampled``, ``ce_consistency`` on the selected images against the teacher's argmax (the
-    reference's two consistency terms, selected images first, at image resolution). ``pseudo_teacher``:
-    the pseudo stream's teacher logits when already made (the CutMix composites')."""
+    reference's two consistency terms, selected images first, at image resolution). ``teachers``: the
+    chunks' teacher logits already made (``active`` with ``teacher_batchnorm: reference``, ``pseudo`` the
+    CutMix composites'), by chunk name."""
     t = chunks["pseudo"]
     if config.pseudo_loss == "ce":
         at_stride = config.pseudo_labels == "reference"  # the reference's CE: output-stride logits, their argmax
@@ -425,28 +458,32 @@ def _pseudo_terms(state: AdaptationState, config: MADAConfig, x, y, logits, low,
                   else torch.zeros(logits.shape[1], device=logits.device))
     criterion = madav2.class_criterion(state.class_start, confidence)
     if a is not None:
-        teacher = _teacher_logits(state, x[a], logits[a], False)
+        teacher = teachers["active"] if "active" in teachers else _teacher_logits(state, x[a], logits[a], False)
         terms["ce_consistency"] = madav2.class_sampled_cross_entropy(logits[a], teacher, teacher.argmax(1),
                                                                      criterion, gamma)
-    teacher = _teacher_logits(state, x[t], logits[t], False) if pseudo_teacher is None else pseudo_teacher
+    teacher = teachers["pseudo"] if "pseudo" in teachers else _teacher_logits(state, x[t], logits[t], False)
     target = _filtered_pseudo_labels(state, config, teacher)
     terms["ce_pseudo"] = madav2.class_sampled_cross_entropy(logits[t], teacher, target, criterion, gamma)
     return terms
 
 
-def _cutmix_pair(state: AdaptationState, image: torch.Tensor, index: int):
+def _cutmix_pair(state: AdaptationState, config: MADAConfig, image: torch.Tensor, index: int):
     """The reference's ACM on one pseudo-stream image (3, H, W), item ``index`` of the pool: a partner drawn
-    through the class bank, the teacher's logits of both, both bank entries rewritten, the box swapped.
-    Returns the composites (2, 3, H, W), their mixed teacher logits (2, C, H, W) and the pair unmixed."""
+    through the class bank, the teacher's logits of both (eval mode), both bank entries rewritten, the box
+    swapped; with ``teacher_batchnorm: reference`` the teacher then forwards the composites in train mode
+    (output unused: its running statistics updated, as the reference's). Returns the composites
+    (2, 3, H, W), their mixed teacher logits (2, C, H, W) and the pair unmixed."""
     partner_index, cls = state.cutmix_bank.draw(state.class_start)
     pair = torch.stack([image, state.cutmix_pool[partner_index][0].to(image.device)])
-    with torch.no_grad():  # cutmix_bank needs the mean teacher (config check)
-        teacher = state.teacher(pair).float()
+    teacher = _teacher_forward(state, pair)  # cutmix_bank needs the mean teacher (config check)
     predicted = teacher.argmax(1)
     mask = box_mask(predicted.shape[-2:], cutmix_box(predicted[1], cls), image.device)
     state.cutmix_bank.update(index, predicted[0])
     state.cutmix_bank.update(partner_index, predicted[1])
-    return swap_box(pair, mask), swap_box(teacher, mask), pair
+    mixed = swap_box(pair, mask)
+    if config.teacher_batchnorm == "reference":
+        _teacher_forward(state, mixed, batch_statistics=True)
+    return mixed, swap_box(teacher, mask), pair
 
 
 def _anchor_on(state: AdaptationState, config: MADAConfig) -> bool:
@@ -455,15 +492,19 @@ def _anchor_on(state: AdaptationState, config: MADAConfig) -> bool:
 
 
 def _stage2_batch(state: AdaptationState, config: MADAConfig, images, targets, active: bool):
-    """The step's images (B, 3, H, W), labels (B, H, W), chunks (name -> slice) and the pseudo chunk's
-    teacher logits (``None`` unless made here) from an (N, S, 3, H, W) batch in :func:`stage2_layout`'s
-    order. With ``cutmix_bank`` the pseudo chunk is the 2 composites of its first image (``targets``:
-    (labels, pool indices)) and the chunk ``anchor`` the pair unmixed; else ``anchor`` is the pseudo chunk."""
+    """The step's images (B, 3, H, W), labels (B, H, W), chunks (name -> slice) and the teacher logits made
+    here, by chunk name, from an (N, S, 3, H, W) batch in :func:`stage2_layout`'s order. With ``cutmix_bank``
+    the pseudo chunk is the 2 composites of its first image (``targets``: (labels, pool indices)) and the
+    chunk ``anchor`` the pair unmixed; else ``anchor`` is the pseudo chunk. With ``teacher_batchnorm:
+    reference`` the teacher's train-mode forward of the selected images comes first, every step (whether or
+    not the loss uses it), as the reference's."""
     labels, indices = targets if config.cutmix_bank else (targets, None)
     parts = {name: (images[:, i], labels[:, i]) for i, name in enumerate(stage2_layout(config, active))}
-    teacher = None
+    teachers = {}
+    if config.teacher_batchnorm == "reference" and active:
+        teachers["active"] = _teacher_forward(state, parts["active"][0], batch_statistics=True)
     if config.cutmix_bank:
-        mixed, teacher, pair = _cutmix_pair(state, images[0, -1], int(indices[0]))
+        mixed, teachers["pseudo"], pair = _cutmix_pair(state, config, images[0, -1], int(indices[0]))
         unlabelled = torch.full((2, *labels.shape[-2:]), IGNORE, dtype=labels.dtype, device=labels.device)
         parts["pseudo"] = (mixed, unlabelled)
         if _anchor_on(state, config):
@@ -473,7 +514,7 @@ def _stage2_batch(state: AdaptationState, config: MADAConfig, images, targets, a
         chunks[name], start = slice(start, start + len(part)), start + len(part)
     chunks.setdefault("anchor", chunks["pseudo"])
     x = torch.cat([part for part, _ in parts.values()])
-    return x, torch.cat([part for _, part in parts.values()]), chunks, teacher
+    return x, torch.cat([part for _, part in parts.values()]), chunks, teachers
 
 
 def _anchor_term(state: AdaptationState, config: MADAConfig, features, low, num_classes: int):
@@ -491,7 +532,7 @@ def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
     """``step_fn`` of stage 2 on (N, S, 3, H, W) batches, streams in :func:`stage2_layout`'s order."""
 
     def step(network, module, images, targets, config):
-        x, y, chunks, pseudo_teacher = _stage2_batch(state, config, images, targets, active)
+        x, y, chunks, teachers = _stage2_batch(state, config, images, targets, active)
         features, low = module(x, return_features=True)  # through DDP's wrapper: gradients synced
         logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False).float()
         terms = {}
@@ -499,7 +540,7 @@ def stage2_step(state: AdaptationState, num_classes: int, *, active: bool):
             terms["ce_source"] = F.cross_entropy(logits[chunks["source"]], y[chunks["source"]], ignore_index=IGNORE)
         terms["ce_active"] = (madav2.active_loss(logits[chunks["active"]], y[chunks["active"]], config) if active
                               else logits.sum() * 0)
-        terms.update(_pseudo_terms(state, config, x, y, logits, low, chunks, pseudo_teacher))
+        terms.update(_pseudo_terms(state, config, x, y, logits, low, chunks, teachers))
         loss = sum(terms.values())
         logs = {name: value.detach() for name, value in terms.items()}
         shown = chunks.get("active", chunks.get("source"))  # pixel accuracy on the labelled target (or source) chunk
@@ -637,7 +678,8 @@ def adapt(run, config: MADAConfig, domains, warm_state: dict, name: str, selecte
                        if config.pseudo_loss == "class_sampled" else None)
         state = AdaptationState(network, bank, teacher=config.mean_teacher, momentum=config.teacher_momentum,
                                 epoch_steps=epoch_steps, epochs=madav2.stage2_epochs(config.adapt2_steps, epoch_steps),
-                                class_start=class_start, cutmix_pool=pseudo_pool if config.cutmix_bank else None)
+                                class_start=class_start, cutmix_pool=pseudo_pool if config.cutmix_bank else None,
+                                copy_buffers=config.teacher_batchnorm == "student")
         cfg2 = _adapt_config(config, config.adapt2_steps)
         named = {"source": domains.train, "active": chosen, "pseudo": pseudo_pool}
         streams = [named[name] for name in stage2_layout(config, active)]
