@@ -59,8 +59,9 @@ def run_tiny(method: str, seed: int, out: Path, *, report: bool, extra: list[str
     The record ``{"seed", "report", "wall_s", "cpu_s", "load_at_start"}`` (CPU seconds of this
     child alone, ``os.wait4``) and the run's ``arguments`` (``extra`` then ``overrides``) are kept in
     ``out/seedSEED.timing.json``. A finished run (its card, and its report when ``report``) is reused
-    only when that record names the same arguments; otherwise it is trained again. The run gets ``threads`` threads (``OMP_NUM_THREADS``, unless set already; None:
-    the environment as it is), reads the neural data of its report from
+    only when that record names the same arguments; otherwise it is trained again. The run gets
+    ``threads`` threads (``OMP_NUM_THREADS``, unless set already; None: the environment as it
+    is), reads the neural data of its report from
     ``$WORKBENCH_DATA_MIRROR`` (default :data:`MIRROR` when it exists) and writes its output
     to ``out/seedSEED.log``. A failing run raises with the command and the log's tail; with
     ``report_may_fail``, a run that failed after writing its card only prints a warning.

@@ -112,6 +112,8 @@ def test_the_bank_is_rewritten_and_drawn_as_the_reference():
     draws = [bank.draw(criterion) for _ in range(3000)]
     for index, cls in draws:  # an image whose entry holds the class, or any image when none does
         assert bank.table[cls, index] or not bank.table[cls].any()
+    shared = [index for index, cls in draws if bank.table[cls, [3, 7]].all()]  # uniform among the holders
+    assert len(shared) > 1000 and np.mean(np.array(shared) == 3) == pytest.approx(0.5, abs=0.05)
     counts = np.bincount([cls for _, cls in draws], minlength=6) / len(draws)
     assert counts == pytest.approx(expected_p, abs=0.03)
 

@@ -176,6 +176,18 @@ def test_class_sampling_keeps_each_predicted_class_at_its_rate():
     assert kept.tolist() == pytest.approx([1.0, 0.5, 0.25, 0.0], abs=0.02)
 
 
+def test_category_confidence_is_the_references_over_the_whole_batch():
+    # the step tests see it only through criterion's 0.001 x: checked here on its own
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 5, 8, 12, generator=g)
+    labels = torch.randint(0, 4, (3, 8, 12), generator=g)  # class 4 absent
+    labels[:, :2] = 255
+    got = madav2.category_confidence(logits, labels)
+    expected = _reference_category_confidence(logits.numpy(), labels.numpy())
+    assert got.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    assert float(got[4]) == 0 and (got[:4] > 0).all()
+
+
 def test_stage2_without_source_and_with_the_class_sampled_ce_is_the_references_loss():
     network, images, labels = _micro_step_inputs()
     images, labels = images[:, 1:], labels[:, 1:]  # streams: selected, unlabelled (no source)

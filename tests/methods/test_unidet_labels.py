@@ -102,3 +102,28 @@ def test_csv_errors_name_the_line(tmp_path):
         read_label_space(write(tmp_path, "kind,dataset,label,target\nedge,,a,b\n", "map.csv"), {})
     with pytest.raises(ValidationError, match=r"map.csv has the header \['a', 'b'\]"):
         read_label_space(write(tmp_path, "a,b\n", "map.csv"), {})
+
+
+def test_transitive_closure_equals_reachability_by_walking_the_parents():
+    """A chain, a label with two parents and a 2-cycle: every label reachable upwards is an
+    ancestor, none is its own (the cycle's diagonal cleared), against a walk done by hand."""
+    from workbench.methods.unidet.labels import transitive_closure
+
+    edges = [(1, 0), (2, 1), (3, 2), (3, 4), (4, 5), (5, 4), (6, 6)]
+    parents = np.zeros((7, 7), bool)
+    for child, parent in edges:
+        parents[child, parent] = True
+    expected = np.zeros((7, 7), bool)
+    for start in range(7):
+        stack = [p for c, p in edges if c == start]
+        while stack:
+            node = stack.pop()
+            if not expected[start, node]:
+                expected[start, node] = True
+                stack += [p for c, p in edges if c == node]
+    np.fill_diagonal(expected, False)
+    closure = transitive_closure(parents)
+    assert np.array_equal(closure, expected)
+    assert sorted(map(tuple, np.argwhere(closure[3]))) == [(0,), (1,), (2,), (4,), (5,)]
+    assert closure[4, 5] and closure[5, 4] and not closure.diagonal().any()
+    assert parents.sum() == len(edges)  # the input is left as it was

@@ -1,6 +1,6 @@
 """Warm-up counted in optimiser steps (mmcv's linear warm-up) and mmcv's cyclic schedule (lr and momentum),
 shared by every method: the lr at chosen steps against the formulas written out, the errors, the momentum the
-loop sets, and a resume mid-warm-up."""
+loop sets, and runs resumed mid-warm-up and mid-cycle."""
 
 from __future__ import annotations
 
@@ -130,13 +130,13 @@ class StopAt(Callback):
             raise KeyboardInterrupt
 
 
-def _fit(tmp_path, name: str, *, resume: bool = False, callbacks=()):
+def _fit(tmp_path, name: str, *, resume: bool = False, callbacks=(), **schedule):
     x = torch.randn(16, 4, generator=torch.Generator().manual_seed(3))
     y = (x[:, 0] > 0).long()
     data = SimpleNamespace(train=TensorDataset(x, y), test=TensorDataset(x, y))
-    config = TrainConfig(epochs=2, batch_size=4, optimizer="sgd", lr=0.5, momentum=0.9, scheduler="multistep",
-                         milestones=(1,), warmup_steps=6, warmup_start_factor=0.1, log_every=1, checkpoint_every=1,
-                         augment=False)
+    schedule = schedule or {"scheduler": "multistep", "milestones": (1,), "warmup_steps": 6, "warmup_start_factor": 0.1}
+    config = TrainConfig(epochs=2, batch_size=4, optimizer="sgd", lr=0.5, momentum=0.9, log_every=1,
+                         checkpoint_every=1, augment=False, **schedule)
     torch.manual_seed(0)
     network = Network("linear", {}, "cnn", nn.Linear(4, 2), (), 1)
     run = RunDir(tmp_path / name)
@@ -159,3 +159,16 @@ def test_a_run_resumed_mid_warmup_continues_on_the_same_lr_curve(tmp_path):
     assert lrs == pytest.approx(expected, rel=1e-12)
     for a, b in zip(whole_net.module.parameters(), resumed_net.module.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_run_resumed_mid_cycle_continues_the_cyclic_lr_and_momentum(tmp_path):
+    cyclic = {"scheduler": "cyclic", "cycles": 2, "cyclic_momentum": 0.8}  # cycles of 4 steps, 1 up
+    whole, whole_net = _fit(tmp_path, "whole", **cyclic)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, "stopped", callbacks=[StopAt(3)], **cyclic)
+    assert load_verified(tmp_path / "stopped" / "checkpoints" / "last.pt")["step"] == 2  # inside the first cycle
+    resumed, resumed_net = _fit(tmp_path, "stopped", resume=True, **cyclic)
+    lrs = [value for step, _, split, metric, value in resumed.rows if metric == "lr"]
+    assert lrs == pytest.approx([mmcv_cyclic(s, 0.5, 8, 2) for s in range(1, 9)], rel=1e-12)
+    for a, b in zip(whole_net.module.parameters(), resumed_net.module.parameters()):
+        assert torch.equal(a, b)  # the momentum of every step as well: the updates are the same

@@ -30,7 +30,7 @@ from workbench.errors import ValidationError
 from workbench.models._layers import children
 from workbench.models.preprocessing import Preprocessing
 from workbench.models.registry import Architecture, ModelEntry
-from workbench.models.weights import WeightsSource, ensure_hub_file
+from workbench.models.weights import WeightsSource, ensure_hub_file, fetched
 from workbench.validation import did_you_mean
 
 HUB_PREFIXES = ("timm", "torchvision")
@@ -217,11 +217,9 @@ def _torchvision_entry(name: str, model: str) -> tuple[str, Callable, str]:
     family = "vit" if model.startswith(_TORCHVISION_VIT) else "cnn"
 
     def factory(pretrained: bool = False) -> Architecture:
-        if pretrained:
-            ensure_hub_file(weights.url)  # clear offline error; torchvision then reads the file
         # RegNet computes its widths with tensors: on the meta device it raises
         # NotImplementedError, and registry.light_architecture builds it on the CPU instead
-        net = tvm.get_model(model, weights=weights if pretrained else None)
+        net = tvm.get_model(model, weights=fetched(weights) if pretrained else None)
         layers, channels_last = torchvision_layers(net, model)
         return Architecture(net, layers, _torchvision_preprocessing(weights), channels_last=channels_last)
 

@@ -90,7 +90,8 @@ def build_backbone(kind: str, widths: tuple[int, ...] = (), blocks: int = 1, pre
         raise ValidationError(f"backbone {kind!r} is unknown; expected 'small', 'resnet50' or 'resnet101'")
     import torchvision.models as tvm
 
-    net = getattr(tvm, kind)(weights=fetched(getattr(tvm, RESNETS[kind]).IMAGENET1K_V1) if pretrained_backbone else None)
+    weights = fetched(getattr(tvm, RESNETS[kind]).IMAGENET1K_V1) if pretrained_backbone else None
+    net = getattr(tvm, kind)(weights=weights)
     first = net.layer4[0]  # last stride 1 (the reference's LAST_STRIDE = 1), no dilation
     first.conv2.stride = (1, 1)
     first.downsample[0].stride = (1, 1)

@@ -51,7 +51,7 @@ class CutMixBank:
     def update(self, index: int, predicted: torch.Tensor) -> None:
         """Rewrite image ``index``'s entry from its predicted classes (H, W)."""
         counts = torch.bincount(predicted.flatten().cpu(), minlength=self.table.shape[0])[:self.table.shape[0]]
-        self.table[:, index] = (counts > 0) & (counts >= BANK_AREA * predicted.shape[-1] ** 2)
+        self.table[:, index] = counts >= BANK_AREA * predicted.shape[-1] ** 2  # > 0: only present classes
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"table": self.table.clone()}
